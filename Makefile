@@ -1,0 +1,75 @@
+# hearth — build, run, test.  `make run` boots the bundled guest; `make test` runs every suite.
+CC      ?= gcc
+BUILD   ?= build
+VERSION := 0.1.0
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP \
+           -DHEARTH_VERSION='"$(VERSION)"'
+LDLIBS  += -lpthread
+
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRCS  := $(filter-out vmm/main.c,$(wildcard vmm/*.c virtio/*.c api/*.c seccomp/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+HEARTH    := $(BUILD)/hearth
+GUESTS    := $(BUILD)/guests
+PYTEST    := /usr/bin/python3 -m pytest
+
+.PHONY: all run test unit integration asan guests clean deps format bench
+all: $(HEARTH) guests
+
+$(HEARTH): $(BUILD)/vmm/main.o $(BUILD)/libhearth.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libhearth.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhearth.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhearth.a -lcmocka $(LDLIBS)
+
+guests:
+	$(MAKE) -C resources/guests OUT=$(abspath $(GUESTS))
+
+# Build hearth and the bundled guest, then boot it.
+run: all
+	$(HEARTH) --kernel $(GUESTS)/hello.elf --cmdline "hello from make run"
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: all
+	HEARTH_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
+
+test: unit integration
+
+# The same suites under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build/asan SAN=1 test
+
+bench: all
+	bench/boot.sh
+
+# Debian packages needed to build and test (run as root).
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root"; exit 1; fi
+	.ci/install-deps
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,152 @@
+/*
+ * testguest: a guest for hearth's integration tests. It prints "testguest: ready", then
+ * performs the actions named on its command line, in order, and exits with status 0 when
+ * they run out:
+ *
+ *   exit=N          exit with status N (0..255)
+ *   print=WORD      print "testguest: WORD"
+ *   banner          print "testguest: <mem> MiB RAM (<n> map entries), <cpus> CPU(s),
+ *                   cmdline "<cmdline>"" (the information hello prints)
+ *   spin            loop forever with interrupts disabled
+ *   halt            cli; hlt forever (the VM idles)
+ *   triple          triple fault: load an IDT with a zero limit, then ud2
+ *   reset           write 0xfe to the i8042 command port; exit 99 if that returns
+ *   int3            int3 with a zero-limit IDT (a triple fault on real hardware);
+ *                   exit 97 if execution somehow continues
+ *   echo            echo COM1 input back until a 'q' (not echoed), then print
+ *                   "testguest: echo done" on a line of its own
+ *   readport=PORT   inb from PORT (decimal or 0x hex) and print
+ *                   "testguest: port 0xNNNN = 0xVV"
+ *
+ * Tokens whose key contains a '.' (kernel-style parameters such as virtio_mmio.device=...,
+ * which a VMM may append) are skipped. Any other unknown or malformed token prints
+ * "testguest: unknown action <tok>" and exits with status 98.
+ */
+#include "rt.h"
+
+#define EXIT_UNKNOWN_ACTION 98
+#define EXIT_RESET_FAILED   99
+#define EXIT_FAULT_RETURNED 97
+
+#define LSR_DATA_READY 0x01
+
+struct idt_ptr {
+	uint16_t limit;
+	uint64_t base;
+} __attribute__((packed));
+
+static void load_empty_idt(void)
+{
+	static const struct idt_ptr empty = {0, 0};
+
+	__asm__ volatile("lidt %0" : : "m"(empty));
+}
+
+static _Noreturn void spin(void)
+{
+	__asm__ volatile("cli");
+	for (;;)
+		__asm__ volatile("" ::: "memory");
+}
+
+static _Noreturn void triple_fault(void)
+{
+	load_empty_idt();
+	for (;;)
+		__asm__ volatile("ud2");
+}
+
+static _Noreturn void breakpoint(void)
+{
+	load_empty_idt();
+	__asm__ volatile("int3");
+	con_puts("testguest: int3 returned");
+	guest_exit(EXIT_FAULT_RETURNED);
+}
+
+static _Noreturn void reset(void)
+{
+	outb(RT_PORT_I8042_CMD, 0xfe);
+	con_puts("testguest: reset via i8042 did not happen");
+	guest_exit(EXIT_RESET_FAILED);
+}
+
+static void echo(void)
+{
+	char last = '\n';
+
+	for (;;) {
+		char c;
+
+		while (!(inb(RT_PORT_COM1_LSR) & LSR_DATA_READY))
+			;
+		c = (char)inb(RT_PORT_COM1);
+		if (c == 'q')
+			break;
+		outb(RT_PORT_COM1, (uint8_t)c);
+		last = c;
+	}
+	if (last != '\n')
+		con_write("\n", 1);
+	con_puts("testguest: echo done");
+}
+
+static _Noreturn void unknown(const struct token *tok)
+{
+	con_printf("testguest: unknown action %.*s\n", (int)tok->len, tok->s);
+	guest_exit(EXIT_UNKNOWN_ACTION);
+}
+
+/* A kernel-style "module.param=value" (or "module.flag") token. */
+static bool is_foreign_param(const struct token *tok)
+{
+	const char *eq = rt_memchr(tok->s, '=', tok->len);
+	size_t key_len = eq ? (size_t)(eq - tok->s) : tok->len;
+
+	return rt_memchr(tok->s, '.', key_len) != NULL;
+}
+
+static void run(const struct hvm_start_info *si, const struct token *tok)
+{
+	struct token val;
+	uint64_t n;
+
+	if (rt_token_value(tok, "exit", &val)) {
+		if (!rt_parse_u64(&val, &n) || n > 255)
+			unknown(tok);
+		guest_exit((int)n);
+	} else if (rt_token_value(tok, "print", &val)) {
+		con_printf("testguest: %.*s\n", (int)val.len, val.s);
+	} else if (rt_token_is(tok, "banner")) {
+		rt_print_banner("testguest: ", si);
+	} else if (rt_token_is(tok, "spin")) {
+		spin();
+	} else if (rt_token_is(tok, "halt")) {
+		guest_halt();
+	} else if (rt_token_is(tok, "triple")) {
+		triple_fault();
+	} else if (rt_token_is(tok, "reset")) {
+		reset();
+	} else if (rt_token_is(tok, "int3")) {
+		breakpoint();
+	} else if (rt_token_is(tok, "echo")) {
+		echo();
+	} else if (rt_token_value(tok, "readport", &val)) {
+		if (!rt_parse_u64(&val, &n) || n > 0xffff)
+			unknown(tok);
+		con_printf("testguest: port 0x%04x = 0x%02x\n", (unsigned)n, inb((uint16_t)n));
+	} else if (!is_foreign_param(tok)) {
+		unknown(tok);
+	}
+}
+
+void guest_main(struct hvm_start_info *si)
+{
+	const char *cmdline = rt_cmdline(si);
+	const char *pos = cmdline, *end = cmdline + rt_strnlen(cmdline, RT_CMDLINE_MAX);
+	struct token tok;
+
+	con_puts("testguest: ready");
+	while (rt_next_token(&pos, end, &tok))
+		run(si, &tok);
+}

@@ -1,0 +1,64 @@
+"""Shared fixtures: paths to the built hearth and guests, and a runner."""
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("HEARTH_BUILD", ROOT / "build"))
+HEARTH = BUILD / "hearth"
+GUESTS = BUILD / "guests"
+
+# Exit statuses (vmm/exit_codes.h, hearth --help).
+EXIT_USAGE = 240
+EXIT_BAD_IMAGE = 241
+EXIT_VMM_ERROR = 242
+EXIT_TRIPLE_FAULT = 243
+EXIT_KVM_ERROR = 244
+EXIT_TIMEOUT = 245
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run_hearth(*args, timeout=60, input=None, env=None):
+    """Run hearth with `args`; return exit code, stdout and stderr as text."""
+    p = subprocess.run(
+        [str(HEARTH), *map(str, args)],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
+    return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+
+
+@pytest.fixture(scope="session")
+def hearth():
+    assert HEARTH.exists(), f"{HEARTH} not built (make all)"
+    return run_hearth
+
+
+@pytest.fixture(scope="session")
+def guest():
+    def path(name):
+        p = GUESTS / f"{name}.elf"
+        assert p.exists(), f"{p} not built (make guests)"
+        return p
+
+    return path
+
+
+def host_mmu():
+    """The host MMU as hearth reports it (first word after 'host mmu:')."""
+    out = subprocess.run([str(HEARTH), "--version"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("host mmu:"):
+            return line.split()[2]
+    return "unknown"

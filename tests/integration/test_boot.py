@@ -1,0 +1,251 @@
+"""Boot the bundled guests with the real binary and check what they print and how they end."""
+import os
+import re
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import (EXIT_BAD_IMAGE, EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_TRIPLE_FAULT,
+                      EXIT_USAGE, HEARTH, host_mmu)
+
+BANNER = re.compile(r'(\d+) MiB RAM \((\d+) map entries\), (\S+) CPU\(s\), cmdline "([^"]*)"')
+
+
+def banner(text):
+    m = BANNER.search(text)
+    assert m, f"no banner in {text!r}"
+    return int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
+
+
+def test_hello_boots_and_prints_its_banner(hearth, guest):
+    r = hearth("--kernel", guest("hello"), "--cmdline", "hi there")
+    assert r.code == 0, r.err
+    assert "hello from hearth:" in r.out
+    mem, entries, cpus, cmdline = banner(r.out)
+    # RAM in the map: [0, 0x9fc00) and [1 MiB, 128 MiB): 127.6 MiB, printed as 127.
+    assert (mem, entries, cpus, cmdline) == (127, 3, "1", "hi there")
+    assert "guest exited with status 0" in r.err
+    assert "host mmu:" in r.err
+
+
+@pytest.mark.parametrize("mem,expect_mem,expect_entries", [(16, 15, 3), (512, 511, 3),
+                                                           (3072, 3071, 3), (4096, 4095, 4)])
+def test_memory_size_reaches_the_guest(hearth, guest, mem, expect_mem, expect_entries):
+    r = hearth("--kernel", guest("hello"), "--mem", mem)
+    assert r.code == 0, r.err
+    got_mem, entries, _, _ = banner(r.out)
+    assert (got_mem, entries) == (expect_mem, expect_entries)
+
+
+def test_two_vcpus_show_in_the_guest(hearth, guest):
+    r = hearth("--kernel", guest("hello"), "--vcpus", "2")
+    assert r.code == 0, r.err
+    assert banner(r.out)[2] == "2"
+
+
+def test_command_line_reaches_the_guest_verbatim(hearth, guest):
+    line = "console=ttyS0 a=b x.y=z-1 quiet " + "k" * 500
+    r = hearth("--kernel", guest("hello"), "--cmdline", line)
+    assert r.code == 0, r.err
+    assert banner(r.out)[3] == line
+
+
+def test_command_line_over_the_limit_is_refused(hearth, guest):
+    r = hearth("--kernel", guest("hello"), "--cmdline", "x" * 2048)
+    assert r.code == EXIT_BAD_IMAGE
+    assert "command line" in r.err and "2048" in r.err
+
+
+@pytest.mark.parametrize("status,expect", [(0, 0), (1, 1), (7, 7), (42, 42), (239, 239),
+                                           (240, 239), (255, 239)])
+def test_guest_exit_status_propagates(hearth, guest, status, expect):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", f"print=before exit={status}")
+    assert r.code == expect, r.err
+    assert "testguest: before" in r.out
+    assert f"guest exited with status {status}" in r.err
+
+
+def test_actions_after_exit_do_not_run(hearth, guest):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "exit=3 print=after")
+    assert r.code == 3
+    assert "after" not in r.out
+
+
+def test_i8042_reset_ends_the_vm_with_status_0(hearth, guest):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "reset")
+    assert r.code == 0, r.err
+    assert "reset" in r.err
+
+
+def test_triple_fault_is_reported_with_rip(hearth, guest):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "triple")
+    assert r.code == EXIT_TRIPLE_FAULT, r.err
+    assert re.search(r"triple fault on vCPU 0 at rip=0x[0-9a-f]+", r.err)
+
+
+def test_int3_at_cpl0(hearth, guest):
+    """int3 with an empty IDT: a triple fault on hardware; on hosts that emulate guest CPL0
+    (PVM), KVM cannot emulate int3 and hearth reports the emulation failure with a hint."""
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "int3")
+    if host_mmu() == "pvm":
+        assert r.code == EXIT_KVM_ERROR, r.err
+        assert "emulation failure" in r.err
+        assert re.search(r"rip=0x[0-9a-f]+ \(cpl 0\)", r.err)
+        assert "bytes: cc" in r.err
+        assert "hint:" in r.err
+    else:
+        assert r.code == EXIT_TRIPLE_FAULT, r.err
+
+
+@pytest.mark.parametrize("action", ["spin", "halt"])
+def test_timeout_stops_a_guest_that_never_ends(hearth, guest, action):
+    t0 = time.monotonic()
+    r = hearth("--kernel", guest("testguest"), "--cmdline", action, "--timeout", "0.5",
+               timeout=30)
+    assert r.code == EXIT_TIMEOUT, r.err
+    assert "timeout" in r.err
+    assert time.monotonic() - t0 < 20
+
+
+def test_serial_input_reaches_the_guest(hearth, guest):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "echo", "--timeout", "30",
+               input=b"hello-input q")
+    assert r.code == 0, r.err
+    assert "hello-input " in r.out
+    assert "testguest: echo done" in r.out
+
+
+def test_long_serial_input_is_not_lost(hearth, guest):
+    data = bytes(ord("a") + i % 26 for i in range(3000)) + b"q"
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "echo", "--timeout", "60",
+               input=data)
+    assert r.code == 0, r.err
+    assert data[:-1].decode() in r.out
+
+
+def test_unknown_ports_read_all_ones_and_cmos_reads_bcd(hearth, guest):
+    r = hearth("--kernel", guest("testguest"),
+               "--cmdline", "readport=0x1234 readport=0x2f8 readport=0x71")
+    assert r.code == 0, r.err
+    assert "port 0x1234 = 0xff" in r.out
+    assert "port 0x2f8 = 0xff" in r.out
+    m = re.search(r"port 0x71 = 0x([0-9a-f]{2})", r.out)
+    assert m and m.group(1) != "ff"
+
+
+def test_console_to_file(hearth, guest, tmp_path):
+    f = tmp_path / "console.log"
+    r = hearth("--kernel", guest("hello"), "--console", f)
+    assert r.code == 0, r.err
+    assert r.out == ""
+    assert "hello from hearth:" in f.read_text()
+
+
+def test_console_none(hearth, guest):
+    r = hearth("--kernel", guest("hello"), "--console", "none")
+    assert r.code == 0, r.err
+    assert r.out == ""
+
+
+def test_closed_stdout_does_not_stop_the_vmm(guest):
+    p = subprocess.Popen([str(HEARTH), "--kernel", str(guest("testguest")), "--cmdline",
+                          "banner banner exit=5"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 5, err
+
+
+def test_version_and_help():
+    out = subprocess.run([str(HEARTH), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert re.match(r"hearth \d+\.\d+\.\d+\nhost mmu: \S+", out.stdout)
+    out = subprocess.run([str(HEARTH), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ["--kernel", "--initrd", "--cmdline", "--mem", "--vcpus", "--console", "--mmu",
+                 "--timeout", "--api-sock", "--config-file", "--no-api", "--id", "--version"]:
+        assert flag in out.stdout
+    for code in ["240", "241", "242", "243", "244", "245"]:
+        assert code in out.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "--kernel PATH is required"),
+    (["--kernel"], "needs a value"),
+    (["--bogus"], "unknown option '--bogus'"),
+    (["--mem", "abc"], "--mem 'abc'"),
+    (["--mem", "0"], "--mem '0'"),
+    (["--mem", "-5"], "--mem '-5'"),
+    (["--mem", "99999999999999999999"], "--mem"),
+    (["--vcpus", "0"], "--vcpus '0'"),
+    (["--vcpus", "33"], "--vcpus '33'"),
+    (["--vcpus", "1x"], "--vcpus '1x'"),
+    (["--timeout", "-1"], "--timeout '-1'"),
+    (["--timeout", "nan"], "--timeout 'nan'"),
+    (["--console", ""], "--console"),
+    (["--mmu", "fast"], "--mmu 'fast'"),
+    (["--boot", "efi"], "--boot 'efi'"),
+    (["--id", "bad id!"], "--id"),
+    (["stray"], "unexpected argument 'stray'"),
+])
+def test_bad_flags_get_a_clear_error(hearth, guest, args, needle):
+    full = args if args == [] or args[0] == "--kernel" else ["--kernel", guest("hello"), *args]
+    r = hearth(*full)
+    assert r.code == EXIT_USAGE, r.err
+    assert needle in r.err
+    assert "error:" in r.err
+
+
+def _elf_with(path, data):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("missing", "No such file"),
+    ("empty", "not an ELF64 or bzImage"),
+    ("garbage", "bad magic"),
+    ("truncated", "truncated"),
+    ("phoff", "program header"),
+    ("directory", "kernel"),
+])
+def test_bad_images_get_a_clear_error(hearth, guest, tmp_path, kind, needle):
+    hello = guest("hello").read_bytes()
+    p = tmp_path / "kernel"
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "garbage":
+        p.write_bytes(os.urandom(4096).replace(b"\x7fELF", b"xxxx"))
+    elif kind == "truncated":
+        p.write_bytes(hello[:40])
+    elif kind == "phoff":
+        p.write_bytes(hello[:0x20] + struct.pack("<Q", 1 << 40) + hello[0x28:])
+    elif kind == "directory":
+        p = tmp_path
+    r = hearth("--kernel", p)
+    assert r.code == EXIT_BAD_IMAGE, r.err
+    assert needle.lower() in r.err.lower()
+
+
+def test_missing_initrd_is_a_bad_image(hearth, guest, tmp_path):
+    r = hearth("--kernel", guest("hello"), "--initrd", tmp_path / "nope")
+    assert r.code == EXIT_BAD_IMAGE
+    assert "nope" in r.err
+
+
+def test_initrd_too_big_for_ram(hearth, guest, tmp_path):
+    rd = tmp_path / "rd"
+    with open(rd, "wb") as f:
+        f.truncate(64 << 20)
+    r = hearth("--kernel", guest("hello"), "--initrd", rd, "--mem", "32")
+    assert r.code == EXIT_BAD_IMAGE
+    assert "initrd" in r.err
+
+
+def test_initrd_is_accepted(hearth, guest, tmp_path):
+    rd = tmp_path / "rd"
+    rd.write_bytes(os.urandom(1 << 20))
+    r = hearth("--kernel", guest("hello"), "--initrd", rd)
+    assert r.code == 0, r.err

@@ -1,0 +1,246 @@
+#include "cli.h"
+#include "exit_codes.h"
+#include "layout.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE, OPT_MMU,
+	OPT_TIMEOUT, OPT_BOOT, OPT_API_SOCK, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_VERBOSE,
+	OPT_HELP, OPT_VERSION,
+};
+
+static const struct option options[] = {
+	{"kernel", required_argument, NULL, OPT_KERNEL},
+	{"initrd", required_argument, NULL, OPT_INITRD},
+	{"cmdline", required_argument, NULL, OPT_CMDLINE},
+	{"mem", required_argument, NULL, OPT_MEM},
+	{"vcpus", required_argument, NULL, OPT_VCPUS},
+	{"console", required_argument, NULL, OPT_CONSOLE},
+	{"mmu", required_argument, NULL, OPT_MMU},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"boot", required_argument, NULL, OPT_BOOT},
+	{"api-sock", required_argument, NULL, OPT_API_SOCK},
+	{"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+	{"no-api", no_argument, NULL, OPT_NO_API},
+	{"id", required_argument, NULL, OPT_ID},
+	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"help", no_argument, NULL, OPT_HELP},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{NULL, 0, NULL, 0},
+};
+
+void cli_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hearth --kernel PATH [options]\n"
+		"\n"
+		"Boot a KVM microVM, show its console, exit with the guest's status.\n"
+		"\n"
+		"  --kernel PATH        kernel: ELF64 vmlinux (Linux 64-bit entry), PVH ELF, or bzImage\n"
+		"  --initrd PATH        initial ramdisk, placed at the top of low RAM\n"
+		"  --cmdline STR        kernel command line (limit: the image's, else 2047 bytes)\n"
+		"  --mem MIB            guest RAM in MiB, %llu..%llu (default %d)\n"
+		"  --vcpus N            number of vCPUs, 1..%d (default 1)\n"
+		"  --console stdio|none|FILE\n"
+		"                       where the serial console goes (default stdio: output to\n"
+		"                       stdout, input from stdin); FILE is created or truncated\n"
+		"  --mmu auto|hardware  memory virtualization engine (default auto); the shadow\n"
+		"                       engine is not in this build\n"
+		"  --boot auto|linux|pvh  ELF entry to use: auto = PVH note if present, else the\n"
+		"                       Linux 64-bit entry (hearth extension)\n"
+		"  --timeout SEC        stop the guest after SEC seconds (fractions allowed)\n"
+		"  --id ID              instance id ([A-Za-z0-9_-], at most %d characters)\n"
+		"  --api-sock PATH, --config-file FILE, --no-api\n"
+		"                       control plane (accepted, not served by this build)\n"
+		"  --verbose            more log lines on stderr\n"
+		"  --help               this text\n"
+		"  --version            version and the host's memory virtualization\n"
+		"\n"
+		"Guest exit port: a guest writes a byte N to I/O port 0x%x to end the VM with status N.\n"
+		"\n"
+		"Exit status:\n"
+		"  0..%d   the guest's own status (exit port); 0 also when the guest resets or\n"
+		"           powers off; a guest status above %d is reported as %d\n"
+		"  %d      bad command line\n"
+		"  %d      kernel or initrd missing, unreadable or malformed\n"
+		"  %d      VMM or host error (e.g. /dev/kvm unavailable)\n"
+		"  %d      guest crashed (triple fault)\n"
+		"  %d      KVM internal error or emulation failure\n"
+		"  %d      timeout (--timeout)\n",
+		(unsigned long long)(LAYOUT_MIN_RAM / MIB), (unsigned long long)(LAYOUT_MAX_RAM / MIB),
+		VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_ID_MAX, PORT_GUEST_EXIT, EXIT_GUEST_MAX,
+		EXIT_GUEST_MAX, EXIT_GUEST_MAX, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_VMM_ERROR,
+		EXIT_TRIPLE_FAULT, EXIT_KVM_ERROR, EXIT_TIMEOUT);
+}
+
+/* Parse a whole decimal number in [min, max]. */
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static bool valid_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > VM_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct cli_opts *o,
+			  struct error *err)
+{
+	int c, idx;
+	uint64_t v;
+
+	memset(o, 0, sizeof(*o));
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":", options, &idx)) != -1) {
+		switch (c) {
+		case OPT_KERNEL:
+			cfg->kernel_path = optarg;
+			break;
+		case OPT_INITRD:
+			cfg->initrd_path = optarg;
+			break;
+		case OPT_CMDLINE:
+			cfg->cmdline = optarg;
+			break;
+		case OPT_MEM:
+			if (parse_u64(optarg, LAYOUT_MIN_RAM / MIB, LAYOUT_MAX_RAM / MIB, &v)) {
+				err_set(err, "--mem '%s': expected MiB in %llu..%llu", optarg,
+					(unsigned long long)(LAYOUT_MIN_RAM / MIB),
+					(unsigned long long)(LAYOUT_MAX_RAM / MIB));
+				return CLI_ERROR;
+			}
+			cfg->mem_mib = v;
+			break;
+		case OPT_VCPUS:
+			if (parse_u64(optarg, 1, VM_MAX_VCPUS, &v)) {
+				err_set(err, "--vcpus '%s': expected 1..%d", optarg, VM_MAX_VCPUS);
+				return CLI_ERROR;
+			}
+			cfg->vcpus = (unsigned)v;
+			break;
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "stdio")) {
+				cfg->console = CONSOLE_STDIO;
+			} else if (!strcmp(optarg, "none")) {
+				cfg->console = CONSOLE_NONE;
+			} else if (!*optarg) {
+				err_set(err, "--console: expected stdio, none or a file path");
+				return CLI_ERROR;
+			} else {
+				cfg->console = CONSOLE_FILE;
+				cfg->console_path = optarg;
+			}
+			break;
+		case OPT_MMU:
+			if (!strcmp(optarg, "auto"))
+				cfg->mmu = MMU_AUTO;
+			else if (!strcmp(optarg, "hardware"))
+				cfg->mmu = MMU_HARDWARE;
+			else if (!strcmp(optarg, "shadow"))
+				cfg->mmu = MMU_SHADOW;
+			else {
+				err_set(err, "--mmu '%s': expected auto, hardware or shadow", optarg);
+				return CLI_ERROR;
+			}
+			break;
+		case OPT_BOOT:
+			if (!strcmp(optarg, "auto"))
+				cfg->boot_protocol = BOOT_PROTO_AUTO;
+			else if (!strcmp(optarg, "linux"))
+				cfg->boot_protocol = BOOT_PROTO_LINUX64;
+			else if (!strcmp(optarg, "pvh"))
+				cfg->boot_protocol = BOOT_PROTO_PVH;
+			else {
+				err_set(err, "--boot '%s': expected auto, linux or pvh", optarg);
+				return CLI_ERROR;
+			}
+			break;
+		case OPT_TIMEOUT: {
+			char *end;
+			double t;
+
+			errno = 0;
+			t = strtod(optarg, &end);
+			if (errno || *end || !*optarg || !isfinite(t) || t <= 0 || t > 1e6) {
+				err_set(err, "--timeout '%s': expected seconds, > 0 and <= 1000000",
+					optarg);
+				return CLI_ERROR;
+			}
+			cfg->timeout_sec = t;
+			break;
+		}
+		case OPT_API_SOCK:
+			cfg->api_sock = optarg;
+			break;
+		case OPT_CONFIG_FILE:
+			cfg->config_file = optarg;
+			break;
+		case OPT_NO_API:
+			cfg->no_api = true;
+			break;
+		case OPT_ID:
+			if (!valid_id(optarg)) {
+				err_set(err, "--id '%s': use 1..%d characters from [A-Za-z0-9_-]",
+					optarg, VM_ID_MAX);
+				return CLI_ERROR;
+			}
+			strcpy(cfg->id, optarg);
+			break;
+		case OPT_VERBOSE:
+			o->verbose = true;
+			break;
+		case OPT_HELP:
+			o->help = true;
+			return CLI_EXIT_OK;
+		case OPT_VERSION:
+			o->version = true;
+			return CLI_EXIT_OK;
+		case ':':
+			err_set(err, "option '%s' needs a value", argv[optind - 1]);
+			return CLI_ERROR;
+		default:
+			err_set(err, "unknown option '%s' (see --help)", argv[optind - 1]);
+			return CLI_ERROR;
+		}
+	}
+	if (optind < argc) {
+		err_set(err, "unexpected argument '%s' (see --help)", argv[optind]);
+		return CLI_ERROR;
+	}
+	if (cfg->api_sock || cfg->config_file) {
+		err_set(err, "%s: the API server and config files are not in this build yet; "
+			     "use --kernel",
+			cfg->api_sock ? "--api-sock" : "--config-file");
+		return CLI_ERROR;
+	}
+	if (!cfg->kernel_path) {
+		err_set(err, "no kernel: --kernel PATH is required (see --help)");
+		return CLI_ERROR;
+	}
+	return CLI_RUN;
+}

@@ -1,0 +1,133 @@
+/* The hardware engine: KVM runs the guest as it is (EPT/NPT, or KVM's own shadow paging). */
+#include "boot_gdt.h"
+#include "engine.h"
+#include "layout.h"
+#include "vcpu.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define CR0_PE 0x1ULL
+#define CR0_ET 0x10ULL
+#define CR0_NE 0x20ULL
+#define CR0_PG 0x80000000ULL
+#define CR4_PAE 0x20ULL
+#define EFER_LME 0x100ULL
+#define EFER_LMA 0x400ULL
+#define RFLAGS_RESERVED 0x2ULL
+#define BOOT_STACK 0x8ff0ULL
+
+static struct kvm_segment flat_segment(uint16_t sel, uint8_t type, bool code64)
+{
+	return (struct kvm_segment){
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = sel,
+		.type = type,
+		.present = 1,
+		.dpl = 0,
+		.db = code64 ? 0 : 1,
+		.s = 1,
+		.l = code64 ? 1 : 0,
+		.g = 1,
+	};
+}
+
+static int hw_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot, struct error *err)
+{
+	struct kvm_sregs s;
+	struct kvm_regs r;
+	struct kvm_segment data = flat_segment(BOOT_GDT_SEL_DATA, 0x3, false);
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return err_set(err, "KVM_GET_SREGS: %s", strerror(errno));
+	s.gdt.base = LAYOUT_BOOT_GDT;
+	s.gdt.limit = BOOT_GDT_SIZE - 1;
+	s.idt.base = 0;
+	s.idt.limit = 0;
+	s.ds = s.es = s.fs = s.gs = s.ss = data;
+	s.tr = (struct kvm_segment){.limit = 0xffff, .type = 0xb, .present = 1};
+	s.ldt = (struct kvm_segment){.type = 0x2, .unusable = 1};
+	if (boot->long_mode) {
+		s.cs = flat_segment(BOOT_GDT_SEL_CODE64, 0xb, true);
+		s.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
+		s.cr3 = boot->cr3;
+		s.cr4 = CR4_PAE;
+		s.efer = EFER_LME | EFER_LMA;
+	} else {
+		s.cs = flat_segment(BOOT_GDT_SEL_CODE32, 0xb, false);
+		s.cr0 = CR0_PE | CR0_ET;
+		s.cr3 = 0;
+		s.cr4 = 0;
+		s.efer = 0;
+	}
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+		return err_set(err, "KVM_SET_SREGS: %s", strerror(errno));
+
+	memset(&r, 0, sizeof(r));
+	r.rflags = RFLAGS_RESERVED;
+	r.rip = boot->rip;
+	r.rsi = boot->rsi;
+	r.rbx = boot->rbx;
+	if (boot->long_mode)
+		r.rsp = r.rbp = BOOT_STACK;
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));
+	return 0;
+}
+
+static void hw_run(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct vm *vm = v->vm;
+
+	while (!__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				run->immediate_exit = 0;
+				continue;
+			}
+			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN on vCPU %u: %s", v->id,
+					strerror(errno));
+			return;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_IO:
+			vcpu_handle_io(v);
+			break;
+		case KVM_EXIT_MMIO:
+			vcpu_handle_mmio(v);
+			break;
+		case KVM_EXIT_HLT:
+			/* Only without an in-kernel LAPIC; hearth always has one. */
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			vcpu_report_shutdown(v);
+			return;
+		case KVM_EXIT_SYSTEM_EVENT:
+			if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+				vm_request_stop(vm, STOP_RESET, 0, "guest reset the VM");
+			else
+				vm_request_stop(vm, STOP_POWEROFF, 0, "guest powered off");
+			return;
+		case KVM_EXIT_INTERNAL_ERROR:
+		case KVM_EXIT_FAIL_ENTRY:
+			vcpu_report_internal_error(v);
+			return;
+		case KVM_EXIT_INTR:
+			break;
+		default:
+			vm_request_stop(vm, STOP_KVM_ERROR, 0,
+					"unexpected KVM exit reason %u on vCPU %u",
+					run->exit_reason, v->id);
+			return;
+		}
+	}
+}
+
+const struct engine hardware_engine = {
+	.name = "hardware",
+	.setup_boot_vcpu = hw_setup_boot_vcpu,
+	.run = hw_run,
+};

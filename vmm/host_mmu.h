@@ -1,0 +1,24 @@
+/* What memory virtualization the host's KVM provides, read from sysfs once at start. */
+#ifndef HEARTH_HOST_MMU_H
+#define HEARTH_HOST_MMU_H
+
+#include <stdbool.h>
+
+enum host_mmu_kind {
+	HOST_MMU_EPT,    /* Intel VMX with EPT */
+	HOST_MMU_NPT,    /* AMD SVM with NPT */
+	HOST_MMU_SHADOW, /* VMX/SVM without EPT/NPT: KVM's own shadow paging */
+	HOST_MMU_PVM,    /* kvm_pvm: shadow paging, guest CPL0 code emulated */
+};
+
+struct host_mmu {
+	enum host_mmu_kind kind;
+	bool cpl0_emulated;  /* guest ring-0 code is emulated instruction by instruction */
+	bool gbpages_ok;     /* 1 GiB guest pages work */
+};
+
+/* Detect from /sys/module/{kvm_pvm,kvm_intel,kvm_amd}; `sysfs_root` is "/sys" except in tests. */
+void host_mmu_detect(struct host_mmu *h, const char *sysfs_root);
+const char *host_mmu_describe(const struct host_mmu *h);
+
+#endif

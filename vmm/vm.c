@@ -1,0 +1,423 @@
+#include "vm.h"
+#include "cpuid.h"
+#include "engine.h"
+#include "exit_codes.h"
+#include "layout.h"
+#include "legacy.h"
+#include "log.h"
+#include "mptable.h"
+#include "vcpu.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KVM_API_VERSION_REQUIRED 12
+
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+	{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+};
+
+int vm_open_kvm(struct vm *vm, struct error *err)
+{
+	int v;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0)
+		return err_set(err, "cannot open /dev/kvm: %s", strerror(errno));
+	v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (v != KVM_API_VERSION_REQUIRED)
+		return err_set(err, "KVM API version %d, need %d", v, KVM_API_VERSION_REQUIRED);
+	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++)
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
+			return err_set(err, "KVM lacks %s", required_caps[i].name);
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0)
+		return err_set(err, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	host_mmu_detect(&vm->host, "/sys");
+	return 0;
+}
+
+void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
+{
+	va_list ap;
+	uint64_t one = 1;
+	bool first;
+
+	pthread_mutex_lock(&vm->stop_lock);
+	first = vm->stop.reason == STOP_NONE;
+	if (first) {
+		vm->stop.status = status;
+		va_start(ap, fmt);
+		vsnprintf(vm->stop.detail, sizeof(vm->stop.detail), fmt, ap);
+		va_end(ap);
+		__atomic_store_n(&vm->stop.reason, reason, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+	if (first && write(vm->stop_fd, &one, sizeof(one)) < 0)
+		log_warn("stop eventfd: %s", strerror(errno));
+}
+
+int vm_exit_code(const struct vm_stop *s)
+{
+	switch (s->reason) {
+	case STOP_GUEST_EXIT:
+		return s->status > EXIT_GUEST_MAX ? EXIT_GUEST_MAX : s->status;
+	case STOP_RESET:
+	case STOP_POWEROFF:
+		return 0;
+	case STOP_TRIPLE_FAULT:
+		return EXIT_TRIPLE_FAULT;
+	case STOP_KVM_ERROR:
+		return EXIT_KVM_ERROR;
+	case STOP_TIMEOUT:
+		return EXIT_TIMEOUT;
+	case STOP_NONE:
+	case STOP_VMM_ERROR:
+		break;
+	}
+	return EXIT_VMM_ERROR;
+}
+
+static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		       struct error *err)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return err_set(err, "KVM_SET_USER_MEMORY_REGION slot %u: %s", slot, strerror(errno));
+	return 0;
+}
+
+static int query_cpuid(struct vm *vm, struct error *err)
+{
+	size_t bytes = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+
+	vm->cpuid = calloc(1, bytes);
+	if (!vm->cpuid)
+		return err_set(err, "out of memory");
+	/* Leave room for the hypervisor leaves cpuid_normalize adds. */
+	vm->cpuid->nent = CPUID_MAX_ENTRIES - 8;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, vm->cpuid) < 0)
+		return err_set(err, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	return 0;
+}
+
+/* Edge-triggered ISA interrupt: raise and lower the line. */
+static void irq_pulse(struct vm *vm, uint32_t irq)
+{
+	struct kvm_irq_level l = {.irq = irq, .level = 1};
+
+	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
+	l.level = 0;
+	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
+}
+
+static void uart_irq(void *ctx)
+{
+	irq_pulse(ctx, IRQ_COM1);
+}
+
+static int add_legacy_devices(struct vm *vm, struct error *err)
+{
+	struct bus *b = &vm->pio;
+
+	serial_init(&vm->uart, &vm->console);
+	vm->uart.irq_pulse = uart_irq;
+	vm->uart.irq_ctx = vm;
+	rtc_cmos_init(&vm->cmos);
+	if (bus_add(b, PORT_COM1, 8, &serial_bus_ops, &vm->uart, "uart") ||
+	    bus_add(b, PORT_I8042_DATA, 1, &i8042_data_bus_ops, vm, "i8042-data") ||
+	    bus_add(b, PORT_I8042_CMD, 1, &i8042_bus_ops, vm, "i8042") ||
+	    bus_add(b, PORT_CMOS_INDEX, 2, &rtc_cmos_bus_ops, &vm->cmos, "rtc") ||
+	    bus_add(b, PORT_GUEST_EXIT, 1, &guest_exit_bus_ops, vm, "guest-exit"))
+		return err_set(err, "port I/O bus: overlapping devices");
+	return 0;
+}
+
+/* Load kernel and initrd and build the boot structures; only guest memory is touched. */
+static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *err)
+{
+	const uint8_t *img = NULL, *rd = NULL;
+	size_t len = 0, rdlen = 0;
+	struct kernel_image k;
+	struct boot_args args = {.cmdline = cfg->cmdline};
+	int r = -1;
+
+	if (file_map(cfg->kernel_path, &img, &len, err))
+		return -1;
+	if (kernel_load(&vm->mem, img, len, cfg->boot_protocol, &k, err))
+		goto out;
+	if (cfg->initrd_path) {
+		if (file_map(cfg->initrd_path, &rd, &rdlen, err))
+			goto out;
+		if (initrd_load(&vm->mem, &k, rd, rdlen, &args.initrd_addr, err))
+			goto out;
+		args.initrd_size = rdlen;
+	}
+	if (boot_setup(&vm->mem, &k, &args, &vm->boot_cpu, err))
+		goto out;
+	r = mptable_write(&vm->mem, LAYOUT_MPTABLE, vm->nvcpus, LAYOUT_IOAPIC_ADDR, err);
+out:
+	if (img)
+		file_unmap(img, len);
+	if (rd)
+		file_unmap(rd, rdlen);
+	return r;
+}
+
+static int create_machine(struct vm *vm, struct error *err)
+{
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	uint64_t identity = LAYOUT_KVM_IDENTITY_ADDR;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return err_set(err, "KVM_CREATE_VM: %s", strerror(errno));
+	/* VMX needs these pages in the gap; other backends ignore or refuse them harmlessly. */
+	ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS_ADDR);
+	ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity);
+	/* Memslots before the irqchip: after it, each costs an SRCU grace period (host-kvm.md). */
+	if (set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host, err))
+		return -1;
+	if (vm->mem.high_size &&
+	    set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
+			vm->mem.host + vm->mem.low_size, err))
+		return -1;
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return err_set(err, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return err_set(err, "KVM_CREATE_PIT2: %s", strerror(errno));
+	if (query_cpuid(vm, err))
+		return -1;
+	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return err_set(err, "out of memory");
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vcpu_create(vm, &vm->vcpus[i], i, err))
+			return -1;
+	return hardware_engine.setup_boot_vcpu(&vm->vcpus[0], &vm->boot_cpu, err);
+}
+
+int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code)
+{
+	int r;
+
+	vm->cfg = cfg;
+	vm->nvcpus = cfg->vcpus;
+	vm->vm_fd = -1;
+	vm->engine = MMU_HARDWARE;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_fd < 0) {
+		*exit_code = EXIT_VMM_ERROR;
+		return err_set(err, "eventfd: %s", strerror(errno));
+	}
+	if (cfg->mmu == MMU_SHADOW) {
+		*exit_code = EXIT_USAGE;
+		return err_set(err, "--mmu shadow: the shadow engine is not available in this build");
+	}
+	r = gm_init(&vm->mem, cfg->mem_mib * MIB);
+	if (r < 0) {
+		*exit_code = EXIT_VMM_ERROR;
+		return err_set(err, "cannot map %llu MiB of guest memory: %s",
+			       (unsigned long long)cfg->mem_mib, strerror(-r));
+	}
+	/* Guest images first: a bad image is reported before any KVM work. */
+	if (load_guest(vm, cfg, err)) {
+		*exit_code = EXIT_BAD_IMAGE;
+		return -1;
+	}
+	if (console_open(&vm->console, cfg->console, cfg->console_path, err)) {
+		*exit_code = EXIT_USAGE;
+		return -1;
+	}
+	if (add_legacy_devices(vm, err) || create_machine(vm, err)) {
+		*exit_code = EXIT_VMM_ERROR;
+		return -1;
+	}
+	return 0;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	hardware_engine.run(v);
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Feed console input to the UART while it has room; pause reading while it is full. */
+static void pump_input(struct vm *vm, int ep, bool *in_open, bool *in_polled)
+{
+	uint8_t buf[SERIAL_RX_FIFO];
+	size_t space = serial_rx_space(&vm->uart);
+	ssize_t n;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = vm->console.in_fd};
+
+	if (space) {
+		n = read(vm->console.in_fd, buf, space);
+		if (n > 0)
+			serial_receive(&vm->uart, buf, (size_t)n);
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			*in_open = false; /* EOF or error: no more input */
+	}
+	if (!*in_open || !serial_rx_space(&vm->uart)) {
+		epoll_ctl(ep, EPOLL_CTL_DEL, vm->console.in_fd, NULL);
+		*in_polled = false;
+	} else if (!*in_polled) {
+		epoll_ctl(ep, EPOLL_CTL_ADD, vm->console.in_fd, &ev);
+		*in_polled = true;
+	}
+}
+
+void vm_run(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct sigaction sa = {.sa_handler = kick_handler};
+	sigset_t set;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = vm->stop_fd};
+	bool in_open = vm->console.in_fd >= 0, in_polled = false;
+	double deadline = cfg->timeout_sec > 0 ? now_sec() + cfg->timeout_sec : 0;
+
+	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	epoll_ctl(ep, EPOLL_CTL_ADD, vm->stop_fd, &ev);
+
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (pthread_create(&v->thread, NULL, vcpu_thread, v) != 0) {
+			vm_request_stop(vm, STOP_VMM_ERROR, 0, "cannot start vCPU %u thread", i);
+			break;
+		}
+		v->thread_started = true;
+	}
+	if (in_open) {
+		fcntl(vm->console.in_fd, F_SETFL, fcntl(vm->console.in_fd, F_GETFL) | O_NONBLOCK);
+		pump_input(vm, ep, &in_open, &in_polled);
+	}
+
+	while (!__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE)) {
+		struct epoll_event evs[4];
+		int timeout_ms = -1, n;
+
+		if (deadline) {
+			double left = deadline - now_sec();
+
+			if (left <= 0) {
+				vm_request_stop(vm, STOP_TIMEOUT, 0,
+						"timeout: the guest ran for %.3g s (--timeout)",
+						cfg->timeout_sec);
+				break;
+			}
+			timeout_ms = (int)(left * 1000) + 1;
+		}
+		/* While input is paused on a full FIFO, poll it again every 10 ms. */
+		if (in_open && !in_polled && (timeout_ms < 0 || timeout_ms > 10))
+			timeout_ms = 10;
+		n = epoll_wait(ep, evs, 4, timeout_ms);
+		for (int i = 0; i < n; i++)
+			if (evs[i].data.fd == vm->console.in_fd)
+				pump_input(vm, ep, &in_open, &in_polled);
+		if (n == 0 && in_open && !in_polled)
+			pump_input(vm, ep, &in_open, &in_polled);
+	}
+
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].thread_started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	close(ep);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	console_close(&vm->console);
+	for (unsigned i = 0; vm->vcpus && i < vm->nvcpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	free(vm->cpuid);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->stop_fd >= 0)
+		close(vm->stop_fd);
+	gm_destroy(&vm->mem);
+}
+
+/* Runs in the teardown process: drop every fd (the last references to the VM) and leave.
+ * Only raw system calls: this process shares the parent's memory but not its threads. */
+static int teardown_main(void *arg)
+{
+	(void)arg;
+	syscall(SYS_close_range, 0, ~0U, 0);
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+void vm_detach_teardown(struct vm *vm)
+{
+	enum { STACK = 64 * 1024 };
+	static char stack[STACK] __attribute__((aligned(16)));
+	pid_t pid;
+
+	console_close(&vm->console);
+	/* Destroying a VM within ~16 ms of creating its irqchip waits for an SRCU grace period
+	 * (~10-15 ms, host-kvm.md). A process sharing our memory but holding its own copy of
+	 * the fd table keeps the VM alive past our exit and pays that wait off the clock; with
+	 * no exit signal, init reaps it. */
+	pid = clone(teardown_main, stack + STACK, CLONE_VM, NULL);
+	if (pid < 0)
+		vm_destroy(vm);
+}

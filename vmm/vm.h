@@ -1,0 +1,86 @@
+/* The VM: KVM handles, guest memory, vCPUs, device buses and how the run ended. */
+#ifndef HEARTH_VM_H
+#define HEARTH_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/vm_config.h"
+#include "boot.h"
+#include "bus.h"
+#include "console.h"
+#include "error.h"
+#include "guest_memory.h"
+#include "host_mmu.h"
+#include "rtc_cmos.h"
+#include "serial.h"
+
+enum stop_reason {
+	STOP_NONE,
+	STOP_GUEST_EXIT,   /* status through the guest-exit port */
+	STOP_RESET,        /* i8042 reset or KVM system-event reset */
+	STOP_POWEROFF,     /* KVM system-event shutdown */
+	STOP_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
+	STOP_KVM_ERROR,    /* internal error, emulation failure, failed entry */
+	STOP_TIMEOUT,
+	STOP_VMM_ERROR,
+};
+
+struct vm_stop {
+	enum stop_reason reason;
+	int status;       /* guest status for STOP_GUEST_EXIT */
+	char detail[512]; /* the one line printed on stderr */
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	struct host_mmu host;
+	enum mmu_mode engine; /* the engine in use: MMU_HARDWARE or MMU_SHADOW */
+	int kvm_fd, vm_fd;
+	int run_size;
+	struct guest_memory mem;
+	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, queried once */
+	uint32_t tsc_khz;
+	unsigned nvcpus;
+	struct vcpu *vcpus;
+	struct bus pio, mmio;
+	struct console console;
+	struct serial uart;
+	struct rtc_cmos cmos;
+	struct boot_cpu_state boot_cpu;
+
+	pthread_mutex_t stop_lock;
+	struct vm_stop stop;
+	int stop_fd; /* eventfd: written once when the VM must stop */
+};
+
+/* Open /dev/kvm, check its API; fills vm->kvm_fd and vm->host. */
+int vm_open_kvm(struct vm *vm, struct error *err);
+/* Create the VM, memory, irqchip, PIT, vCPUs, legacy devices; load the kernel; build boot data. */
+int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code);
+/* Start vCPU threads, wait for a stop (or the timeout), stop the vCPUs. Fills vm->stop. */
+void vm_run(struct vm *vm);
+/* Ask the VM to stop; the first request wins. Safe from any thread. */
+void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* The process exit status for how the VM stopped. */
+int vm_exit_code(const struct vm_stop *s);
+void vm_destroy(struct vm *vm);
+/* At process exit: restore the console and leave the KVM teardown to a detached process, so
+ * that the exit does not wait for KVM's SRCU grace periods. */
+void vm_detach_teardown(struct vm *vm);
+
+#endif
