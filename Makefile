@@ -48,6 +48,7 @@ run: all
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	$(MAKE) -C resources/guests OUT=$(abspath $(GUESTS)) check
 
 integration: all
 	HEARTH_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration

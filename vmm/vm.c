@@ -160,6 +160,15 @@ static int add_legacy_devices(struct vm *vm, struct error *err)
 	return 0;
 }
 
+/* Prefix an error message with what was being loaded. */
+static int err_context(struct error *err, const char *what)
+{
+	char msg[sizeof(err->msg)];
+
+	memcpy(msg, err->msg, sizeof(msg));
+	return err_set(err, "%s: %s", what, msg);
+}
+
 /* Load kernel and initrd and build the boot structures; only guest memory is touched. */
 static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *err)
 {
@@ -169,15 +178,17 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 	struct boot_args args = {.cmdline = cfg->cmdline};
 	int r = -1;
 
-	if (file_map(cfg->kernel_path, &img, &len, err))
-		return -1;
-	if (kernel_load(&vm->mem, img, len, cfg->boot_protocol, &k, err))
+	if (file_map(cfg->kernel_path, &img, &len, err) ||
+	    kernel_load(&vm->mem, img, len, cfg->boot_protocol, &k, err)) {
+		err_context(err, "kernel");
 		goto out;
+	}
 	if (cfg->initrd_path) {
-		if (file_map(cfg->initrd_path, &rd, &rdlen, err))
+		if (file_map(cfg->initrd_path, &rd, &rdlen, err) ||
+		    initrd_load(&vm->mem, &k, rd, rdlen, &args.initrd_addr, err)) {
+			err_context(err, "initrd");
 			goto out;
-		if (initrd_load(&vm->mem, &k, rd, rdlen, &args.initrd_addr, err))
-			goto out;
+		}
 		args.initrd_size = rdlen;
 	}
 	if (boot_setup(&vm->mem, &k, &args, &vm->boot_cpu, err))
