@@ -21,7 +21,7 @@ HEARTH    := $(BUILD)/hearth
 GUESTS    := $(BUILD)/guests
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: all run test unit integration asan guests clean deps format bench
+.PHONY: all run test unit integration asan guests clean deps format bench fuzz fuzz-smoke
 all: $(HEARTH) guests
 
 $(HEARTH): $(BUILD)/vmm/main.o $(BUILD)/libhearth.a
@@ -58,6 +58,24 @@ test: unit integration
 # The same suites under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 test
+
+# libFuzzer targets (clang); fuzz-smoke runs each for a short bounded time.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIB_SRCS := $(filter-out vmm/main.c vmm/vm.c vmm/vcpu.c vmm/engine_hardware.c,$(LIB_SRCS))
+FUZZ_SECONDS ?= 20
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lpthread
+
+fuzz: $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz
+	@set -e; for f in $(FUZZ_TARGETS); do echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p build/fuzz/corpus/$$(basename $$f); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -print_final_stats=0 \
+	    build/fuzz/corpus/$$(basename $$f) 2>&1 | tail -3; done
 
 bench: all
 	bench/boot.sh

@@ -16,6 +16,14 @@ enum mmu_mode { MMU_AUTO, MMU_HARDWARE, MMU_SHADOW };
 #define VM_ID_MAX     64
 #define VM_MAX_VCPUS  32
 #define VM_DEFAULT_MEM_MIB 128
+#define VM_MAX_DRIVES 8
+#define DRIVE_ID_MAX  64
+
+struct drive_config {
+	char id[DRIVE_ID_MAX + 1];
+	const char *path;
+	bool read_only;
+};
 
 struct vm_config {
 	char id[VM_ID_MAX + 1];
@@ -31,6 +39,10 @@ struct vm_config {
 	/* console */
 	enum console_kind console;
 	const char *console_path;
+	/* devices */
+	struct drive_config drives[VM_MAX_DRIVES];
+	unsigned ndrives;
+	bool virtio_console;
 	/* run control */
 	double timeout_sec; /* 0 = none */
 	/* control plane (parsed now, served by later work) */
@@ -41,5 +53,7 @@ struct vm_config {
 
 void vm_config_defaults(struct vm_config *c);
 const char *mmu_mode_name(enum mmu_mode m);
+/* Firecracker's id rule: 1..max characters from [A-Za-z0-9_]. */
+bool config_id_valid(const char *s, size_t max);
 
 #endif

@@ -11,7 +11,7 @@
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE, OPT_MMU,
 	OPT_TIMEOUT, OPT_BOOT, OPT_API_SOCK, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_VERBOSE,
-	OPT_HELP, OPT_VERSION,
+	OPT_HELP, OPT_VERSION, OPT_DRIVE, OPT_VIRTIO_CONSOLE,
 };
 
 static const struct option options[] = {
@@ -29,6 +29,8 @@ static const struct option options[] = {
 	{"no-api", no_argument, NULL, OPT_NO_API},
 	{"id", required_argument, NULL, OPT_ID},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"drive", required_argument, NULL, OPT_DRIVE},
+	{"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -53,6 +55,11 @@ void cli_usage(FILE *f)
 		"                       engine is not in this build\n"
 		"  --boot auto|linux|pvh  ELF entry to use: auto = PVH note if present, else the\n"
 		"                       Linux 64-bit entry (hearth extension)\n"
+		"  --drive PATH[,ro][,id=NAME]\n"
+		"                       a virtio-blk disk on a raw image file (repeatable, up to\n"
+		"                       %d); the first is /dev/vda in Linux; NAME ([A-Za-z0-9_])\n"
+		"                       is the disk's serial (default drive<N>)\n"
+		"  --virtio-console     add a virtio-console (hvc0) on the same console target\n"
 		"  --timeout SEC        stop the guest after SEC seconds (fractions allowed)\n"
 		"  --id ID              instance id ([A-Za-z0-9_-], at most %d characters)\n"
 		"  --api-sock PATH, --config-file FILE, --no-api\n"
@@ -67,13 +74,13 @@ void cli_usage(FILE *f)
 		"  0..%d   the guest's own status (exit port); 0 also when the guest resets or\n"
 		"           powers off; a guest status above %d is reported as %d\n"
 		"  %d      bad command line\n"
-		"  %d      kernel or initrd missing, unreadable or malformed\n"
+		"  %d      kernel, initrd or drive image missing, unreadable or malformed\n"
 		"  %d      VMM or host error (e.g. /dev/kvm unavailable)\n"
 		"  %d      guest crashed (triple fault)\n"
 		"  %d      KVM internal error or emulation failure\n"
 		"  %d      timeout (--timeout)\n",
 		(unsigned long long)(LAYOUT_MIN_RAM / MIB), (unsigned long long)(LAYOUT_MAX_RAM / MIB),
-		VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_ID_MAX, PORT_GUEST_EXIT, EXIT_GUEST_MAX,
+		VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_MAX_DRIVES, VM_ID_MAX, PORT_GUEST_EXIT, EXIT_GUEST_MAX,
 		EXIT_GUEST_MAX, EXIT_GUEST_MAX, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_VMM_ERROR,
 		EXIT_TRIPLE_FAULT, EXIT_KVM_ERROR, EXIT_TIMEOUT);
 }
@@ -105,6 +112,41 @@ static bool valid_id(const char *s)
 		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
 			return false;
 	return true;
+}
+
+/* PATH[,ro][,id=NAME] */
+static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
+{
+	struct drive_config *d;
+	char *opt, *save = NULL;
+
+	if (cfg->ndrives >= VM_MAX_DRIVES)
+		return err_set(err, "--drive: at most %d drives", VM_MAX_DRIVES);
+	d = &cfg->drives[cfg->ndrives];
+	memset(d, 0, sizeof(*d));
+	d->path = strtok_r(arg, ",", &save);
+	if (!d->path || !*d->path || arg[0] == ',')
+		return err_set(err, "--drive: expected PATH[,ro][,id=NAME]");
+	snprintf(d->id, sizeof(d->id), "drive%u", cfg->ndrives);
+	while ((opt = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(opt, "ro")) {
+			d->read_only = true;
+		} else if (!strncmp(opt, "id=", 3)) {
+			if (!config_id_valid(opt + 3, DRIVE_ID_MAX))
+				return err_set(err, "--drive: id '%s': use 1..%d characters from "
+						    "[A-Za-z0-9_]",
+					       opt + 3, DRIVE_ID_MAX);
+			strcpy(d->id, opt + 3);
+		} else {
+			return err_set(err, "--drive: unknown option '%s' (expected ro or id=NAME)",
+				       opt);
+		}
+	}
+	for (unsigned i = 0; i < cfg->ndrives; i++)
+		if (!strcmp(cfg->drives[i].id, d->id))
+			return err_set(err, "--drive: id '%s' is used twice", d->id);
+	cfg->ndrives++;
+	return 0;
 }
 
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct cli_opts *o,
@@ -213,6 +255,13 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			break;
 		case OPT_VERBOSE:
 			o->verbose = true;
+			break;
+		case OPT_DRIVE:
+			if (parse_drive(optarg, cfg, err))
+				return CLI_ERROR;
+			break;
+		case OPT_VIRTIO_CONSOLE:
+			cfg->virtio_console = true;
 			break;
 		case OPT_HELP:
 			o->help = true;

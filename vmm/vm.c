@@ -7,6 +7,14 @@
 #include "log.h"
 #include "mptable.h"
 #include "vcpu.h"
+#include "virtio/blk.h"
+#include "virtio/console.h"
+#include "virtio/mmio.h"
+
+#include <linux/virtio_blk.h>
+#include <linux/virtio_console.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
 
 #include <errno.h>
 #include <sched.h>
@@ -24,6 +32,10 @@
 #include <unistd.h>
 
 #define KVM_API_VERSION_REQUIRED 12
+
+/* epoll tags of the VMM thread's loop: stop, console input, or (device << 8 | queue). */
+#define EV_STOP  (1ULL << 62)
+#define EV_INPUT (1ULL << 61)
 
 static const struct {
 	int cap;
@@ -160,6 +172,118 @@ static int add_legacy_devices(struct vm *vm, struct error *err)
 	return 0;
 }
 
+/* A transport for the next free slot: base address and GSI follow the slot index. */
+static struct virtio_mmio *new_transport(struct vm *vm, const char *name, uint32_t device_id,
+					 uint64_t features, uint32_t config_size, unsigned nqueues,
+					 const struct virtio_dev_ops *ops, void *dev, struct error *err)
+{
+	struct virtio_mmio *t;
+	unsigned slot = vm->nvirtio;
+
+	if (slot >= VM_MAX_VIRTIO) {
+		err_set(err, "too many devices: at most %d virtio devices", VM_MAX_VIRTIO);
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		err_set(err, "out of memory");
+		return NULL;
+	}
+	vm->virtio[vm->nvirtio++] = t;
+	if (virtio_mmio_init(t, name, device_id, features, config_size, nqueues, VIRTQ_MAX_SIZE,
+			     ops, dev, &vm->mem, LAYOUT_MMIO_SLOTS_START + slot * LAYOUT_MMIO_SLOT_SIZE,
+			     VM_VIRTIO_FIRST_GSI + slot) < 0) {
+		err_set(err, "%s: cannot create eventfds: %s", name, strerror(errno));
+		return NULL;
+	}
+	return t;
+}
+
+static int add_drive(struct vm *vm, const struct drive_config *d, struct error *err)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	struct virtio_mmio *t;
+
+	if (!b)
+		return err_set(err, "out of memory");
+	vm->blk[vm->nblk++] = b;
+	if (virtio_blk_open(b, d->path, d->read_only, d->id, err))
+		return -1;
+	if (b->warning[0])
+		log_warn("drive %s: %s", d->id, b->warning);
+	t = new_transport(vm, d->id, VIRTIO_ID_BLOCK, virtio_blk_features(b),
+			  sizeof(struct virtio_blk_config), 1, &virtio_blk_ops, b, err);
+	if (!t)
+		return -1;
+	b->t = t;
+	return 0;
+}
+
+/* Create the virtio devices (no KVM yet) and the command line that announces them. */
+static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error *err)
+{
+	size_t len = (cfg->cmdline ? strlen(cfg->cmdline) : 0) + 1;
+	char *p;
+
+	for (unsigned i = 0; i < cfg->ndrives; i++)
+		if (add_drive(vm, &cfg->drives[i], err))
+			return -1;
+	if (cfg->virtio_console) {
+		struct virtio_mmio *t;
+
+		vm->vcon = calloc(1, sizeof(*vm->vcon));
+		if (!vm->vcon)
+			return err_set(err, "out of memory");
+		t = new_transport(vm, "console", VIRTIO_ID_CONSOLE, 0,
+				  sizeof(struct virtio_console_config), VIRTIO_CONSOLE_QUEUES,
+				  &virtio_console_ops, vm->vcon, err);
+		if (!t)
+			return -1;
+		virtio_console_init(vm->vcon, t, &vm->console);
+	}
+	/* " virtio_mmio.device=4K@0x<base>:<gsi>" per device, for kernels that parse it. */
+	len += vm->nvirtio * 48;
+	vm->cmdline = p = malloc(len);
+	if (!p)
+		return err_set(err, "out of memory");
+	p += snprintf(p, len, "%s", cfg->cmdline ? cfg->cmdline : "");
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		p += snprintf(p, len - (size_t)(p - vm->cmdline), "%svirtio_mmio.device=4K@0x%llx:%u",
+			      p == vm->cmdline ? "" : " ", (unsigned long long)vm->virtio[i]->base,
+			      vm->virtio[i]->gsi);
+	return 0;
+}
+
+/* Bind each device to KVM: its GSI through an irqfd, each queue's notify through an
+ * ioeventfd (the hot path never leaves the kernel), registers on the MMIO bus. */
+static int wire_devices(struct vm *vm, struct error *err)
+{
+	for (unsigned i = 0; i < vm->nvirtio; i++) {
+		struct virtio_mmio *t = vm->virtio[i];
+		struct kvm_irqfd irqfd = {.fd = (uint32_t)t->irq_fd, .gsi = t->gsi};
+
+		if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
+			return err_set(err, "%s: KVM_IRQFD: %s", t->name, strerror(errno));
+		for (unsigned q = 0; q < t->nqueues; q++) {
+			struct kvm_ioeventfd io = {
+				.datamatch = q,
+				.addr = t->base + VIRTIO_MMIO_QUEUE_NOTIFY,
+				.len = 4,
+				.fd = t->notify_fd[q],
+				.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+			};
+
+			if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+				return err_set(err, "%s: KVM_IOEVENTFD: %s", t->name,
+					       strerror(errno));
+		}
+		if (bus_add(&vm->mmio, t->base, LAYOUT_MMIO_SLOT_SIZE, &virtio_mmio_bus_ops, t,
+			    t->name))
+			return err_set(err, "%s: MMIO slot overlaps", t->name);
+	}
+	return 0;
+}
+
 /* Prefix an error message with what was being loaded. */
 static int err_context(struct error *err, const char *what)
 {
@@ -175,7 +299,7 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 	const uint8_t *img = NULL, *rd = NULL;
 	size_t len = 0, rdlen = 0;
 	struct kernel_image k;
-	struct boot_args args = {.cmdline = cfg->cmdline};
+	struct boot_args args = {.cmdline = vm->cmdline};
 	int r = -1;
 
 	if (file_map(cfg->kernel_path, &img, &len, err) ||
@@ -224,6 +348,8 @@ static int create_machine(struct vm *vm, struct error *err)
 		return err_set(err, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_set(err, "KVM_CREATE_PIT2: %s", strerror(errno));
+	if (wire_devices(vm, err))
+		return -1;
 	if (query_cpuid(vm, err))
 		return -1;
 	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
@@ -262,7 +388,7 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 			       (unsigned long long)cfg->mem_mib, strerror(-r));
 	}
 	/* Guest images first: a bad image is reported before any KVM work. */
-	if (load_guest(vm, cfg, err)) {
+	if (plan_devices(vm, cfg, err) || load_guest(vm, cfg, err)) {
 		*exit_code = EXIT_BAD_IMAGE;
 		return -1;
 	}
@@ -302,27 +428,53 @@ static double now_sec(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Feed console input to the UART while it has room; pause reading while it is full. */
+/* Console input goes to the virtio-console once its driver is up, else to the UART. */
+static bool input_to_vcon(struct vm *vm)
+{
+	bool up;
+
+	if (!vm->vcon)
+		return false;
+	pthread_mutex_lock(&vm->vcon->t->lock);
+	up = virtio_mmio_running(vm->vcon->t);
+	pthread_mutex_unlock(&vm->vcon->t->lock);
+	return up;
+}
+
+static size_t input_space(struct vm *vm)
+{
+	return input_to_vcon(vm) ? virtio_console_rx_space(vm->vcon) : serial_rx_space(&vm->uart);
+}
+
+/* Feed console input while the device has room; pause reading while it is full, so that no
+ * input is dropped. */
 static void pump_input(struct vm *vm, int ep, bool *in_open, bool *in_polled)
 {
-	uint8_t buf[SERIAL_RX_FIFO];
-	size_t space = serial_rx_space(&vm->uart);
+	uint8_t buf[VCON_RX_PENDING];
+	size_t space = input_space(vm);
 	ssize_t n;
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = vm->console.in_fd};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_INPUT};
 
+	if (space > sizeof(buf))
+		space = sizeof(buf);
 	if (space) {
 		n = read(vm->console.in_fd, buf, space);
-		if (n > 0)
-			serial_receive(&vm->uart, buf, (size_t)n);
-		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		if (n > 0) {
+			if (input_to_vcon(vm))
+				virtio_console_receive(vm->vcon, buf, (size_t)n);
+			else
+				serial_receive(&vm->uart, buf, (size_t)n);
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			*in_open = false; /* EOF or error: no more input */
+		}
 	}
-	if (!*in_open || !serial_rx_space(&vm->uart)) {
-		epoll_ctl(ep, EPOLL_CTL_DEL, vm->console.in_fd, NULL);
+	if (!*in_open || !input_space(vm)) {
+		if (*in_polled)
+			epoll_ctl(ep, EPOLL_CTL_DEL, vm->console.in_fd, NULL);
 		*in_polled = false;
 	} else if (!*in_polled) {
-		epoll_ctl(ep, EPOLL_CTL_ADD, vm->console.in_fd, &ev);
-		*in_polled = true;
+		/* Regular files cannot be polled: those are read on the 10 ms tick instead. */
+		*in_polled = epoll_ctl(ep, EPOLL_CTL_ADD, vm->console.in_fd, &ev) == 0;
 	}
 }
 
@@ -332,7 +484,7 @@ void vm_run(struct vm *vm)
 	struct sigaction sa = {.sa_handler = kick_handler};
 	sigset_t set;
 	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = vm->stop_fd};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_STOP};
 	bool in_open = vm->console.in_fd >= 0, in_polled = false;
 	double deadline = cfg->timeout_sec > 0 ? now_sec() + cfg->timeout_sec : 0;
 
@@ -342,6 +494,11 @@ void vm_run(struct vm *vm)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	epoll_ctl(ep, EPOLL_CTL_ADD, vm->stop_fd, &ev);
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++) {
+			ev.data.u64 = (uint64_t)i << 8 | q;
+			epoll_ctl(ep, EPOLL_CTL_ADD, vm->virtio[i]->notify_fd[q], &ev);
+		}
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -358,7 +515,7 @@ void vm_run(struct vm *vm)
 	}
 
 	while (!__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE)) {
-		struct epoll_event evs[4];
+		struct epoll_event evs[16];
 		int timeout_ms = -1, n;
 
 		if (deadline) {
@@ -375,10 +532,15 @@ void vm_run(struct vm *vm)
 		/* While input is paused on a full FIFO, poll it again every 10 ms. */
 		if (in_open && !in_polled && (timeout_ms < 0 || timeout_ms > 10))
 			timeout_ms = 10;
-		n = epoll_wait(ep, evs, 4, timeout_ms);
-		for (int i = 0; i < n; i++)
-			if (evs[i].data.fd == vm->console.in_fd)
+		n = epoll_wait(ep, evs, 16, timeout_ms);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+
+			if (tag == EV_INPUT)
 				pump_input(vm, ep, &in_open, &in_polled);
+			else if (tag != EV_STOP && (tag >> 8) < vm->nvirtio)
+				virtio_mmio_handle_notify(vm->virtio[tag >> 8], tag & 0xff);
+		}
 		if (n == 0 && in_open && !in_polled)
 			pump_input(vm, ep, &in_open, &in_polled);
 	}
@@ -398,6 +560,14 @@ void vm_destroy(struct vm *vm)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	free(vm->cpuid);
+	for (unsigned i = 0; i < vm->nblk; i++) {
+		virtio_blk_close(vm->blk[i]);
+		free(vm->blk[i]);
+	}
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		free(vm->virtio[i]);
+	free(vm->vcon);
+	free(vm->cmdline);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

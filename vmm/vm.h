@@ -17,6 +17,14 @@
 #include "rtc_cmos.h"
 #include "serial.h"
 
+struct virtio_mmio;
+struct virtio_blk;
+struct virtio_console;
+
+/* virtio-mmio devices get GSIs 5..15 (ISA IRQs the MP table routes), one per 4 KiB slot. */
+#define VM_VIRTIO_FIRST_GSI 5
+#define VM_MAX_VIRTIO 11
+
 enum stop_reason {
 	STOP_NONE,
 	STOP_GUEST_EXIT,   /* status through the guest-exit port */
@@ -61,6 +69,12 @@ struct vm {
 	struct serial uart;
 	struct rtc_cmos cmos;
 	struct boot_cpu_state boot_cpu;
+	struct virtio_mmio *virtio[VM_MAX_VIRTIO];
+	unsigned nvirtio;
+	struct virtio_blk *blk[VM_MAX_DRIVES];
+	unsigned nblk;
+	struct virtio_console *vcon;
+	char *cmdline; /* the user's command line plus the virtio_mmio.device= entries */
 
 	pthread_mutex_t stop_lock;
 	struct vm_stop stop;

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Boot benchmark: process start -> exit of hearth and of QEMU -M microvm booting the same
+# tiny PVH guest (build/guests/hello.elf prints one line and exits through port 0xf4).
+#
+#   bench/boot.sh            # from anywhere; works in the repository root
+#
+# Environment: RUNS (hyperfine runs per command, default 50), WARMUP (default 5),
+# RSS_RUNS (runs for peak RSS, default 5), MEM_MIB (guest RAM, default 128),
+# OUT (output directory, default build/bench).
+#
+# Output: the hyperfine JSON (OUT/boot.json, OUT/boot-prepare.json), a summary on stdout
+# and in OUT/boot.txt. Exits non-zero when a run fails or the guest output is wrong; the
+# targets are reported, not enforced.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-50}
+WARMUP=${WARMUP:-5}
+RSS_RUNS=${RSS_RUNS:-5}
+MEM_MIB=${MEM_MIB:-128}
+OUT=${OUT:-build/bench}
+
+HEARTH=build/hearth
+HELLO=build/guests/hello.elf
+TESTGUEST=build/guests/testguest.elf
+QEMU=${QEMU:-qemu-system-x86_64}
+
+# Targets (docs/BENCHMARKS.md).
+TARGET_MEDIAN_MS=5
+TARGET_RATIO=8
+TARGET_OUTSIDE_KIB=2048
+
+die() {
+	echo "bench/boot.sh: $*" >&2
+	exit 1
+}
+
+for tool in hyperfine python3 /usr/bin/time "$QEMU"; do
+	command -v "$tool" >/dev/null || die "$tool not found"
+done
+if [[ ! -x $HEARTH || ! -f $HELLO || ! -f $TESTGUEST ]]; then
+	make all >&2
+fi
+[[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is not usable"
+mkdir -p "$OUT"
+
+# The commands. hearth discards the console (--console none); QEMU keeps its UART and
+# writes the guest output to /dev/null. QEMU: the fewest devices that still boot the guest
+# through PVH: no option ROMs, ACPI, RTC, PIT, PIC or second IOAPIC, no default devices.
+# Each of acpi=off, pit=off, pic=off and rtc=off removes a few ms; kernel-irqchip=off
+# would be faster but aborts on this host (QEMU asserts on setting a KVM MSR).
+# -cpu: host-kvm.md (plain "host" fails on MSR 0x10a under kvm_pvm).
+HEARTH_CMD="$HEARTH --kernel $HELLO --console none --mem $MEM_MIB"
+QEMU_ARGS="-M microvm,accel=kvm,x-option-roms=off,acpi=off,rtc=off,pit=off,pic=off"
+QEMU_ARGS+=",ioapic2=off,isa-serial=on,auto-kernel-cmdline=off"
+QEMU_ARGS+=" -cpu host,-arch-capabilities,-pdpe1gb,-cx16 -smp 1 -m $MEM_MIB"
+QEMU_ARGS+=" -nodefaults -no-user-config -nographic"
+QEMU_ARGS+=" -device isa-debug-exit,iobase=0xf4,iosize=0x04"
+QEMU_ARGS+=" -kernel $HELLO"
+QEMU_CMD="$QEMU $QEMU_ARGS -serial file:/dev/null"
+# isa-debug-exit: QEMU exits with (status << 1) | 1, so the guest's status 0 is exit code 1.
+QEMU_OK_STATUS=1
+
+# 1. Both boot the guest and print its banner (once, console to a file).
+check_banner() { # name file
+	grep -q '^hello from hearth' "$2" || die "$1: no guest banner in $2: $(head -c 300 "$2")"
+}
+rc=0
+$HEARTH --kernel "$HELLO" --console "$OUT/hearth-console.txt" --mem "$MEM_MIB" 2>/dev/null || rc=$?
+[[ $rc == 0 ]] || die "hearth exited with $rc"
+check_banner hearth "$OUT/hearth-console.txt"
+rc=0
+# shellcheck disable=SC2086
+$QEMU $QEMU_ARGS -serial "file:$OUT/qemu-console.txt" || rc=$?
+[[ $rc == "$QEMU_OK_STATUS" ]] || die "QEMU exited with $rc (expected $QEMU_OK_STATUS)"
+check_banner QEMU "$OUT/qemu-console.txt"
+
+# 2. One hyperfine run for both. -N: no intermediate shell. -i because QEMU's success is
+# exit code 1; every run's exit code is checked below instead.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+hyperfine -N -i --style basic --warmup "$WARMUP" --runs "$RUNS" \
+	--export-json "$OUT/boot.json" \
+	-n hearth "$HEARTH_CMD" -n qemu-microvm "$QEMU_CMD" >&2
+
+# 3. hearth once more with a pause before every run (its KVM teardown runs detached after
+# exit; this shows whether back-to-back runs disturb each other).
+hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --prepare 'sleep 0.02' \
+	--export-json "$OUT/boot-prepare.json" -n "hearth (prepare: sleep 0.02)" "$HEARTH_CMD" >&2
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# 4. Peak RSS (getrusage ru_maxrss via GNU time), the largest of RSS_RUNS runs.
+peak_rss() { # ok-status command...
+	local ok=$1 max=0 v rc
+	shift
+	for ((i = 0; i < RSS_RUNS; i++)); do
+		rc=0
+		/usr/bin/time -q -f %M -o "$OUT/rss.txt" "$@" >/dev/null 2>&1 || rc=$?
+		[[ $rc == "$ok" ]] || die "$1 exited with $rc (expected $ok) under /usr/bin/time"
+		v=$(tail -n1 "$OUT/rss.txt")
+		((v > max)) && max=$v
+	done
+	echo "$max"
+}
+# shellcheck disable=SC2086
+HEARTH_RSS=$(peak_rss 0 $HEARTH_CMD)
+# shellcheck disable=SC2086
+QEMU_RSS=$(peak_rss "$QEMU_OK_STATUS" $QEMU_CMD)
+
+# 5. hearth's memory outside guest RAM: a guest that stays up (halts), /proc/PID/smaps read
+# while it runs; the sum of Rss over every mapping except guest RAM, which is the one
+# anonymous mapping whose size is exactly --mem.
+$HEARTH --kernel "$TESTGUEST" --cmdline halt --timeout 2 --console none --mem "$MEM_MIB" \
+	2>/dev/null &
+HPID=$!
+OUTSIDE=""
+for ((i = 0; i < 40; i++)); do
+	sleep 0.05
+	# Wait until the vCPU exists (its kvm_run mapping) and let the guest settle.
+	if grep -q 'anon_inode:kvm-vcpu' "/proc/$HPID/maps" 2>/dev/null; then
+		sleep 0.3
+		OUTSIDE=$(python3 - "$HPID" "$MEM_MIB" <<'EOF'
+import re, sys
+pid, mem_kib = sys.argv[1], int(sys.argv[2]) * 1024
+maps, cur = [], None
+with open(f"/proc/{pid}/smaps") as f:
+    for line in f:
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if m:
+            cur = {"name": m.group(3), "size": 0, "rss": 0}
+            maps.append(cur)
+        elif line.startswith("Size:"):
+            cur["size"] = int(line.split()[1])
+        elif line.startswith("Rss:"):
+            cur["rss"] = int(line.split()[1])
+ram = [m for m in maps if m["name"] == "" and m["size"] == mem_kib]
+if len(ram) != 1:
+    sys.exit(f"expected one anonymous {mem_kib} KiB mapping, found {len(ram)}")
+total = sum(m["rss"] for m in maps)
+print(total - ram[0]["rss"], ram[0]["rss"], total)
+EOF
+		)
+		break
+	fi
+done
+rc=0
+wait "$HPID" || rc=$?
+[[ -n $OUTSIDE ]] || die "could not read hearth's smaps"
+[[ $rc == 245 ]] || die "testguest run exited with $rc (expected 245, --timeout)"
+read -r OUTSIDE_KIB RAM_RSS_KIB TOTAL_RSS_KIB <<<"$OUTSIDE"
+
+# 6. Report.
+HEARTH_CMD=$HEARTH_CMD QEMU_CMD=$QEMU_CMD python3 - "$OUT" "$HEARTH_RSS" "$QEMU_RSS" "$OUTSIDE_KIB" "$RAM_RSS_KIB" "$TOTAL_RSS_KIB" \
+	"$TARGET_MEDIAN_MS" "$TARGET_RATIO" "$TARGET_OUTSIDE_KIB" "$QEMU_OK_STATUS" \
+	"$LOAD_BEFORE" "$LOAD_AFTER" "$MEM_MIB" >"$OUT/boot.tmp" <<'EOF'
+import json, os, subprocess, sys, time
+(out, h_rss, q_rss, outside, ram_rss, total_rss, t_med, t_ratio, t_out, q_ok, load0, load1,
+ mem) = sys.argv[1:]
+h_rss, q_rss, outside, ram_rss, total_rss = map(int, (h_rss, q_rss, outside, ram_rss, total_rss))
+t_med, t_ratio, t_out, q_ok = float(t_med), float(t_ratio), int(t_out), int(q_ok)
+
+def pct(ts, p):
+    ts = sorted(ts)
+    k = (len(ts) - 1) * p
+    lo = int(k)
+    hi = min(lo + 1, len(ts) - 1)
+    return ts[lo] + (ts[hi] - ts[lo]) * (k - lo)
+
+def stats(r):
+    ts = [t * 1e3 for t in r["times"]]
+    return {"median": pct(ts, 0.5), "p90": pct(ts, 0.9), "min": min(ts), "max": max(ts),
+            "mean": sum(ts) / len(ts), "n": len(ts),
+            "slow": sum(1 for t in ts if t > 2 * min(ts))}
+
+main = json.load(open(f"{out}/boot.json"))["results"]
+prep = json.load(open(f"{out}/boot-prepare.json"))["results"][0]
+h, q = main
+bad = [(r["command"], c) for r, ok in ((h, 0), (q, q_ok), (prep, 0))
+       for c in r.get("exit_codes", []) if c != ok]
+if bad:
+    sys.exit(f"failed runs (command, exit code): {bad[:5]}")
+hs, qs, ps = stats(h), stats(q), stats(prep)
+ratio = qs["median"] / hs["median"]
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+cpu = sh("grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-").strip()
+mmu = sh("build/hearth --version | sed -n 's/^host mmu: //p'")
+met = lambda ok: "met" if ok else "NOT met"
+L = []
+L.append(f"date:       {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+L.append(f"kernel:     {sh('uname -r')}")
+L.append(f"cpu:        {cpu} ({sh('nproc')} CPUs)")
+L.append(f"host mmu:   {mmu}")
+L.append(f"qemu:       {sh('qemu-system-x86_64 --version | head -1')}")
+L.append(f"hyperfine:  {sh('hyperfine --version')}")
+L.append(f"loadavg:    {load0} (before)  {load1} (after)")
+L.append("")
+L.append(f"Boot: hello, process start -> exit ({hs['n']} runs each, 1 vCPU, {mem} MiB)")
+L.append(f"  hearth: {os.environ['HEARTH_CMD']}")
+L.append(f"  qemu:   {os.environ['QEMU_CMD']}")
+L.append("")
+L.append(f"{'ms':<32}{'median':>8}{'p90':>8}{'min':>8}{'max':>8}{'slow':>7}  {'peak RSS':>9}")
+for name, s, rss in (("hearth", hs, h_rss), ("qemu microvm", qs, q_rss),
+                     ("hearth, --prepare 'sleep 0.02'", ps, None)):
+    r = f"{rss / 1024:.1f} MiB" if rss else ""
+    L.append(f"{name:<32}{s['median']:8.2f}{s['p90']:8.2f}{s['min']:8.2f}{s['max']:8.2f}"
+             f"{s['slow']:>4}/{s['n']:<2}  {r:>9}")
+L.append("  slow: runs that took more than twice the fastest run")
+L.append("")
+L.append(f"ratio qemu/hearth (medians): {ratio:.1f}x")
+L.append(f"hearth memory outside guest RAM: {outside} KiB ({outside / 1024:.2f} MiB); "
+         f"guest RAM Rss {ram_rss} KiB, total Rss {total_rss} KiB")
+if hs["p90"] > 1.5 * hs["median"]:
+    L.append(f"note: hearth p90 is {hs['p90'] / hs['median']:.1f}x its median")
+L.append("")
+L.append("targets:")
+L.append(f"  hello median <= {t_med:g} ms:           {hs['median']:.2f} ms  "
+         f"{met(hs['median'] <= t_med)}")
+L.append(f"  >= {t_ratio:g}x faster than QEMU microvm:  {ratio:.1f}x  {met(ratio >= t_ratio)}")
+L.append(f"  memory outside guest RAM <= {t_out // 1024} MiB: {outside / 1024:.2f} MiB  "
+         f"{met(outside <= t_out)}")
+print("\n".join(L))
+json.dump({"hearth": hs, "qemu": qs, "hearth_prepare": ps, "ratio": ratio,
+           "hearth_peak_rss_kib": h_rss, "qemu_peak_rss_kib": q_rss,
+           "hearth_outside_ram_kib": outside}, open(f"{out}/boot-summary.json", "w"), indent=1)
+EOF
+mv "$OUT/boot.tmp" "$OUT/boot.txt"
+cat "$OUT/boot.txt"

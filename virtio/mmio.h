@@ -1,0 +1,92 @@
+/*
+ * virtio-mmio transport, virtio 1.x (MMIO version 2 register layout).
+ *
+ * Threads: register accesses arrive on vCPU threads (MMIO exits); queue notifications are
+ * processed on the VMM thread (an ioeventfd per queue, or the QueueNotify register which
+ * signals the same eventfd). `lock` serializes both. Interrupts leave through `irq_fd`, an
+ * eventfd that vmm/ binds to the device's GSI with KVM_IRQFD. The transport never calls KVM.
+ */
+#ifndef HEARTH_VIRTIO_MMIO_H
+#define HEARTH_VIRTIO_MMIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "queue.h"
+#include "vmm/bus.h"
+#include "vmm/guest_memory.h"
+
+#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MMIO_VENDOR 0x48525448 /* "HRTH" */
+
+struct virtio_mmio;
+
+struct virtio_dev_ops {
+	/* Process queue `q` (VMM thread, lock held). */
+	void (*queue_notify)(struct virtio_mmio *t, unsigned q);
+	/* Device config space (lock held); offset + size <= config_size is checked. */
+	void (*config_read)(struct virtio_mmio *t, uint32_t offset, uint8_t *data, uint32_t size);
+	void (*config_write)(struct virtio_mmio *t, uint32_t offset, const uint8_t *data,
+			     uint32_t size);
+	/* The driver reset the device (lock held). */
+	void (*reset)(struct virtio_mmio *t);
+	/* The driver set DRIVER_OK (lock held). */
+	void (*activate)(struct virtio_mmio *t);
+};
+
+struct virtio_mmio {
+	pthread_mutex_t lock;
+	const char *name;
+	uint32_t device_id;
+	uint64_t device_features; /* VIRTIO_F_VERSION_1 is added by the transport */
+	uint32_t config_size;
+	unsigned nqueues;
+	uint16_t queue_max;
+	const struct virtio_dev_ops *ops;
+	void *dev;
+	const struct guest_memory *gm;
+
+	uint64_t base; /* guest-physical address of the 4 KiB slot */
+	uint32_t gsi;
+	int irq_fd;                          /* eventfd -> KVM_IRQFD */
+	int notify_fd[VIRTIO_MAX_QUEUES];    /* eventfd <- KVM_IOEVENTFD (QueueNotify) */
+
+	/* Registers. */
+	uint32_t status;
+	uint32_t device_features_sel, driver_features_sel, queue_sel;
+	uint64_t driver_features;
+	uint32_t interrupt_status;
+	uint32_t config_generation;
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+
+	/* Counters. */
+	uint64_t notifications, interrupts, bad_chains;
+};
+
+/* Set up a transport; fds are created here (eventfds), bound to KVM by vmm/. */
+int virtio_mmio_init(struct virtio_mmio *t, const char *name, uint32_t device_id,
+		     uint64_t features, uint32_t config_size, unsigned nqueues, uint16_t queue_max,
+		     const struct virtio_dev_ops *ops, void *dev, const struct guest_memory *gm,
+		     uint64_t base, uint32_t gsi);
+
+/* The VMM thread saw notify_fd[q] become readable. */
+void virtio_mmio_handle_notify(struct virtio_mmio *t, unsigned q);
+
+/* For devices (lock held): chains were put on queue q's used ring; interrupt unless the
+ * driver suppressed it. */
+void virtio_mmio_signal_used(struct virtio_mmio *t, unsigned q);
+/* For devices (lock held): the config space changed (bumps the generation, interrupts). */
+void virtio_mmio_config_changed(struct virtio_mmio *t);
+/* For devices (lock held): something is malformed; set DEVICE_NEEDS_RESET and tell the driver. */
+void virtio_mmio_needs_reset(struct virtio_mmio *t);
+/* Whether the driver finished setup and the device may process queues. */
+bool virtio_mmio_running(const struct virtio_mmio *t);
+
+/* Pop with the transport's policy: a bad chain is returned to the driver with length 0 and
+ * counted; a bad ring sets DEVICE_NEEDS_RESET. Returns true with a valid chain. */
+bool virtio_mmio_pop(struct virtio_mmio *t, unsigned q, struct virtq_chain *c);
+
+extern const struct bus_ops virtio_mmio_bus_ops;
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * Split virtqueues, shared by every device. Everything in the rings comes from the guest and
+ * is hostile: ring addresses, indices, descriptor addresses, lengths, flags and next links
+ * are validated against guest RAM (vmm/guest_memory) before use; chains are bounded by the
+ * queue size (so loops end), indirect tables are checked and cannot nest.
+ */
+#ifndef HEARTH_VIRTIO_QUEUE_H
+#define HEARTH_VIRTIO_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/guest_memory.h"
+
+#define VIRTQ_MAX_SIZE 256
+/* A chain has at most this many buffers (a queue's worth, or one indirect table's). */
+#define VIRTQ_MAX_SEGS VIRTQ_MAX_SIZE
+
+struct virtq {
+	uint16_t size; /* set by the driver (QueueNum); a power of two <= max */
+	bool ready;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t last_avail; /* next avail ring entry to take */
+	uint16_t used_idx;   /* our used->idx */
+	bool broken;         /* a malformed ring was seen: nothing more is taken until reset */
+};
+
+struct virtq_seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool device_writes; /* VRING_DESC_F_WRITE */
+};
+
+struct virtq_chain {
+	uint16_t head;
+	uint16_t nsegs;
+	uint64_t readable; /* bytes the device may read (driver -> device) */
+	uint64_t writable; /* bytes the device may write (device -> driver) */
+	struct virtq_seg seg[VIRTQ_MAX_SEGS];
+};
+
+enum virtq_pop_result {
+	VIRTQ_EMPTY = 0,
+	VIRTQ_CHAIN = 1,      /* a valid chain */
+	VIRTQ_BAD_CHAIN = -1, /* the head is valid, the chain is not: return it with len 0 */
+	VIRTQ_BAD_RING = -2,  /* the ring itself is malformed: the device needs a reset */
+};
+
+/* Check ring placement when the driver sets QueueReady: alignment, size, all in RAM. */
+bool virtq_layout_ok(const struct virtq *q, const struct guest_memory *gm);
+
+/* Take the next available chain. On VIRTQ_BAD_RING the queue is marked broken. */
+enum virtq_pop_result virtq_pop(struct virtq *q, const struct guest_memory *gm,
+				struct virtq_chain *c);
+
+/* Put a chain on the used ring with `written` bytes; returns -1 if the used ring is gone. */
+int virtq_push(struct virtq *q, const struct guest_memory *gm, uint16_t head, uint32_t written);
+
+/* Whether the driver asked not to be interrupted (VRING_AVAIL_F_NO_INTERRUPT). */
+bool virtq_interrupt_suppressed(const struct virtq *q, const struct guest_memory *gm);
+
+void virtq_reset(struct virtq *q);
+
+/* Copy between a chain's buffers and host memory, starting `offset` bytes into the readable
+ * (or writable) part. Return bytes copied. */
+uint64_t virtq_chain_read(const struct virtq_chain *c, const struct guest_memory *gm,
+			  uint64_t offset, void *dst, uint64_t len);
+uint64_t virtq_chain_write(const struct virtq_chain *c, const struct guest_memory *gm,
+			   uint64_t offset, const void *src, uint64_t len);
+
+#endif
