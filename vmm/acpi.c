@@ -122,8 +122,8 @@ struct __attribute__((packed)) acpi_fadt {
 #define FADT_HW_REDUCED_ACPI (1u << 20)
 
 /* IA-PC boot architecture flags (table 5-35). */
-#define IAPC_LEGACY_DEVICES (1u << 0) /* user-visible ISA devices: COM1 */
-#define IAPC_8042           (1u << 1) /* ports 0x60/0x64 */
+#define IAPC_LEGACY_DEVICES  (1u << 0) /* user-visible ISA devices: COM1 */
+#define IAPC_8042            (1u << 1) /* ports 0x60/0x64 */
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
 
 #define CMOS_CENTURY_INDEX 0x32 /* vmm/rtc_cmos.c keeps the century there */
@@ -193,8 +193,7 @@ static uint64_t align_up(uint64_t v)
 	return (v + TABLE_ALIGN - 1) & ~(uint64_t)(TABLE_ALIGN - 1);
 }
 
-static void header_init(struct acpi_header *h, const char *sig, uint32_t length,
-			uint8_t revision)
+static void header_init(struct acpi_header *h, const char *sig, uint32_t length, uint8_t revision)
 {
 	memcpy(h->signature, sig, 4);
 	h->length = length;
@@ -300,7 +299,7 @@ static int check_devices(const struct acpi_mmio_device *devs, unsigned ndevs, st
 
 	if (ndevs > ACPI_MAX_MMIO_DEVICES)
 		return err_set(err, "ACPI: %u virtio-mmio devices, at most %d", ndevs,
-			       ACPI_MAX_MMIO_DEVICES);
+		               ACPI_MAX_MMIO_DEVICES);
 	if (ndevs && !devs)
 		return err_set(err, "ACPI: no device array for %u devices", ndevs);
 	for (unsigned i = 0; i < ndevs; i++) {
@@ -308,23 +307,23 @@ static int check_devices(const struct acpi_mmio_device *devs, unsigned ndevs, st
 
 		if (d->size == 0 || d->base > (1ULL << 32) - d->size)
 			return err_set(err,
-				       "ACPI: device %u window 0x%llx+0x%x is empty or not below "
-				       "4 GiB",
-				       i, (unsigned long long)d->base, d->size);
+			               "ACPI: device %u window 0x%llx+0x%x is empty or not below "
+			               "4 GiB",
+			               i, (unsigned long long)d->base, d->size);
 		if (d->gsi >= ACPI_IOAPIC_PINS || d->gsi == IRQ_COM1)
 			return err_set(err, "ACPI: device %u GSI %u is not a free IOAPIC pin", i,
-				       d->gsi);
+			               d->gsi);
 		if (gsis_seen & (1u << d->gsi))
 			return err_set(err, "ACPI: device %u shares GSI %u with another device", i,
-				       d->gsi);
+			               d->gsi);
 		gsis_seen |= 1u << d->gsi;
 	}
 	return 0;
 }
 
 int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, unsigned nvcpus,
-	       const struct acpi_mmio_device *devs, unsigned ndevs, uint64_t *rsdp_addr,
-	       struct error *err)
+               const struct acpi_mmio_device *devs, unsigned ndevs, uint64_t *rsdp_addr,
+               struct error *err)
 {
 	uint8_t aml_buf[DSDT_AML_MAX];
 	struct aml aml;
@@ -338,7 +337,7 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 		return -1;
 	if (addr % TABLE_ALIGN)
 		return err_set(err, "ACPI: table address 0x%llx is not 16-byte aligned",
-			       (unsigned long long)addr);
+		               (unsigned long long)addr);
 
 	aml_init(&aml, aml_buf, sizeof(aml_buf));
 	dsdt_aml(&aml, devs, ndevs);
@@ -347,7 +346,7 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 
 	xsdt_len = sizeof(struct acpi_header) + XSDT_ENTRIES * sizeof(uint64_t);
 	madt_len = sizeof(struct acpi_madt) + nvcpus * sizeof(struct madt_lapic) +
-		   sizeof(struct madt_ioapic) + sizeof(struct madt_lapic_nmi);
+	           sizeof(struct madt_ioapic) + sizeof(struct madt_lapic_nmi);
 	dsdt_len = (uint32_t)(sizeof(struct acpi_header) + aml.len);
 	xsdt_off = align_up(sizeof(struct acpi_rsdp));
 	fadt_off = align_up(xsdt_off + xsdt_len);
@@ -357,12 +356,12 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 
 	if (total > max_len || addr > UINT64_MAX - total)
 		return err_set(err, "ACPI: tables of %llu bytes do not fit in %llu bytes at 0x%llx",
-			       (unsigned long long)total, (unsigned long long)max_len,
-			       (unsigned long long)addr);
+		               (unsigned long long)total, (unsigned long long)max_len,
+		               (unsigned long long)addr);
 	base = gm_ptr(gm, addr, total);
 	if (!base)
 		return err_set(err, "ACPI: [0x%llx, 0x%llx) is not guest RAM",
-			       (unsigned long long)addr, (unsigned long long)(addr + total));
+		               (unsigned long long)addr, (unsigned long long)(addr + total));
 	memset(base, 0, total);
 
 	/* DSDT. */

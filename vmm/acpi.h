@@ -20,8 +20,8 @@
 #define LAYOUT_ACPI_START 0xe0000ULL
 #define LAYOUT_ACPI_END   0x100000ULL
 
-#define ACPI_MAX_VCPUS        254 /* 8-bit APIC IDs; the IOAPIC takes ID nvcpus */
-#define ACPI_IOAPIC_PINS      24 /* KVM's in-kernel IOAPIC: GSIs 0..23 */
+#define ACPI_MAX_VCPUS   254 /* 8-bit APIC IDs; the IOAPIC takes ID nvcpus */
+#define ACPI_IOAPIC_PINS 24  /* KVM's in-kernel IOAPIC: GSIs 0..23 */
 /* Each device has a GSI of its own: every IOAPIC pin but COM1's. */
 #define ACPI_MAX_MMIO_DEVICES (ACPI_IOAPIC_PINS - 1)
 
@@ -39,7 +39,7 @@ struct acpi_mmio_device {
  * LAYOUT_IOAPIC_ADDR with GSI base 0; ISA IRQs are identity-mapped (no overrides).
  */
 int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, unsigned nvcpus,
-	       const struct acpi_mmio_device *devs, unsigned ndevs, uint64_t *rsdp_addr,
-	       struct error *err);
+               const struct acpi_mmio_device *devs, unsigned ndevs, uint64_t *rsdp_addr,
+               struct error *err);
 
 #endif

@@ -300,25 +300,43 @@ bool rt_vq_get_used(struct rt_vq *vq, uint32_t *id, uint32_t *len)
 	return true;
 }
 
+static uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
+/* Called every RT_VQ_CHECK_EVERY spins: give up on a broken or silent device. */
+static void check_progress(const struct rt_virtio_dev *d, unsigned q, uint32_t spin,
+			   uint64_t start)
+{
+	uint64_t cycles = rdtsc() - start;
+
+	if (rt_virtio_read(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET) {
+		con_printf("virtio: 0x%lx queue %u: device needs reset\n", d->base, q);
+		guest_exit(RT_EXIT_VIRTIO_PROTOCOL);
+	}
+	if ((spin >= RT_VQ_SPIN_MIN && cycles >= RT_VQ_TSC_LIMIT) || spin >= RT_VQ_SPIN_MAX) {
+		con_printf("virtio: 0x%lx queue %u: no completion after %u spins (%lu TSC cycles)\n",
+			   d->base, q, spin, cycles);
+		guest_exit(RT_EXIT_VIRTIO_TIMEOUT);
+	}
+}
+
 uint32_t rt_virtio_submit(struct rt_virtio_dev *d, unsigned q, const struct rt_vq_buf *bufs,
 			  unsigned n, struct vring_desc *indirect)
 {
 	struct rt_vq *vq = &d->vq[q];
 	uint16_t head = rt_vq_add(vq, bufs, n, indirect);
+	uint64_t start = rdtsc();
 	uint32_t id, len, isr;
 
 	rt_virtio_write(d, VIRTIO_MMIO_QUEUE_NOTIFY, vq->index);
 	for (uint32_t spin = 1; !rt_vq_get_used(vq, &id, &len); spin++) {
-		if (spin == RT_VQ_SPIN_MAX) {
-			con_printf("virtio: 0x%lx queue %u: no completion after %u spins\n", d->base,
-				   q, spin);
-			guest_exit(RT_EXIT_VIRTIO_TIMEOUT);
-		}
-		if (spin % RT_VQ_STATUS_EVERY == 0 &&
-		    (rt_virtio_read(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET)) {
-			con_printf("virtio: 0x%lx queue %u: device needs reset\n", d->base, q);
-			guest_exit(RT_EXIT_VIRTIO_PROTOCOL);
-		}
+		if (spin % RT_VQ_CHECK_EVERY == 0)
+			check_progress(d, q, spin, start);
 		__asm__ volatile("pause");
 	}
 	if (id != head) {

@@ -32,11 +32,16 @@
 #define RT_VQ_SIZE           16 /* descriptors per queue (a power of two) */
 
 /*
- * Iterations of the completion spin (each reads used->idx, then `pause`) before the guest
- * gives up; the device status is checked for DEVICE_NEEDS_RESET every RT_VQ_STATUS_EVERY.
+ * The completion spin (read used->idx, `pause`) gives up when it has run RT_VQ_SPIN_MIN
+ * iterations and RT_VQ_TSC_LIMIT TSC cycles (about 3 s at 2.6 GHz), or RT_VQ_SPIN_MAX
+ * iterations whatever the TSC says. Both are checked, together with DEVICE_NEEDS_RESET in
+ * Status, every RT_VQ_CHECK_EVERY iterations. (Spin counts alone cannot give a sane time:
+ * one iteration takes about 3 us where KVM emulates the guest and a few ns elsewhere.)
  */
-#define RT_VQ_SPIN_MAX     4000000u
-#define RT_VQ_STATUS_EVERY 4096u
+#define RT_VQ_SPIN_MIN     100000u
+#define RT_VQ_SPIN_MAX     (1u << 26)
+#define RT_VQ_TSC_LIMIT    (1ULL << 33)
+#define RT_VQ_CHECK_EVERY  1024u
 
 /* Exit statuses of the runtime's virtio code (the guests use others for their own checks). */
 #define RT_EXIT_VIRTIO_TIMEOUT  20 /* the device did not return a chain in time */
@@ -150,7 +155,8 @@ bool rt_vq_get_used(struct rt_vq *vq, uint32_t *id, uint32_t *len);
 
 /*
  * rt_vq_add() on queue q, QueueNotify, spin until the chain comes back (exit
- * RT_EXIT_VIRTIO_TIMEOUT when it does not), then read InterruptStatus and write it to
+ * RT_EXIT_VIRTIO_TIMEOUT when it does not; RT_EXIT_VIRTIO_PROTOCOL when the device sets
+ * DEVICE_NEEDS_RESET or returns another chain), then read InterruptStatus and write it to
  * InterruptACK. Returns the used length (bytes the device wrote).
  */
 uint32_t rt_virtio_submit(struct rt_virtio_dev *d, unsigned q, const struct rt_vq_buf *bufs,
