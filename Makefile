@@ -6,7 +6,7 @@ VERSION := 0.1.0
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP \
            -DHEARTH_VERSION='"$(VERSION)"'
-LDLIBS  += -lpthread
+LDLIBS  += -lmicrohttpd -lcjson -lpthread -lmicrohttpd -lcjson
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -1,11 +1,13 @@
 /*
- * The VM configuration model. The one-shot command line, --config-file and (later) the REST
- * API all fill this same structure; vmm/ builds the machine from it.
+ * The VM configuration model. The one-shot command line, --config-file and the REST API all
+ * fill this same structure; vmm/ builds the machine from it. Strings are owned (malloc'd)
+ * and freed by vm_config_free.
  */
 #ifndef HEARTH_VM_CONFIG_H
 #define HEARTH_VM_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/boot.h"
@@ -13,45 +15,65 @@
 enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 enum mmu_mode { MMU_AUTO, MMU_HARDWARE, MMU_SHADOW };
 
-#define VM_ID_MAX     64
-#define VM_MAX_VCPUS  32
+#define VM_ID_MAX          64
+#define VM_MAX_VCPUS       32
 #define VM_DEFAULT_MEM_MIB 128
-#define VM_MAX_DRIVES 8
-#define DRIVE_ID_MAX  64
+#define VM_MAX_DRIVES      8
+#define VM_MAX_NETS        4
+#define DRIVE_ID_MAX       64
+#define IFACE_NAME_MAX     15 /* IFNAMSIZ - 1 */
 
 struct drive_config {
 	char id[DRIVE_ID_MAX + 1];
-	const char *path;
+	char *path;
 	bool read_only;
+	bool is_root_device; /* Firecracker: adds root=/dev/vdX to the command line */
+};
+
+struct net_config {
+	char id[DRIVE_ID_MAX + 1];
+	char host_dev_name[IFACE_NAME_MAX + 1];
+	bool has_mac;
+	uint8_t mac[6];
 };
 
 struct vm_config {
 	char id[VM_ID_MAX + 1];
 	/* boot source */
-	const char *kernel_path;
-	const char *initrd_path;
-	const char *cmdline;
+	char *kernel_path;
+	char *initrd_path;
+	char *cmdline;
 	enum boot_protocol boot_protocol;
 	/* machine */
 	uint64_t mem_mib;
 	unsigned vcpus;
+	bool smt;
+	bool track_dirty_pages;
 	enum mmu_mode mmu;
-	/* console */
-	enum console_kind console;
-	const char *console_path;
 	/* devices */
 	struct drive_config drives[VM_MAX_DRIVES];
 	unsigned ndrives;
+	struct net_config nets[VM_MAX_NETS];
+	unsigned nnets;
 	bool virtio_console;
+	/* console */
+	enum console_kind console;
+	char *console_path;
 	/* run control */
 	double timeout_sec; /* 0 = none */
-	/* control plane (parsed now, served by later work) */
-	const char *api_sock;
-	const char *config_file;
+	bool boot_timer;
+	/* control plane */
+	char *api_sock;
+	char *config_file;
 	bool no_api;
+	char *log_path;
+	char *metrics_path;
 };
 
 void vm_config_defaults(struct vm_config *c);
+void vm_config_free(struct vm_config *c);
+/* Replace an owned string (NULL clears it); returns -1 when out of memory. */
+int config_set_str(char **field, const char *value);
 const char *mmu_mode_name(enum mmu_mode m);
 /* Firecracker's id rule: 1..max characters from [A-Za-z0-9_]. */
 bool config_id_valid(const char *s, size_t max);

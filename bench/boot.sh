@@ -107,19 +107,20 @@ HEARTH_RSS=$(peak_rss 0 $HEARTH_CMD)
 # shellcheck disable=SC2086
 QEMU_RSS=$(peak_rss "$QEMU_OK_STATUS" $QEMU_CMD)
 
-# 5. hearth's memory outside guest RAM: a guest that stays up (halts), /proc/PID/smaps read
-# while it runs; the sum of Rss over every mapping except guest RAM, which is the one
-# anonymous mapping whose size is exactly --mem.
-$HEARTH --kernel "$TESTGUEST" --cmdline halt --timeout 2 --console none --mem "$MEM_MIB" \
-	2>/dev/null &
-HPID=$!
-OUTSIDE=""
-for ((i = 0; i < 40; i++)); do
-	sleep 0.05
-	# Wait until the vCPU exists (its kvm_run mapping) and let the guest settle.
-	if grep -q 'anon_inode:kvm-vcpu' "/proc/$HPID/maps" 2>/dev/null; then
-		sleep 0.3
-		OUTSIDE=$(python3 - "$HPID" "$MEM_MIB" <<'EOF'
+# 5. Memory outside guest RAM: a guest that stays up (testguest "halt": prints "testguest:
+# ready", then cli; hlt), /proc/PID/smaps read while it runs; the sum of Rss over every
+# mapping except guest RAM, which is the one anonymous mapping whose size is exactly the
+# guest's RAM. Prints "outside-RAM guest-RAM total", in KiB.
+outside_ram() { # pid console-file
+	local pid=$1 con=$2
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'testguest: ready' "$con" 2>/dev/null && break
+		sleep 0.02
+	done
+	grep -q 'testguest: ready' "$con" 2>/dev/null ||
+		die "the guest of PID $pid did not come up ($con)"
+	sleep 0.2
+	python3 - "$pid" "$MEM_MIB" <<'EOF'
 import re, sys
 pid, mem_kib = sys.argv[1], int(sys.argv[2]) * 1024
 maps, cur = [], None
@@ -139,23 +140,36 @@ if len(ram) != 1:
 total = sum(m["rss"] for m in maps)
 print(total - ram[0]["rss"], ram[0]["rss"], total)
 EOF
-		)
-		break
-	fi
-done
+}
+rm -f "$OUT/hearth-halt.txt" "$OUT/qemu-halt.txt"
+$HEARTH --kernel "$TESTGUEST" --cmdline halt --timeout 2 --console "$OUT/hearth-halt.txt" \
+	--mem "$MEM_MIB" 2>/dev/null &
+HPID=$!
+H_OUT=$(outside_ram "$HPID" "$OUT/hearth-halt.txt")
 rc=0
 wait "$HPID" || rc=$?
-[[ -n $OUTSIDE ]] || die "could not read hearth's smaps"
-[[ $rc == 245 ]] || die "testguest run exited with $rc (expected 245, --timeout)"
-read -r OUTSIDE_KIB RAM_RSS_KIB TOTAL_RSS_KIB <<<"$OUTSIDE"
+[[ $rc == 245 ]] || die "hearth testguest run exited with $rc (expected 245, --timeout)"
+# The same QEMU machine, running testguest; it halts forever, so it is stopped by its PID.
+# shellcheck disable=SC2086
+$QEMU ${QEMU_ARGS/$HELLO/$TESTGUEST} -append halt -serial "file:$OUT/qemu-halt.txt" &
+QPID=$!
+Q_OUT=$(outside_ram "$QPID" "$OUT/qemu-halt.txt") || {
+	kill "$QPID"
+	exit 1
+}
+kill "$QPID"
+wait "$QPID" || true
+read -r OUTSIDE_KIB RAM_RSS_KIB TOTAL_RSS_KIB <<<"$H_OUT"
+read -r Q_OUTSIDE_KIB _ _ <<<"$Q_OUT"
 
 # 6. Report.
 HEARTH_CMD=$HEARTH_CMD QEMU_CMD=$QEMU_CMD python3 - "$OUT" "$HEARTH_RSS" "$QEMU_RSS" "$OUTSIDE_KIB" "$RAM_RSS_KIB" "$TOTAL_RSS_KIB" \
 	"$TARGET_MEDIAN_MS" "$TARGET_RATIO" "$TARGET_OUTSIDE_KIB" "$QEMU_OK_STATUS" \
-	"$LOAD_BEFORE" "$LOAD_AFTER" "$MEM_MIB" >"$OUT/boot.tmp" <<'EOF'
+	"$LOAD_BEFORE" "$LOAD_AFTER" "$MEM_MIB" "$Q_OUTSIDE_KIB" >"$OUT/boot.tmp" <<'EOF'
 import json, os, subprocess, sys, time
 (out, h_rss, q_rss, outside, ram_rss, total_rss, t_med, t_ratio, t_out, q_ok, load0, load1,
- mem) = sys.argv[1:]
+ mem, q_outside) = sys.argv[1:]
+q_outside = int(q_outside)
 h_rss, q_rss, outside, ram_rss, total_rss = map(int, (h_rss, q_rss, outside, ram_rss, total_rss))
 t_med, t_ratio, t_out, q_ok = float(t_med), float(t_ratio), int(t_out), int(q_ok)
 
@@ -212,6 +226,7 @@ L.append("")
 L.append(f"ratio qemu/hearth (medians): {ratio:.1f}x")
 L.append(f"hearth memory outside guest RAM: {outside} KiB ({outside / 1024:.2f} MiB); "
          f"guest RAM Rss {ram_rss} KiB, total Rss {total_rss} KiB")
+L.append(f"qemu memory outside guest RAM:   {q_outside} KiB ({q_outside / 1024:.2f} MiB)")
 if hs["p90"] > 1.5 * hs["median"]:
     L.append(f"note: hearth p90 is {hs['p90'] / hs['median']:.1f}x its median")
 L.append("")
@@ -224,7 +239,8 @@ L.append(f"  memory outside guest RAM <= {t_out // 1024} MiB: {outside / 1024:.2
 print("\n".join(L))
 json.dump({"hearth": hs, "qemu": qs, "hearth_prepare": ps, "ratio": ratio,
            "hearth_peak_rss_kib": h_rss, "qemu_peak_rss_kib": q_rss,
-           "hearth_outside_ram_kib": outside}, open(f"{out}/boot-summary.json", "w"), indent=1)
+           "hearth_outside_ram_kib": outside, "qemu_outside_ram_kib": q_outside},
+          open(f"{out}/boot-summary.json", "w"), indent=1)
 EOF
 mv "$OUT/boot.tmp" "$OUT/boot.txt"
 cat "$OUT/boot.txt"

@@ -132,6 +132,10 @@ enum virtq_pop_result virtq_pop(struct virtq *q, const struct guest_memory *gm,
 
 	if (!q->ready || q->broken)
 		return VIRTQ_EMPTY;
+	if (!virtq_layout_ok(q, gm)) {
+		q->broken = true;
+		return VIRTQ_BAD_RING;
+	}
 	avail_idx = load16(gm, q->avail_gpa + 2);
 	if (avail_idx == q->last_avail)
 		return VIRTQ_EMPTY;
@@ -156,8 +160,12 @@ enum virtq_pop_result virtq_pop(struct virtq *q, const struct guest_memory *gm,
 int virtq_push(struct virtq *q, const struct guest_memory *gm, uint16_t head, uint32_t written)
 {
 	struct vring_used_elem *e;
-	uint64_t slot = q->used_gpa + 4 + 8ULL * (q->used_idx % q->size);
+	uint64_t slot;
 
+	/* The ring was checked when the queue became ready; check again, it costs little. */
+	if (!q->size || !gm_range_ok(gm, q->used_gpa, used_bytes(q->size)))
+		return -1;
+	slot = q->used_gpa + 4 + 8ULL * (q->used_idx % q->size);
 	e = gm_ptr(gm, slot, sizeof(*e));
 	if (!e)
 		return -1;

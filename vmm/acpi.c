@@ -173,8 +173,8 @@ _Static_assert(sizeof(struct madt_lapic) == 8, "MADT local APIC layout");
 _Static_assert(sizeof(struct madt_ioapic) == 12, "MADT IOAPIC layout");
 _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT local APIC NMI layout");
 
-/* Room for the DSDT's AML: COM1, the RTC and ACPI_MAX_MMIO_DEVICES devices take ~2.6 KiB. */
-#define DSDT_AML_MAX 8192
+/* Room for the DSDT's AML: COM1, the RTC and ACPI_MAX_MMIO_DEVICES devices take ~1.7 KiB. */
+#define DSDT_AML_MAX 4096
 
 #define XSDT_ENTRIES 2 /* FADT, MADT */
 
@@ -226,6 +226,8 @@ static void crs_end(struct aml *dsdt, struct aml *res)
 	aml_buffer(dsdt, res->buf, res->len);
 }
 
+/* COM1 in the namespace: in hardware-reduced mode Linux has no legacy PIC and maps no ISA IRQs
+ * by itself, so the 8250 driver gets IRQ 4 (GSI 4, IOAPIC pin 4) only through this _CRS. */
 static void dsdt_com1(struct aml *a)
 {
 	uint8_t buf[32];

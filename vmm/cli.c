@@ -11,7 +11,7 @@
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE, OPT_MMU,
 	OPT_TIMEOUT, OPT_BOOT, OPT_API_SOCK, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_VERBOSE,
-	OPT_HELP, OPT_VERSION, OPT_DRIVE, OPT_VIRTIO_CONSOLE,
+	OPT_HELP, OPT_VERSION, OPT_DRIVE, OPT_VIRTIO_CONSOLE, OPT_BOOT_TIMER,
 };
 
 static const struct option options[] = {
@@ -31,6 +31,7 @@ static const struct option options[] = {
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"drive", required_argument, NULL, OPT_DRIVE},
 	{"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
+	{"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -62,8 +63,12 @@ void cli_usage(FILE *f)
 		"  --virtio-console     add a virtio-console (hvc0) on the same console target\n"
 		"  --timeout SEC        stop the guest after SEC seconds (fractions allowed)\n"
 		"  --id ID              instance id ([A-Za-z0-9_-], at most %d characters)\n"
-		"  --api-sock PATH, --config-file FILE, --no-api\n"
-		"                       control plane (accepted, not served by this build)\n"
+		"  --api-sock PATH      serve the Firecracker-compatible REST API on this unix\n"
+		"                       socket; the VM starts with PUT /actions InstanceStart\n"
+		"  --config-file FILE   the VM as JSON (the GET /vm/config shape); boots at once\n"
+		"  --no-api             with --config-file: no API socket, exit when the guest stops\n"
+		"  --boot-timer         log the time from start to the guest's write of 123 to\n"
+		"                       the boot-timer device (MMIO 0xd0000000)\n"
 		"  --verbose            more log lines on stderr\n"
 		"  --help               this text\n"
 		"  --version            version and the host's memory virtualization\n"
@@ -114,6 +119,12 @@ static bool valid_id(const char *s)
 	return true;
 }
 
+static enum cli_result oom(struct error *err)
+{
+	err_set(err, "out of memory");
+	return CLI_ERROR;
+}
+
 /* PATH[,ro][,id=NAME] */
 static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 {
@@ -124,10 +135,13 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 		return err_set(err, "--drive: at most %d drives", VM_MAX_DRIVES);
 	d = &cfg->drives[cfg->ndrives];
 	memset(d, 0, sizeof(*d));
-	d->path = strtok_r(arg, ",", &save);
-	if (!d->path || !*d->path || arg[0] == ',')
+	opt = strtok_r(arg, ",", &save);
+	if (!opt || !*opt || arg[0] == ',')
 		return err_set(err, "--drive: expected PATH[,ro][,id=NAME]");
-	snprintf(d->id, sizeof(d->id), "drive%u", cfg->ndrives);
+	if (config_set_str(&d->path, opt))
+		return err_set(err, "out of memory");
+	cfg->ndrives++; /* owned by cfg from here on, also on the error paths below */
+	snprintf(d->id, sizeof(d->id), "drive%u", cfg->ndrives - 1);
 	while ((opt = strtok_r(NULL, ",", &save))) {
 		if (!strcmp(opt, "ro")) {
 			d->read_only = true;
@@ -142,10 +156,9 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 				       opt);
 		}
 	}
-	for (unsigned i = 0; i < cfg->ndrives; i++)
+	for (unsigned i = 0; i + 1 < cfg->ndrives; i++)
 		if (!strcmp(cfg->drives[i].id, d->id))
 			return err_set(err, "--drive: id '%s' is used twice", d->id);
-	cfg->ndrives++;
 	return 0;
 }
 
@@ -161,13 +174,16 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 	while ((c = getopt_long(argc, argv, ":", options, &idx)) != -1) {
 		switch (c) {
 		case OPT_KERNEL:
-			cfg->kernel_path = optarg;
+			if (config_set_str(&cfg->kernel_path, optarg))
+				return oom(err);
 			break;
 		case OPT_INITRD:
-			cfg->initrd_path = optarg;
+			if (config_set_str(&cfg->initrd_path, optarg))
+				return oom(err);
 			break;
 		case OPT_CMDLINE:
-			cfg->cmdline = optarg;
+			if (config_set_str(&cfg->cmdline, optarg))
+				return oom(err);
 			break;
 		case OPT_MEM:
 			if (parse_u64(optarg, LAYOUT_MIN_RAM / MIB, LAYOUT_MAX_RAM / MIB, &v)) {
@@ -195,7 +211,8 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 				return CLI_ERROR;
 			} else {
 				cfg->console = CONSOLE_FILE;
-				cfg->console_path = optarg;
+				if (config_set_str(&cfg->console_path, optarg))
+					return oom(err);
 			}
 			break;
 		case OPT_MMU:
@@ -237,10 +254,12 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			break;
 		}
 		case OPT_API_SOCK:
-			cfg->api_sock = optarg;
+			if (config_set_str(&cfg->api_sock, optarg))
+				return oom(err);
 			break;
 		case OPT_CONFIG_FILE:
-			cfg->config_file = optarg;
+			if (config_set_str(&cfg->config_file, optarg))
+				return oom(err);
 			break;
 		case OPT_NO_API:
 			cfg->no_api = true;
@@ -263,6 +282,9 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		case OPT_VIRTIO_CONSOLE:
 			cfg->virtio_console = true;
 			break;
+		case OPT_BOOT_TIMER:
+			cfg->boot_timer = true;
+			break;
 		case OPT_HELP:
 			o->help = true;
 			return CLI_EXIT_OK;
@@ -281,14 +303,22 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		err_set(err, "unexpected argument '%s' (see --help)", argv[optind]);
 		return CLI_ERROR;
 	}
-	if (cfg->api_sock || cfg->config_file) {
-		err_set(err, "%s: the API server and config files are not in this build yet; "
-			     "use --kernel",
-			cfg->api_sock ? "--api-sock" : "--config-file");
+	if (cfg->config_file && (cfg->kernel_path || cfg->ndrives)) {
+		err_set(err, "--config-file describes the whole VM: do not combine it with "
+			     "--kernel or --drive");
 		return CLI_ERROR;
 	}
-	if (!cfg->kernel_path) {
-		err_set(err, "no kernel: --kernel PATH is required (see --help)");
+	if (cfg->no_api && !cfg->config_file) {
+		err_set(err, "--no-api needs --config-file (nothing else could start the VM)");
+		return CLI_ERROR;
+	}
+	if (cfg->no_api && cfg->api_sock) {
+		err_set(err, "--no-api and --api-sock contradict each other");
+		return CLI_ERROR;
+	}
+	if (!cfg->kernel_path && !cfg->api_sock && !cfg->config_file) {
+		err_set(err, "no kernel: --kernel PATH is required (or --api-sock / "
+			     "--config-file; see --help)");
 		return CLI_ERROR;
 	}
 	return CLI_RUN;

@@ -2,6 +2,7 @@
 #include "boot_gdt.h"
 #include "engine.h"
 #include "layout.h"
+#include "metrics.h"
 #include "vcpu.h"
 
 #include <errno.h>
@@ -82,9 +83,10 @@ static void hw_run(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	struct vm *vm = v->vm;
 
-	while (!__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE)) {
+	while (vm_vcpu_checkpoint(v)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
+				METRIC_INC(exit_intr);
 				run->immediate_exit = 0;
 				continue;
 			}
@@ -94,9 +96,11 @@ static void hw_run(struct vcpu *v)
 		}
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
+			METRIC_INC(exit_io);
 			vcpu_handle_io(v);
 			break;
 		case KVM_EXIT_MMIO:
+			METRIC_INC(exit_mmio);
 			vcpu_handle_mmio(v);
 			break;
 		case KVM_EXIT_HLT:

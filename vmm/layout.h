@@ -32,6 +32,7 @@
 /* Device gap contents. */
 #define LAYOUT_MMIO_SLOTS_START 0xc0000000ULL /* virtio-mmio: one 4 KiB slot per device */
 #define LAYOUT_MMIO_SLOT_SIZE   0x1000ULL
+#define LAYOUT_BOOT_TIMER_ADDR  0xd0000000ULL /* --boot-timer: the guest writes 123 here */
 #define LAYOUT_IOAPIC_ADDR      0xfec00000ULL
 #define LAYOUT_LAPIC_ADDR       0xfee00000ULL
 /* KVM needs three pages for the TSS and one for the identity map of real mode (VMX). */

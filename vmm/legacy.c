@@ -2,26 +2,9 @@
 #include "vm.h"
 
 #include <string.h>
+#include <time.h>
 
-#define I8042_CMD_RESET 0xfe
-
-static void i8042_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
-{
-	(void)opaque;
-	(void)off;
-	memset(data, 0, size); /* no keyboard: empty buffers, no data */
-}
-
-static void i8042_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
-{
-	(void)size;
-	(void)off;
-	if (data[0] == I8042_CMD_RESET)
-		vm_request_stop(opaque, STOP_RESET, 0, "guest reset the VM (i8042)");
-}
-
-const struct bus_ops i8042_bus_ops = {.read = i8042_read, .write = i8042_write};
-const struct bus_ops i8042_data_bus_ops = {.read = i8042_read};
+#include "log.h"
 
 static void guest_exit_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
 {
@@ -40,3 +23,20 @@ static void ignore_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size
 }
 
 const struct bus_ops ignore_bus_ops = {.read = ignore_read};
+
+static void boot_timer_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	struct vm *vm = opaque;
+	struct timespec now;
+	double us;
+
+	(void)size;
+	if (off != 0 || data[0] != BOOT_TIMER_MAGIC)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (double)(now.tv_sec - vm->t_start.tv_sec) * 1e6 +
+	     (double)(now.tv_nsec - vm->t_start.tv_nsec) / 1e3;
+	log_status("Guest-boot-time = %.0f us %.0f ms", us, us / 1000);
+}
+
+const struct bus_ops boot_timer_bus_ops = {.write = boot_timer_write};

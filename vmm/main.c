@@ -1,29 +1,80 @@
-/* hearth: a KVM microVM monitor. One-shot mode: boot, show the console, exit with the
- * guest's status. */
+/* hearth: a KVM microVM monitor. One process per microVM: the one-shot command line, a
+ * config file, or the REST API configures it; the VMM thread (controller) runs it. */
+#include "api/api.h"
 #include "cli.h"
+#include "controller.h"
 #include "exit_codes.h"
 #include "host_mmu.h"
 #include "log.h"
 #include "vm.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Read a whole (small) file; NULL with errno on failure. */
+static char *read_file(const char *path, size_t max)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf = malloc(max + 1);
+	if (!buf) {
+		fclose(f);
+		errno = ENOMEM;
+		return NULL;
+	}
+	n = fread(buf, 1, max + 1, f);
+	fclose(f);
+	if (n > max) {
+		free(buf);
+		errno = EFBIG;
+		return NULL;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+static int load_config_file(struct vm_config *cfg)
+{
+	char err[512] = "";
+	char *text = read_file(cfg->config_file, 1 << 20);
+	int r;
+
+	if (!text) {
+		log_error("--config-file %s: %s", cfg->config_file, strerror(errno));
+		return -1;
+	}
+	r = config_from_json(text, cfg, err, sizeof(err));
+	free(text);
+	if (r)
+		log_error("--config-file %s: %s", cfg->config_file, err);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	static struct vm vm = {.kvm_fd = -1, .vm_fd = -1, .stop_fd = -1};
-	struct vm_config cfg;
+	static struct vm_config cfg;
+	static struct api_channel channel;
+	static struct controller ctl;
+	struct api_server *server = NULL;
 	struct cli_opts opts;
 	struct error err = {""};
+	char msg[512];
 	int code;
 
 	vm_config_defaults(&cfg);
 	switch (cli_parse(argc, argv, &cfg, &opts, &err)) {
 	case CLI_ERROR:
 		log_error("%s", err.msg);
+		vm_config_free(&cfg);
 		return EXIT_USAGE;
 	case CLI_EXIT_OK:
 		if (opts.help) {
@@ -34,28 +85,66 @@ int main(int argc, char **argv)
 			host_mmu_detect(&h, "/sys");
 			printf("hearth %s\nhost mmu: %s\n", HEARTH_VERSION, host_mmu_describe(&h));
 		}
+		vm_config_free(&cfg);
 		return 0;
 	case CLI_RUN:
 		break;
 	}
 	log_verbose = opts.verbose;
-	signal(SIGPIPE, SIG_IGN); /* a closed console pipe must not kill the VMM */
-
+	signal(SIGPIPE, SIG_IGN); /* a closed console pipe or client must not kill the VMM */
+	if (cfg.config_file && load_config_file(&cfg)) {
+		vm_config_free(&cfg);
+		return EXIT_USAGE;
+	}
 	if (vm_open_kvm(&vm, &err)) {
 		log_error("%s", err.msg);
+		vm_config_free(&cfg);
 		return EXIT_VMM_ERROR;
 	}
 	log_status("host mmu: %s; engine: hardware (--mmu %s); %u vCPU(s), %llu MiB",
 		   host_mmu_describe(&vm.host), mmu_mode_name(cfg.mmu), cfg.vcpus,
 		   (unsigned long long)cfg.mem_mib);
-	if (vm_build(&vm, &cfg, &err, &code)) {
-		log_error("%s", err.msg);
-		vm_destroy(&vm);
-		return code;
+
+	ctl.cfg = &cfg;
+	ctl.vm = &vm;
+	ctl.exit_when_stopped = !cfg.api_sock;
+	if (cfg.api_sock) {
+		if (api_channel_init(&channel)) {
+			log_error("cannot create the API channel: %s", strerror(errno));
+			return EXIT_VMM_ERROR;
+		}
+		ctl.api = &channel;
+		server = api_server_start(cfg.api_sock, &channel, msg, sizeof(msg));
+		if (!server) {
+			log_error("%s", msg);
+			vm_config_free(&cfg);
+			return EXIT_USAGE;
+		}
+		log_info("API listening on %s", cfg.api_sock);
 	}
-	vm_run(&vm);
-	code = vm_exit_code(&vm.stop);
-	log_status("%s (exit status %d)", vm.stop.detail, code);
+	if (controller_init(&ctl)) {
+		log_error("cannot set up the VMM loop: %s", strerror(errno));
+		return EXIT_VMM_ERROR;
+	}
+	/* The one-shot command line and a config file boot at once. */
+	if (cfg.kernel_path && !(cfg.api_sock && !cfg.config_file)) {
+		if (controller_start_vm(&ctl, msg, sizeof(msg), &code)) {
+			log_error("%s", msg);
+			if (server)
+				api_server_stop(server);
+			vm_destroy(&vm);
+			vm_config_free(&cfg);
+			return code;
+		}
+	} else if (!cfg.api_sock) {
+		log_error("the configuration has no boot source (boot-source.kernel_image_path)");
+		vm_config_free(&cfg);
+		return EXIT_USAGE;
+	}
+	code = controller_run(&ctl);
+	if (server)
+		api_server_stop(server);
 	vm_detach_teardown(&vm);
+	vm_config_free(&cfg);
 	return code;
 }

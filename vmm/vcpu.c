@@ -1,6 +1,7 @@
 #include "vcpu.h"
 #include "cpuid.h"
 #include "layout.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -161,15 +162,20 @@ void vcpu_handle_io(struct vcpu *v)
 	uint8_t *data = (uint8_t *)r + r->io.data_offset;
 	struct bus *bus = &v->vm->pio;
 
+	bool claimed = true;
+
 	if (r->io.direction == KVM_EXIT_IO_OUT) {
 		if (r->io.count == 1)
-			bus_write(bus, r->io.port, data, r->io.size);
+			claimed = bus_write(bus, r->io.port, data, r->io.size);
 		else
-			bus_write_rep(bus, r->io.port, data, r->io.size, r->io.count);
-		return;
+			claimed = bus_write_rep(bus, r->io.port, data, r->io.size, r->io.count);
+	} else {
+		for (uint32_t i = 0; i < r->io.count; i++)
+			claimed &= bus_read(bus, r->io.port, data + (size_t)i * r->io.size,
+					    r->io.size);
 	}
-	for (uint32_t i = 0; i < r->io.count; i++)
-		bus_read(bus, r->io.port, data + (size_t)i * r->io.size, r->io.size);
+	if (!claimed)
+		METRIC_INC(unclaimed_pio);
 }
 
 void vcpu_handle_mmio(struct vcpu *v)
@@ -177,10 +183,14 @@ void vcpu_handle_mmio(struct vcpu *v)
 	struct kvm_run *r = v->run;
 	uint32_t len = r->mmio.len > 8 ? 8 : r->mmio.len;
 
+	bool claimed;
+
 	if (r->mmio.is_write)
-		bus_write(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, len);
+		claimed = bus_write(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, len);
 	else
-		bus_read(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, len);
+		claimed = bus_read(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, len);
+	if (!claimed)
+		METRIC_INC(unclaimed_mmio);
 }
 
 /* Format up to 15 instruction bytes at the guest's RIP into `out`. */

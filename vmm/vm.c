@@ -7,6 +7,7 @@
 #include "log.h"
 #include "mptable.h"
 #include "vcpu.h"
+#include "acpi.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
@@ -33,9 +34,6 @@
 
 #define KVM_API_VERSION_REQUIRED 12
 
-/* epoll tags of the VMM thread's loop: stop, console input, or (device << 8 | queue). */
-#define EV_STOP  (1ULL << 62)
-#define EV_INPUT (1ULL << 61)
 
 static const struct {
 	int cap;
@@ -86,8 +84,29 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const c
 		__atomic_store_n(&vm->stop.reason, reason, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&vm->stop_lock);
+	if (first) {
+		pthread_mutex_lock(&vm->pause_lock);
+		pthread_cond_broadcast(&vm->pause_cond);
+		pthread_mutex_unlock(&vm->pause_lock);
+	}
 	if (first && write(vm->stop_fd, &one, sizeof(one)) < 0)
 		log_warn("stop eventfd: %s", strerror(errno));
+}
+
+const char *stop_reason_name(enum stop_reason r)
+{
+	static const char *const names[] = {
+		[STOP_NONE] = "none",
+		[STOP_GUEST_EXIT] = "guest-exit",
+		[STOP_RESET] = "reset",
+		[STOP_POWEROFF] = "poweroff",
+		[STOP_TRIPLE_FAULT] = "triple-fault",
+		[STOP_KVM_ERROR] = "kvm-error",
+		[STOP_TIMEOUT] = "timeout",
+		[STOP_VMM_ERROR] = "vmm-error",
+	};
+
+	return r <= STOP_VMM_ERROR ? names[r] : "?";
 }
 
 int vm_exit_code(const struct vm_stop *s)
@@ -150,6 +169,16 @@ static void irq_pulse(struct vm *vm, uint32_t irq)
 	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
 }
 
+static void i8042_reset(void *ctx)
+{
+	vm_request_stop(ctx, STOP_RESET, 0, "guest reset the VM (i8042)");
+}
+
+static void i8042_irq(void *ctx)
+{
+	irq_pulse(ctx, 1);
+}
+
 static void uart_irq(void *ctx)
 {
 	irq_pulse(ctx, IRQ_COM1);
@@ -163,12 +192,16 @@ static int add_legacy_devices(struct vm *vm, struct error *err)
 	vm->uart.irq_pulse = uart_irq;
 	vm->uart.irq_ctx = vm;
 	rtc_cmos_init(&vm->cmos);
+	i8042_init(&vm->i8042, i8042_reset, i8042_irq, vm);
 	if (bus_add(b, PORT_COM1, 8, &serial_bus_ops, &vm->uart, "uart") ||
-	    bus_add(b, PORT_I8042_DATA, 1, &i8042_data_bus_ops, vm, "i8042-data") ||
-	    bus_add(b, PORT_I8042_CMD, 1, &i8042_bus_ops, vm, "i8042") ||
+	    bus_add(b, PORT_I8042_DATA, 5, &i8042_bus_ops, &vm->i8042, "i8042") ||
 	    bus_add(b, PORT_CMOS_INDEX, 2, &rtc_cmos_bus_ops, &vm->cmos, "rtc") ||
 	    bus_add(b, PORT_GUEST_EXIT, 1, &guest_exit_bus_ops, vm, "guest-exit"))
 		return err_set(err, "port I/O bus: overlapping devices");
+	if (vm->cfg->boot_timer &&
+	    bus_add(&vm->mmio, LAYOUT_BOOT_TIMER_ADDR, LAYOUT_MMIO_SLOT_SIZE, &boot_timer_bus_ops, vm,
+		    "boot-timer"))
+		return err_set(err, "MMIO bus: overlapping devices");
 	return 0;
 }
 
@@ -284,6 +317,19 @@ static int wire_devices(struct vm *vm, struct error *err)
 	return 0;
 }
 
+/* ACPI tables describe the same platform as the MP table, plus the virtio-mmio devices
+ * for kernels that only discover them through ACPI. */
+static int write_acpi(struct vm *vm, uint64_t *rsdp, struct error *err)
+{
+	struct acpi_mmio_device devs[VM_MAX_VIRTIO];
+
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		devs[i] = (struct acpi_mmio_device){vm->virtio[i]->base, LAYOUT_MMIO_SLOT_SIZE,
+						    vm->virtio[i]->gsi};
+	return acpi_write(&vm->mem, LAYOUT_ACPI_START, LAYOUT_ACPI_END - LAYOUT_ACPI_START,
+			  vm->nvcpus, devs, vm->nvirtio, rsdp, err);
+}
+
 /* Prefix an error message with what was being loaded. */
 static int err_context(struct error *err, const char *what)
 {
@@ -315,7 +361,7 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 		}
 		args.initrd_size = rdlen;
 	}
-	if (boot_setup(&vm->mem, &k, &args, &vm->boot_cpu, err))
+	if (write_acpi(vm, &args.rsdp_addr, err) || boot_setup(&vm->mem, &k, &args, &vm->boot_cpu, err))
 		goto out;
 	r = mptable_write(&vm->mem, LAYOUT_MPTABLE, vm->nvcpus, LAYOUT_IOAPIC_ADDR, err);
 out:
@@ -367,11 +413,14 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 {
 	int r;
 
+	clock_gettime(CLOCK_MONOTONIC, &vm->t_start);
 	vm->cfg = cfg;
 	vm->nvcpus = cfg->vcpus;
 	vm->vm_fd = -1;
 	vm->engine = MMU_HARDWARE;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_fd < 0) {
 		*exit_code = EXIT_VMM_ERROR;
@@ -420,137 +469,84 @@ static void kick_handler(int sig)
 	(void)sig;
 }
 
-static double now_sec(void)
+int vm_start(struct vm *vm)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Console input goes to the virtio-console once its driver is up, else to the UART. */
-static bool input_to_vcon(struct vm *vm)
-{
-	bool up;
-
-	if (!vm->vcon)
-		return false;
-	pthread_mutex_lock(&vm->vcon->t->lock);
-	up = virtio_mmio_running(vm->vcon->t);
-	pthread_mutex_unlock(&vm->vcon->t->lock);
-	return up;
-}
-
-static size_t input_space(struct vm *vm)
-{
-	return input_to_vcon(vm) ? virtio_console_rx_space(vm->vcon) : serial_rx_space(&vm->uart);
-}
-
-/* Feed console input while the device has room; pause reading while it is full, so that no
- * input is dropped. */
-static void pump_input(struct vm *vm, int ep, bool *in_open, bool *in_polled)
-{
-	uint8_t buf[VCON_RX_PENDING];
-	size_t space = input_space(vm);
-	ssize_t n;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_INPUT};
-
-	if (space > sizeof(buf))
-		space = sizeof(buf);
-	if (space) {
-		n = read(vm->console.in_fd, buf, space);
-		if (n > 0) {
-			if (input_to_vcon(vm))
-				virtio_console_receive(vm->vcon, buf, (size_t)n);
-			else
-				serial_receive(&vm->uart, buf, (size_t)n);
-		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-			*in_open = false; /* EOF or error: no more input */
-		}
-	}
-	if (!*in_open || !input_space(vm)) {
-		if (*in_polled)
-			epoll_ctl(ep, EPOLL_CTL_DEL, vm->console.in_fd, NULL);
-		*in_polled = false;
-	} else if (!*in_polled) {
-		/* Regular files cannot be polled: those are read on the 10 ms tick instead. */
-		*in_polled = epoll_ctl(ep, EPOLL_CTL_ADD, vm->console.in_fd, &ev) == 0;
-	}
-}
-
-void vm_run(struct vm *vm)
-{
-	const struct vm_config *cfg = vm->cfg;
 	struct sigaction sa = {.sa_handler = kick_handler};
 	sigset_t set;
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_STOP};
-	bool in_open = vm->console.in_fd >= 0, in_polled = false;
-	double deadline = cfg->timeout_sec > 0 ? now_sec() + cfg->timeout_sec : 0;
 
+	/* The kick signal interrupts KVM_RUN; only vCPU threads take it. */
 	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-	epoll_ctl(ep, EPOLL_CTL_ADD, vm->stop_fd, &ev);
-	for (unsigned i = 0; i < vm->nvirtio; i++)
-		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++) {
-			ev.data.u64 = (uint64_t)i << 8 | q;
-			epoll_ctl(ep, EPOLL_CTL_ADD, vm->virtio[i]->notify_fd[q], &ev);
-		}
-
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
 		if (pthread_create(&v->thread, NULL, vcpu_thread, v) != 0) {
 			vm_request_stop(vm, STOP_VMM_ERROR, 0, "cannot start vCPU %u thread", i);
-			break;
+			return -1;
 		}
 		v->thread_started = true;
 	}
-	if (in_open) {
-		fcntl(vm->console.in_fd, F_SETFL, fcntl(vm->console.in_fd, F_GETFL) | O_NONBLOCK);
-		pump_input(vm, ep, &in_open, &in_polled);
-	}
+	return 0;
+}
 
-	while (!__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE)) {
-		struct epoll_event evs[16];
-		int timeout_ms = -1, n;
-
-		if (deadline) {
-			double left = deadline - now_sec();
-
-			if (left <= 0) {
-				vm_request_stop(vm, STOP_TIMEOUT, 0,
-						"timeout: the guest ran for %.3g s (--timeout)",
-						cfg->timeout_sec);
-				break;
-			}
-			timeout_ms = (int)(left * 1000) + 1;
-		}
-		/* While input is paused on a full FIFO, poll it again every 10 ms. */
-		if (in_open && !in_polled && (timeout_ms < 0 || timeout_ms > 10))
-			timeout_ms = 10;
-		n = epoll_wait(ep, evs, 16, timeout_ms);
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-
-			if (tag == EV_INPUT)
-				pump_input(vm, ep, &in_open, &in_polled);
-			else if (tag != EV_STOP && (tag >> 8) < vm->nvirtio)
-				virtio_mmio_handle_notify(vm->virtio[tag >> 8], tag & 0xff);
-		}
-		if (n == 0 && in_open && !in_polled)
-			pump_input(vm, ep, &in_open, &in_polled);
-	}
-
+void vm_stop_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->paused = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
-		if (vm->vcpus[i].thread_started)
+		if (vm->vcpus[i].thread_started) {
 			pthread_join(vm->vcpus[i].thread, NULL);
-	close(ep);
+			vm->vcpus[i].thread_started = false;
+		}
+}
+
+bool vm_vcpu_checkpoint(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	if (__atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&vm->pause_lock);
+		vm->parked++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->paused && !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->parked--;
+		pthread_mutex_unlock(&vm->pause_lock);
+		v->run->immediate_exit = 0;
+	}
+	return !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE);
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	/* Wait until every vCPU is parked outside KVM_RUN (or the VM stopped). */
+	while (vm->parked < vm->nvcpus && !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* Freeze the guest's kvmclock: after resume it goes on from here, with no jump. */
+	vm->clock_saved = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->clock) == 0;
+}
+
+void vm_resume(struct vm *vm)
+{
+	if (vm->clock_saved) {
+		vm->clock.flags = 0;
+		ioctl(vm->vm_fd, KVM_SET_CLOCK, &vm->clock);
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	__atomic_store_n(&vm->paused, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 void vm_destroy(struct vm *vm)

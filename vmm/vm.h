@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "api/vm_config.h"
 #include "boot.h"
@@ -14,6 +15,7 @@
 #include "error.h"
 #include "guest_memory.h"
 #include "host_mmu.h"
+#include "i8042.h"
 #include "rtc_cmos.h"
 #include "serial.h"
 
@@ -68,13 +70,23 @@ struct vm {
 	struct console console;
 	struct serial uart;
 	struct rtc_cmos cmos;
+	struct i8042 i8042;
 	struct boot_cpu_state boot_cpu;
+	struct timespec t_start; /* build start: InstanceStart, or process start */
 	struct virtio_mmio *virtio[VM_MAX_VIRTIO];
 	unsigned nvirtio;
 	struct virtio_blk *blk[VM_MAX_DRIVES];
 	unsigned nblk;
 	struct virtio_console *vcon;
 	char *cmdline; /* the user's command line plus the virtio_mmio.device= entries */
+
+	/* Pause: vCPU threads park outside KVM_RUN until resumed. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool paused;
+	unsigned parked;
+	bool clock_saved;
+	struct kvm_clock_data clock;
 
 	pthread_mutex_t stop_lock;
 	struct vm_stop stop;
@@ -85,11 +97,19 @@ struct vm {
 int vm_open_kvm(struct vm *vm, struct error *err);
 /* Create the VM, memory, irqchip, PIT, vCPUs, legacy devices; load the kernel; build boot data. */
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code);
-/* Start vCPU threads, wait for a stop (or the timeout), stop the vCPUs. Fills vm->stop. */
-void vm_run(struct vm *vm);
+/* Start the vCPU threads. */
+int vm_start(struct vm *vm);
+/* Kick every vCPU out of KVM_RUN and join the threads (after a stop request). */
+void vm_stop_vcpus(struct vm *vm);
+/* Park every vCPU outside KVM_RUN / let them run again. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* Called by engines before each KVM_RUN: parks while paused; false when the VM must stop. */
+bool vm_vcpu_checkpoint(struct vcpu *v);
 /* Ask the VM to stop; the first request wins. Safe from any thread. */
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+const char *stop_reason_name(enum stop_reason r);
 /* The process exit status for how the VM stopped. */
 int vm_exit_code(const struct vm_stop *s);
 void vm_destroy(struct vm *vm);

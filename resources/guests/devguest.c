@@ -5,9 +5,9 @@
  * devices from 0, in command-line order.
  *
  *   blk-pattern=N  write the pattern below to the first 64 KiB of block device N (direct
- *                  descriptors), flush, read it back (through an indirect table when the
- *                  device offers VIRTIO_RING_F_INDIRECT_DESC) and compare; print
- *                  "devguest: blk N pattern ok"
+ *                  descriptors), flush (when offered), read it back (through an indirect
+ *                  table when the device offers VIRTIO_RING_F_INDIRECT_DESC) and compare;
+ *                  print "devguest: blk N pattern ok"
  *   blk-ro=N       device N must offer VIRTIO_BLK_F_RO and fail a write of sector 0 (with the
  *                  data just read from it) with VIRTIO_BLK_S_IOERR; print
  *                  "devguest: blk N ro ok", then "devguest: blk N sector0 <32 hex digits>"
@@ -60,8 +60,7 @@ static struct {
 static uint8_t wbuf[PATTERN_BYTES] __attribute__((section(".noinit"), aligned(4096)));
 static uint8_t rbuf[PATTERN_BYTES] __attribute__((section(".noinit"), aligned(4096)));
 
-static _Noreturn void fail(int status, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static _Noreturn void fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static _Noreturn void fail(int status, const char *fmt, ...)
 {
@@ -86,14 +85,15 @@ static unsigned start_nth(uint32_t id, uint64_t n)
 		if (drv[i].ready)
 			return i;
 		ok = id == VIRTIO_ID_BLOCK ? rt_vblk_init(&drv[i].blk, &devs[i])
-					   : rt_vcon_init(&drv[i].con, &devs[i]);
+		                           : rt_vcon_init(&drv[i].con, &devs[i]);
 		if (!ok)
-			fail(EXIT_NO_DEVICE, "devguest: virtio %u (id %u) failed to start\n", i, id);
+			fail(EXIT_NO_DEVICE, "devguest: virtio %u (id %u) failed to start\n", i,
+			     id);
 		drv[i].ready = true;
 		return i;
 	}
-	fail(EXIT_NO_DEVICE, "devguest: no %s device %lu\n", id == VIRTIO_ID_BLOCK ? "blk" : "console",
-	     n);
+	fail(EXIT_NO_DEVICE, "devguest: no %s device %lu\n",
+	     id == VIRTIO_ID_BLOCK ? "blk" : "console", n);
 }
 
 static struct rt_vblk *blk(uint64_t n)
@@ -122,8 +122,10 @@ static void blk_pattern(uint64_t n)
 	uint8_t st;
 
 	if (b->ro || b->capacity < PATTERN_SECTORS)
-		fail(EXIT_PATTERN, "devguest: blk %lu pattern: device is read-only or below 64 KiB "
-				   "(capacity %lu)\n", n, b->capacity);
+		fail(EXIT_PATTERN,
+		     "devguest: blk %lu pattern: device is read-only or below 64 KiB "
+		     "(capacity %lu)\n",
+		     n, b->capacity);
 	make_pattern(wbuf);
 	st = rt_vblk_write(b, 0, wbuf, PATTERN_SECTORS, false);
 	if (st != VIRTIO_BLK_S_OK)
@@ -139,8 +141,10 @@ static void blk_pattern(uint64_t n)
 
 		while (wbuf[i] == rbuf[i])
 			i++;
-		fail(EXIT_PATTERN, "devguest: blk %lu pattern mismatch at byte %u: 0x%02x, expected "
-				   "0x%02x\n", n, i, rbuf[i], wbuf[i]);
+		fail(EXIT_PATTERN,
+		     "devguest: blk %lu pattern mismatch at byte %u: 0x%02x, expected "
+		     "0x%02x\n",
+		     n, i, rbuf[i], wbuf[i]);
 	}
 	con_printf("devguest: blk %lu pattern ok\n", n);
 }
@@ -194,20 +198,20 @@ static void blk_badreq(uint64_t n)
 		uint32_t len;
 		uint8_t expect;
 	} reqs[] = {
-		{"read at the end", VIRTIO_BLK_T_IN, b->capacity, 512, VIRTIO_BLK_S_IOERR},
-		{"read across the end", VIRTIO_BLK_T_IN, b->capacity - 1, 1024, VIRTIO_BLK_S_IOERR},
-		{"100-byte read", VIRTIO_BLK_T_IN, 0, 100, VIRTIO_BLK_S_IOERR},
-		{"type 0x1234", 0x1234, 0, 512, VIRTIO_BLK_S_UNSUPP},
-		{"good read after them", VIRTIO_BLK_T_IN, 0, 512, VIRTIO_BLK_S_OK},
+	    {"read at the end", VIRTIO_BLK_T_IN, b->capacity, 512, VIRTIO_BLK_S_IOERR},
+	    {"read across the end", VIRTIO_BLK_T_IN, b->capacity - 1, 1024, VIRTIO_BLK_S_IOERR},
+	    {"100-byte read", VIRTIO_BLK_T_IN, 0, 100, VIRTIO_BLK_S_IOERR},
+	    {"type 0x1234", 0x1234, 0, 512, VIRTIO_BLK_S_UNSUPP},
+	    {"good read after them", VIRTIO_BLK_T_IN, 0, 512, VIRTIO_BLK_S_OK},
 	};
 
 	for (unsigned i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
-		uint8_t st = rt_vblk_request(b, reqs[i].type, reqs[i].sector, rbuf, reqs[i].len,
-					     false);
+		uint8_t st =
+		    rt_vblk_request(b, reqs[i].type, reqs[i].sector, rbuf, reqs[i].len, false);
 
 		if (st != reqs[i].expect)
-			fail(EXIT_BADREQ, "devguest: blk %lu badreq %s: status %u, expected %u\n", n,
-			     reqs[i].what, st, reqs[i].expect);
+			fail(EXIT_BADREQ, "devguest: blk %lu badreq %s: status %u, expected %u\n",
+			     n, reqs[i].what, st, reqs[i].expect);
 	}
 	con_printf("devguest: blk %lu badreq ok\n", n);
 }
@@ -243,7 +247,7 @@ static void list(void)
 {
 	for (unsigned i = 0; i < ndevs; i++)
 		con_printf("devguest: virtio %u id %u at 0x%lx size 0x%lx irq %u\n", i,
-			   devs[i].device_id, devs[i].base, devs[i].size, devs[i].irq);
+		           devs[i].device_id, devs[i].base, devs[i].size, devs[i].irq);
 }
 
 static _Noreturn void unknown(const struct token *tok)
@@ -264,8 +268,8 @@ static const struct {
 	const char *key;
 	void (*fn)(uint64_t n);
 } blk_actions[] = {
-	{"blk-pattern", blk_pattern}, {"blk-ro", blk_ro},         {"blk-id", blk_id},
-	{"blk-size", blk_size},       {"blk-badreq", blk_badreq},
+    {"blk-pattern", blk_pattern}, {"blk-ro", blk_ro},         {"blk-id", blk_id},
+    {"blk-size", blk_size},       {"blk-badreq", blk_badreq},
 };
 
 static void run(const struct token *tok)

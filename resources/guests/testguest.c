@@ -17,6 +17,11 @@
  *                   "testguest: echo done" on a line of its own
  *   readport=PORT   inb from PORT (decimal or 0x hex) and print
  *                   "testguest: port 0xNNNN = 0xVV"
+ *   cad             wait for Ctrl+Alt+Del from the i8042 keyboard (scancode set 1 or 2),
+ *                   print "testguest: ctrl-alt-del", then reset through the i8042
+ *   ticks=N         print "testguest: tick K" N times, 100 ms of TSC time apart (TSC
+ *                   frequency from CPUID leaf 0x40000010, else 1 GHz)
+ *   boottimer       write 123 to the boot-timer device (MMIO 0xd0000000)
  *
  * Tokens whose key contains a '.' (kernel-style parameters such as virtio_mmio.device=...,
  * which a VMM may append) are skipped. Any other unknown or malformed token prints
@@ -91,6 +96,66 @@ static void echo(void)
 	con_puts("testguest: echo done");
 }
 
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static uint64_t tsc_khz(void)
+{
+	uint32_t a, b, c, d;
+
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000), "c"(0));
+	if (a < 0x40000010)
+		return 1000000;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000010), "c"(0));
+	return a ? a : 1000000;
+}
+
+static void ticks(uint64_t n)
+{
+	uint64_t step = tsc_khz() * 100, next = rdtsc() + step;
+
+	for (uint64_t k = 1; k <= n; k++) {
+		while (rdtsc() < next)
+			__asm__ volatile("pause");
+		next += step;
+		con_printf("testguest: tick %u\n", (unsigned)k);
+	}
+}
+
+/* Poll the i8042 until Delete arrives while Ctrl and Alt are down. */
+static _Noreturn void wait_ctrl_alt_del(void)
+{
+	bool ctrl = false, alt = false, release = false;
+
+	for (;;) {
+		uint8_t b;
+
+		if (!(inb(0x64) & 1))
+			continue;
+		b = inb(0x60);
+		if (b == 0xe0)
+			continue;
+		if (b == 0xf0) { /* set 2: the next code is a release */
+			release = true;
+			continue;
+		}
+		if (b == 0x1d || b == 0x14)
+			ctrl = !release;
+		else if (b == 0x38 || b == 0x11)
+			alt = !release;
+		else if ((b == 0x53 || b == 0x71) && !release && ctrl && alt)
+			break;
+		release = false;
+	}
+	con_puts("testguest: ctrl-alt-del");
+	reset();
+}
+
 static _Noreturn void unknown(const struct token *tok)
 {
 	con_printf("testguest: unknown action %.*s\n", (int)tok->len, tok->s);
@@ -135,6 +200,14 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		if (!rt_parse_u64(&val, &n) || n > 0xffff)
 			unknown(tok);
 		con_printf("testguest: port 0x%04x = 0x%02x\n", (unsigned)n, inb((uint16_t)n));
+	} else if (rt_token_is(tok, "cad")) {
+		wait_ctrl_alt_del();
+	} else if (rt_token_value(tok, "ticks", &val)) {
+		if (!rt_parse_u64(&val, &n))
+			unknown(tok);
+		ticks(n);
+	} else if (rt_token_is(tok, "boottimer")) {
+		*(volatile uint32_t *)0xd0000000ULL = 123;
 	} else if (!is_foreign_param(tok)) {
 		unknown(tok);
 	}

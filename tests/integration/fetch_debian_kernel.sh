@@ -8,8 +8,9 @@
 # Idempotent: when both images are already there and valid, nothing is fetched.
 # Prints the two paths (one per line, as "bzImage: PATH" and "vmlinux: PATH") on success.
 #
-# Exit status: 0 ok; 2 apt could not reach the package registry (or apt is not usable at
-# all: the caller may skip); 1 anything else (a bad package, an extraction failure...).
+# Exit status: 0 ok; 2 the package registry cannot be reached (apt-get update fails) or this
+# machine has no apt at all: the caller may skip; 1 anything else (a missing or malformed
+# package, an extraction failure...): a real failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,6 +24,11 @@ log() { echo "fetch_debian_kernel: $*" >&2; }
 
 mkdir -p "$CACHE"
 cd "$CACHE"
+# One fetch at a time per cache (two test runs may start together).
+if command -v flock >/dev/null; then
+    exec 9>"$CACHE/.lock"
+    flock 9
+fi
 
 # --- extractor: bzImage -> ELF vmlinux ---------------------------------------------------
 # The setup header (Documentation/arch/x86/boot.rst) says where the compressed kernel is:
@@ -32,7 +38,7 @@ cd "$CACHE"
 # it is stripped before decompressing and checked against the result.
 extract_vmlinux() { # bzImage out
     python3 - "$1" "$2" <<'PY'
-import shutil, struct, subprocess, sys
+import os, shutil, struct, subprocess, sys
 
 src, dst = sys.argv[1], sys.argv[2]
 img = open(src, "rb").read()
@@ -87,7 +93,6 @@ if out[:4] != b"\x7fELF" or out[4] != 2 or struct.unpack_from("<H", out, 18)[0] 
     fail("decompressed payload is not an x86-64 ELF")
 with open(dst + ".tmp", "wb") as f:
     f.write(out)
-import os
 os.replace(dst + ".tmp", dst)
 print(f"extract-vmlinux: {name} payload at {start:#x}+{payload_length:#x} -> {len(out)} bytes ELF64",
       file=sys.stderr)
@@ -116,11 +121,17 @@ fi
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
     || die_net "apt-get/dpkg-deb not available on this machine"
 
+# "apt-get update" is the registry reachability check: when it fails, the registry cannot be
+# reached (exit 2); every failure after a successful update is a real failure (exit 1).
+update() {
+    apt-get update -qq >&2 || die_net "apt-get update failed: the package registry cannot be reached"
+}
+
 # apt-get download needs the package lists; update them only when they do not know the package.
 if ! apt-cache show "$META" >/dev/null 2>&1; then
     log "package lists do not know $META: apt-get update"
-    apt-get update -qq >&2 || die_net "apt-get update failed"
-    apt-cache show "$META" >/dev/null 2>&1 || die_net "no package $META after apt-get update"
+    update
+    apt-cache show "$META" >/dev/null 2>&1 || die "no package $META in the apt sources"
 fi
 
 # The metapackage has no kernel in it; it depends on the real linux-image-<abi>-cloud-amd64.
@@ -129,8 +140,8 @@ download() { # pkg[=version]
     if ! apt-get download -q "$1" >&2; then
         # Stale lists (a version removed from the mirror): refresh once and retry.
         log "apt-get download $1 failed: apt-get update and retry"
-        apt-get update -qq >&2 || die_net "apt-get update failed"
-        apt-get download -q "$1" >&2 || die_net "apt-get download $1 failed"
+        update
+        apt-get download -q "$1" >&2 || die "apt-get download $1 failed"
     fi
 }
 download "$META"

@@ -7,17 +7,19 @@
 
 /* ---- command line ---- */
 
-/* Split `s` at the first `c`: the part before goes to *head, the rest (after c) to *tail. */
+/* Split `s` at the first `c`: the part before goes to *head, the rest (after c) to *tail.
+ * `head` may be `s` itself. */
 static bool split(const struct token *s, char c, struct token *head, struct token *tail)
 {
-	const char *at = rt_memchr(s->s, c, s->len);
+	struct token all = *s;
+	const char *at = rt_memchr(all.s, c, all.len);
 
 	if (!at)
 		return false;
-	head->s = s->s;
-	head->len = (size_t)(at - s->s);
+	head->s = all.s;
+	head->len = (size_t)(at - all.s);
 	tail->s = at + 1;
-	tail->len = s->len - head->len - 1;
+	tail->len = all.len - head->len - 1;
 	return true;
 }
 
@@ -91,7 +93,7 @@ static void write64(const struct rt_virtio_dev *d, uint32_t reg_low, const void 
 }
 
 unsigned rt_virtio_discover(const struct hvm_start_info *si, struct rt_virtio_dev *devs,
-			    unsigned max)
+                            unsigned max)
 {
 	const char *cmdline = rt_cmdline(si);
 	const char *pos = cmdline, *end = cmdline + rt_strnlen(cmdline, RT_CMDLINE_MAX);
@@ -111,7 +113,7 @@ unsigned rt_virtio_discover(const struct hvm_start_info *si, struct rt_virtio_de
 		}
 		if (n == max) {
 			con_printf("virtio: more than %u devices, %.*s ignored\n", max,
-				   (int)tok.len, tok.s);
+			           (int)tok.len, tok.s);
 			continue;
 		}
 		memset(d, 0, sizeof(*d));
@@ -121,8 +123,8 @@ unsigned rt_virtio_discover(const struct hvm_start_info *si, struct rt_virtio_de
 		magic = rt_virtio_read(d, VIRTIO_MMIO_MAGIC_VALUE);
 		version = rt_virtio_read(d, VIRTIO_MMIO_VERSION);
 		if (magic != RT_VIRTIO_MAGIC || version != RT_VIRTIO_VERSION) {
-			con_printf("virtio: 0x%lx: magic 0x%x version %u, skipped\n", d->base, magic,
-				   version);
+			con_printf("virtio: 0x%lx: magic 0x%x version %u, skipped\n", d->base,
+			           magic, version);
 			continue;
 		}
 		d->device_id = rt_virtio_read(d, VIRTIO_MMIO_DEVICE_ID);
@@ -174,7 +176,7 @@ bool rt_virtio_negotiate(struct rt_virtio_dev *d, uint64_t wanted, bool expect_r
 	d->offered |= (uint64_t)rt_virtio_read(d, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
 	if ((wanted & v1) && !(d->offered & v1)) {
 		con_printf("virtio: 0x%lx: device does not offer VERSION_1 (features 0x%lx)\n",
-			   d->base, d->offered);
+		           d->base, d->offered);
 		rt_virtio_fail(d);
 		return false;
 	}
@@ -189,7 +191,7 @@ bool rt_virtio_negotiate(struct rt_virtio_dev *d, uint64_t wanted, bool expect_r
 		return true;
 	if (!expect_refusal) {
 		con_printf("virtio: 0x%lx: FEATURES_OK refused for features 0x%lx\n", d->base,
-			   d->features);
+		           d->features);
 		rt_virtio_fail(d);
 	}
 	return false;
@@ -254,21 +256,20 @@ static void set_desc(struct vring_desc *desc, const struct rt_vq_buf *b, bool la
 	desc->addr = (uintptr_t)b->addr;
 	desc->len = b->len;
 	desc->flags = (uint16_t)((b->device_writes ? VRING_DESC_F_WRITE : 0) |
-				 (last ? 0 : VRING_DESC_F_NEXT));
+	                         (last ? 0 : VRING_DESC_F_NEXT));
 	desc->next = last ? 0 : next;
 }
 
 uint16_t rt_vq_add(struct rt_vq *vq, const struct rt_vq_buf *bufs, unsigned n,
-		   struct vring_desc *indirect)
+                   struct vring_desc *indirect)
 {
 	uint16_t mask = (uint16_t)(vq->size - 1), head = vq->free_head, i = head;
 
 	if (indirect) {
 		for (unsigned k = 0; k < n; k++)
 			set_desc(&indirect[k], &bufs[k], k + 1 == n, (uint16_t)(k + 1));
-		vq->desc[head] = (struct vring_desc){(uintptr_t)indirect,
-						     n * (uint32_t)sizeof(*indirect),
-						     VRING_DESC_F_INDIRECT, 0};
+		vq->desc[head] = (struct vring_desc){
+		    (uintptr_t)indirect, n * (uint32_t)sizeof(*indirect), VRING_DESC_F_INDIRECT, 0};
 		i = (head + 1) & mask;
 	} else {
 		/* Chains start where the last one ended, so they wrap around the table. */
@@ -309,8 +310,7 @@ static uint64_t rdtsc(void)
 }
 
 /* Called every RT_VQ_CHECK_EVERY spins: give up on a broken or silent device. */
-static void check_progress(const struct rt_virtio_dev *d, unsigned q, uint32_t spin,
-			   uint64_t start)
+static void check_progress(const struct rt_virtio_dev *d, unsigned q, uint32_t spin, uint64_t start)
 {
 	uint64_t cycles = rdtsc() - start;
 
@@ -319,14 +319,15 @@ static void check_progress(const struct rt_virtio_dev *d, unsigned q, uint32_t s
 		guest_exit(RT_EXIT_VIRTIO_PROTOCOL);
 	}
 	if ((spin >= RT_VQ_SPIN_MIN && cycles >= RT_VQ_TSC_LIMIT) || spin >= RT_VQ_SPIN_MAX) {
-		con_printf("virtio: 0x%lx queue %u: no completion after %u spins (%lu TSC cycles)\n",
-			   d->base, q, spin, cycles);
+		con_printf(
+		    "virtio: 0x%lx queue %u: no completion after %u spins (%lu TSC cycles)\n",
+		    d->base, q, spin, cycles);
 		guest_exit(RT_EXIT_VIRTIO_TIMEOUT);
 	}
 }
 
 uint32_t rt_virtio_submit(struct rt_virtio_dev *d, unsigned q, const struct rt_vq_buf *bufs,
-			  unsigned n, struct vring_desc *indirect)
+                          unsigned n, struct vring_desc *indirect)
 {
 	struct rt_vq *vq = &d->vq[q];
 	uint16_t head = rt_vq_add(vq, bufs, n, indirect);
@@ -341,7 +342,7 @@ uint32_t rt_virtio_submit(struct rt_virtio_dev *d, unsigned q, const struct rt_v
 	}
 	if (id != head) {
 		con_printf("virtio: 0x%lx queue %u: used id %u, expected %u\n", d->base, q, id,
-			   head);
+		           head);
 		guest_exit(RT_EXIT_VIRTIO_PROTOCOL);
 	}
 	isr = rt_virtio_read(d, VIRTIO_MMIO_INTERRUPT_STATUS);

@@ -38,10 +38,10 @@
  * Status, every RT_VQ_CHECK_EVERY iterations. (Spin counts alone cannot give a sane time:
  * one iteration takes about 3 us where KVM emulates the guest and a few ns elsewhere.)
  */
-#define RT_VQ_SPIN_MIN     100000u
-#define RT_VQ_SPIN_MAX     (1u << 26)
-#define RT_VQ_TSC_LIMIT    (1ULL << 33)
-#define RT_VQ_CHECK_EVERY  1024u
+#define RT_VQ_SPIN_MIN    100000u
+#define RT_VQ_SPIN_MAX    (1u << 26)
+#define RT_VQ_TSC_LIMIT   (1ULL << 33)
+#define RT_VQ_CHECK_EVERY 1024u
 
 /* Exit statuses of the runtime's virtio code (the guests use others for their own checks). */
 #define RT_EXIT_VIRTIO_TIMEOUT  20 /* the device did not return a chain in time */
@@ -101,7 +101,7 @@ struct rt_virtio_dev {
  * Returns the number of devices stored.
  */
 unsigned rt_virtio_discover(const struct hvm_start_info *si, struct rt_virtio_dev *devs,
-			    unsigned max);
+                            unsigned max);
 
 uint32_t rt_virtio_read(const struct rt_virtio_dev *d, uint32_t reg);
 void rt_virtio_write(const struct rt_virtio_dev *d, uint32_t reg, uint32_t v);
@@ -148,7 +148,7 @@ void rt_vq_init(struct rt_vq *vq, uint16_t index, uint16_t size);
  * No device access: rt_virtio_submit() notifies.
  */
 uint16_t rt_vq_add(struct rt_vq *vq, const struct rt_vq_buf *bufs, unsigned n,
-		   struct vring_desc *indirect);
+                   struct vring_desc *indirect);
 
 /* Take the next used element if the device returned one. */
 bool rt_vq_get_used(struct rt_vq *vq, uint32_t *id, uint32_t *len);
@@ -160,7 +160,7 @@ bool rt_vq_get_used(struct rt_vq *vq, uint32_t *id, uint32_t *len);
  * InterruptACK. Returns the used length (bytes the device wrote).
  */
 uint32_t rt_virtio_submit(struct rt_virtio_dev *d, unsigned q, const struct rt_vq_buf *bufs,
-			  unsigned n, struct vring_desc *indirect);
+                          unsigned n, struct vring_desc *indirect);
 
 /* ---- virtio-blk (device id 2) ---- */
 
@@ -185,15 +185,14 @@ bool rt_vblk_init(struct rt_vblk *b, struct rt_virtio_dev *d);
  * (device-writable). `indirect` uses an indirect table, when negotiated. Returns the status
  * byte; 0xff means the device did not write it.
  */
-uint8_t rt_vblk_request(struct rt_vblk *b, uint32_t type, uint64_t sector, void *data,
-			uint32_t len, bool indirect);
+uint8_t rt_vblk_request(struct rt_vblk *b, uint32_t type, uint64_t sector, void *data, uint32_t len,
+                        bool indirect);
 
 /* Read or write `count` sectors, split into requests of at most max_bytes. Returns the first
  * status that is not VIRTIO_BLK_S_OK, or VIRTIO_BLK_S_OK. */
-uint8_t rt_vblk_read(struct rt_vblk *b, uint64_t sector, void *buf, uint32_t count,
-		     bool indirect);
+uint8_t rt_vblk_read(struct rt_vblk *b, uint64_t sector, void *buf, uint32_t count, bool indirect);
 uint8_t rt_vblk_write(struct rt_vblk *b, uint64_t sector, const void *buf, uint32_t count,
-		      bool indirect);
+                      bool indirect);
 uint8_t rt_vblk_flush(struct rt_vblk *b);
 /* The device ID string: VIRTIO_BLK_ID_BYTES bytes, NUL-terminated only when shorter. */
 uint8_t rt_vblk_get_id(struct rt_vblk *b, char id[VIRTIO_BLK_ID_BYTES]);

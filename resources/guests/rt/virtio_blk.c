@@ -15,15 +15,15 @@ static struct vring_desc indirect_table[3] __attribute__((aligned(16)));
 bool rt_vblk_init(struct rt_vblk *b, struct rt_virtio_dev *d)
 {
 	const uint64_t wanted =
-		RT_VIRTIO_FEATURE(VIRTIO_F_VERSION_1) | RT_VIRTIO_FEATURE(VIRTIO_BLK_F_RO) |
-		RT_VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH) | RT_VIRTIO_FEATURE(VIRTIO_BLK_F_SIZE_MAX) |
-		RT_VIRTIO_FEATURE(VIRTIO_RING_F_INDIRECT_DESC);
+	    RT_VIRTIO_FEATURE(VIRTIO_F_VERSION_1) | RT_VIRTIO_FEATURE(VIRTIO_BLK_F_RO) |
+	    RT_VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH) | RT_VIRTIO_FEATURE(VIRTIO_BLK_F_SIZE_MAX) |
+	    RT_VIRTIO_FEATURE(VIRTIO_RING_F_INDIRECT_DESC);
 
 	memset(b, 0, sizeof(*b));
 	b->dev = d;
 	if (d->device_id != VIRTIO_ID_BLOCK) {
 		con_printf("virtio-blk: 0x%lx: device id %u, not a block device\n", d->base,
-			   d->device_id);
+		           d->device_id);
 		return false;
 	}
 	if (!rt_virtio_negotiate(d, wanted, false))
@@ -48,8 +48,8 @@ bool rt_vblk_init(struct rt_vblk *b, struct rt_virtio_dev *d)
 	return true;
 }
 
-uint8_t rt_vblk_request(struct rt_vblk *b, uint32_t type, uint64_t sector, void *data,
-			uint32_t len, bool indirect)
+uint8_t rt_vblk_request(struct rt_vblk *b, uint32_t type, uint64_t sector, void *data, uint32_t len,
+                        bool indirect)
 {
 	struct rt_vq_buf bufs[3];
 	unsigned n = 0;
@@ -65,7 +65,7 @@ uint8_t rt_vblk_request(struct rt_vblk *b, uint32_t type, uint64_t sector, void 
 }
 
 static uint8_t rw(struct rt_vblk *b, uint32_t type, uint64_t sector, uint8_t *p, uint32_t count,
-		  bool indirect)
+                  bool indirect)
 {
 	uint32_t per_request = b->max_bytes / RT_VBLK_SECTOR;
 
@@ -82,14 +82,13 @@ static uint8_t rw(struct rt_vblk *b, uint32_t type, uint64_t sector, uint8_t *p,
 	return VIRTIO_BLK_S_OK;
 }
 
-uint8_t rt_vblk_read(struct rt_vblk *b, uint64_t sector, void *buf, uint32_t count,
-		     bool indirect)
+uint8_t rt_vblk_read(struct rt_vblk *b, uint64_t sector, void *buf, uint32_t count, bool indirect)
 {
 	return rw(b, VIRTIO_BLK_T_IN, sector, buf, count, indirect);
 }
 
 uint8_t rt_vblk_write(struct rt_vblk *b, uint64_t sector, const void *buf, uint32_t count,
-		      bool indirect)
+                      bool indirect)
 {
 	return rw(b, VIRTIO_BLK_T_OUT, sector, (uint8_t *)(uintptr_t)buf, count, indirect);
 }

@@ -12,7 +12,7 @@ bool rt_vcon_init(struct rt_vcon *c, struct rt_virtio_dev *d)
 	c->dev = d;
 	if (d->device_id != VIRTIO_ID_CONSOLE) {
 		con_printf("virtio-console: 0x%lx: device id %u, not a console\n", d->base,
-			   d->device_id);
+		           d->device_id);
 		return false;
 	}
 	if (!rt_virtio_negotiate(d, RT_VIRTIO_FEATURE(VIRTIO_F_VERSION_1), false))

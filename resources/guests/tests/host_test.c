@@ -1,18 +1,22 @@
 /*
  * Host-side tests of the guest runtime's port-free logic: the MP table parser (with tables
  * written at their real guest-physical addresses, mapped into this process), the memory map
- * summary, the banner text, command-line tokens and the string helpers.
+ * summary, the banner text, command-line tokens, the string helpers, and the virtio code
+ * against a fake register block in plain memory (discovery, negotiation, queue setup, the
+ * chains of virtio-blk requests).
  *
  * Built and run by `make -C resources/guests check`. The console is replaced by a capture
  * buffer (rt/console.c does port I/O and is covered by booting the guests instead).
  */
 #define _GNU_SOURCE
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "rt.h"
+#include "virtio.h"
 
 /* The parser itself, for its static byte_sum. */
 #include "../rt/mptable.c"
@@ -55,6 +59,23 @@ void con_put_u64(uint64_t v)
 }
 
 void con_flush(void) {}
+
+void con_printf(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	con_append_raw(buf, strlen(buf));
+}
+
+_Noreturn void guest_exit(int status)
+{
+	fprintf(stderr, "unexpected guest_exit(%d), console: %s\n", status, out);
+	exit(1);
+}
 
 static void out_reset(void)
 {
@@ -430,13 +451,228 @@ static void test_strings(void)
 	CHECK(memcmp(buf, "abclo", 5) == 0);
 }
 
+/* ---- virtio against a fake register block: plain memory, so reads return what was last
+ * written (or what the test put there) ---- */
+
+#define FAKE_BASE  0x50000000UL
+#define FAKE_SLOTS 5
+
+static uint32_t *reg(unsigned slot, uint32_t off)
+{
+	return (uint32_t *)(FAKE_BASE + slot * 0x1000UL + off);
+}
+
+static void fake_slot(unsigned slot, uint32_t magic, uint32_t version, uint32_t id)
+{
+	*reg(slot, VIRTIO_MMIO_MAGIC_VALUE) = magic;
+	*reg(slot, VIRTIO_MMIO_VERSION) = version;
+	*reg(slot, VIRTIO_MMIO_DEVICE_ID) = id;
+}
+
+static bool parse(const char *text, struct rt_virtio_param *p)
+{
+	struct token t = {text, strlen(text)};
+
+	return rt_virtio_parse_param(&t, p);
+}
+
+static void test_virtio_param(void)
+{
+	struct rt_virtio_param p;
+
+	CHECK(parse("4K@0xc0000000:5", &p) && p.size == 4096 && p.base == 0xc0000000 && p.irq == 5);
+	CHECK(parse("512@0xfeb02e00:47", &p) && p.size == 512 && p.base == 0xfeb02e00 &&
+	      p.irq == 47);
+	CHECK(parse("0x1000@3221229568:6:2", &p) && p.size == 4096 && p.base == 0xc0001000 &&
+	      p.irq == 6);
+	CHECK(parse("1m@0x10000000:7", &p) && p.size == 1 << 20);
+	CHECK(parse("1G@0x80000000:7", &p) && p.size == 1ULL << 30);
+	CHECK(!parse("4K@0xc0000000", &p));
+	CHECK(!parse("4K0xc0000000:5", &p));
+	CHECK(!parse("@0xc0000000:5", &p));
+	CHECK(!parse("4K@:5", &p));
+	CHECK(!parse("4K@0xc0000000:", &p));
+	CHECK(!parse("4K@0xc0000000:5:", &p));
+	CHECK(!parse("4X@0xc0000000:5", &p));
+	CHECK(!parse("K@0xc0000000:5", &p));
+	CHECK(!parse("4K@0xc0000000:5x", &p));
+	CHECK(!parse("255@0xc0000000:5", &p)); /* smaller than the registers */
+	CHECK(!parse("8K@0xfffff000:5", &p));  /* past 4 GiB */
+	CHECK(!parse("4K@0x100000000:5", &p));
+	CHECK(!parse("4K@0xc0000000:4294967296", &p));
+	CHECK(!parse("17179869184G@0x1000:5", &p)); /* the size overflows */
+}
+
+static void test_virtio_discover(void)
+{
+	static char cmdline[512];
+	static struct rt_virtio_dev devs[3];
+	uint64_t b = FAKE_BASE;
+
+	memset((void *)FAKE_BASE, 0, FAKE_SLOTS * 0x1000);
+	fake_slot(0, RT_VIRTIO_MAGIC, 2, VIRTIO_ID_BLOCK);
+	fake_slot(1, RT_VIRTIO_MAGIC, 2, 0);               /* empty */
+	fake_slot(2, 0x12345678, 2, VIRTIO_ID_BLOCK);      /* no device */
+	fake_slot(3, RT_VIRTIO_MAGIC, 1, VIRTIO_ID_BLOCK); /* legacy */
+	fake_slot(4, RT_VIRTIO_MAGIC, 2, VIRTIO_ID_CONSOLE);
+	snprintf(cmdline, sizeof(cmdline),
+	         "a=1 virtio_mmio.device=4K@0x%lx:5 virtio_mmio.device=4K@0x%lx:6 "
+	         "virtio_mmio.device=4K@0x%lx:7 virtio_mmio.device=4K@0x%lx:8 "
+	         "virtio_mmio.device=4K@%lu:9 virtio_mmio.device=4K@0x%lx "
+	         "virtio_mmio.device=512@0x%lx:10",
+	         b, b + 0x1000, b + 0x2000, b + 0x3000, b + 0x4000, b, b + 0x4000);
+	reset_start_info();
+	si->cmdline_paddr = (uint64_t)(uintptr_t)cmdline;
+	out_reset();
+	CHECK(rt_virtio_discover(si, devs, 3) == 3);
+	CHECK(devs[0].base == b && devs[0].size == 4096 && devs[0].irq == 5 &&
+	      devs[0].device_id == VIRTIO_ID_BLOCK);
+	CHECK(devs[1].base == b + 0x4000 && devs[1].irq == 9 &&
+	      devs[1].device_id == VIRTIO_ID_CONSOLE);
+	CHECK(devs[2].base == b + 0x4000 && devs[2].size == 512 && devs[2].irq == 10);
+	CHECK(strstr(out, "virtio: 0x50002000: magic 0x12345678 version 2, skipped\n") != NULL);
+	CHECK(strstr(out, "virtio: 0x50003000: magic 0x74726976 version 1, skipped\n") != NULL);
+	CHECK(strstr(out, "virtio: malformed virtio_mmio.device=4K@0x50000000\n") != NULL);
+	out_reset();
+	CHECK(rt_virtio_discover(si, devs, 2) == 2);
+	CHECK(strstr(out, "virtio: more than 2 devices, virtio_mmio.device=512@") != NULL);
+	si->cmdline_paddr = 0;
+}
+
+/* The descriptor a chain element ends up in, following `next` from the head. */
+static const struct vring_desc *chain_at(const struct vring_desc *table, uint16_t head, unsigned k)
+{
+	const struct vring_desc *d = &table[head];
+
+	while (k--)
+		d = &table[d->next];
+	return d;
+}
+
+/* Complete the next chain the driver will add, before it is added (the spin then ends at
+ * once): the used element names the head the driver is about to use. */
+static void precomplete(struct rt_vq *vq, uint32_t len)
+{
+	vq->used.ring[vq->last_used & (vq->size - 1)] =
+	    (struct vring_used_elem){vq->free_head, len};
+	vq->used.idx = (uint16_t)(vq->last_used + 1);
+}
+
+static void test_virtio_blk(void)
+{
+	static struct rt_virtio_dev dev;
+	static struct rt_vblk blk;
+	static uint8_t data[1024];
+	struct rt_vq *vq = &dev.vq[0];
+	const struct vring_desc *d;
+	uint16_t head;
+	uint32_t id, len;
+
+	memset((void *)FAKE_BASE, 0, FAKE_SLOTS * 0x1000);
+	fake_slot(0, RT_VIRTIO_MAGIC, 2, VIRTIO_ID_BLOCK);
+	memset(&dev, 0, sizeof(dev));
+	dev.base = FAKE_BASE;
+	dev.size = 4096;
+	dev.device_id = VIRTIO_ID_BLOCK;
+	/* The same word answers for both feature halves: bits 0 and 32 (VERSION_1), 5 (RO),
+	 * 9 (FLUSH) and 28 (INDIRECT_DESC), so the offer reads 0x10000221_10000221. */
+	*reg(0, VIRTIO_MMIO_DEVICE_FEATURES) = 1u | 1u << 5 | 1u << 9 | 1u << 28;
+	*reg(0, VIRTIO_MMIO_QUEUE_NUM_MAX) = 8;
+	*reg(0, VIRTIO_MMIO_CONFIG) = 2048; /* capacity */
+	*reg(0, VIRTIO_MMIO_INTERRUPT_STATUS) = 1;
+	out_reset();
+	CHECK(rt_vblk_init(&blk, &dev));
+	CHECK(blk.capacity == 2048 && blk.ro && blk.flush && blk.indirect &&
+	      blk.max_bytes == 64 * 1024);
+	CHECK(dev.features == (1ULL << 32 | 1u << 5 | 1u << 9 | 1u << 28));
+	CHECK(*reg(0, VIRTIO_MMIO_STATUS) ==
+	      (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+	       VIRTIO_CONFIG_S_DRIVER_OK));
+	CHECK(*reg(0, VIRTIO_MMIO_DRIVER_FEATURES) == 1); /* the high half, written last */
+	CHECK(*reg(0, VIRTIO_MMIO_QUEUE_NUM) == 8 && vq->size == 8);
+	CHECK(*reg(0, VIRTIO_MMIO_QUEUE_READY) == 1);
+	CHECK(*reg(0, VIRTIO_MMIO_QUEUE_DESC_LOW) == (uint32_t)(uintptr_t)vq->desc &&
+	      *reg(0, VIRTIO_MMIO_QUEUE_DESC_HIGH) == (uint32_t)((uintptr_t)vq->desc >> 32));
+	CHECK(*reg(0, VIRTIO_MMIO_QUEUE_AVAIL_LOW) == (uint32_t)(uintptr_t)&vq->avail);
+	CHECK(*reg(0, VIRTIO_MMIO_QUEUE_USED_LOW) == (uint32_t)(uintptr_t)&vq->used);
+	CHECK((uintptr_t)vq->desc % 16 == 0 && (uintptr_t)&vq->used % 4 == 0);
+
+	/* A read: header, data (device-writable), status (device-writable), from desc 0. */
+	precomplete(vq, 513);
+	*reg(0, VIRTIO_MMIO_INTERRUPT_ACK) = 0;
+	CHECK(rt_vblk_request(&blk, VIRTIO_BLK_T_IN, 7, data, 512, false) == 0xff);
+	CHECK(vq->avail.idx == 1 && vq->avail.ring[0] == 0 && vq->last_used == 1);
+	CHECK(*reg(0, VIRTIO_MMIO_QUEUE_NOTIFY) == 0 && *reg(0, VIRTIO_MMIO_INTERRUPT_ACK) == 1);
+	d = chain_at(vq->desc, 0, 0);
+	CHECK(d->len == 16 && d->flags == VRING_DESC_F_NEXT);
+	CHECK(((struct virtio_blk_outhdr *)(uintptr_t)d->addr)->type == VIRTIO_BLK_T_IN &&
+	      ((struct virtio_blk_outhdr *)(uintptr_t)d->addr)->sector == 7);
+	d = chain_at(vq->desc, 0, 1);
+	CHECK(d->addr == (uintptr_t)data && d->len == 512 &&
+	      d->flags == (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE));
+	d = chain_at(vq->desc, 0, 2);
+	CHECK(d->len == 1 && d->flags == VRING_DESC_F_WRITE && d->next == 0);
+
+	/* Chains rotate through the table and wrap: 3 + 3 + 3 descriptors in a table of 8. */
+	precomplete(vq, 1);
+	rt_vblk_request(&blk, VIRTIO_BLK_T_OUT, 1, data, 1024, false);
+	CHECK(vq->avail.ring[1] == 3 && chain_at(vq->desc, 3, 1)->flags == VRING_DESC_F_NEXT);
+	precomplete(vq, 1);
+	rt_vblk_request(&blk, VIRTIO_BLK_T_IN, 2, data, 1024, false);
+	head = vq->avail.ring[2];
+	CHECK(head == 6 && vq->desc[6].next == 7 && vq->desc[7].next == 0 &&
+	      chain_at(vq->desc, 6, 2)->len == 1 && vq->free_head == 1);
+
+	/* A flush is two descriptors. */
+	precomplete(vq, 1);
+	rt_vblk_flush(&blk);
+	head = vq->avail.ring[3];
+	CHECK(head == 1 && vq->desc[1].flags == VRING_DESC_F_NEXT && vq->desc[2].len == 1 &&
+	      vq->desc[2].flags == VRING_DESC_F_WRITE);
+
+	/* The indirect variant: one descriptor pointing at a table of three. */
+	precomplete(vq, 1);
+	rt_vblk_request(&blk, VIRTIO_BLK_T_IN, 0, data, 512, true);
+	head = vq->avail.ring[4];
+	CHECK(head == 3 && vq->desc[3].flags == VRING_DESC_F_INDIRECT && vq->desc[3].len == 48 &&
+	      vq->desc[3].addr % 16 == 0 && vq->free_head == 4);
+	d = (const struct vring_desc *)(uintptr_t)vq->desc[3].addr;
+	CHECK(d[0].len == 16 && d[0].flags == VRING_DESC_F_NEXT && d[0].next == 1);
+	CHECK(d[1].len == 512 && d[1].flags == (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE) &&
+	      d[1].next == 2);
+	CHECK(d[2].len == 1 && d[2].flags == VRING_DESC_F_WRITE);
+
+	/* Without a new used element there is nothing to take. */
+	CHECK(!rt_vq_get_used(vq, &id, &len));
+	CHECK(strcmp(out, "") == 0);
+
+	/* No VERSION_1 on offer: the driver refuses the device and sets FAILED. */
+	*reg(0, VIRTIO_MMIO_DEVICE_FEATURES) = 1u << 5;
+	CHECK(!rt_vblk_init(&blk, &dev));
+	CHECK(*reg(0, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FAILED);
+	CHECK(strstr(out, "does not offer VERSION_1") != NULL);
+
+	/* SIZE_MAX caps the data per request, in whole sectors. (A reset clears QueueReady.) */
+	*reg(0, VIRTIO_MMIO_DEVICE_FEATURES) = 1u | 1u << VIRTIO_BLK_F_SIZE_MAX;
+	*reg(0, VIRTIO_MMIO_CONFIG + 8) = 4096 + 100;
+	*reg(0, VIRTIO_MMIO_QUEUE_READY) = 0;
+	CHECK(rt_vblk_init(&blk, &dev) && blk.max_bytes == 4096 && !blk.ro && !blk.indirect);
+}
+
 int main(void)
 {
 	void *low = mmap((void *)LOW_BASE, LOW_END - LOW_BASE, PROT_READ | PROT_WRITE,
 	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 
+	void *fake = mmap((void *)FAKE_BASE, FAKE_SLOTS * 0x1000, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
 	if (low != (void *)LOW_BASE) {
 		perror("mmap [0x9f000, 0x100000)");
+		return 1;
+	}
+	if (fake != (void *)FAKE_BASE) {
+		perror("mmap fake virtio registers");
 		return 1;
 	}
 	test_byte_sum();
@@ -444,6 +680,9 @@ int main(void)
 	test_memmap_and_banner();
 	test_tokens();
 	test_strings();
+	test_virtio_param();
+	test_virtio_discover();
+	test_virtio_blk();
 	printf("guests: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -1,0 +1,158 @@
+#include "i8042.h"
+
+#include <string.h>
+
+#define ST_OBF    0x01 /* output buffer full */
+#define ST_SYS    0x04 /* system flag: self test passed */
+#define ST_CMD    0x08 /* last write was to the command port */
+#define ST_UNLOCK 0x10 /* keyboard not inhibited */
+#define CTR_KBD_INT 0x01
+#define CTR_XLATE   0x40
+
+#define KBD_ACK 0xfa
+
+void i8042_init(struct i8042 *k, void (*reset)(void *), void (*irq)(void *), void *ctx)
+{
+	memset(k, 0, sizeof(*k));
+	pthread_mutex_init(&k->lock, NULL);
+	k->ctr = CTR_KBD_INT | CTR_XLATE | 0x04; /* what firmware leaves: IRQ on, translate */
+	k->reset = reset;
+	k->irq = irq;
+	k->ctx = ctx;
+}
+
+/* Queue a byte for the guest (lock held). Returns whether to interrupt. */
+static int push(struct i8042 *k, uint8_t b)
+{
+	if (k->count == I8042_BUF)
+		return 0;
+	k->buf[(k->head + k->count++) % I8042_BUF] = b;
+	return (k->ctr & CTR_KBD_INT) != 0;
+}
+
+static void controller_command(struct i8042 *k, uint8_t cmd, int *irq, int *reset)
+{
+	switch (cmd) {
+	case 0x20: /* read command byte */
+		*irq |= push(k, k->ctr);
+		break;
+	case 0x60: /* write command byte: data follows on port 0x60 */
+	case 0xd1: /* write output port */
+	case 0xd4: /* write to aux device: there is none */
+		k->pending_cmd = cmd;
+		break;
+	case 0xaa: /* controller self test */
+		*irq |= push(k, 0x55);
+		break;
+	case 0xab: /* keyboard interface test */
+		*irq |= push(k, 0x00);
+		break;
+	case 0xa9: /* aux interface test: no aux port */
+		*irq |= push(k, 0xff);
+		break;
+	case 0xfe: /* pulse the reset line */
+		*reset = 1;
+		break;
+	default: /* enable/disable keyboard or aux, and others: accepted */
+		break;
+	}
+}
+
+static void keyboard_command(struct i8042 *k, uint8_t b, int *irq)
+{
+	if (k->pending_kbd) { /* the data byte of 0xed (LEDs) or 0xf0 (scancode set) */
+		k->pending_kbd = 0;
+		*irq |= push(k, KBD_ACK);
+		return;
+	}
+	switch (b) {
+	case 0xff: /* reset: ack, then self test passed */
+		*irq |= push(k, KBD_ACK);
+		*irq |= push(k, 0xaa);
+		break;
+	case 0xf2: /* identify: an MF2 keyboard */
+		*irq |= push(k, KBD_ACK);
+		*irq |= push(k, 0xab);
+		*irq |= push(k, 0x83);
+		break;
+	case 0xed:
+	case 0xf0:
+	case 0xf3: /* typematic rate */
+		k->pending_kbd = b;
+		*irq |= push(k, KBD_ACK);
+		break;
+	default:
+		*irq |= push(k, KBD_ACK);
+		break;
+	}
+}
+
+static void i8042_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+	struct i8042 *k = opaque;
+
+	memset(data, 0, size);
+	pthread_mutex_lock(&k->lock);
+	if (off == 0) {
+		if (k->count) {
+			data[0] = k->buf[k->head];
+			k->head = (k->head + 1) % I8042_BUF;
+			k->count--;
+		}
+	} else if (off == 4) {
+		data[0] = ST_SYS | ST_UNLOCK | (k->count ? ST_OBF : 0);
+	} else {
+		data[0] = 0xff; /* 0x61..0x63 are not ours (the in-kernel PIT takes 0x61) */
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+static void i8042_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	struct i8042 *k = opaque;
+	int irq = 0, reset = 0;
+
+	(void)size;
+	pthread_mutex_lock(&k->lock);
+	if (off == 4) {
+		controller_command(k, data[0], &irq, &reset);
+	} else if (off == 0) {
+		if (k->pending_cmd == 0x60)
+			k->ctr = data[0];
+		else if (!k->pending_cmd)
+			keyboard_command(k, data[0], &irq);
+		k->pending_cmd = 0;
+	}
+	pthread_mutex_unlock(&k->lock);
+	if (reset && k->reset)
+		k->reset(k->ctx);
+	if (irq && k->irq)
+		k->irq(k->ctx);
+}
+
+void i8042_send_ctrl_alt_del(struct i8042 *k)
+{
+	/* Presses then releases of Ctrl, Alt, Delete: scancode set 1 when the controller
+	 * translates (what guests expect by default), else set 2. */
+	static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+	static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+	const uint8_t *codes;
+	size_t n;
+	int irq = 0;
+
+	pthread_mutex_lock(&k->lock);
+	if (k->ctr & CTR_XLATE) {
+		codes = set1;
+		n = sizeof(set1);
+	} else {
+		codes = set2;
+		n = sizeof(set2);
+	}
+	for (size_t i = 0; i < n; i++)
+		irq |= push(k, codes[i]);
+	pthread_mutex_unlock(&k->lock);
+	if (irq && k->irq)
+		k->irq(k->ctx);
+}
+
+const struct bus_ops i8042_bus_ops = {.read = i8042_read, .write = i8042_write};
