@@ -6,7 +6,7 @@ VERSION := 0.1.0
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP \
            -DHEARTH_VERSION='"$(VERSION)"'
-LDLIBS  += -lmicrohttpd -lcjson -lpthread -lmicrohttpd -lcjson
+LDLIBS  += -lmicrohttpd -lcjson -lpthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -62,12 +62,12 @@ asan:
 # libFuzzer targets (clang); fuzz-smoke runs each for a short bounded time.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c
+FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c api/vm_config.c
 FUZZ_SECONDS ?= 20
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lpthread
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lcjson -lpthread
 
 fuzz: $(FUZZ_TARGETS)
 

@@ -65,8 +65,8 @@ static bool add_net(cJSON *arr, const struct net_config *n)
 		cJSON_Delete(o);
 		return false;
 	}
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
-		 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1], n->mac[2],
+	         n->mac[3], n->mac[4], n->mac[5]);
 	return cJSON_AddStringToObject(o, "iface_id", n->id) &&
 	       cJSON_AddStringToObject(o, "host_dev_name", n->host_dev_name) &&
 	       (!n->has_mac || cJSON_AddStringToObject(o, "guest_mac", mac));
@@ -126,7 +126,7 @@ static void parsed_free(struct parsed *p)
 }
 
 static int cfail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int cfail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -149,8 +149,7 @@ static int parse_drives(const cJSON *arr, struct parsed *p, char *err, size_t er
 	if (!cJSON_IsArray(arr))
 		return cfail(err, errlen, "drives must be an array");
 	if (cJSON_GetArraySize(arr) > VM_MAX_DRIVES)
-		return cfail(err, errlen, "drives: at most %d drives are supported",
-			     VM_MAX_DRIVES);
+		return cfail(err, errlen, "drives: at most %d drives are supported", VM_MAX_DRIVES);
 	cJSON_ArrayForEach(it, arr)
 	{
 		struct api_pctx c = {sect, err, errlen};
@@ -165,13 +164,13 @@ static int parse_drives(const cJSON *arr, struct parsed *p, char *err, size_t er
 		for (unsigned j = 0; j + 1 < i; j++) {
 			if (!strcmp(p->drives[j].id, d->id))
 				return cfail(err, errlen,
-					     "%s.drive_id '%s' is already used by drives[%u]", sect,
-					     d->id, j);
+				             "%s.drive_id '%s' is already used by drives[%u]", sect,
+				             d->id, j);
 			if (d->is_root_device && p->drives[j].is_root_device)
 				return cfail(err, errlen,
-					     "%s: only one drive can be the root device "
-					     "(drives[%u] is one)",
-					     sect, j);
+				             "%s: only one drive can be the root device "
+				             "(drives[%u] is one)",
+				             sect, j);
 		}
 	}
 	return 0;
@@ -187,7 +186,7 @@ static int parse_nets(const cJSON *arr, struct parsed *p, char *err, size_t errl
 		return cfail(err, errlen, "network-interfaces must be an array");
 	if (cJSON_GetArraySize(arr) > VM_MAX_NETS)
 		return cfail(err, errlen, "network-interfaces: at most %d interfaces are supported",
-			     VM_MAX_NETS);
+		             VM_MAX_NETS);
 	cJSON_ArrayForEach(it, arr)
 	{
 		struct api_pctx c = {sect, err, errlen};
@@ -204,18 +203,19 @@ static int parse_nets(const cJSON *arr, struct parsed *p, char *err, size_t errl
 
 			if (!strcmp(o->id, n->id))
 				return cfail(err, errlen,
-					     "%s.iface_id '%s' is already used by "
-					     "network-interfaces[%u]",
-					     sect, n->id, j);
+				             "%s.iface_id '%s' is already used by "
+				             "network-interfaces[%u]",
+				             sect, n->id, j);
 			if (!strcmp(o->host_dev_name, n->host_dev_name))
 				return cfail(err, errlen,
-					     "%s.host_dev_name '%s' is already used by "
-					     "network-interfaces[%u]",
-					     sect, n->host_dev_name, j);
+				             "%s.host_dev_name '%s' is already used by "
+				             "network-interfaces[%u]",
+				             sect, n->host_dev_name, j);
 			if (n->has_mac && o->has_mac && !memcmp(o->mac, n->mac, 6))
-				return cfail(err, errlen,
-					     "%s.guest_mac is already used by network-interfaces[%u]",
-					     sect, j);
+				return cfail(
+				    err, errlen,
+				    "%s.guest_mac is already used by network-interfaces[%u]", sect,
+				    j);
 		}
 	}
 	return 0;
@@ -224,15 +224,15 @@ static int parse_nets(const cJSON *arr, struct parsed *p, char *err, size_t errl
 /* Sections of Firecracker's config that hearth does not implement: null (or, for the
  * arrays, empty) only, which is what Firecracker itself writes when they are unused. */
 static const char *const unsupported_sections[] = {
-	"balloon", "cpu-config", "mmds-config", "vsock",  "entropy",
-	"pmem",    "memory-hotplug", "serial",   NULL,
+    "balloon", "cpu-config",     "mmds-config", "vsock", "entropy",
+    "pmem",    "memory-hotplug", "serial",      NULL,
 };
 
 static int parse_sections(const cJSON *root, struct parsed *p, char *err, size_t errlen)
 {
-	static const char *const known[] = {"boot-source", "drives",  "machine-config",
-					    "network-interfaces", "logger", "metrics",
-					    NULL};
+	static const char *const known[] = {
+	    "boot-source", "drives", "machine-config", "network-interfaces", "logger",
+	    "metrics",     NULL};
 
 	for (const cJSON *it = root->child; it; it = it->next) {
 		const char *k = it->string ? it->string : "";

@@ -17,7 +17,8 @@
 #define MEM_MIB_MAX  1048576 /* 1 TiB */
 #define NAME_LEN     160
 
-static int fail(const struct api_pctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(const struct api_pctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static int fail(const struct api_pctx *c, const char *fmt, ...)
 {
@@ -93,7 +94,7 @@ static int missing(const struct api_pctx *c, const char *key)
 
 /* The getters return 1 when the field is there, 0 when it is absent, -1 on error. */
 static int get_str(const struct api_pctx *c, const cJSON *o, const char *key, bool required,
-		   bool nonempty, const char **out)
+                   bool nonempty, const char **out)
 {
 	const cJSON *it = member(o, key);
 	char name[NAME_LEN];
@@ -109,7 +110,7 @@ static int get_str(const struct api_pctx *c, const cJSON *o, const char *key, bo
 }
 
 static int get_bool(const struct api_pctx *c, const cJSON *o, const char *key, bool required,
-		    bool *out)
+                    bool *out)
 {
 	const cJSON *it = member(o, key);
 	char name[NAME_LEN];
@@ -124,7 +125,7 @@ static int get_bool(const struct api_pctx *c, const cJSON *o, const char *key, b
 
 /* A whole number in [lo, hi] (hi <= 2^53); 1.5, -1 and 1e300 are refused. */
 static int get_uint(const struct api_pctx *c, const cJSON *o, const char *key, bool required,
-		    uint64_t lo, uint64_t hi, uint64_t *out)
+                    uint64_t lo, uint64_t hi, uint64_t *out)
 {
 	const cJSON *it = member(o, key);
 	char name[NAME_LEN];
@@ -137,7 +138,7 @@ static int get_uint(const struct api_pctx *c, const cJSON *o, const char *key, b
 		return fail(c, "%s must be an integer", subject(c, key, name));
 	if (!(d >= (double)lo && d <= (double)hi && d <= MAX_SAFE_INT))
 		return fail(c, "%s must be between %llu and %llu", subject(c, key, name),
-			    (unsigned long long)lo, (unsigned long long)hi);
+		            (unsigned long long)lo, (unsigned long long)hi);
 	*out = (uint64_t)d;
 	return 1;
 }
@@ -176,7 +177,7 @@ static int dup_str(const struct api_pctx *c, const char *s, char **out)
 
 /* The body's id (drive_id / iface_id): equal to the path's id, or (config file) valid. */
 static int get_id(const struct api_pctx *c, const cJSON *o, const char *key, const char *path_id,
-		  char out[DRIVE_ID_MAX + 1])
+                  char out[DRIVE_ID_MAX + 1])
 {
 	const char *id;
 	char name[NAME_LEN];
@@ -186,10 +187,10 @@ static int get_id(const struct api_pctx *c, const cJSON *o, const char *key, con
 	if (path_id) {
 		if (strcmp(id, path_id))
 			return fail(c, "%s '%.64s' in the body does not match '%s' in the path",
-				    key, id, path_id);
+			            key, id, path_id);
 	} else if (!config_id_valid(id, DRIVE_ID_MAX)) {
 		return fail(c, "%s '%.64s' is invalid: use 1..%d characters from [A-Za-z0-9_]",
-			    full_name(c, key, name), id, DRIVE_ID_MAX);
+		            full_name(c, key, name), id, DRIVE_ID_MAX);
 	}
 	strcpy(out, id);
 	return 0;
@@ -255,7 +256,8 @@ static const char *prescan(const char *text, size_t len, size_t *at)
 			if (ch < 0x20)
 				return "control character in a string";
 			if (ch == '\\' && i + 1 < len && s[i + 1] >= 0x20 && s[i + 1] < 0x7f) {
-				if (s[i + 1] == 'u' && i + 6 <= len && !memcmp(s + i + 2, "0000", 4))
+				if (s[i + 1] == 'u' && i + 6 <= len &&
+				    !memcmp(s + i + 2, "0000", 4))
 					return "\\u0000 in a string";
 				i += 2;
 				continue;
@@ -314,8 +316,8 @@ cJSON *api_json_parse(const char *text, size_t len, const char *what, char *err,
 			snprintf(where, sizeof(where), " (line %u, column %u)", line, col);
 		}
 		if (n)
-			fail(&c, "malformed JSON %s: syntax error at offset %zu%s near '%s'", what, at,
-			     where, near);
+			fail(&c, "malformed JSON %s: syntax error at offset %zu%s near '%s'", what,
+			     at, where, near);
 		else
 			fail(&c, "malformed JSON %s: unexpected end of input at offset %zu%s", what,
 			     at, where);
@@ -342,7 +344,8 @@ int api_parse_boot_source(const struct api_pctx *c, const cJSON *o, struct api_m
 	const char *kernel = NULL, *args = NULL, *initrd = NULL;
 	char *k = NULL, *a = NULL, *i = NULL;
 
-	if (check_fields(c, o, known) || get_str(c, o, "kernel_image_path", true, true, &kernel) < 0 ||
+	if (check_fields(c, o, known) ||
+	    get_str(c, o, "kernel_image_path", true, true, &kernel) < 0 ||
 	    get_str(c, o, "boot_args", false, false, &args) < 0 ||
 	    get_str(c, o, "initrd_path", false, true, &initrd) < 0)
 		return -1;
@@ -358,16 +361,15 @@ int api_parse_boot_source(const struct api_pctx *c, const cJSON *o, struct api_m
 	return 0;
 }
 
-static const char *const mmu_names[] = {[MMU_AUTO] = "auto",
-					[MMU_HARDWARE] = "hardware",
-					[MMU_SHADOW] = "shadow"};
+static const char *const mmu_names[] = {
+    [MMU_AUTO] = "auto", [MMU_HARDWARE] = "hardware", [MMU_SHADOW] = "shadow"};
 
 int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patch,
-			     struct api_msg *m)
+                             struct api_msg *m)
 {
-	static const char *const known[] = {"vcpu_count",  "mem_size_mib",      "smt",
-					    "track_dirty_pages", "cpu_template", "huge_pages",
-					    "mmu",         NULL};
+	static const char *const known[] = {
+	    "vcpu_count",   "mem_size_mib", "smt", "track_dirty_pages",
+	    "cpu_template", "huge_pages",   "mmu", NULL};
 	typeof(m->u.machine) *mc = &m->u.machine;
 	uint64_t v;
 	const char *s;
@@ -410,7 +412,7 @@ int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patc
 				break;
 		if (i == sizeof(mmu_names) / sizeof(mmu_names[0]))
 			return fail(c, "%s must be one of auto, hardware, shadow",
-				    subject(c, "mmu", name));
+			            subject(c, "mmu", name));
 		mc->mmu = (enum mmu_mode)i;
 		mc->has |= MC_MMU;
 	}
@@ -422,25 +424,25 @@ int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patc
 		for (const cJSON *it = o->child; it; it = it->next)
 			any |= !cJSON_IsNull(it);
 		if (!any)
-			return fail(c, "PATCH /machine-config needs at least one field: vcpu_count, "
-				       "mem_size_mib, smt, track_dirty_pages or mmu");
+			return fail(c,
+			            "PATCH /machine-config needs at least one field: vcpu_count, "
+			            "mem_size_mib, smt, track_dirty_pages or mmu");
 		return 0;
 	}
 	/* PUT: the fields left out take their defaults. */
 	mc->has = MC_VCPUS | MC_MEM | MC_SMT | MC_DIRTY | MC_MMU;
 	if (mc->smt && mc->vcpus > 1 && mc->vcpus % 2)
 		return fail(c, "%s must be 1 or an even number when smt is enabled",
-			    subject(c, "vcpu_count", name));
+		            subject(c, "vcpu_count", name));
 	return 0;
 }
 
 int api_parse_drive(const struct api_pctx *c, const cJSON *o, const char *path_id,
-		    struct drive_config *d)
+                    struct drive_config *d)
 {
-	static const char *const known[] = {"drive_id",   "path_on_host", "is_root_device",
-					    "is_read_only", "partuuid",  "cache_type",
-					    "rate_limiter", "io_engine", "socket",
-					    NULL};
+	static const char *const known[] = {
+	    "drive_id",   "path_on_host", "is_root_device", "is_read_only", "partuuid",
+	    "cache_type", "rate_limiter", "io_engine",      "socket",       NULL};
 	const char *path = NULL, *cache;
 	char name[NAME_LEN];
 	int r;
@@ -449,9 +451,8 @@ int api_parse_drive(const struct api_pctx *c, const cJSON *o, const char *path_i
 	if (check_fields(c, o, known) || get_id(c, o, "drive_id", path_id, d->id) ||
 	    forbid(c, o, "socket") || get_str(c, o, "path_on_host", true, true, &path) < 0 ||
 	    get_bool(c, o, "is_root_device", true, &d->is_root_device) < 0 ||
-	    get_bool(c, o, "is_read_only", false, &d->read_only) < 0 ||
-	    forbid(c, o, "partuuid") || forbid(c, o, "rate_limiter") ||
-	    only_value(c, o, "io_engine", "Sync"))
+	    get_bool(c, o, "is_read_only", false, &d->read_only) < 0 || forbid(c, o, "partuuid") ||
+	    forbid(c, o, "rate_limiter") || only_value(c, o, "io_engine", "Sync"))
 		return -1;
 	if ((r = get_str(c, o, "cache_type", false, false, &cache)) < 0)
 		return -1;
@@ -461,7 +462,7 @@ int api_parse_drive(const struct api_pctx *c, const cJSON *o, const char *path_i
 }
 
 int api_parse_drive_patch(const struct api_pctx *c, const cJSON *o, const char *path_id,
-			  struct drive_config *d)
+                          struct drive_config *d)
 {
 	static const char *const known[] = {"drive_id", "path_on_host", "rate_limiter", NULL};
 	const char *path = NULL;
@@ -475,7 +476,7 @@ int api_parse_drive_patch(const struct api_pctx *c, const cJSON *o, const char *
 		return -1;
 	if (!r)
 		return fail(c, "missing required field 'path_on_host' (the only drive property "
-			       "hearth can update)");
+		               "hearth can update)");
 	return dup_str(c, path, &d->path);
 }
 
@@ -518,11 +519,11 @@ static bool ifname_valid(const char *s)
 }
 
 int api_parse_net(const struct api_pctx *c, const cJSON *o, const char *path_id,
-		  struct net_config *n)
+                  struct net_config *n)
 {
-	static const char *const known[] = {"iface_id",        "host_dev_name",   "guest_mac",
-					    "rx_rate_limiter", "tx_rate_limiter", "mtu",
-					    NULL};
+	static const char *const known[] = {
+	    "iface_id",        "host_dev_name", "guest_mac", "rx_rate_limiter",
+	    "tx_rate_limiter", "mtu",           NULL};
 	const char *dev, *mac;
 	char name[NAME_LEN];
 	int r;
@@ -533,13 +534,13 @@ int api_parse_net(const struct api_pctx *c, const cJSON *o, const char *path_id,
 		return -1;
 	if (!ifname_valid(dev))
 		return fail(c, "%s must be 1..%d characters, without '/', ':' or whitespace",
-			    subject(c, "host_dev_name", name), IFACE_NAME_MAX);
+		            subject(c, "host_dev_name", name), IFACE_NAME_MAX);
 	strcpy(n->host_dev_name, dev);
 	if ((r = get_str(c, o, "guest_mac", false, false, &mac)) < 0)
 		return -1;
 	if (r && !api_parse_mac(mac, n->mac))
 		return fail(c, "%s must be a MAC address like 06:00:ac:10:00:02",
-			    subject(c, "guest_mac", name));
+		            subject(c, "guest_mac", name));
 	n->has_mac = r;
 	if (forbid(c, o, "rx_rate_limiter") || forbid(c, o, "tx_rate_limiter") ||
 	    forbid(c, o, "mtu"))
@@ -548,10 +549,9 @@ int api_parse_net(const struct api_pctx *c, const cJSON *o, const char *path_id,
 }
 
 int api_parse_net_patch(const struct api_pctx *c, const cJSON *o, const char *path_id,
-			struct net_config *n)
+                        struct net_config *n)
 {
-	static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter",
-					    NULL};
+	static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
 
 	memset(n, 0, sizeof(*n));
 	if (check_fields(c, o, known) || get_id(c, o, "iface_id", path_id, n->id) ||
@@ -576,7 +576,7 @@ int api_parse_action(const struct api_pctx *c, const cJSON *o, struct api_msg *m
 		m->u.action = ACTION_FLUSH_METRICS;
 	else
 		return fail(c, "%s must be one of InstanceStart, SendCtrlAltDel, FlushMetrics",
-			    subject(c, "action_type", name));
+		            subject(c, "action_type", name));
 	return 0;
 }
 
@@ -599,15 +599,15 @@ int api_parse_vm_state(const struct api_pctx *c, const cJSON *o, struct api_msg 
 
 int api_parse_logger(const struct api_pctx *c, const cJSON *o, struct api_msg *m)
 {
-	static const char *const known[] = {"log_path",        "level", "show_level",
-					    "show_log_origin", "module", NULL};
+	static const char *const known[] = {"log_path",        "level",  "show_level",
+	                                    "show_log_origin", "module", NULL};
 	/* Firecracker's levels, case-insensitive; Trace -> Debug and Off -> Error. */
 	static const struct {
 		const char *name;
 		enum log_level level;
 	} levels[] = {{"Error", LOG_LEVEL_ERROR}, {"Warning", LOG_LEVEL_WARN},
-		      {"Info", LOG_LEVEL_INFO},   {"Debug", LOG_LEVEL_DEBUG},
-		      {"Trace", LOG_LEVEL_DEBUG}, {"Off", LOG_LEVEL_ERROR}};
+	              {"Info", LOG_LEVEL_INFO},   {"Debug", LOG_LEVEL_DEBUG},
+	              {"Trace", LOG_LEVEL_DEBUG}, {"Off", LOG_LEVEL_ERROR}};
 	typeof(m->u.logger) *lg = &m->u.logger;
 	const char *path = NULL, *level;
 	char name[NAME_LEN];
@@ -629,7 +629,7 @@ int api_parse_logger(const struct api_pctx *c, const cJSON *o, struct api_msg *m
 				break;
 		if (i == sizeof(levels) / sizeof(levels[0]))
 			return fail(c, "%s must be one of Error, Warning, Info, Debug, Trace, Off",
-				    subject(c, "level", name));
+			            subject(c, "level", name));
 		lg->level = levels[i].level;
 		lg->has_level = true;
 	}
@@ -656,41 +656,41 @@ int api_parse_metrics(const struct api_pctx *c, const cJSON *o, struct api_msg *
 enum { M_GET = 1, M_PUT = 2, M_PATCH = 4 };
 
 struct route {
-	const char *path;   /* with has_id: the prefix before "/{id}" */
+	const char *path; /* with has_id: the prefix before "/{id}" */
 	bool has_id;
-	bool implemented;   /* false: a Firecracker call hearth does not have */
+	bool implemented; /* false: a Firecracker call hearth does not have */
 	unsigned methods;
 	const char *id_name;
 };
 
 static const struct route routes[] = {
-	{"/", false, true, M_GET, NULL},
-	{"/version", false, true, M_GET, NULL},
-	{"/vm/config", false, true, M_GET, NULL},
-	{"/machine-config", false, true, M_GET | M_PUT | M_PATCH, NULL},
-	{"/boot-source", false, true, M_PUT, NULL},
-	{"/drives", true, true, M_PUT | M_PATCH, "drive_id"},
-	{"/network-interfaces", true, true, M_PUT | M_PATCH, "iface_id"},
-	{"/actions", false, true, M_PUT, NULL},
-	{"/vm", false, true, M_PATCH, NULL},
-	{"/logger", false, true, M_PUT, NULL},
-	{"/metrics", false, true, M_PUT, NULL},
-	/* In Firecracker's API, not in hearth. */
-	{"/balloon", false, false, M_GET | M_PUT | M_PATCH, NULL},
-	{"/balloon/statistics", false, false, M_GET | M_PATCH, NULL},
-	{"/balloon/hinting/start", false, false, M_PATCH, NULL},
-	{"/balloon/hinting/status", false, false, M_GET, NULL},
-	{"/balloon/hinting/stop", false, false, M_PATCH, NULL},
-	{"/cpu-config", false, false, M_PUT, NULL},
-	{"/pmem", true, false, M_PUT | M_PATCH, "id"},
-	{"/mmds", false, false, M_GET | M_PUT | M_PATCH, NULL},
-	{"/mmds/config", false, false, M_PUT, NULL},
-	{"/entropy", false, false, M_PUT, NULL},
-	{"/serial", false, false, M_PUT, NULL},
-	{"/hotplug/memory", false, false, M_GET | M_PUT | M_PATCH, NULL},
-	{"/snapshot/create", false, false, M_PUT, NULL},
-	{"/snapshot/load", false, false, M_PUT, NULL},
-	{"/vsock", false, false, M_PUT, NULL},
+    {"/", false, true, M_GET, NULL},
+    {"/version", false, true, M_GET, NULL},
+    {"/vm/config", false, true, M_GET, NULL},
+    {"/machine-config", false, true, M_GET | M_PUT | M_PATCH, NULL},
+    {"/boot-source", false, true, M_PUT, NULL},
+    {"/drives", true, true, M_PUT | M_PATCH, "drive_id"},
+    {"/network-interfaces", true, true, M_PUT | M_PATCH, "iface_id"},
+    {"/actions", false, true, M_PUT, NULL},
+    {"/vm", false, true, M_PATCH, NULL},
+    {"/logger", false, true, M_PUT, NULL},
+    {"/metrics", false, true, M_PUT, NULL},
+    /* In Firecracker's API, not in hearth. */
+    {"/balloon", false, false, M_GET | M_PUT | M_PATCH, NULL},
+    {"/balloon/statistics", false, false, M_GET | M_PATCH, NULL},
+    {"/balloon/hinting/start", false, false, M_PATCH, NULL},
+    {"/balloon/hinting/status", false, false, M_GET, NULL},
+    {"/balloon/hinting/stop", false, false, M_PATCH, NULL},
+    {"/cpu-config", false, false, M_PUT, NULL},
+    {"/pmem", true, false, M_PUT | M_PATCH, "id"},
+    {"/mmds", false, false, M_GET | M_PUT | M_PATCH, NULL},
+    {"/mmds/config", false, false, M_PUT, NULL},
+    {"/entropy", false, false, M_PUT, NULL},
+    {"/serial", false, false, M_PUT, NULL},
+    {"/hotplug/memory", false, false, M_GET | M_PUT | M_PATCH, NULL},
+    {"/snapshot/create", false, false, M_PUT, NULL},
+    {"/snapshot/load", false, false, M_PUT, NULL},
+    {"/vsock", false, false, M_PUT, NULL},
 };
 
 static unsigned method_bit(const char *method)
@@ -733,8 +733,8 @@ static const struct route *find_route(const char *path, size_t n, const char **i
 	return NULL;
 }
 
-int api_route(const char *method, const char *url, const char *body, size_t len,
-	      struct api_msg *m, char *err, size_t errlen)
+int api_route(const char *method, const char *url, const char *body, size_t len, struct api_msg *m,
+              char *err, size_t errlen)
 {
 	const struct api_pctx c = {NULL, err, errlen};
 	size_t plen = strcspn(url, "?"), idlen = 0;
@@ -760,20 +760,20 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 		if (r->methods & M_PATCH)
 			strcat(allowed, ", PATCH");
 		return fail(&c, "Invalid request method and/or path: %.16s %.*s (allowed: %s)",
-			    method, pl, url, allowed + 2);
+		            method, pl, url, allowed + 2);
 	}
 	if (!r->implemented)
 		return fail(&c, "%s %.*s is not implemented by hearth", method, pl, url);
 	if (r->has_id) {
 		if (!idlen)
-			return fail(&c, "%s %.*s: missing %s in the path (%s/{%s})", method, pl, url,
-				    r->id_name, r->path, r->id_name);
+			return fail(&c, "%s %.*s: missing %s in the path (%s/{%s})", method, pl,
+			            url, r->id_name, r->path, r->id_name);
 		if (idlen > DRIVE_ID_MAX ||
 		    (memcpy(id, idp, idlen), id[idlen] = 0, !config_id_valid(id, DRIVE_ID_MAX)))
 			return fail(&c,
-				    "invalid %s '%.*s' in the path: use 1..%d characters from "
-				    "[A-Za-z0-9_]",
-				    r->id_name, idlen > 64 ? 64 : (int)idlen, idp, DRIVE_ID_MAX);
+			            "invalid %s '%.*s' in the path: use 1..%d characters from "
+			            "[A-Za-z0-9_]",
+			            r->id_name, idlen > 64 ? 64 : (int)idlen, idp, DRIVE_ID_MAX);
 	}
 
 	if (mb == M_GET) {
@@ -796,7 +796,7 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 			i++;
 		if (i == len)
 			return fail(&c, "missing request body: %s %.*s needs a JSON object", method,
-				    pl, url);
+			            pl, url);
 	}
 	if (!(root = api_json_parse(body, len, "body", err, errlen)))
 		return -1;
@@ -814,11 +814,11 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 	} else if (!strcmp(r->path, "/drives")) {
 		m->op = mb == M_PUT ? API_PUT_DRIVE : API_PATCH_DRIVE;
 		ret = mb == M_PUT ? api_parse_drive(&c, root, id, &m->u.drive)
-				  : api_parse_drive_patch(&c, root, id, &m->u.drive);
+		                  : api_parse_drive_patch(&c, root, id, &m->u.drive);
 	} else if (!strcmp(r->path, "/network-interfaces")) {
 		m->op = mb == M_PUT ? API_PUT_NET : API_PATCH_NET;
 		ret = mb == M_PUT ? api_parse_net(&c, root, id, &m->u.net)
-				  : api_parse_net_patch(&c, root, id, &m->u.net);
+		                  : api_parse_net_patch(&c, root, id, &m->u.net);
 	} else if (!strcmp(r->path, "/actions")) {
 		m->op = API_ACTION;
 		ret = api_parse_action(&c, root, m);

@@ -27,8 +27,8 @@
  * Firecracker's defaults (smt and track_dirty_pages false, mmu auto). PATCH sets only the
  * bits of the fields it carried (at least one).
  */
-int api_route(const char *method, const char *url, const char *body, size_t len,
-	      struct api_msg *m, char *err, size_t errlen);
+int api_route(const char *method, const char *url, const char *body, size_t len, struct api_msg *m,
+              char *err, size_t errlen);
 
 /* Where a section parser reports: sect is NULL for a request body, else the field path of
  * the object being parsed in a config file ("machine-config", "drives[1]"). */
@@ -51,15 +51,15 @@ cJSON *api_json_parse(const char *text, size_t len, const char *what, char *err,
  * body's id must equal it), or NULL in a config file. */
 int api_parse_boot_source(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patch,
-			     struct api_msg *m);
+                             struct api_msg *m);
 int api_parse_drive(const struct api_pctx *c, const cJSON *o, const char *path_id,
-		    struct drive_config *d);
+                    struct drive_config *d);
 int api_parse_drive_patch(const struct api_pctx *c, const cJSON *o, const char *path_id,
-			  struct drive_config *d);
+                          struct drive_config *d);
 int api_parse_net(const struct api_pctx *c, const cJSON *o, const char *path_id,
-		  struct net_config *n);
+                  struct net_config *n);
 int api_parse_net_patch(const struct api_pctx *c, const cJSON *o, const char *path_id,
-			struct net_config *n);
+                        struct net_config *n);
 int api_parse_action(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_vm_state(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_logger(const struct api_pctx *c, const cJSON *o, struct api_msg *m);

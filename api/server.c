@@ -20,10 +20,10 @@
 
 #include <microhttpd.h>
 
-#define API_TIMEOUT_SEC  10 /* a client silent this long is dropped */
-#define API_MAX_CONNS    64
-#define API_CONN_MEMORY  ((size_t)API_MAX_BODY + 16 * 1024) /* headers + a whole body */
-#define API_BACKLOG      64
+#define API_TIMEOUT_SEC 10 /* a client silent this long is dropped */
+#define API_MAX_CONNS   64
+#define API_CONN_MEMORY ((size_t)API_MAX_BODY + 16 * 1024) /* headers + a whole body */
+#define API_BACKLOG     64
 
 struct api_server {
 	struct MHD_Daemon *mhd;
@@ -31,6 +31,7 @@ struct api_server {
 	char *path;
 	dev_t dev; /* the socket file we created: only that one is unlinked at stop */
 	ino_t ino;
+	int replying; /* responses queued and not yet sent (atomic) */
 };
 
 /* Per-request state, in MHD's con_cls. */
@@ -38,11 +39,12 @@ struct request {
 	char *buf;
 	size_t len, cap;
 	bool too_big;
-	bool replied;
+	bool replied; /* a response is queued: counted in replying until completed */
+	struct api_server *server;
 };
 
 static int srv_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int srv_fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -68,8 +70,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, unsigned status, 
 			free(body);
 			return MHD_NO;
 		}
-		if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
-		    MHD_YES) {
+		if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+		                            "application/json") != MHD_YES) {
 			MHD_destroy_response(resp);
 			return MHD_NO;
 		}
@@ -81,6 +83,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, unsigned status, 
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/* From here on the request has (or will have) a response that stop should let go out. */
+static void mark_replied(struct request *r)
+{
+	r->replied = true;
+	__atomic_add_fetch(&r->server->replying, 1, __ATOMIC_SEQ_CST);
 }
 
 static enum MHD_Result send_fault(struct MHD_Connection *conn, const char *msg)
@@ -123,8 +132,8 @@ static bool append(struct request *r, const char *data, size_t n)
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
-			      const char *method, const char *version, const char *upload_data,
-			      size_t *upload_data_size, void **con_cls)
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
 {
 	struct api_server *s = cls;
 	struct request *r = *con_cls;
@@ -139,11 +148,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		/* Headers are in: refuse an oversized body before reading any of it. */
 		if (!(r = calloc(1, sizeof(*r))))
 			return MHD_NO;
+		r->server = s;
 		*con_cls = r;
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY) {
-			r->too_big = r->replied = true;
+			r->too_big = true;
+			mark_replied(r);
 			return send_fault(conn, "request body exceeds 51200 bytes");
 		}
 		return MHD_YES;
@@ -156,7 +167,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	if (r->replied)
 		return MHD_YES;
-	r->replied = true;
+	mark_replied(r);
 	if (r->too_big)
 		return send_fault(conn, "request body exceeds 51200 bytes");
 
@@ -164,7 +175,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return send_fault(conn, err);
 	api_channel_call(s->ch, &m);
 	ret = send_reply(conn, m.status >= 100 && m.status <= 599 ? (unsigned)m.status : 500,
-			 m.status == 204 ? NULL : m.body);
+	                 m.status == 204 ? NULL : m.body);
 	if (m.status != 204)
 		m.body = NULL; /* the response owns it now */
 	api_msg_free(&m);
@@ -172,7 +183,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-		      enum MHD_RequestTerminationCode toe)
+                      enum MHD_RequestTerminationCode toe)
 {
 	struct request *r = *con_cls;
 
@@ -180,6 +191,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)toe;
 	if (r) {
+		if (r->replied)
+			__atomic_sub_fetch(&r->server->replying, 1, __ATOMIC_SEQ_CST);
 		free(r->buf);
 		free(r);
 		*con_cls = NULL;
@@ -212,7 +225,7 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa, char *err
 		return srv_fail(err, errlen, "cannot check socket %s: %s", path, strerror(e));
 	if (unlink(path) && errno != ENOENT)
 		return srv_fail(err, errlen, "cannot remove stale socket %s: %s", path,
-				strerror(errno));
+		                strerror(errno));
 	return 0;
 }
 
@@ -225,8 +238,9 @@ static int listen_on(const char *path, struct api_server *s, char *err, size_t e
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (!path[0] || strlen(path) >= sizeof(sa.sun_path))
-		return srv_fail(err, errlen, "socket path '%s' is empty or too long (at most %zu bytes)",
-				path, sizeof(sa.sun_path) - 1);
+		return srv_fail(err, errlen,
+		                "socket path '%s' is empty or too long (at most %zu bytes)", path,
+		                sizeof(sa.sun_path) - 1);
 	strcpy(sa.sun_path, path);
 	if (clear_stale(path, &sa, err, errlen))
 		return -1;
@@ -254,7 +268,7 @@ static int listen_on(const char *path, struct api_server *s, char *err, size_t e
 }
 
 struct api_server *api_server_start(const char *path, struct api_channel *ch, char *err,
-				    size_t errlen)
+                                    size_t errlen)
 {
 	struct api_server *s = calloc(1, sizeof(*s));
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
@@ -277,12 +291,11 @@ struct api_server *api_server_start(const char *path, struct api_channel *ch, ch
 	/* The API thread inherits this mask: keep the VMM's signals away from it. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	s->mhd = MHD_start_daemon(
-		flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, fd,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_TIMEOUT_SEC,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNS,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-		completed, NULL, MHD_OPTION_END);
+	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, fd,
+	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_TIMEOUT_SEC,
+	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNS,
+	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONN_MEMORY,
+	                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!s->mhd) {
 		srv_fail(err, errlen, "cannot start the API server on %s", path);
@@ -306,6 +319,9 @@ void api_server_stop(struct api_server *s)
 	api_channel_close(s->ch);
 	/* Quiesce hands the listening socket back to us: close it only after the stop. */
 	fd = MHD_quiesce_daemon(s->mhd);
+	/* Let the responses already queued (that 400 included) reach their clients. */
+	for (int i = 0; i < 100 && __atomic_load_n(&s->replying, __ATOMIC_SEQ_CST); i++)
+		usleep(10 * 1000);
 	MHD_stop_daemon(s->mhd);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);

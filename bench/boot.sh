@@ -111,8 +111,8 @@ QEMU_RSS=$(peak_rss "$QEMU_OK_STATUS" $QEMU_CMD)
 # ready", then cli; hlt), /proc/PID/smaps read while it runs; the sum of Rss over every
 # mapping except guest RAM, which is the one anonymous mapping whose size is exactly the
 # guest's RAM. Prints "outside-RAM guest-RAM total", in KiB.
-outside_ram() { # pid console-file
-	local pid=$1 con=$2
+outside_ram() { # pid console-file breakdown-file
+	local pid=$1 con=$2 breakdown=$3
 	for ((i = 0; i < 100; i++)); do
 		grep -q 'testguest: ready' "$con" 2>/dev/null && break
 		sleep 0.02
@@ -120,9 +120,9 @@ outside_ram() { # pid console-file
 	grep -q 'testguest: ready' "$con" 2>/dev/null ||
 		die "the guest of PID $pid did not come up ($con)"
 	sleep 0.2
-	python3 - "$pid" "$MEM_MIB" <<'EOF'
-import re, sys
-pid, mem_kib = sys.argv[1], int(sys.argv[2]) * 1024
+	python3 - "$pid" "$MEM_MIB" "$breakdown" <<'EOF'
+import collections, re, sys
+pid, mem_kib, breakdown = sys.argv[1], int(sys.argv[2]) * 1024, sys.argv[3]
 maps, cur = [], None
 with open(f"/proc/{pid}/smaps") as f:
     for line in f:
@@ -139,13 +139,22 @@ if len(ram) != 1:
     sys.exit(f"expected one anonymous {mem_kib} KiB mapping, found {len(ram)}")
 total = sum(m["rss"] for m in maps)
 print(total - ram[0]["rss"], ram[0]["rss"], total)
+# Rss outside guest RAM by file (or [anon], [heap], ...), largest first.
+by = collections.Counter()
+for m in maps:
+    if m is not ram[0]:
+        by[m["name"].rsplit("/", 1)[-1] or "[anon]"] += m["rss"]
+with open(breakdown, "w") as f:
+    for name, kib in by.most_common():
+        if kib:
+            print(f"{kib:7d} KiB  {name}", file=f)
 EOF
 }
 rm -f "$OUT/hearth-halt.txt" "$OUT/qemu-halt.txt"
 $HEARTH --kernel "$TESTGUEST" --cmdline halt --timeout 2 --console "$OUT/hearth-halt.txt" \
 	--mem "$MEM_MIB" 2>/dev/null &
 HPID=$!
-H_OUT=$(outside_ram "$HPID" "$OUT/hearth-halt.txt")
+H_OUT=$(outside_ram "$HPID" "$OUT/hearth-halt.txt" "$OUT/hearth-outside-ram.txt")
 rc=0
 wait "$HPID" || rc=$?
 [[ $rc == 245 ]] || die "hearth testguest run exited with $rc (expected 245, --timeout)"
@@ -153,7 +162,7 @@ wait "$HPID" || rc=$?
 # shellcheck disable=SC2086
 $QEMU ${QEMU_ARGS/$HELLO/$TESTGUEST} -append halt -serial "file:$OUT/qemu-halt.txt" &
 QPID=$!
-Q_OUT=$(outside_ram "$QPID" "$OUT/qemu-halt.txt") || {
+Q_OUT=$(outside_ram "$QPID" "$OUT/qemu-halt.txt" "$OUT/qemu-outside-ram.txt") || {
 	kill "$QPID"
 	exit 1
 }
@@ -227,6 +236,9 @@ L.append(f"ratio qemu/hearth (medians): {ratio:.1f}x")
 L.append(f"hearth memory outside guest RAM: {outside} KiB ({outside / 1024:.2f} MiB); "
          f"guest RAM Rss {ram_rss} KiB, total Rss {total_rss} KiB")
 L.append(f"qemu memory outside guest RAM:   {q_outside} KiB ({q_outside / 1024:.2f} MiB)")
+top = open(f"{out}/hearth-outside-ram.txt").read().splitlines()[:8]
+L.append("hearth outside guest RAM, largest (Rss): " + ", ".join(
+    " ".join(t.split()[::2][::-1]) + " KiB" for t in top))
 if hs["p90"] > 1.5 * hs["median"]:
     L.append(f"note: hearth p90 is {hs['p90'] / hs['median']:.1f}x its median")
 L.append("")

@@ -119,6 +119,9 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 	struct vm *vm = c->vm;
 
 	c->t_start = now_sec();
+	log_status("host mmu: %s; engine: hardware (--mmu %s); %u vCPU(s), %llu MiB",
+		   host_mmu_describe(&vm->host), mmu_mode_name(c->cfg->mmu), c->cfg->vcpus,
+		   (unsigned long long)c->cfg->mem_mib);
 	if (vm_build(vm, c->cfg, &err, code)) {
 		snprintf(msg, msglen, "%s", err.msg);
 		return -1;

@@ -101,9 +101,6 @@ int main(int argc, char **argv)
 		vm_config_free(&cfg);
 		return EXIT_VMM_ERROR;
 	}
-	log_status("host mmu: %s; engine: hardware (--mmu %s); %u vCPU(s), %llu MiB",
-		   host_mmu_describe(&vm.host), mmu_mode_name(cfg.mmu), cfg.vcpus,
-		   (unsigned long long)cfg.mem_mib);
 
 	ctl.cfg = &cfg;
 	ctl.vm = &vm;

@@ -533,15 +533,37 @@ void vm_pause(struct vm *vm)
 	while (vm->parked < vm->nvcpus && !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 	pthread_mutex_unlock(&vm->pause_lock);
-	/* Freeze the guest's kvmclock: after resume it goes on from here, with no jump. */
+	/* Freeze the guest's clocks: kvmclock and the TSC go on from here after resume, with
+	 * no jump (hosts without the TSC offset attribute freeze kvmclock only). */
 	vm->clock_saved = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->clock) == 0;
+	vm->paused_at_tsc = __builtin_ia32_rdtsc();
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+					    .attr = KVM_VCPU_TSC_OFFSET,
+					    .addr = (uint64_t)(uintptr_t)&vm->vcpus[i].tsc_offset};
+
+		vm->vcpus[i].tsc_offset_saved = ioctl(vm->vcpus[i].fd, KVM_GET_DEVICE_ATTR, &a) == 0;
+	}
 }
 
 void vm_resume(struct vm *vm)
 {
+	uint64_t paused_for = __builtin_ia32_rdtsc() - vm->paused_at_tsc;
+
 	if (vm->clock_saved) {
 		vm->clock.flags = 0;
 		ioctl(vm->vm_fd, KVM_SET_CLOCK, &vm->clock);
+	}
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+					    .attr = KVM_VCPU_TSC_OFFSET,
+					    .addr = (uint64_t)(uintptr_t)&v->tsc_offset};
+
+		if (!v->tsc_offset_saved)
+			continue;
+		v->tsc_offset -= paused_for; /* the guest's TSC did not move while paused */
+		ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a);
 	}
 	pthread_mutex_lock(&vm->pause_lock);
 	__atomic_store_n(&vm->paused, false, __ATOMIC_RELEASE);

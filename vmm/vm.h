@@ -53,6 +53,8 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	bool tsc_offset_saved;
+	uint64_t tsc_offset; /* while paused */
 };
 
 struct vm {
@@ -86,6 +88,7 @@ struct vm {
 	bool paused;
 	unsigned parked;
 	bool clock_saved;
+	uint64_t paused_at_tsc;
 	struct kvm_clock_data clock;
 
 	pthread_mutex_t stop_lock;

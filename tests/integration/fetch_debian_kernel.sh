@@ -121,28 +121,32 @@ fi
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
     || die_net "apt-get/dpkg-deb not available on this machine"
 
-# "apt-get update" is the registry reachability check: when it fails, the registry cannot be
-# reached (exit 2); every failure after a successful update is a real failure (exit 1).
-update() {
-    apt-get update -qq >&2 || die_net "apt-get update failed: the package registry cannot be reached"
+# "apt-get update --error-on=any" is the registry reachability check (plain "apt-get update"
+# exits 0 when it cannot fetch anything). A step that fails after an update that could not
+# reach the registry is a network failure (exit 2); after a good update, a real failure (exit 1).
+update() { # -> 0 when the registry answered
+    log "apt-get update"
+    apt-get update -qq --error-on=any >&2
+}
+fail_after_update() { # updated-ok? message
+    if [ "$1" = 0 ]; then die "$2"; fi
+    die_net "$2 (and apt-get update could not reach the package registry)"
 }
 
 # apt-get download needs the package lists; update them only when they do not know the package.
 if ! apt-cache show "$META" >/dev/null 2>&1; then
-    log "package lists do not know $META: apt-get update"
-    update
-    apt-cache show "$META" >/dev/null 2>&1 || die "no package $META in the apt sources"
+    st=0; update || st=$?
+    apt-cache show "$META" >/dev/null 2>&1 || fail_after_update "$st" "no package $META in the apt sources"
 fi
 
 # The metapackage has no kernel in it; it depends on the real linux-image-<abi>-cloud-amd64.
 rm -f ./*.deb
 download() { # pkg[=version]
-    if ! apt-get download -q "$1" >&2; then
-        # Stale lists (a version removed from the mirror): refresh once and retry.
-        log "apt-get download $1 failed: apt-get update and retry"
-        update
-        apt-get download -q "$1" >&2 || die "apt-get download $1 failed"
-    fi
+    apt-get download -q "$1" >&2 && return 0
+    # Stale lists (a version gone from the mirror) or no network: refresh once and retry.
+    local st=0
+    update || st=$?
+    apt-get download -q "$1" >&2 || fail_after_update "$st" "apt-get download $1 failed"
 }
 download "$META"
 meta_deb=$(ls ${META}_*.deb 2>/dev/null | head -n1)

@@ -1345,8 +1345,9 @@ static void getopt_reset(void)
 	getopt(1, dummy, "");
 }
 
-#define MAX_ARGS 32
+#define MAX_ARGS 40
 
+/* One parse: the arguments are heap copies (cli_parse may edit them, e.g. --drive). */
 struct cli_run {
 	char *argv[MAX_ARGS + 2];
 	int argc;
@@ -1356,152 +1357,222 @@ struct cli_run {
 	enum cli_result r;
 };
 
-static enum cli_result cli_run_v(struct cli_run *c, bool reset, va_list ap)
+/* The current parse; each parse frees the previous one, the group teardown the last. */
+static struct cli_run R;
+
+static void cli_free(struct cli_run *c)
+{
+	for (int i = 0; i < c->argc; i++)
+		free(c->argv[i]);
+	vm_config_free(&c->cfg);
+	memset(c, 0, sizeof(*c));
+}
+
+static int cli_group_teardown(void **state)
+{
+	(void)state;
+	cli_free(&R);
+	return 0;
+}
+
+static enum cli_result cli_run_v(bool reset, va_list ap)
 {
 	const char *a;
 
-	memset(c, 0, sizeof(*c));
-	c->argv[c->argc++] = "hearth";
+	cli_free(&R);
+	R.argv[R.argc++] = strdup("hearth");
 	while ((a = va_arg(ap, const char *)) != NULL) {
-		assert_true(c->argc <= MAX_ARGS);
-		c->argv[c->argc++] = (char *)a;
+		assert_true(R.argc <= MAX_ARGS);
+		R.argv[R.argc++] = strdup(a);
 	}
-	c->argv[c->argc] = NULL;
-	vm_config_defaults(&c->cfg);
+	R.argv[R.argc] = NULL;
+	vm_config_defaults(&R.cfg);
 	if (reset)
 		getopt_reset();
-	c->r = cli_parse(c->argc, c->argv, &c->cfg, &c->o, &c->err);
-	return c->r;
+	R.r = cli_parse(R.argc, R.argv, &R.cfg, &R.o, &R.err);
+	return R.r;
 }
 
-/* Parse "hearth" + the NULL-terminated arguments. */
-static enum cli_result cli(struct cli_run *c, ...)
+/* Parse "hearth" + the arguments (NULL-terminated) into R. */
+static enum cli_result cli_args(int dummy, ...)
 {
 	va_list ap;
 	enum cli_result r;
 
-	va_start(ap, c);
-	r = cli_run_v(c, true, ap);
+	va_start(ap, dummy);
+	r = cli_run_v(true, ap);
 	va_end(ap);
 	return r;
 }
 
-static enum cli_result cli_noreset(struct cli_run *c, ...)
+/* The same without resetting getopt first. */
+static enum cli_result cli_args_noreset(int dummy, ...)
 {
 	va_list ap;
 	enum cli_result r;
 
-	va_start(ap, c);
-	r = cli_run_v(c, false, ap);
+	va_start(ap, dummy);
+	r = cli_run_v(false, ap);
 	va_end(ap);
 	return r;
 }
+
+#define CLI(...)         cli_args(0, __VA_ARGS__, (const char *)NULL)
+#define CLI_NORESET(...) cli_args_noreset(0, __VA_ARGS__, (const char *)NULL)
+#define CLI_NONE()       cli_args(0, (const char *)NULL)
 
 #define EXPECT_CLI_ERROR(want, ...)                                                                \
 	do {                                                                                       \
-		struct cli_run c_;                                                                 \
-		assert_int_equal(cli(&c_, __VA_ARGS__, NULL), CLI_ERROR);                          \
-		assert_string_equal(c_.err.msg, want);                                             \
+		assert_int_equal(CLI(__VA_ARGS__), CLI_ERROR);                                     \
+		assert_string_equal(R.err.msg, want);                                              \
 	} while (0)
+
+#define NO_KERNEL "no kernel: --kernel PATH is required (or --api-sock / --config-file; see --help)"
 
 static void test_cli_defaults(void **state)
 {
-	struct cli_run c;
-
 	(void)state;
-	assert_int_equal(cli(&c, "--kernel", "vmlinux", NULL), CLI_RUN);
-	assert_string_equal(c.cfg.kernel_path, "vmlinux");
-	assert_null(c.cfg.initrd_path);
-	assert_null(c.cfg.cmdline);
-	assert_int_equal(c.cfg.mem_mib, 128);
-	assert_int_equal(c.cfg.vcpus, 1);
-	assert_int_equal(c.cfg.console, CONSOLE_STDIO);
-	assert_null(c.cfg.console_path);
-	assert_int_equal(c.cfg.mmu, MMU_AUTO);
-	assert_int_equal(c.cfg.boot_protocol, BOOT_PROTO_AUTO);
-	assert_true(c.cfg.timeout_sec == 0);
-	assert_string_equal(c.cfg.id, "anonymous-instance");
-	assert_null(c.cfg.api_sock);
-	assert_null(c.cfg.config_file);
-	assert_false(c.cfg.no_api);
-	assert_false(c.o.help);
-	assert_false(c.o.version);
-	assert_false(c.o.verbose);
-	assert_string_equal(c.err.msg, "");
+	assert_int_equal(CLI("--kernel", "vmlinux"), CLI_RUN);
+	assert_string_equal(R.cfg.kernel_path, "vmlinux");
+	assert_null(R.cfg.initrd_path);
+	assert_null(R.cfg.cmdline);
+	assert_int_equal(R.cfg.mem_mib, 128);
+	assert_int_equal(R.cfg.vcpus, 1);
+	assert_int_equal(R.cfg.console, CONSOLE_STDIO);
+	assert_null(R.cfg.console_path);
+	assert_int_equal(R.cfg.mmu, MMU_AUTO);
+	assert_int_equal(R.cfg.boot_protocol, BOOT_PROTO_AUTO);
+	assert_true(R.cfg.timeout_sec == 0);
+	assert_string_equal(R.cfg.id, "anonymous-instance");
+	assert_int_equal(R.cfg.ndrives, 0);
+	assert_false(R.cfg.virtio_console);
+	assert_false(R.cfg.boot_timer);
+	assert_null(R.cfg.api_sock);
+	assert_null(R.cfg.config_file);
+	assert_false(R.cfg.no_api);
+	assert_false(R.o.help);
+	assert_false(R.o.version);
+	assert_false(R.o.verbose);
+	assert_string_equal(R.err.msg, "");
 }
 
 static void test_cli_every_flag(void **state)
 {
-	struct cli_run c;
-
 	(void)state;
-	assert_int_equal(cli(&c, "--kernel", "k.elf", "--initrd", "rd.img", "--cmdline",
+	assert_int_equal(CLI("--kernel", "k.elf", "--initrd", "rd.img", "--cmdline",
 	                     "console=ttyS0 quiet", "--mem", "256", "--vcpus", "4", "--console",
 	                     "none", "--mmu", "hardware", "--boot", "pvh", "--timeout", "1.5",
-	                     "--id", "vm_01-A", "--no-api", "--verbose", NULL),
+	                     "--id", "vm_01-A", "--verbose", "--virtio-console", "--boot-timer",
+	                     "--drive", "/tmp/a.img", "--drive", "/tmp/b.img,ro,id=data_1"),
 	                 CLI_RUN);
-	assert_string_equal(c.cfg.kernel_path, "k.elf");
-	assert_string_equal(c.cfg.initrd_path, "rd.img");
-	assert_string_equal(c.cfg.cmdline, "console=ttyS0 quiet");
-	assert_int_equal(c.cfg.mem_mib, 256);
-	assert_int_equal(c.cfg.vcpus, 4);
-	assert_int_equal(c.cfg.console, CONSOLE_NONE);
-	assert_int_equal(c.cfg.mmu, MMU_HARDWARE);
-	assert_int_equal(c.cfg.boot_protocol, BOOT_PROTO_PVH);
-	assert_true(c.cfg.timeout_sec == 1.5);
-	assert_string_equal(c.cfg.id, "vm_01-A");
-	assert_true(c.cfg.no_api);
-	assert_true(c.o.verbose);
+	assert_string_equal(R.cfg.kernel_path, "k.elf");
+	assert_string_equal(R.cfg.initrd_path, "rd.img");
+	assert_string_equal(R.cfg.cmdline, "console=ttyS0 quiet");
+	assert_int_equal(R.cfg.mem_mib, 256);
+	assert_int_equal(R.cfg.vcpus, 4);
+	assert_int_equal(R.cfg.console, CONSOLE_NONE);
+	assert_int_equal(R.cfg.mmu, MMU_HARDWARE);
+	assert_int_equal(R.cfg.boot_protocol, BOOT_PROTO_PVH);
+	assert_true(R.cfg.timeout_sec == 1.5);
+	assert_string_equal(R.cfg.id, "vm_01-A");
+	assert_true(R.o.verbose);
+	assert_true(R.cfg.virtio_console);
+	assert_true(R.cfg.boot_timer);
+	assert_int_equal(R.cfg.ndrives, 2);
+	assert_string_equal(R.cfg.drives[0].path, "/tmp/a.img");
+	assert_string_equal(R.cfg.drives[0].id, "drive0");
+	assert_false(R.cfg.drives[0].read_only);
+	assert_string_equal(R.cfg.drives[1].path, "/tmp/b.img");
+	assert_string_equal(R.cfg.drives[1].id, "data_1");
+	assert_true(R.cfg.drives[1].read_only);
 
 	/* The other values of each enumerated flag, and --flag=value. */
 	assert_int_equal(
-	    cli(&c, "--kernel=k", "--console", "stdio", "--mmu", "shadow", "--boot", "linux", NULL),
-	    CLI_RUN);
-	assert_string_equal(c.cfg.kernel_path, "k");
-	assert_int_equal(c.cfg.console, CONSOLE_STDIO);
-	assert_int_equal(c.cfg.mmu, MMU_SHADOW);
-	assert_int_equal(c.cfg.boot_protocol, BOOT_PROTO_LINUX64);
-	assert_int_equal(cli(&c, "--kernel", "k", "--console=/tmp/out.txt", "--mmu=auto",
-	                     "--boot=auto", "--mem=4", "--vcpus=32", "--timeout=1000000", NULL),
+	    CLI("--kernel=k", "--console", "stdio", "--mmu", "shadow", "--boot", "linux"), CLI_RUN);
+	assert_string_equal(R.cfg.kernel_path, "k");
+	assert_int_equal(R.cfg.console, CONSOLE_STDIO);
+	assert_int_equal(R.cfg.mmu, MMU_SHADOW);
+	assert_int_equal(R.cfg.boot_protocol, BOOT_PROTO_LINUX64);
+	assert_int_equal(CLI("--kernel", "k", "--console=/tmp/out.txt", "--mmu=auto", "--boot=auto",
+	                     "--mem=4", "--vcpus=32", "--timeout=1000000"),
 	                 CLI_RUN);
-	assert_int_equal(c.cfg.console, CONSOLE_FILE);
-	assert_string_equal(c.cfg.console_path, "/tmp/out.txt");
-	assert_int_equal(c.cfg.mmu, MMU_AUTO);
-	assert_int_equal(c.cfg.boot_protocol, BOOT_PROTO_AUTO);
-	assert_int_equal(c.cfg.mem_mib, 4);
-	assert_int_equal(c.cfg.vcpus, 32);
-	assert_true(c.cfg.timeout_sec == 1e6);
+	assert_int_equal(R.cfg.console, CONSOLE_FILE);
+	assert_string_equal(R.cfg.console_path, "/tmp/out.txt");
+	assert_int_equal(R.cfg.mmu, MMU_AUTO);
+	assert_int_equal(R.cfg.boot_protocol, BOOT_PROTO_AUTO);
+	assert_int_equal(R.cfg.mem_mib, 4);
+	assert_int_equal(R.cfg.vcpus, 32);
+	assert_true(R.cfg.timeout_sec == 1e6);
 	/* Largest RAM and the longest id. */
-	assert_int_equal(cli(&c, "--kernel", "k", "--mem", "1048576", "--id",
-	                     "0123456789012345678901234567890123456789012345678901234567890123",
-	                     NULL),
+	assert_int_equal(CLI("--kernel", "k", "--mem", "1048576", "--id",
+	                     "0123456789012345678901234567890123456789012345678901234567890123"),
 	                 CLI_RUN);
-	assert_int_equal(c.cfg.mem_mib, 1048576);
-	assert_int_equal(strlen(c.cfg.id), 64);
-	/* Options may follow the kernel in any order; the last one wins. */
-	assert_int_equal(
-	    cli(&c, "--vcpus", "2", "--kernel", "a", "--kernel", "b", "--vcpus", "3", NULL),
-	    CLI_RUN);
-	assert_string_equal(c.cfg.kernel_path, "b");
-	assert_int_equal(c.cfg.vcpus, 3);
+	assert_int_equal(R.cfg.mem_mib, 1048576);
+	assert_int_equal(strlen(R.cfg.id), 64);
+	/* Options in any order; for single values the last one wins. */
+	assert_int_equal(CLI("--vcpus", "2", "--kernel", "a", "--kernel", "b", "--vcpus", "3",
+	                     "--console", "/tmp/x", "--console", "none"),
+	                 CLI_RUN);
+	assert_string_equal(R.cfg.kernel_path, "b");
+	assert_int_equal(R.cfg.vcpus, 3);
+	assert_int_equal(R.cfg.console, CONSOLE_NONE);
+}
+
+static void test_cli_control_plane(void **state)
+{
+	(void)state;
+	/* An API socket alone: the VM is configured through the API. */
+	assert_int_equal(CLI("--api-sock", "/tmp/hearth.sock"), CLI_RUN);
+	assert_string_equal(R.cfg.api_sock, "/tmp/hearth.sock");
+	assert_null(R.cfg.kernel_path);
+	assert_int_equal(CLI("--api-sock", "/tmp/hearth.sock", "--kernel", "k"), CLI_RUN);
+	assert_string_equal(R.cfg.kernel_path, "k");
+	/* A config file, with or without the API. */
+	assert_int_equal(CLI("--config-file", "vm.json"), CLI_RUN);
+	assert_string_equal(R.cfg.config_file, "vm.json");
+	assert_false(R.cfg.no_api);
+	assert_int_equal(CLI("--config-file", "vm.json", "--no-api"), CLI_RUN);
+	assert_true(R.cfg.no_api);
+	assert_int_equal(CLI("--config-file", "vm.json", "--api-sock", "/tmp/s"), CLI_RUN);
+	assert_string_equal(R.cfg.api_sock, "/tmp/s");
+}
+
+static void test_cli_drives(void **state)
+{
+	(void)state;
+	assert_int_equal(CLI("--kernel", "k", "--drive", "a", "--drive", "b", "--drive", "c,ro"),
+	                 CLI_RUN);
+	assert_int_equal(R.cfg.ndrives, 3);
+	assert_string_equal(R.cfg.drives[2].id, "drive2");
+	assert_string_equal(R.cfg.drives[2].path, "c");
+	assert_true(R.cfg.drives[2].read_only);
+	/* Options in either order. */
+	assert_int_equal(CLI("--kernel", "k", "--drive", "d.img,id=root,ro"), CLI_RUN);
+	assert_string_equal(R.cfg.drives[0].id, "root");
+	assert_true(R.cfg.drives[0].read_only);
+	/* Eight drives fit. */
+	assert_int_equal(CLI("--kernel", "k", "--drive", "0", "--drive", "1", "--drive", "2",
+	                     "--drive", "3", "--drive", "4", "--drive", "5", "--drive", "6",
+	                     "--drive", "7"),
+	                 CLI_RUN);
+	assert_int_equal(R.cfg.ndrives, VM_MAX_DRIVES);
+	assert_string_equal(R.cfg.drives[7].path, "7");
 }
 
 static void test_cli_help_version(void **state)
 {
-	struct cli_run c;
-
 	(void)state;
-	assert_int_equal(cli(&c, "--help", NULL), CLI_EXIT_OK);
-	assert_true(c.o.help);
-	assert_false(c.o.version);
-	assert_int_equal(cli(&c, "--version", NULL), CLI_EXIT_OK);
-	assert_true(c.o.version);
-	assert_false(c.o.help);
+	assert_int_equal(CLI("--help"), CLI_EXIT_OK);
+	assert_true(R.o.help);
+	assert_false(R.o.version);
+	assert_int_equal(CLI("--version"), CLI_EXIT_OK);
+	assert_true(R.o.version);
+	assert_false(R.o.help);
 	/* Either one ends parsing: later errors are not reported. */
-	assert_int_equal(cli(&c, "--kernel", "k", "--help", "--mem", "x", NULL), CLI_EXIT_OK);
-	assert_true(c.o.help);
-	assert_int_equal(cli(&c, "--version", "--bogus", NULL), CLI_EXIT_OK);
-	assert_true(c.o.version);
+	assert_int_equal(CLI("--kernel", "k", "--help", "--mem", "x"), CLI_EXIT_OK);
+	assert_true(R.o.help);
+	assert_int_equal(CLI("--version", "--bogus"), CLI_EXIT_OK);
+	assert_true(R.o.version);
 }
 
 static void test_cli_usage_text(void **state)
@@ -1588,32 +1659,53 @@ static void test_cli_errors_words(void **state)
 	    "01234567890123456789012345678901234567890123456789012345678901234");
 }
 
+static void test_cli_errors_drive(void **state)
+{
+	(void)state;
+	EXPECT_CLI_ERROR("--drive: expected PATH[,ro][,id=NAME]", "--kernel", "k", "--drive", "");
+	EXPECT_CLI_ERROR("--drive: expected PATH[,ro][,id=NAME]", "--kernel", "k", "--drive",
+	                 ",ro");
+	EXPECT_CLI_ERROR("--drive: unknown option 'rw' (expected ro or id=NAME)", "--kernel", "k",
+	                 "--drive", "a.img,rw");
+	EXPECT_CLI_ERROR("--drive: id 'a-b': use 1..64 characters from [A-Za-z0-9_]", "--kernel",
+	                 "k", "--drive", "a.img,id=a-b");
+	EXPECT_CLI_ERROR("--drive: id '': use 1..64 characters from [A-Za-z0-9_]", "--kernel", "k",
+	                 "--drive", "a.img,id=");
+	EXPECT_CLI_ERROR("--drive: id 'root' is used twice", "--kernel", "k", "--drive",
+	                 "a,id=root", "--drive", "b,id=root");
+	EXPECT_CLI_ERROR("--drive: id 'drive0' is used twice", "--kernel", "k", "--drive", "a",
+	                 "--drive", "b,id=drive0");
+	EXPECT_CLI_ERROR("--drive: at most 8 drives", "--kernel", "k", "--drive", "0", "--drive",
+	                 "1", "--drive", "2", "--drive", "3", "--drive", "4", "--drive", "5",
+	                 "--drive", "6", "--drive", "7", "--drive", "8");
+}
+
 static void test_cli_errors_structure(void **state)
 {
 	(void)state;
-	EXPECT_CLI_ERROR("no kernel: --kernel PATH is required (see --help)", "--mem", "64");
-	{
-		struct cli_run c;
-
-		assert_int_equal(cli(&c, NULL), CLI_ERROR);
-		assert_string_equal(c.err.msg, "no kernel: --kernel PATH is required (see --help)");
-	}
+	EXPECT_CLI_ERROR(NO_KERNEL, "--mem", "64");
+	assert_int_equal(CLI_NONE(), CLI_ERROR);
+	assert_string_equal(R.err.msg, NO_KERNEL);
+	EXPECT_CLI_ERROR(NO_KERNEL, "--drive", "a.img");
 	EXPECT_CLI_ERROR("option '--kernel' needs a value", "--kernel");
 	EXPECT_CLI_ERROR("option '--mem' needs a value", "--kernel", "k", "--mem");
 	EXPECT_CLI_ERROR("unknown option '--bogus' (see --help)", "--kernel", "k", "--bogus");
 	EXPECT_CLI_ERROR("unknown option '--bogus=1' (see --help)", "--kernel", "k", "--bogus=1");
+	EXPECT_CLI_ERROR("unknown option '--verbose=1' (see --help)", "--kernel", "k",
+	                 "--verbose=1");
 	EXPECT_CLI_ERROR("unknown option '-k' (see --help)", "--kernel", "k", "-k");
 	EXPECT_CLI_ERROR("unexpected argument 'extra' (see --help)", "--kernel", "k", "extra");
 	EXPECT_CLI_ERROR("unexpected argument 'vmlinux' (see --help)", "vmlinux", "--mem", "64");
-	EXPECT_CLI_ERROR("--api-sock: the API server and config files are not in this build yet; "
-	                 "use --kernel",
-	                 "--api-sock", "/tmp/hearth.sock");
-	EXPECT_CLI_ERROR("--api-sock: the API server and config files are not in this build yet; "
-	                 "use --kernel",
-	                 "--kernel", "k", "--api-sock", "/tmp/hearth.sock");
-	EXPECT_CLI_ERROR("--config-file: the API server and config files are not in this build "
-	                 "yet; use --kernel",
-	                 "--config-file", "vm.json");
+	EXPECT_CLI_ERROR("--config-file describes the whole VM: do not combine it with --kernel or "
+	                 "--drive",
+	                 "--config-file", "vm.json", "--kernel", "k");
+	EXPECT_CLI_ERROR("--config-file describes the whole VM: do not combine it with --kernel or "
+	                 "--drive",
+	                 "--config-file", "vm.json", "--drive", "a.img");
+	EXPECT_CLI_ERROR("--no-api needs --config-file (nothing else could start the VM)",
+	                 "--kernel", "k", "--no-api");
+	EXPECT_CLI_ERROR("--no-api and --api-sock contradict each other", "--config-file",
+	                 "vm.json", "--no-api", "--api-sock", "/tmp/s");
 	/* The first error wins. */
 	EXPECT_CLI_ERROR("--vcpus '0': expected 1..32", "--vcpus", "0", "--mem", "1");
 }
@@ -1622,39 +1714,48 @@ static void test_cli_errors_structure(void **state)
  * argument before it. */
 static void test_cli_unknown_short_cluster(void **state)
 {
-	struct cli_run c;
-
 	(void)state;
-	assert_int_equal(cli(&c, "--kernel", "k", "-xy", NULL), CLI_ERROR);
-	assert_non_null(strstr(c.err.msg, "unknown option '-x"));
+	assert_int_equal(CLI("--kernel", "k", "-xy"), CLI_ERROR);
+	assert_non_null(strstr(R.err.msg, "unknown option '-x"));
 }
 
 /* cli_parse must start from a clean getopt state every call, even after an error in the
- * middle of a short-option cluster. */
+ * middle of a short-option cluster. Both argument vectors stay alive, as argv does in a
+ * process. */
 static void test_cli_reparse_after_cluster_error(void **state)
 {
-	struct cli_run c;
+	static char a0[] = "hearth", a1[] = "--kernel", a2[] = "k", a3[] = "-vx";
+	static char b0[] = "hearth", b1[] = "--kernel", b2[] = "k";
+	char *bad[] = {a0, a1, a2, a3, NULL};
+	char *good[] = {b0, b1, b2, NULL};
+	struct vm_config cfg;
+	struct cli_opts o;
+	struct error err = {""};
 
 	(void)state;
 	getopt_reset();
-	assert_int_equal(cli_noreset(&c, "--kernel", "k", "-vx", NULL), CLI_ERROR);
-	assert_int_equal(cli_noreset(&c, "--kernel", "k", NULL), CLI_RUN);
-	assert_string_equal(c.err.msg, "");
+	vm_config_defaults(&cfg);
+	assert_int_equal(cli_parse(4, bad, &cfg, &o, &err), CLI_ERROR);
+	vm_config_free(&cfg);
+	vm_config_defaults(&cfg);
+	err.msg[0] = 0;
+	assert_int_equal(cli_parse(3, good, &cfg, &o, &err), CLI_RUN);
+	assert_string_equal(err.msg, "");
+	assert_string_equal(cfg.kernel_path, "k");
+	vm_config_free(&cfg);
 	getopt_reset();
 }
 
 /* cli_parse called repeatedly in one process (well-formed input) gives the same answer. */
 static void test_cli_reparse(void **state)
 {
-	struct cli_run c;
-
 	(void)state;
 	getopt_reset();
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(cli_noreset(&c, "--kernel", "k", "--vcpus", "2", NULL), CLI_RUN);
-		assert_int_equal(c.cfg.vcpus, 2);
-		assert_int_equal(cli_noreset(&c, "--kernel", "k", "--bogus", NULL), CLI_ERROR);
-		assert_int_equal(cli_noreset(&c, "--mem", NULL), CLI_ERROR);
+		assert_int_equal(CLI_NORESET("--kernel", "k", "--vcpus", "2"), CLI_RUN);
+		assert_int_equal(R.cfg.vcpus, 2);
+		assert_int_equal(CLI_NORESET("--kernel", "k", "--bogus"), CLI_ERROR);
+		assert_int_equal(CLI_NORESET("--mem"), CLI_ERROR);
 	}
 }
 
@@ -1708,15 +1809,18 @@ int main(void)
 	    cmocka_unit_test(test_host_mmu_none),
 	    cmocka_unit_test(test_cli_defaults),
 	    cmocka_unit_test(test_cli_every_flag),
+	    cmocka_unit_test(test_cli_control_plane),
+	    cmocka_unit_test(test_cli_drives),
 	    cmocka_unit_test(test_cli_help_version),
 	    cmocka_unit_test(test_cli_usage_text),
 	    cmocka_unit_test(test_cli_errors_numbers),
 	    cmocka_unit_test(test_cli_errors_words),
+	    cmocka_unit_test(test_cli_errors_drive),
 	    cmocka_unit_test(test_cli_errors_structure),
 	    cmocka_unit_test(test_cli_unknown_short_cluster),
 	    cmocka_unit_test(test_cli_reparse_after_cluster_error),
 	    cmocka_unit_test(test_cli_reparse),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, cli_group_teardown);
 }
