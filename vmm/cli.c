@@ -170,7 +170,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 
 	memset(o, 0, sizeof(*o));
 	opterr = 0;
-	optind = 1;
+	optind = 0; /* 0, not 1: also resets getopt's position inside a cluster like -xyz */
 	while ((c = getopt_long(argc, argv, ":", options, &idx)) != -1) {
 		switch (c) {
 		case OPT_KERNEL:
@@ -295,7 +295,10 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			err_set(err, "option '%s' needs a value", argv[optind - 1]);
 			return CLI_ERROR;
 		default:
-			err_set(err, "unknown option '%s' (see --help)", argv[optind - 1]);
+			if (optopt > 0 && optopt < 256) /* a short option, maybe inside a cluster */
+				err_set(err, "unknown option '-%c' (see --help)", optopt);
+			else
+				err_set(err, "unknown option '%s' (see --help)", argv[optind - 1]);
 			return CLI_ERROR;
 		}
 	}

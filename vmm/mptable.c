@@ -173,6 +173,7 @@ int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus,
 		s->dstirq = 1;
 		p += sizeof(*s);
 	}
+	mpc->oemcount = (uint16_t)(nvcpus + 1 + 1 + MP_IRQ_COUNT + 2); /* the entry count */
 	mpc->length = (uint16_t)(p - (uint8_t *)mpc);
 	mpc->checksum = checksum(mpc, mpc->length);
 	return 0;
