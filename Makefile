@@ -6,14 +6,14 @@ VERSION := 0.1.0
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP \
            -DHEARTH_VERSION='"$(VERSION)"'
-LDLIBS  += -lmicrohttpd -lcjson -lpthread
+LDLIBS  += -lcjson -ldl -lpthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRCS  := $(filter-out vmm/main.c,$(wildcard vmm/*.c virtio/*.c api/*.c seccomp/*.c))
+LIB_SRCS  := $(filter-out vmm/main.c api/server.c,$(wildcard vmm/*.c virtio/*.c api/*.c seccomp/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -22,10 +22,17 @@ GUESTS    := $(BUILD)/guests
 PYTEST    := /usr/bin/python3 -m pytest
 
 .PHONY: all run test unit integration asan guests clean deps format bench fuzz fuzz-smoke
-all: $(HEARTH) guests
+API_MODULE := $(BUILD)/hearth-api.so
+all: $(HEARTH) $(API_MODULE) guests
 
+# -rdynamic: the API module calls back into hearth (routes, channel, JSON model).
 $(HEARTH): $(BUILD)/vmm/main.o $(BUILD)/libhearth.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# The HTTP server, loaded only with --api-sock (api/server_loader.c).
+$(API_MODULE): api/server.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -lmicrohttpd
 
 $(BUILD)/libhearth.a: $(LIB_OBJS)
 	@rm -f $@

@@ -125,6 +125,8 @@ struct api_server *api_server_start(const char *path, struct api_channel *ch, ch
 /* Closes the channel first (a request waiting on the VMM is answered 400), then stops the
  * server thread, closes the socket and unlinks the socket file if it is still ours. */
 void api_server_stop(struct api_server *s);
+/* Where to find hearth-api.so: the directory of argv[0] (api/server_loader.c). */
+void api_server_set_module_dir(const char *argv0);
 
 /* JSON <-> model (api/config_json.c). The VMM thread uses these to render replies. */
 char *config_to_json(const struct vm_config *c);          /* GET /vm/config shape */

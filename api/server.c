@@ -267,7 +267,7 @@ static int listen_on(const char *path, struct api_server *s, char *err, size_t e
 	return fd;
 }
 
-struct api_server *api_server_start(const char *path, struct api_channel *ch, char *err,
+struct api_server *hearth_api_server_start(const char *path, struct api_channel *ch, char *err,
                                     size_t errlen)
 {
 	struct api_server *s = calloc(1, sizeof(*s));
@@ -308,7 +308,7 @@ struct api_server *api_server_start(const char *path, struct api_channel *ch, ch
 	return s;
 }
 
-void api_server_stop(struct api_server *s)
+void hearth_api_server_stop(struct api_server *s)
 {
 	struct stat st;
 	MHD_socket fd;

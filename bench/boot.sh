@@ -2,11 +2,11 @@
 # Boot benchmark: process start -> exit of hearth and of QEMU -M microvm booting the same
 # tiny PVH guest (build/guests/hello.elf prints one line and exits through port 0xf4).
 #
-#   bench/boot.sh            # from anywhere; works in the repository root
+#   bench/boot.sh            # from anywhere; it runs in the repository root
 #
-# Environment: RUNS (hyperfine runs per command, default 50), WARMUP (default 5),
-# RSS_RUNS (runs for peak RSS, default 5), MEM_MIB (guest RAM, default 128),
-# OUT (output directory, default build/bench).
+# Environment: HEARTH (binary, default build/hearth), RUNS (hyperfine runs per command,
+# default 50), WARMUP (default 5), RSS_RUNS (runs for peak RSS, default 5), MEM_MIB (guest
+# RAM, default 128), OUT (output directory, default build/bench), QEMU (binary).
 #
 # Output: the hyperfine JSON (OUT/boot.json, OUT/boot-prepare.json), a summary on stdout
 # and in OUT/boot.txt. Exits non-zero when a run fails or the guest output is wrong; the
@@ -21,7 +21,7 @@ RSS_RUNS=${RSS_RUNS:-5}
 MEM_MIB=${MEM_MIB:-128}
 OUT=${OUT:-build/bench}
 
-HEARTH=build/hearth
+HEARTH=${HEARTH:-build/hearth}
 HELLO=build/guests/hello.elf
 TESTGUEST=build/guests/testguest.elf
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -172,7 +172,7 @@ read -r OUTSIDE_KIB RAM_RSS_KIB TOTAL_RSS_KIB <<<"$H_OUT"
 read -r Q_OUTSIDE_KIB _ _ <<<"$Q_OUT"
 
 # 6. Report.
-HEARTH_CMD=$HEARTH_CMD QEMU_CMD=$QEMU_CMD python3 - "$OUT" "$HEARTH_RSS" "$QEMU_RSS" "$OUTSIDE_KIB" "$RAM_RSS_KIB" "$TOTAL_RSS_KIB" \
+HEARTH=$HEARTH HEARTH_CMD=$HEARTH_CMD QEMU_CMD=$QEMU_CMD python3 - "$OUT" "$HEARTH_RSS" "$QEMU_RSS" "$OUTSIDE_KIB" "$RAM_RSS_KIB" "$TOTAL_RSS_KIB" \
 	"$TARGET_MEDIAN_MS" "$TARGET_RATIO" "$TARGET_OUTSIDE_KIB" "$QEMU_OK_STATUS" \
 	"$LOAD_BEFORE" "$LOAD_AFTER" "$MEM_MIB" "$Q_OUTSIDE_KIB" >"$OUT/boot.tmp" <<'EOF'
 import json, os, subprocess, sys, time
@@ -209,7 +209,7 @@ def sh(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 
 cpu = sh("grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-").strip()
-mmu = sh("build/hearth --version | sed -n 's/^host mmu: //p'")
+mmu = sh(f"{os.environ['HEARTH']} --version | sed -n 's/^host mmu: //p'")
 met = lambda ok: "met" if ok else "NOT met"
 L = []
 L.append(f"date:       {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")

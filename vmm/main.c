@@ -71,6 +71,7 @@ int main(int argc, char **argv)
 	int code;
 
 	vm_config_defaults(&cfg);
+	api_server_set_module_dir(argv[0]);
 	switch (cli_parse(argc, argv, &cfg, &opts, &err)) {
 	case CLI_ERROR:
 		log_error("%s", err.msg);

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -595,11 +596,17 @@ void vm_destroy(struct vm *vm)
 	gm_destroy(&vm->mem);
 }
 
-/* Runs in the teardown process: drop every fd (the last references to the VM) and leave.
- * Only raw system calls: this process shares the parent's memory but not its threads. */
+/* Runs in the teardown process: wait until hearth has exited (so that this process holds
+ * the last references to the VM), then drop every fd and leave. Only raw system calls: this
+ * process shares hearth's memory but none of its threads. */
 static int teardown_main(void *arg)
 {
-	(void)arg;
+	int pidfd = (int)(intptr_t)arg;
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	/* Do not keep hearth's stdout/stderr open: whoever reads them waits for EOF. */
+	syscall(SYS_close_range, 0, 2, 0);
+	syscall(SYS_poll, &p, 1, 5000);
 	syscall(SYS_close_range, 0, ~0U, 0);
 	syscall(SYS_exit, 0);
 	return 0;
@@ -609,14 +616,16 @@ void vm_detach_teardown(struct vm *vm)
 {
 	enum { STACK = 64 * 1024 };
 	static char stack[STACK] __attribute__((aligned(16)));
-	pid_t pid;
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	pid_t pid = -1;
 
 	console_close(&vm->console);
 	/* Destroying a VM within ~16 ms of creating its irqchip waits for an SRCU grace period
 	 * (~10-15 ms, host-kvm.md). A process sharing our memory but holding its own copy of
 	 * the fd table keeps the VM alive past our exit and pays that wait off the clock; with
 	 * no exit signal, init reaps it. */
-	pid = clone(teardown_main, stack + STACK, CLONE_VM, NULL);
+	if (pidfd >= 0)
+		pid = clone(teardown_main, stack + STACK, CLONE_VM, (void *)(intptr_t)pidfd);
 	if (pid < 0)
 		vm_destroy(vm);
 }

@@ -94,8 +94,8 @@ if out[:4] != b"\x7fELF" or out[4] != 2 or struct.unpack_from("<H", out, 18)[0] 
 with open(dst + ".tmp", "wb") as f:
     f.write(out)
 os.replace(dst + ".tmp", dst)
-print(f"extract-vmlinux: {name} payload at {start:#x}+{payload_length:#x} -> {len(out)} bytes ELF64",
-      file=sys.stderr)
+print(f"extract-vmlinux: {name} payload at {start:#x}+{payload_length:#x}"
+      f" -> {len(out)} bytes ELF64", file=sys.stderr)
 PY
 }
 
@@ -136,7 +136,8 @@ fail_after_update() { # updated-ok? message
 # apt-get download needs the package lists; update them only when they do not know the package.
 if ! apt-cache show "$META" >/dev/null 2>&1; then
     st=0; update || st=$?
-    apt-cache show "$META" >/dev/null 2>&1 || fail_after_update "$st" "no package $META in the apt sources"
+    apt-cache show "$META" >/dev/null 2>&1 \
+        || fail_after_update "$st" "no package $META in the apt sources"
 fi
 
 # The metapackage has no kernel in it; it depends on the real linux-image-<abi>-cloud-amd64.
