@@ -37,6 +37,7 @@ struct kernel_image {
 	uint64_t load_end;        /* one past the highest byte the kernel occupies */
 	uint32_t cmdline_max;     /* bytes including the NUL */
 	uint64_t initrd_addr_max; /* highest address the initrd may end at (inclusive), 0 = none */
+	bool linux_kernel;        /* a Linux kernel (bzImage, or an ELF with "Linux" notes) */
 	/* bzImage only: the setup header bytes from offset 0x1f1 of the file. */
 	uint8_t setup_header[0x7f];
 	size_t setup_header_len;

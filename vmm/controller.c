@@ -119,13 +119,15 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 	struct vm *vm = c->vm;
 
 	c->t_start = now_sec();
-	log_status("host mmu: %s; engine: hardware (--mmu %s); %u vCPU(s), %llu MiB",
-		   host_mmu_describe(&vm->host), mmu_mode_name(c->cfg->mmu), c->cfg->vcpus,
-		   (unsigned long long)c->cfg->mem_mib);
 	if (vm_build(vm, c->cfg, &err, code)) {
 		snprintf(msg, msglen, "%s", err.msg);
 		return -1;
 	}
+	log_status("host mmu: %s; engine: %s (--mmu %s%s); %u vCPU(s), %llu MiB",
+		   host_mmu_describe(&vm->host), mmu_mode_name(vm->engine),
+		   mmu_mode_name(c->cfg->mmu),
+		   vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
+		   c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
 	ep_add(c, vm->stop_fd, EV_STOP);
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++)

@@ -9,6 +9,8 @@
 #include "boot.h"
 #include "error.h"
 
+#include <stdint.h>
+
 struct vcpu;
 
 struct engine {
@@ -21,5 +23,18 @@ struct engine {
 };
 
 extern const struct engine hardware_engine;
+extern const struct engine shadow_engine;
+
+struct vm;
+/* Shadow mode's monitor and MMU, created before the VM's memslots are final. */
+int shadow_engine_create(struct vm *vm, struct error *err);
+int shadow_engine_add_memslots(struct vm *vm, struct error *err);
+void shadow_engine_destroy(struct vm *vm);
+
+struct shadow_stats {
+	uint64_t traps, hits, misses, fills, evictions, invalidations, epochs, reloads,
+		tracked_writes;
+};
+void shadow_engine_stats(struct vm *vm, struct shadow_stats *s);
 
 #endif

@@ -128,6 +128,7 @@ int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
                 return err_set(err, "bzImage kernel does not fit in guest RAM");
 
         out->format = KERNEL_BZIMAGE;
+        out->linux_kernel = true; /* the bzImage format is Linux's boot protocol */
         out->proto = BOOT_PROTO_LINUX64;
         out->entry = LAYOUT_KERNEL_START + ENTRY64_OFFSET;
         out->load_start = LAYOUT_KERNEL_START;

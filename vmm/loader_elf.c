@@ -34,7 +34,7 @@ static uint64_t align_up(uint64_t v, uint64_t align)
  * sets *found and *entry. Malformed notes are an error.
  */
 static int scan_notes(const uint8_t *img, size_t len, const Elf64_Phdr *ph, unsigned idx,
-                      bool *found, uint32_t *entry, struct error *err)
+                      bool *found, uint32_t *entry, bool *linux_note, struct error *err)
 {
         uint64_t align = ph->p_align == 8 ? 8 : 4;
         uint64_t size = ph->p_filesz, off = 0;
@@ -64,6 +64,9 @@ static int scan_notes(const uint8_t *img, size_t len, const Elf64_Phdr *ph, unsi
                                        " has bad sizes (namesz %" PRIu32 ", descsz %" PRIu32
                                        ") for a segment of 0x%" PRIx64 " bytes",
                                        idx, off, nh.n_namesz, nh.n_descsz, size);
+                /* Linux kernels carry notes owned by "Linux" (the vmlinux build notes). */
+                if (nh.n_namesz == 6 && memcmp(seg + name_off, "Linux", 6) == 0)
+                        *linux_note = true;
                 if (nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh.n_namesz == 4 &&
                     memcmp(seg + name_off, "Xen", 4) == 0) {
                         if (nh.n_descsz != 4 && nh.n_descsz != 8)
@@ -190,7 +193,8 @@ int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum
                         if (ph.p_paddr + ph.p_memsz > hi)
                                 hi = ph.p_paddr + ph.p_memsz;
                 } else if (ph.p_type == PT_NOTE) {
-                        if (scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, err))
+                        if (scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, &out->linux_kernel,
+                                       err))
                                 return -1;
                 }
         }

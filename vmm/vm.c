@@ -94,6 +94,13 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const c
 		log_warn("stop eventfd: %s", strerror(errno));
 }
 
+enum mmu_mode vm_choose_engine(const struct host_mmu *host, enum mmu_mode requested)
+{
+	if (requested == MMU_AUTO)
+		return host->cpl0_emulated ? MMU_SHADOW : MMU_HARDWARE;
+	return requested;
+}
+
 const char *stop_reason_name(enum stop_reason r)
 {
 	static const char *const names[] = {
@@ -354,6 +361,7 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 		err_context(err, "kernel");
 		goto out;
 	}
+	vm->linux_kernel = k.linux_kernel;
 	if (cfg->initrd_path) {
 		if (file_map(cfg->initrd_path, &rd, &rdlen, err) ||
 		    initrd_load(&vm->mem, &k, rd, rdlen, &args.initrd_addr, err)) {
@@ -391,6 +399,9 @@ static int create_machine(struct vm *vm, struct error *err)
 	    set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
 			vm->mem.host + vm->mem.low_size, err))
 		return -1;
+	if (vm->engine == MMU_SHADOW &&
+	    (shadow_engine_create(vm, err) || shadow_engine_add_memslots(vm, err)))
+		return -1;
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return err_set(err, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
@@ -407,7 +418,7 @@ static int create_machine(struct vm *vm, struct error *err)
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (vcpu_create(vm, &vm->vcpus[i], i, err))
 			return -1;
-	return hardware_engine.setup_boot_vcpu(&vm->vcpus[0], &vm->boot_cpu, err);
+	return vm->eng->setup_boot_vcpu(&vm->vcpus[0], &vm->boot_cpu, err);
 }
 
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code)
@@ -418,7 +429,6 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	vm->cfg = cfg;
 	vm->nvcpus = cfg->vcpus;
 	vm->vm_fd = -1;
-	vm->engine = MMU_HARDWARE;
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -426,10 +436,6 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	if (vm->stop_fd < 0) {
 		*exit_code = EXIT_VMM_ERROR;
 		return err_set(err, "eventfd: %s", strerror(errno));
-	}
-	if (cfg->mmu == MMU_SHADOW) {
-		*exit_code = EXIT_USAGE;
-		return err_set(err, "--mmu shadow: the shadow engine is not available in this build");
 	}
 	r = gm_init(&vm->mem, cfg->mem_mib * MIB);
 	if (r < 0) {
@@ -442,6 +448,18 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		*exit_code = EXIT_BAD_IMAGE;
 		return -1;
 	}
+	/* The engine: shadow mode runs single-address-space guests; Linux has a user mode. */
+	vm->engine = vm_choose_engine(&vm->host, cfg->mmu);
+	if (vm->engine == MMU_SHADOW && vm->linux_kernel) {
+		if (cfg->mmu == MMU_SHADOW) {
+			*exit_code = EXIT_USAGE;
+			return err_set(err, "--mmu shadow: this is a Linux kernel, which has its own "
+					    "user mode; shadow mode runs single-address-space guests "
+					    "only (use --mmu hardware or auto)");
+		}
+		vm->engine = MMU_HARDWARE;
+	}
+	vm->eng = vm->engine == MMU_SHADOW ? &shadow_engine : &hardware_engine;
 	if (console_open(&vm->console, cfg->console, cfg->console_path, err)) {
 		*exit_code = EXIT_USAGE;
 		return -1;
@@ -461,7 +479,7 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	hardware_engine.run(v);
+	v->vm->eng->run(v);
 	return NULL;
 }
 
@@ -579,6 +597,7 @@ void vm_destroy(struct vm *vm)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	free(vm->cpuid);
+	shadow_engine_destroy(vm);
 	for (unsigned i = 0; i < vm->nblk; i++) {
 		virtio_blk_close(vm->blk[i]);
 		free(vm->blk[i]);

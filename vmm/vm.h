@@ -22,6 +22,8 @@
 struct virtio_mmio;
 struct virtio_blk;
 struct virtio_console;
+struct sh_engine;
+struct engine;
 
 /* virtio-mmio devices get GSIs 5..15 (ISA IRQs the MP table routes), one per 4 KiB slot. */
 #define VM_VIRTIO_FIRST_GSI 5
@@ -61,6 +63,8 @@ struct vm {
 	const struct vm_config *cfg;
 	struct host_mmu host;
 	enum mmu_mode engine; /* the engine in use: MMU_HARDWARE or MMU_SHADOW */
+	const struct engine *eng;
+	bool linux_kernel; /* the loaded kernel is Linux: never the shadow engine */
 	int kvm_fd, vm_fd;
 	int run_size;
 	struct guest_memory mem;
@@ -81,6 +85,7 @@ struct vm {
 	unsigned nblk;
 	struct virtio_console *vcon;
 	char *cmdline; /* the user's command line plus the virtio_mmio.device= entries */
+	struct sh_engine *shadow; /* shadow mode's monitor, MMU and virtual CPU */
 
 	/* Pause: vCPU threads park outside KVM_RUN until resumed. */
 	pthread_mutex_t pause_lock;
@@ -113,6 +118,8 @@ bool vm_vcpu_checkpoint(struct vcpu *v);
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 const char *stop_reason_name(enum stop_reason r);
+/* auto: shadow where KVM emulates guest CPL0 (PVM), hardware elsewhere. */
+enum mmu_mode vm_choose_engine(const struct host_mmu *host, enum mmu_mode requested);
 /* The process exit status for how the VM stopped. */
 int vm_exit_code(const struct vm_stop *s);
 void vm_destroy(struct vm *vm);

@@ -39,10 +39,17 @@ def run_hearth(*args, timeout=60, input=None, env=None):
     return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
 
 
-@pytest.fixture(scope="session")
-def hearth():
+@pytest.fixture(scope="session", params=["hardware", "shadow"])
+def hearth(request):
+    """A runner for the bundled guests, once per execution engine: every such test runs in
+    both modes and must give the same results."""
     assert HEARTH.exists(), f"{HEARTH} not built (make all)"
-    return run_hearth
+
+    def run(*args, **kw):
+        return run_hearth("--mmu", request.param, *args, **kw)
+
+    run.mmu = request.param
+    return run
 
 
 @pytest.fixture(scope="session")

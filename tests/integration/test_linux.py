@@ -100,7 +100,9 @@ class Boot:
         self.timeout = TIMEOUTS[name]
         self.console = workdir / f"{name}.console"
         self.log = workdir / f"{name}.stderr"
-        self.args = [str(HEARTH), "--kernel", str(kernel), *extra, "--mem", str(MEM_MIB),
+        # Linux runs in hardware mode: shadow mode refuses guests with a user mode.
+        self.args = [str(HEARTH), "--mmu", "hardware", "--kernel", str(kernel), *extra,
+                     "--mem", str(MEM_MIB),
                      "--cmdline", CMDLINE, "--console", str(self.console),
                      "--timeout", str(self.timeout)]
         self.banner_at = self.exit_at = None

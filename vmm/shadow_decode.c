@@ -1,0 +1,250 @@
+#include "shadow_decode.h"
+
+#include <string.h>
+
+#define MAX_INSN 15
+
+struct cursor {
+	const uint8_t *b;
+	size_t n, pos;
+	bool bad;
+};
+
+static uint8_t next(struct cursor *c)
+{
+	if (c->pos >= c->n || c->pos >= MAX_INSN) {
+		c->bad = true;
+		return 0;
+	}
+	return c->b[c->pos++];
+}
+
+static int64_t next_signed(struct cursor *c, unsigned bytes)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < bytes; i++)
+		v |= (uint64_t)next(c) << (8 * i);
+	if (bytes < 8 && (v >> (8 * bytes - 1)) & 1)
+		v |= ~0ULL << (8 * bytes);
+	return (int64_t)v;
+}
+
+/* ModRM, SIB and displacement (32- and 64-bit addressing only). */
+static void modrm(struct cursor *c, struct sh_insn *in, bool mode64)
+{
+	uint8_t m = next(c);
+
+	in->has_modrm = true;
+	in->mod = m >> 6;
+	in->reg = ((m >> 3) & 7) | ((in->rex & 4) ? 8 : 0);
+	in->rm = (m & 7) | ((in->rex & 1) ? 8 : 0);
+	in->base = in->index = -1;
+	if (in->mod == 3) {
+		in->mem = false;
+		return;
+	}
+	in->mem = true;
+	if ((m & 7) == 4) { /* SIB */
+		uint8_t sib = next(c);
+		unsigned idx = ((sib >> 3) & 7) | ((in->rex & 2) ? 8 : 0);
+		unsigned base = (sib & 7) | ((in->rex & 1) ? 8 : 0);
+
+		in->scale = (uint8_t)(1u << (sib >> 6));
+		if (idx != 4)
+			in->index = (int)idx;
+		if ((sib & 7) == 5 && in->mod == 0)
+			in->disp = next_signed(c, 4);
+		else
+			in->base = (int)base;
+	} else if ((m & 7) == 5 && in->mod == 0) {
+		in->disp = next_signed(c, 4);
+		in->rip_relative = mode64;
+	} else {
+		in->base = in->rm;
+	}
+	if (in->mod == 1)
+		in->disp += next_signed(c, 1);
+	else if (in->mod == 2)
+		in->disp += next_signed(c, 4);
+}
+
+static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
+{
+	uint8_t op = next(c);
+
+	switch (op) {
+	case 0x00:
+		modrm(c, in, mode64);
+		switch (in->reg & 7) {
+		case 0: in->op = SH_OP_SLDT; break;
+		case 1: in->op = SH_OP_STR; break;
+		case 2: in->op = SH_OP_LLDT; break;
+		case 3: in->op = SH_OP_LTR; break;
+		default: in->op = SH_OP_OTHER; break;
+		}
+		return 0;
+	case 0x01:
+		modrm(c, in, mode64);
+		if (in->mod == 3) {
+			uint8_t sub = (uint8_t)(((in->reg & 7) << 3) | (in->rm & 7));
+
+			switch (sub) {
+			case 0x38: in->op = SH_OP_SWAPGS; break;
+			case 0x39: in->op = SH_OP_RDTSCP; break;
+			case 0x11: in->op = SH_OP_XSETBV; break;
+			case 0x08: in->op = SH_OP_MONITOR; break;
+			case 0x09: in->op = SH_OP_MWAIT; break;
+			default:
+				if ((in->reg & 7) == 4)
+					in->op = SH_OP_SMSW;
+				else if ((in->reg & 7) == 6)
+					in->op = SH_OP_LMSW;
+				else
+					in->op = SH_OP_OTHER;
+			}
+			return 0;
+		}
+		switch (in->reg & 7) {
+		case 0: in->op = SH_OP_SGDT; break;
+		case 1: in->op = SH_OP_SIDT; break;
+		case 2: in->op = SH_OP_LGDT; break;
+		case 3: in->op = SH_OP_LIDT; break;
+		case 4: in->op = SH_OP_SMSW; break;
+		case 6: in->op = SH_OP_LMSW; break;
+		case 7: in->op = SH_OP_INVLPG; break;
+		default: return -1;
+		}
+		return 0;
+	case 0x05: in->op = mode64 ? SH_OP_SYSCALL : SH_OP_OTHER; return 0;
+	case 0x06: in->op = SH_OP_CLTS; return 0;
+	case 0x07: in->op = mode64 ? SH_OP_SYSRET : SH_OP_OTHER; return 0;
+	case 0x08: in->op = SH_OP_INVD; return 0;
+	case 0x09: in->op = SH_OP_WBINVD; return 0;
+	case 0x0b: in->op = SH_OP_UD2; return 0;
+	case 0x20:
+	case 0x21:
+	case 0x22:
+	case 0x23:
+		/* mov to/from control and debug registers: ModRM is always a register form */
+		modrm(c, in, mode64);
+		in->mem = false;
+		in->op = op == 0x20 ? SH_OP_MOV_FROM_CR : op == 0x22 ? SH_OP_MOV_TO_CR
+			 : op == 0x21 ? SH_OP_MOV_FROM_DR : SH_OP_MOV_TO_DR;
+		in->opsize = mode64 ? 8 : 4;
+		return 0;
+	case 0x30: in->op = SH_OP_WRMSR; return 0;
+	case 0x31: in->op = SH_OP_RDTSC; return 0;
+	case 0x32: in->op = SH_OP_RDMSR; return 0;
+	case 0x33: in->op = SH_OP_RDPMC; return 0;
+	case 0x34: in->op = SH_OP_SYSENTER; return 0;
+	case 0x35: in->op = SH_OP_SYSEXIT; return 0;
+	case 0xa1: in->op = SH_OP_POP_SEG; in->reg = SH_FS; return 0;
+	case 0xa2: in->op = SH_OP_CPUID; return 0;
+	case 0xa9: in->op = SH_OP_POP_SEG; in->reg = SH_GS; return 0;
+	default: in->op = SH_OP_OTHER; return 0;
+	}
+}
+
+int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_insn *in)
+{
+	struct cursor c = {b, n, 0, false};
+	bool opsize_prefix = false, addr_prefix = false;
+	uint8_t op;
+
+	memset(in, 0, sizeof(*in));
+	in->seg = -1;
+	/* Legacy prefixes, then REX (64-bit mode: it must come last). */
+	for (;;) {
+		op = next(&c);
+		if (c.bad)
+			return -1;
+		switch (op) {
+		case 0x66: opsize_prefix = true; continue;
+		case 0x67: addr_prefix = true; continue;
+		case 0xf0: in->lock = true; continue;
+		case 0xf2:
+		case 0xf3: in->rep = true; continue;
+		case 0x26: in->seg = SH_ES; continue;
+		case 0x2e: in->seg = SH_CS; continue;
+		case 0x36: in->seg = SH_SS; continue;
+		case 0x3e: in->seg = SH_DS; continue;
+		case 0x64: in->seg = SH_FS; continue;
+		case 0x65: in->seg = SH_GS; continue;
+		default: break;
+		}
+		break;
+	}
+	if (mode64 && (op & 0xf0) == 0x40) {
+		in->rex = op;
+		op = next(&c);
+	}
+	if (mode64) {
+		in->addrsize = addr_prefix ? 4 : 8;
+		in->opsize = (in->rex & 8) ? 8 : opsize_prefix ? 2 : 4;
+	} else {
+		if (!def32 || addr_prefix)
+			return -1; /* 16-bit code and addressing are not supported */
+		in->addrsize = 4;
+		in->opsize = opsize_prefix ? 2 : 4;
+	}
+
+	switch (op) {
+	case 0x0f:
+		if (twobyte(&c, in, mode64))
+			return -1;
+		break;
+	case 0xfa: in->op = SH_OP_CLI; break;
+	case 0xfb: in->op = SH_OP_STI; break;
+	case 0xf4: in->op = SH_OP_HLT; break;
+	case 0x9c: in->op = SH_OP_PUSHF; break;
+	case 0x9d: in->op = SH_OP_POPF; break;
+	case 0xcc: in->op = SH_OP_INT3; break;
+	case 0xcd: in->op = SH_OP_INT; in->imm = next(&c); break;
+	case 0xce: in->op = mode64 ? SH_OP_OTHER : SH_OP_INTO; break;
+	case 0xcf: in->op = SH_OP_IRET; break;
+	case 0xca: in->op = SH_OP_LRET; in->imm = (uint64_t)next_signed(&c, 2) & 0xffff; break;
+	case 0xcb: in->op = SH_OP_LRET; break;
+	case 0x8e:
+		modrm(&c, in, mode64);
+		in->op = SH_OP_MOV_TO_SEG;
+		in->reg &= 7;
+		break;
+	case 0x07: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_ES; break;
+	case 0x17: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_SS; break;
+	case 0x1f: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_DS; break;
+	case 0xe4:
+	case 0xe5:
+	case 0xe6:
+	case 0xe7:
+		in->op = (op & 2) ? SH_OP_OUT : SH_OP_IN;
+		in->io_size = (op & 1) ? (in->opsize == 2 ? 2 : 4) : 1;
+		in->io_port_imm = true;
+		in->imm = next(&c);
+		break;
+	case 0xec:
+	case 0xed:
+	case 0xee:
+	case 0xef:
+		in->op = (op & 2) ? SH_OP_OUT : SH_OP_IN;
+		in->io_size = (op & 1) ? (in->opsize == 2 ? 2 : 4) : 1;
+		break;
+	case 0x6c:
+	case 0x6d:
+		in->op = SH_OP_INS;
+		in->io_size = (op & 1) ? (in->opsize == 2 ? 2 : 4) : 1;
+		break;
+	case 0x6e:
+	case 0x6f:
+		in->op = SH_OP_OUTS;
+		in->io_size = (op & 1) ? (in->opsize == 2 ? 2 : 4) : 1;
+		break;
+	default:
+		in->op = SH_OP_OTHER;
+		break;
+	}
+	if (c.bad)
+		return -1;
+	in->len = (uint8_t)c.pos;
+	return 0;
+}

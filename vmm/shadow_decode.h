@@ -1,0 +1,59 @@
+/*
+ * A decoder for the instructions shadow mode must emulate: the privileged ones that fault
+ * at CPL3 (control and debug registers, descriptor tables, MSRs, interrupt flag, halt,
+ * far returns, segment loads...). Everything else decodes as SH_OP_OTHER, and malformed or
+ * truncated bytes as an error: the caller then reflects #UD or #GP, as hardware would.
+ * Pure: no guest memory access (unit-tested and fuzzed).
+ */
+#ifndef HEARTH_SHADOW_DECODE_H
+#define HEARTH_SHADOW_DECODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sh_op {
+	SH_OP_OTHER,
+	SH_OP_LGDT, SH_OP_LIDT, SH_OP_SGDT, SH_OP_SIDT, SH_OP_SMSW, SH_OP_LMSW, SH_OP_INVLPG,
+	SH_OP_SWAPGS, SH_OP_XSETBV, SH_OP_RDTSCP, SH_OP_MONITOR, SH_OP_MWAIT,
+	SH_OP_SLDT, SH_OP_STR, SH_OP_LLDT, SH_OP_LTR,
+	SH_OP_MOV_FROM_CR, SH_OP_MOV_TO_CR, SH_OP_MOV_FROM_DR, SH_OP_MOV_TO_DR,
+	SH_OP_WRMSR, SH_OP_RDMSR, SH_OP_RDTSC, SH_OP_RDPMC, SH_OP_CPUID,
+	SH_OP_CLTS, SH_OP_INVD, SH_OP_WBINVD, SH_OP_CLI, SH_OP_STI, SH_OP_HLT,
+	SH_OP_IN, SH_OP_OUT, SH_OP_INS, SH_OP_OUTS,
+	SH_OP_IRET, SH_OP_LRET, SH_OP_MOV_TO_SEG, SH_OP_POP_SEG,
+	SH_OP_INT, SH_OP_INT3, SH_OP_INTO,
+	SH_OP_SYSCALL, SH_OP_SYSRET, SH_OP_SYSENTER, SH_OP_SYSEXIT,
+	SH_OP_PUSHF, SH_OP_POPF, SH_OP_UD2,
+};
+
+/* Segment register numbers, as in ModRM.reg of mov Sreg. */
+enum { SH_ES, SH_CS, SH_SS, SH_DS, SH_FS, SH_GS };
+
+struct sh_insn {
+	enum sh_op op;
+	uint8_t len;
+	uint8_t opsize;   /* 2, 4 or 8 */
+	uint8_t addrsize; /* 4 or 8 (16-bit addressing is refused) */
+	uint8_t rex;
+	int seg; /* segment override, or -1 */
+	bool rep, lock;
+	/* ModRM operand */
+	bool has_modrm, mem;
+	uint8_t mod, reg, rm; /* reg and rm include REX.R / REX.B */
+	int base, index;      /* register numbers, -1 for none */
+	uint8_t scale;
+	int64_t disp;
+	bool rip_relative;
+	/* immediates */
+	uint64_t imm;
+	/* port I/O */
+	uint8_t io_size;
+	bool io_port_imm;
+};
+
+/* Decode one instruction. `mode64`: 64-bit code segment; otherwise `def32` selects 32-bit
+ * (else 16-bit) defaults. Returns 0, or -1 when the bytes are truncated or invalid. */
+int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_insn *in);
+
+#endif

@@ -1,0 +1,333 @@
+#include "shadow_mmu.h"
+
+#include <string.h>
+
+#include "layout.h"
+
+#define SIZE_4K (1ULL << 12)
+#define SIZE_2M (1ULL << 21)
+#define SIZE_1G (1ULL << 30)
+
+/* Reserved-bit masks for a 48-bit physical address width guest view (bits 51:48 and the
+ * PS-specific low bits of large pages). */
+#define RSVD_HIGH 0x000f000000000000ULL
+
+void sh_mmu_init(struct sh_mmu *m, struct sh_monitor *mon, const struct guest_memory *gm,
+		 int vm_fd)
+{
+	memset(m, 0, sizeof(*m));
+	m->mon = mon;
+	m->gm = gm;
+	m->vm_fd = vm_fd;
+	m->wp = true;
+}
+
+static uint64_t *pool_page(struct sh_mmu *m, uint64_t idx)
+{
+	return (uint64_t *)(m->mon->pool + idx * SIZE_4K);
+}
+
+static uint64_t pool_gpa(uint64_t idx)
+{
+	return SH_POOL_GPA + idx * SIZE_4K;
+}
+
+void sh_mmu_flush(struct sh_mmu *m)
+{
+	for (int i = 0; i < SH_ROOTS; i++)
+		m->roots[i].valid = false;
+	m->epoch++;
+	m->st.epochs++;
+}
+
+/* A page KVM has never seen (since the last pool reload), zeroed. Returns UINT64_MAX when
+ * the pool had to be recycled: every root is gone and the caller must start over. */
+static uint64_t alloc_page(struct sh_mmu *m)
+{
+	uint64_t idx;
+
+	if (m->pool_next >= SH_POOL_PAGES) {
+		sh_mmu_flush(m);
+		sh_monitor_reload_pool(m->mon, m->vm_fd);
+		m->st.reloads++;
+		m->pool_next = 0;
+		return UINT64_MAX;
+	}
+	idx = m->pool_next++;
+	memset(pool_page(m, idx), 0, SIZE_4K);
+	return idx;
+}
+
+static uint64_t new_root(struct sh_mmu *m)
+{
+	uint64_t idx = alloc_page(m);
+
+	if (idx == UINT64_MAX)
+		idx = alloc_page(m); /* a fresh pool always has a page */
+	/* Every root maps the monitor, supervisor-only. */
+	pool_page(m, idx)[SH_MON_PML4_SLOT] = (SH_MON_GPA + SH_OFF_PDPT) | PTE_P | PTE_W;
+	return idx;
+}
+
+uint64_t sh_mmu_root(struct sh_mmu *m, uint64_t key)
+{
+	struct sh_root *lru = &m->roots[0];
+
+	m->tick++;
+	for (int i = 0; i < SH_ROOTS; i++) {
+		struct sh_root *r = &m->roots[i];
+
+		if (r->valid && r->key == key) {
+			r->last_use = m->tick;
+			m->st.hits++;
+			return pool_gpa(r->page);
+		}
+		if (!r->valid || (lru->valid && r->last_use < lru->last_use))
+			lru = r;
+	}
+	m->st.misses++;
+	if (lru->valid)
+		m->st.evictions++;
+	lru->page = new_root(m);
+	lru->key = key;
+	lru->last_use = m->tick;
+	lru->valid = true;
+	return pool_gpa(lru->page);
+}
+
+bool sh_mmu_is_tracked(const struct sh_mmu *m, uint64_t gpa)
+{
+	uint64_t pfn = gpa >> 12;
+
+	for (unsigned i = 0; i < m->ntracked; i++)
+		if (m->tracked[i] == pfn)
+			return true;
+	return false;
+}
+
+static bool tracked_in_range(const struct sh_mmu *m, uint64_t gpa, uint64_t size)
+{
+	for (unsigned i = 0; i < m->ntracked; i++) {
+		uint64_t a = m->tracked[i] << 12;
+
+		if (a >= gpa && a - gpa < size)
+			return true;
+	}
+	return false;
+}
+
+/* Start protecting a guest page-table page. Returns true when it was new: shadow entries
+ * that map it writable may exist and must go (a new epoch). */
+static bool track(struct sh_mmu *m, uint64_t gpa)
+{
+	if (sh_mmu_is_tracked(m, gpa) || (gpa >> 12) == m->exempt)
+		return false;
+	if (m->ntracked == SH_MAX_TRACKED) {
+		/* Forget the oldest: it will be found again on its next walk. */
+		memmove(m->tracked, m->tracked + 1, (SH_MAX_TRACKED - 1) * sizeof(m->tracked[0]));
+		m->ntracked--;
+	}
+	m->tracked[m->ntracked++] = gpa >> 12;
+	return true;
+}
+
+void sh_mmu_untrack(struct sh_mmu *m, uint64_t gpa)
+{
+	uint64_t pfn = gpa >> 12;
+
+	for (unsigned i = 0; i < m->ntracked; i++)
+		if (m->tracked[i] == pfn) {
+			m->tracked[i] = m->tracked[--m->ntracked];
+			return;
+		}
+}
+
+/* Walk g for `va`. With `commit`, set accessed/dirty bits as hardware does and track the
+ * table pages. Returns false with w->fault_error on a guest-visible fault. */
+static bool walk(struct sh_mmu *m, uint64_t cr3, uint64_t va, bool write, bool fetch,
+		 bool commit, bool *new_tracked, struct sh_walk *w)
+{
+	uint64_t table = cr3 & PTE_ADDR;
+	bool writable = true, nx = false;
+	uint32_t base_err = (write ? PF_W : 0) | (fetch && m->nxe ? PF_I : 0);
+
+	memset(w, 0, sizeof(*w));
+	/* Canonical check: bits 63:47 must be equal (a #GP on hardware; reported here as a
+	 * not-present fault, which callers turn into #GP where it matters). */
+	if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
+		w->fault_error = base_err;
+		return false;
+	}
+	for (int level = 4; level >= 1; level--) {
+		unsigned idx = (va >> (12 + 9 * (level - 1))) & 511;
+		uint64_t eaddr = table + idx * 8;
+		uint64_t *ep = gm_ptr(m->gm, eaddr, 8);
+		uint64_t e, rsvd;
+
+		if (!ep) {
+			/* The guest's table is not in RAM: as a walk of unbacked memory. */
+			w->fault_error = base_err;
+			return false;
+		}
+		if (commit && track(m, table))
+			*new_tracked = true;
+		e = __atomic_load_n(ep, __ATOMIC_RELAXED);
+		if (!(e & PTE_P)) {
+			w->fault_error = base_err;
+			return false;
+		}
+		rsvd = RSVD_HIGH | (m->nxe ? 0 : PTE_NX);
+		if (level == 4)
+			rsvd |= PTE_PS;
+		if ((e & PTE_PS) && level == 3)
+			rsvd |= 0x3fffe000ULL;
+		if ((e & PTE_PS) && level == 2)
+			rsvd |= 0x1fe000ULL;
+		if (e & rsvd) {
+			w->fault_error = base_err | PF_P | PF_RSVD;
+			return false;
+		}
+		writable &= (e & PTE_W) != 0;
+		nx |= m->nxe && (e & PTE_NX);
+		if (commit && !(e & PTE_A))
+			__atomic_fetch_or(ep, PTE_A, __ATOMIC_RELAXED);
+		if (level == 1 || ((level == 2 || level == 3) && (e & PTE_PS))) {
+			uint64_t size = level == 1 ? SIZE_4K : level == 2 ? SIZE_2M : SIZE_1G;
+			uint64_t frame = e & PTE_ADDR & ~(size - 1);
+
+			w->gpa = frame | (va & (size - 1));
+			w->page_size = size;
+			w->writable = writable || !m->wp;
+			w->executable = !nx;
+			if ((write && !w->writable) || (fetch && nx)) {
+				w->fault_error = base_err | PF_P;
+				return false;
+			}
+			if (commit && write && !(e & PTE_D))
+				__atomic_fetch_or(ep, PTE_D, __ATOMIC_RELAXED);
+			w->dirty = write || (e & PTE_D);
+			return true;
+		}
+		table = e & PTE_ADDR;
+	}
+	return false;
+}
+
+bool sh_mmu_translate(struct sh_mmu *m, uint64_t key, uint64_t va, bool write,
+		      struct sh_walk *w)
+{
+	bool unused = false;
+
+	if (key == SH_KEY_IDENTITY) {
+		memset(w, 0, sizeof(*w));
+		w->gpa = va & 0xffffffffULL;
+		w->page_size = SIZE_2M;
+		w->writable = w->executable = w->dirty = true;
+		return true;
+	}
+	return walk(m, key, va, write, false, false, &unused, w);
+}
+
+/* The next-level table under entry `e` of table page `tbl`, allocating it if needed.
+ * Returns UINT64_MAX when the pool was recycled. */
+static uint64_t descend(struct sh_mmu *m, uint64_t tbl, unsigned idx)
+{
+	uint64_t *e = &pool_page(m, tbl)[idx];
+	uint64_t child;
+
+	if (*e & PTE_P)
+		return ((*e & PTE_ADDR) - SH_POOL_GPA) >> 12;
+	child = alloc_page(m);
+	if (child == UINT64_MAX)
+		return UINT64_MAX;
+	*e = pool_gpa(child) | PTE_P | PTE_W | PTE_U; /* adding an entry: safe in place */
+	return child;
+}
+
+/* Find the root page for key (it must be cached). */
+static int root_index(struct sh_mmu *m, uint64_t key)
+{
+	for (int i = 0; i < SH_ROOTS; i++)
+		if (m->roots[i].valid && m->roots[i].key == key)
+			return i;
+	return -1;
+}
+
+enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, uint32_t err,
+				  struct sh_walk *w)
+{
+	bool write = err & PF_W, fetch = err & PF_I, new_tracked = false;
+	uint64_t tbl, leaf_flags, gpa_page, size;
+	unsigned i4 = (va >> 39) & 511, i3 = (va >> 30) & 511, i2 = (va >> 21) & 511,
+		 i1 = (va >> 12) & 511;
+	int ri;
+
+	if (key == SH_KEY_IDENTITY) {
+		sh_mmu_translate(m, key, va, write, w);
+	} else {
+		if (i4 == SH_MON_PML4_SLOT)
+			return SH_BAD_GPA; /* the guest's own tables may not use hearth's slot */
+		if (!walk(m, key, va, write, fetch, true, &new_tracked, w))
+			return SH_GUEST_FAULT;
+		if (new_tracked) {
+			/* A page just became a page table: entries mapping it writable must go. */
+			sh_mmu_flush(m);
+			m->st.invalidations++;
+			sh_mmu_root(m, key);
+		}
+	}
+	if (w->gpa >= SH_MON_GPA)
+		return SH_BAD_GPA;
+	if (write && sh_mmu_is_tracked(m, w->gpa) && (w->gpa >> 12) != m->exempt) {
+		m->st.tracked_writes++;
+		return SH_TRACKED_WRITE;
+	}
+	ri = root_index(m, key);
+	if (ri < 0) {
+		sh_mmu_root(m, key);
+		ri = root_index(m, key);
+	}
+	m->st.fills++;
+
+	/* A 2 MiB shadow leaf when g maps at least 2 MiB, the range is uniformly RAM or not
+	 * RAM, and no guest page table lies inside (those must stay read-only). */
+	size = SIZE_4K;
+	if (w->page_size >= SIZE_2M) {
+		uint64_t base = w->gpa & ~(SIZE_2M - 1);
+		bool ram = gm_range_ok(m->gm, base, SIZE_2M);
+		bool none = !gm_range_ok(m->gm, base, 1) && !gm_range_ok(m->gm, base + SIZE_2M - 1, 1);
+
+		if ((ram || none) && !tracked_in_range(m, base, SIZE_2M))
+			size = SIZE_2M;
+	}
+	gpa_page = w->gpa & ~(size - 1);
+	leaf_flags = PTE_P | PTE_U | PTE_A;
+	if (w->writable && w->dirty && !(size == SIZE_4K && sh_mmu_is_tracked(m, gpa_page) &&
+					 (gpa_page >> 12) != m->exempt))
+		leaf_flags |= PTE_W | PTE_D;
+	if (!w->executable)
+		leaf_flags |= PTE_NX;
+
+	tbl = m->roots[ri].page;
+	tbl = descend(m, tbl, i4);
+	if (tbl != UINT64_MAX)
+		tbl = descend(m, tbl, i3);
+	if (tbl == UINT64_MAX)
+		return SH_FILLED; /* the pool was recycled: the guest faults again, fresh */
+	if (size == SIZE_2M) {
+		uint64_t *e = &pool_page(m, tbl)[i2];
+
+		if (!(*e & PTE_P) || (*e & PTE_PS)) {
+			/* A new leaf, or the same leaf gaining write permission: both widen. */
+			*e = gpa_page | leaf_flags | PTE_PS;
+			return SH_FILLED;
+		}
+		/* A 4 KiB table is already there: fill the 4 KiB entry instead. */
+		gpa_page = w->gpa & ~(SIZE_4K - 1);
+	}
+	tbl = descend(m, tbl, i2);
+	if (tbl == UINT64_MAX)
+		return SH_FILLED;
+	pool_page(m, tbl)[i1] = gpa_page | leaf_flags;
+	return SH_FILLED;
+}
