@@ -6,7 +6,7 @@ VERSION := 0.1.0
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP \
            -DHEARTH_VERSION='"$(VERSION)"'
-LDLIBS  += -lcjson -ldl -lpthread
+LDLIBS  += -lcjson -lseccomp -ldl -lpthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -41,6 +41,14 @@ $(BUILD)/libhearth.a: $(LIB_OBJS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# System call names for the SIGSYS report, from the kernel headers (seccomp/sigsys.c).
+$(BUILD)/seccomp/syscall_names.h:
+	@mkdir -p $(dir $@)
+	echo '#include <asm/unistd_64.h>' | $(CC) -E -dM -x c - | \
+	  sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9]*\)$$/[\2] = "\1",/p' > $@
+$(BUILD)/seccomp/sigsys.o: $(BUILD)/seccomp/syscall_names.h
+$(BUILD)/seccomp/sigsys.o: CFLAGS += -I$(BUILD)/seccomp
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhearth.a
 	@mkdir -p $(dir $@)

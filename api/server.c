@@ -1,21 +1,28 @@
 /*
  * The HTTP server of the API: libmicrohttpd on a unix socket we create, bind and listen on
- * ourselves, with one internal polling thread (the API thread). Each request's body is
+ * ourselves, driven by one thread of ours (the API thread) through MHD's external epoll mode:
+ * the thread loads its seccomp filter before it accepts anything. Each request's body is
  * collected (at most API_MAX_BODY bytes), routed and validated by api/routes.c, and, when
  * valid, handed to the VMM thread through the channel; its reply goes back as the response.
  */
 #include "api.h"
 #include "routes.h"
 
+#include "seccomp/filters.h"
+
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -32,6 +39,13 @@ struct api_server {
 	dev_t dev; /* the socket file we created: only that one is unlinked at stop */
 	ino_t ino;
 	int replying; /* responses queued and not yet sent (atomic) */
+	int stop_fd;  /* eventfd: the VMM thread asks the API thread to finish */
+	pthread_t thread;
+	/* start-up: the API thread says whether its filter is loaded (1) or not (-1) */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int started;
+	char start_err[512];
 };
 
 /* Per-request state, in MHD's con_cls. */
@@ -267,13 +281,90 @@ static int listen_on(const char *path, struct api_server *s, char *err, size_t e
 	return fd;
 }
 
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The API thread's loop: wait on MHD's epoll set (and, until asked to stop, the stop eventfd)
+ * for as long as MHD's own timeouts allow, then let MHD do its work. Asked to stop, it stops
+ * accepting, lets the responses already queued (a 400 from a closed channel included) reach
+ * their clients for up to a second, and shuts MHD down. */
+static void serve(struct api_server *s, int epfd)
+{
+	MHD_socket listen_fd = MHD_INVALID_SOCKET;
+	bool stopping = false;
+	double give_up = 0;
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = epfd, .events = POLLIN},
+				      {.fd = s->stop_fd, .events = POLLIN}};
+		MHD_UNSIGNED_LONG_LONG t;
+		int timeout = -1;
+
+		if (MHD_get_timeout(s->mhd, &t) == MHD_YES)
+			timeout = t > INT_MAX ? INT_MAX : (int)t;
+		if (stopping) {
+			if (!__atomic_load_n(&s->replying, __ATOMIC_SEQ_CST) || mono_now() >= give_up)
+				break;
+			if (timeout < 0 || timeout > 10)
+				timeout = 10;
+		}
+		if (poll(p, stopping ? 1 : 2, timeout) < 0 && errno != EINTR)
+			break;
+		if (!stopping && (p[1].revents & POLLIN)) {
+			stopping = true;
+			give_up = mono_now() + 1.0;
+			listen_fd = MHD_quiesce_daemon(s->mhd); /* ours to close from here on */
+		}
+		MHD_run(s->mhd);
+	}
+	MHD_stop_daemon(s->mhd);
+	s->mhd = NULL;
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd);
+}
+
+static void *api_thread(void *arg)
+{
+	struct api_server *s = arg;
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	struct error err = {""};
+	int rc = info ? 0 : err_set(&err, "libmicrohttpd has no epoll set");
+
+	pthread_setname_np(pthread_self(), "hearth-api");
+	/* The filter goes on before the first accept (seccomp/filters.c). */
+	if (!rc)
+		rc = seccomp_install(THREAD_API, &err);
+	pthread_mutex_lock(&s->lock);
+	s->started = rc ? -1 : 1;
+	snprintf(s->start_err, sizeof(s->start_err), "%s", err.msg);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (!rc)
+		serve(s, info->epoll_fd);
+	return NULL;
+}
+
+static void free_server(struct api_server *s)
+{
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s->path);
+	free(s);
+}
+
 struct api_server *hearth_api_server_start(const char *path, struct api_channel *ch, char *err,
                                     size_t errlen)
 {
 	struct api_server *s = calloc(1, sizeof(*s));
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
 	sigset_t all, old;
-	int fd;
+	int fd, rc;
 
 	if (!s || !(s->path = strdup(path))) {
 		free(s);
@@ -281,53 +372,73 @@ struct api_server *hearth_api_server_start(const char *path, struct api_channel 
 		return NULL;
 	}
 	s->ch = ch;
-	if ((fd = listen_on(path, s, err, errlen)) < 0) {
-		free(s->path);
-		free(s);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0) {
+		srv_fail(err, errlen, "eventfd: %s", strerror(errno));
+		free_server(s);
 		return NULL;
 	}
-	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
-		flags |= MHD_USE_EPOLL;
-	/* The API thread inherits this mask: keep the VMM's signals away from it. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, fd,
-	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_TIMEOUT_SEC,
+	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) != MHD_YES) {
+		srv_fail(err, errlen, "libmicrohttpd was built without epoll support");
+		free_server(s);
+		return NULL;
+	}
+	if ((fd = listen_on(path, s, err, errlen)) < 0) {
+		free_server(s);
+		return NULL;
+	}
+	/* External polling (no MHD thread): the API thread below runs MHD. */
+	s->mhd = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET,
+	                          fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_TIMEOUT_SEC,
 	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNS,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONN_MEMORY,
 	                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!s->mhd) {
 		srv_fail(err, errlen, "cannot start the API server on %s", path);
 		unlink(path);
 		close(fd);
-		free(s->path);
-		free(s);
+		free_server(s);
 		return NULL;
 	}
-	return s;
+	/* The API thread inherits this mask: keep the VMM's signals away from it. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&s->thread, NULL, api_thread, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		srv_fail(err, errlen, "cannot start the API thread: %s", strerror(rc));
+	} else {
+		pthread_mutex_lock(&s->lock);
+		while (!s->started)
+			pthread_cond_wait(&s->cond, &s->lock);
+		pthread_mutex_unlock(&s->lock);
+		if (s->started > 0)
+			return s;
+		pthread_join(s->thread, NULL);
+		srv_fail(err, errlen, "API thread: %s", s->start_err);
+	}
+	MHD_stop_daemon(s->mhd); /* closes the listening socket */
+	unlink(path);
+	free_server(s);
+	return NULL;
 }
 
 void hearth_api_server_stop(struct api_server *s)
 {
+	uint64_t one = 1;
 	struct stat st;
-	MHD_socket fd;
 
 	if (!s)
 		return;
 	/* A request waiting on the VMM thread is answered now, so the API thread can finish. */
 	api_channel_close(s->ch);
-	/* Quiesce hands the listening socket back to us: close it only after the stop. */
-	fd = MHD_quiesce_daemon(s->mhd);
-	/* Let the responses already queued (that 400 included) reach their clients. */
-	for (int i = 0; i < 100 && __atomic_load_n(&s->replying, __ATOMIC_SEQ_CST); i++)
-		usleep(10 * 1000);
-	MHD_stop_daemon(s->mhd);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	while (write(s->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_join(s->thread, NULL);
 	if (!stat(s->path, &st) && S_ISSOCK(st.st_mode) && st.st_dev == s->dev &&
 	    st.st_ino == s->ino)
 		unlink(s->path);
-	free(s->path);
-	free(s);
+	free_server(s);
 }

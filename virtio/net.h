@@ -24,8 +24,10 @@
  * The device asks its event loop for TAP readiness through `watch` (so virtio/ does not
  * know the loop): `new_events` is what it wants now (EPOLLIN and/or EPOLLOUT), 0 meaning
  * "take the fd out of the loop" (an fd in an epoll set reports errors even with no events).
- * The callback may run on a vCPU thread (DRIVER_OK and reset arrive there), with the
- * transport lock held; it must only (un)register the fd.
+ * The callback runs on the VMM thread with the transport lock held; it must only
+ * (un)register the fd. DRIVER_OK and reset arrive on vCPU threads and make no system call
+ * but an eventfd write: activation signals queue 0's notify, and the VMM thread then sets
+ * the offloads and watches the TAP.
  *
  * Setup (vmm/): virtio_net_open() (or virtio_net_init() on any fd, for tests), then
  * virtio_mmio_init(t, ..., VIRTIO_ID_NET, virtio_net_features(n), VIRTIO_NET_CONFIG_SIZE,
@@ -91,7 +93,8 @@ struct virtio_net {
 
 	bool active;       /* DRIVER_OK seen, no reset since */
 	bool mrg;          /* VIRTIO_NET_F_MRG_RXBUF negotiated */
-	unsigned offloads; /* TUN_F_* set on the TAP */
+	unsigned offloads;        /* TUN_F_* set on the TAP */
+	unsigned offloads_wanted; /* TUN_F_* the driver accepts (set at DRIVER_OK) */
 	bool tap_failed;   /* error or hang-up: out of the loop for good */
 	bool rx_starved;   /* receiveq ran dry: wait for a notify of queue 0 */
 

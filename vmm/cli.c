@@ -1,6 +1,7 @@
 #include "cli.h"
 #include "exit_codes.h"
 #include "layout.h"
+#include "api/routes.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -11,7 +12,8 @@
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE, OPT_MMU,
 	OPT_TIMEOUT, OPT_BOOT, OPT_API_SOCK, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_VERBOSE,
-	OPT_HELP, OPT_VERSION, OPT_DRIVE, OPT_VIRTIO_CONSOLE, OPT_BOOT_TIMER,
+	OPT_HELP, OPT_VERSION, OPT_DRIVE, OPT_VIRTIO_CONSOLE, OPT_BOOT_TIMER, OPT_NO_SECCOMP,
+	OPT_NET,
 };
 
 static const struct option options[] = {
@@ -30,8 +32,10 @@ static const struct option options[] = {
 	{"id", required_argument, NULL, OPT_ID},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"drive", required_argument, NULL, OPT_DRIVE},
+	{"net", required_argument, NULL, OPT_NET},
 	{"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
 	{"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+	{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -60,6 +64,11 @@ void cli_usage(FILE *f)
 		"                       a virtio-blk disk on a raw image file (repeatable, up to\n"
 		"                       %d); the first is /dev/vda in Linux; NAME ([A-Za-z0-9_])\n"
 		"                       is the disk's serial (default drive<N>)\n"
+		"  --net TAP[,mac=MAC][,id=NAME]\n"
+		"                       a virtio-net interface on the existing TAP interface TAP\n"
+		"                       (repeatable, up to %d); MAC like 06:00:ac:10:00:02\n"
+		"                       (default: random, locally administered); NAME\n"
+		"                       ([A-Za-z0-9_]) is the interface id (default net<N>)\n"
 		"  --virtio-console     add a virtio-console (hvc0) on the same console target\n"
 		"  --timeout SEC        stop the guest after SEC seconds (fractions allowed)\n"
 		"  --id ID              instance id ([A-Za-z0-9_-], at most %d characters)\n"
@@ -69,6 +78,8 @@ void cli_usage(FILE *f)
 		"  --no-api             with --config-file: no API socket, exit when the guest stops\n"
 		"  --boot-timer         log the time from start to the guest's write of 123 to\n"
 		"                       the boot-timer device (MMIO 0xd0000000)\n"
+		"  --no-seccomp         run without the per-thread seccomp filters (a warning is\n"
+		"                       logged; for debugging only)\n"
 		"  --verbose            more log lines on stderr\n"
 		"  --help               this text\n"
 		"  --version            version and the host's memory virtualization\n"
@@ -83,11 +94,12 @@ void cli_usage(FILE *f)
 		"  %d      VMM or host error (e.g. /dev/kvm unavailable)\n"
 		"  %d      guest crashed (triple fault)\n"
 		"  %d      KVM internal error or emulation failure\n"
-		"  %d      timeout (--timeout)\n",
+		"  %d      timeout (--timeout)\n"
+		"  %d      a seccomp filter stopped a forbidden system call (named on stderr)\n",
 		(unsigned long long)(LAYOUT_MIN_RAM / MIB), (unsigned long long)(LAYOUT_MAX_RAM / MIB),
-		VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_MAX_DRIVES, VM_ID_MAX, PORT_GUEST_EXIT, EXIT_GUEST_MAX,
+		VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_MAX_DRIVES, VM_MAX_NETS, VM_ID_MAX, PORT_GUEST_EXIT, EXIT_GUEST_MAX,
 		EXIT_GUEST_MAX, EXIT_GUEST_MAX, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_VMM_ERROR,
-		EXIT_TRIPLE_FAULT, EXIT_KVM_ERROR, EXIT_TIMEOUT);
+		EXIT_TRIPLE_FAULT, EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_SECCOMP);
 }
 
 /* Parse a whole decimal number in [min, max]. */
@@ -159,6 +171,75 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 	for (unsigned i = 0; i + 1 < cfg->ndrives; i++)
 		if (!strcmp(cfg->drives[i].id, d->id))
 			return err_set(err, "--drive: id '%s' is used twice", d->id);
+	return 0;
+}
+
+/* A Linux interface name: 1..15 bytes, no '/', ':' or whitespace, not "." or "..". */
+static bool ifname_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > IFACE_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '/' || s[i] == ':' || s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r'))
+			return false;
+	return true;
+}
+
+/* TAP[,mac=XX:XX:XX:XX:XX:XX][,id=NAME] */
+static int parse_net(char *arg, struct vm_config *cfg, struct error *err)
+{
+	struct net_config *n;
+	char *opt, *save = NULL;
+
+	if (cfg->nnets >= VM_MAX_NETS)
+		return err_set(err, "--net: at most %d network interfaces", VM_MAX_NETS);
+	n = &cfg->nets[cfg->nnets];
+	memset(n, 0, sizeof(*n));
+	opt = strtok_r(arg, ",", &save);
+	if (!opt || !*opt || arg[0] == ',')
+		return err_set(err, "--net: expected TAP[,mac=XX:XX:XX:XX:XX:XX][,id=NAME]");
+	if (!ifname_ok(opt))
+		return err_set(err, "--net: TAP name '%s': use 1..%d characters, without '/', ':' "
+				    "or whitespace",
+			       opt, IFACE_NAME_MAX);
+	strcpy(n->host_dev_name, opt);
+	snprintf(n->id, sizeof(n->id), "net%u", cfg->nnets);
+	while ((opt = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(opt, "mac=", 4)) {
+			if (!api_parse_mac(opt + 4, n->mac))
+				return err_set(err, "--net: mac '%s': expected six hex bytes like "
+						    "06:00:ac:10:00:02",
+					       opt + 4);
+			if (n->mac[0] & 1)
+				return err_set(err, "--net: mac '%s' is a multicast address",
+					       opt + 4);
+			n->has_mac = true;
+		} else if (!strncmp(opt, "id=", 3)) {
+			if (!config_id_valid(opt + 3, DRIVE_ID_MAX))
+				return err_set(err, "--net: id '%s': use 1..%d characters from "
+						    "[A-Za-z0-9_]",
+					       opt + 3, DRIVE_ID_MAX);
+			strcpy(n->id, opt + 3);
+		} else {
+			return err_set(err, "--net: unknown option '%s' (expected mac=MAC or id=NAME)",
+				       opt);
+		}
+	}
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		const struct net_config *o = &cfg->nets[i];
+
+		if (!strcmp(o->id, n->id))
+			return err_set(err, "--net: id '%s' is used twice", n->id);
+		if (!strcmp(o->host_dev_name, n->host_dev_name))
+			return err_set(err, "--net: TAP '%s' is used twice", n->host_dev_name);
+		if (n->has_mac && o->has_mac && !memcmp(o->mac, n->mac, 6))
+			return err_set(err, "--net: mac '%02x:%02x:%02x:%02x:%02x:%02x' is used twice",
+				       n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4],
+				       n->mac[5]);
+	}
+	cfg->nnets++;
 	return 0;
 }
 
@@ -279,11 +360,18 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			if (parse_drive(optarg, cfg, err))
 				return CLI_ERROR;
 			break;
+		case OPT_NET:
+			if (parse_net(optarg, cfg, err))
+				return CLI_ERROR;
+			break;
 		case OPT_VIRTIO_CONSOLE:
 			cfg->virtio_console = true;
 			break;
 		case OPT_BOOT_TIMER:
 			cfg->boot_timer = true;
+			break;
+		case OPT_NO_SECCOMP:
+			o->no_seccomp = true;
 			break;
 		case OPT_HELP:
 			o->help = true;
@@ -306,9 +394,9 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		err_set(err, "unexpected argument '%s' (see --help)", argv[optind]);
 		return CLI_ERROR;
 	}
-	if (cfg->config_file && (cfg->kernel_path || cfg->ndrives)) {
+	if (cfg->config_file && (cfg->kernel_path || cfg->ndrives || cfg->nnets)) {
 		err_set(err, "--config-file describes the whole VM: do not combine it with "
-			     "--kernel or --drive");
+			     "--kernel, --drive or --net");
 		return CLI_ERROR;
 	}
 	if (cfg->no_api && !cfg->config_file) {

@@ -11,6 +11,7 @@ enum cli_result { CLI_RUN, CLI_EXIT_OK, CLI_ERROR };
 
 struct cli_opts {
 	bool help, version, verbose;
+	bool no_seccomp; /* --no-seccomp: no per-thread filters */
 };
 
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct cli_opts *o,

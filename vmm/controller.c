@@ -2,9 +2,11 @@
 #include "exit_codes.h"
 #include "log.h"
 #include "metrics.h"
+#include "seccomp/filters.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
+#include "virtio/net.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #define EV_INPUT  (1ULL << 61)
 #define EV_API    (1ULL << 60)
 #define EV_SIGNAL (1ULL << 59)
+#define EV_TAP    (1ULL << 58) /* | network interface index */
 
 static double now_sec(void)
 {
@@ -109,6 +112,20 @@ static void pump_input(struct controller *c)
 	}
 }
 
+/* ---- TAP devices ------------------------------------------------------------------ */
+
+/* A virtio-net device changes what it waits for on its TAP (on this thread, with its
+ * transport lock held: only the epoll set is touched). */
+static void tap_watch(void *ctx, int fd, uint64_t tag, uint32_t old_events, uint32_t new_events)
+{
+	struct controller *c = ctx;
+	struct epoll_event ev = {.events = new_events, .data.u64 = tag};
+	int op = !old_events ? EPOLL_CTL_ADD : !new_events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+
+	if (epoll_ctl(c->ep, op, fd, &ev) < 0)
+		log_warn("TAP fd %d: epoll_ctl: %s", fd, strerror(errno));
+}
+
 /* ---- starting and stopping -------------------------------------------------------- */
 
 int controller_init(struct controller *c);
@@ -132,11 +149,24 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++)
 			ep_add(c, vm->virtio[i]->notify_fd[q], (uint64_t)i << 8 | q);
+	for (unsigned i = 0; i < vm->nnet; i++)
+		virtio_net_set_watch(vm->net[i], tap_watch, c, EV_TAP | i);
 	if (vm_start(vm)) {
+		vm_stop_vcpus(vm); /* the threads already started leave their start gate */
 		snprintf(msg, msglen, "cannot start the vCPU threads");
 		*code = EXIT_VMM_ERROR;
 		return -1;
 	}
+	/* The VMM thread's filter goes on before the guest runs: the vCPU threads, their own
+	 * filters loaded, wait for it at their start gate. */
+	if (seccomp_install(THREAD_VMM, &err)) {
+		vm_request_stop(vm, STOP_VMM_ERROR, 0, "%s", err.msg);
+		vm_stop_vcpus(vm);
+		snprintf(msg, msglen, "%s", err.msg);
+		*code = EXIT_VMM_ERROR;
+		return -1;
+	}
+	vm_release_vcpus(vm);
 	c->state = VM_RUNNING;
 	c->deadline = c->cfg->timeout_sec > 0 ? now_sec() + c->cfg->timeout_sec : 0;
 	c->in_open = vm->console.in_fd >= 0;
@@ -230,6 +260,63 @@ static void put_drive(struct controller *c, struct api_msg *m)
 	*slot = *d;
 	d->path = NULL; /* moved into the config */
 	api_reply(m, NULL);
+}
+
+/* PUT /network-interfaces/{id} before boot: add or replace. The TAP is opened once here to
+ * report a missing or busy interface now (it is attached for good at InstanceStart). */
+static void put_net(struct controller *c, struct api_msg *m)
+{
+	struct vm_config *cfg = c->cfg;
+	struct net_config *n = &m->u.net, *slot = NULL;
+	struct error err = {""};
+	uint16_t mtu;
+	int fd;
+
+	if (n->has_mac && (n->mac[0] & 1)) {
+		api_reply_error(m, "guest_mac must be a unicast address");
+		return;
+	}
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		struct net_config *o = &cfg->nets[i];
+
+		if (!strcmp(o->id, n->id)) {
+			slot = o;
+			continue;
+		}
+		if (!strcmp(o->host_dev_name, n->host_dev_name)) {
+			api_reply_error(m, "host_dev_name '%s' is already used by interface '%s'",
+					n->host_dev_name, o->id);
+			return;
+		}
+		if (n->has_mac && o->has_mac && !memcmp(o->mac, n->mac, 6)) {
+			api_reply_error(m, "guest_mac is already used by interface '%s'", o->id);
+			return;
+		}
+	}
+	if (!slot && cfg->nnets >= VM_MAX_NETS) {
+		api_reply_error(m, "at most %d network interfaces", VM_MAX_NETS);
+		return;
+	}
+	fd = tap_open(n->host_dev_name, &mtu, &err);
+	if (fd < 0) {
+		api_reply_error(m, "%s", err.msg);
+		return;
+	}
+	close(fd);
+	if (!slot)
+		slot = &cfg->nets[cfg->nnets++];
+	*slot = *n;
+	api_reply(m, NULL);
+}
+
+static void patch_net(struct controller *c, struct api_msg *m)
+{
+	for (unsigned i = 0; i < c->cfg->nnets; i++)
+		if (!strcmp(c->cfg->nets[i].id, m->u.net.id)) {
+			api_reply(m, NULL); /* no rate limiters: nothing else can change */
+			return;
+		}
+	api_reply_error(m, "network interface '%s' does not exist", m->u.net.id);
 }
 
 static void patch_drive(struct controller *c, struct api_msg *m)
@@ -397,8 +484,16 @@ static void handle_api(struct controller *c, struct api_msg *m)
 		patch_drive(c, m);
 		return;
 	case API_PUT_NET:
+		if (started)
+			break;
+		put_net(c, m);
+		return;
 	case API_PATCH_NET:
-		api_reply_error(m, "network interfaces are not implemented by hearth yet");
+		if (!started) {
+			api_reply_error(m, "PATCH /network-interfaces: %s", not_before_boot);
+			return;
+		}
+		patch_net(c, m);
 		return;
 	case API_ACTION:
 		action(c, m);
@@ -520,6 +615,8 @@ int controller_run(struct controller *c)
 				if (read(c->vm->stop_fd, &v, sizeof(v)) < 0) {
 					/* already drained */
 				}
+			} else if ((tag & EV_TAP) && (tag & 0xff) < c->vm->nnet) {
+				virtio_net_tap_event(c->vm->net[tag & 0xff], evs[i].events);
 			} else if ((tag >> 8) < c->vm->nvirtio) {
 				virtio_mmio_handle_notify(c->vm->virtio[tag >> 8], tag & 0xff);
 			}

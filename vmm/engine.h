@@ -36,5 +36,7 @@ struct shadow_stats {
 		tracked_writes;
 };
 void shadow_engine_stats(struct vm *vm, struct shadow_stats *s);
+/* The host CPU to run vCPU `id` on so that cpuid's APIC ID is its own, or -1. */
+int shadow_engine_pin_cpu(unsigned vcpu_id);
 
 #endif

@@ -23,6 +23,8 @@
 #include "vcpu.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,7 @@ struct sh_engine {
 	struct kvm_regs g; /* guest GPRs while a trap is handled (RAX/RSP/RIP/RFLAGS from the frame) */
 	bool sregs_dirty;
 	bool trace; /* HEARTH_SHADOW_TRACE=1: one stderr line per trap (debugging) */
+	bool halted_for_good;
 };
 
 static struct sh_engine *engine_of(struct vcpu *v)
@@ -972,6 +975,12 @@ static void trap(struct sh_engine *e, unsigned vector)
 	}
 	if (e->cpu.epoch != e->mmu.epoch || e->cpu.key != current_key(e))
 		load_root(e);
+	if (r == EMU_HALT && !(e->g.rflags & RF_IF)) {
+		/* hlt with interrupts disabled: as hardware, the vCPU sleeps for good (only an
+		 * NMI or INIT would wake it, and hearth sends neither). */
+		e->halted_for_good = true;
+		r = EMU_DONE;
+	}
 	resume(e, outer, outer_va, r == EMU_HALT);
 }
 
@@ -1030,15 +1039,21 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	s.idt.base = SH_MON_VA + SH_OFF_IDT;
 	s.idt.limit = 256 * 16 - 1;
 	s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-	s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE | CR4_FSGSBASE;
+	/* UMIP makes sgdt/sidt/sldt/str/smsw fault at CPL3, so hearth can answer with the
+	 * guest's own values instead of the monitor's. */
+	s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE | CR4_FSGSBASE | CR4_UMIP;
 	s.efer = EFER_LME | EFER_LMA | EFER_NXE;
 	c->key = current_key(e);
 	s.cr3 = sh_mmu_root(&e->mmu, c->key);
 	c->epoch = e->mmu.epoch;
 	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
-		s.cr4 &= ~(CR4_OSXSAVE | CR4_FSGSBASE);
-		if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
-			return err_set(err, "shadow mode: KVM_SET_SREGS: %s", strerror(errno));
+		s.cr4 &= ~CR4_UMIP;
+		if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+			s.cr4 &= ~(CR4_OSXSAVE | CR4_FSGSBASE);
+			if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+				return err_set(err, "shadow mode: KVM_SET_SREGS: %s",
+					       strerror(errno));
+		}
 	}
 
 	memset(&r, 0, sizeof(r));
@@ -1059,13 +1074,42 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	return 0;
 }
 
+/* cpuid is not intercepted at CPL3 on hosts like PVM's: the guest sees the host CPU's own
+ * leaves, including its APIC ID. Running vCPU k on the host CPU whose APIC ID is k makes
+ * that ID the vCPU's own (guest-compat.md: guests index per-CPU data by it). Probed from
+ * the VMM thread (it runs cpuid on each allowed CPU in turn); -1 when no CPU matches. */
+int shadow_engine_pin_cpu(unsigned vcpu_id)
+{
+	cpu_set_t allowed;
+	int found = -1;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return -1;
+	for (int cpu = 0; cpu < CPU_SETSIZE && found < 0; cpu++) {
+		cpu_set_t set;
+		unsigned a, b, c, d;
+
+		if (!CPU_ISSET(cpu, &allowed))
+			continue;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			continue;
+		__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+		if (b >> 24 == vcpu_id)
+			found = cpu;
+	}
+	sched_setaffinity(0, sizeof(allowed), &allowed);
+	return found;
+}
+
 static void sh_run(struct vcpu *v)
 {
 	struct sh_engine *e = engine_of(v);
 	struct kvm_run *run = v->run;
 	struct vm *vm = v->vm;
 
-	if (v->id != 0) {
+	if (v->id != 0 || e->halted_for_good) {
 		/* Application processors do not run in shadow mode: they stay parked. */
 		while (vm_vcpu_checkpoint(v)) {
 			struct timespec ts = {0, 10 * 1000 * 1000};
@@ -1075,6 +1119,12 @@ static void sh_run(struct vcpu *v)
 		return;
 	}
 	while (vm_vcpu_checkpoint(v)) {
+		if (e->halted_for_good) {
+			struct timespec ts = {0, 10 * 1000 * 1000};
+
+			nanosleep(&ts, NULL);
+			continue;
+		}
 		run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 		if (e->sregs_dirty) {
 			run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;

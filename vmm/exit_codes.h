@@ -11,6 +11,6 @@
 #define EXIT_TRIPLE_FAULT    243 /* the guest crashed: triple fault (KVM shutdown exit) */
 #define EXIT_KVM_ERROR       244 /* KVM internal error or emulation failure */
 #define EXIT_TIMEOUT         245 /* --timeout expired */
-#define EXIT_SECCOMP         246 /* reserved: a seccomp filter stopped the process */
+#define EXIT_SECCOMP         246 /* a seccomp filter trapped a forbidden system call */
 
 #endif

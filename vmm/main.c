@@ -6,6 +6,7 @@
 #include "exit_codes.h"
 #include "host_mmu.h"
 #include "log.h"
+#include "seccomp/filters.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -93,6 +94,15 @@ int main(int argc, char **argv)
 	}
 	log_verbose = opts.verbose;
 	signal(SIGPIPE, SIG_IGN); /* a closed console pipe or client must not kill the VMM */
+	/* Before any thread exists: each installs its own filter (seccomp/filters.h). */
+	if (seccomp_setup(!opts.no_seccomp, &err)) {
+		log_error("%s", err.msg);
+		vm_config_free(&cfg);
+		return EXIT_VMM_ERROR;
+	}
+	if (opts.no_seccomp)
+		log_warn("--no-seccomp: the seccomp filters are off; every thread may make any "
+			 "system call");
 	if (cfg.config_file && load_config_file(&cfg)) {
 		vm_config_free(&cfg);
 		return EXIT_USAGE;

@@ -3,6 +3,7 @@
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
+#include "virtio/net.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -52,6 +53,50 @@ static void add(cJSON *o, const char *name, uint64_t v)
 	cJSON_AddNumberToObject(o, name, (double)v);
 }
 
+/* virtio-net counters (Firecracker's names where it has them); the VMM thread writes them. */
+static void add_net(cJSON *s, const struct virtio_net_counters *k)
+{
+	add(s, "rx_bytes_count", k->rx_bytes);
+	add(s, "rx_packets_count", k->rx_packets);
+	add(s, "tx_bytes_count", k->tx_bytes);
+	add(s, "tx_packets_count", k->tx_packets);
+	add(s, "rx_dropped_too_big", k->rx_dropped_too_big);
+	add(s, "no_rx_avail_buffer", k->rx_no_buffers);
+	add(s, "rx_fails", k->rx_errors);
+	add(s, "tx_fails", k->tx_errors);
+	add(s, "tx_malformed_frames", k->tx_malformed);
+	add(s, "tx_would_block", k->tx_blocked);
+	add(s, "tap_failures", k->tap_failures);
+}
+
+/* "net": every interface summed; "net_<iface_id>": each one. */
+static void add_nets(cJSON *o, const struct vm *vm)
+{
+	struct virtio_net_counters sum = {0};
+	char name[8 + DRIVE_ID_MAX];
+
+	for (unsigned i = 0; i < vm->nnet; i++) {
+		const struct virtio_net_counters *k = &vm->net[i]->counters;
+
+		sum.rx_bytes += k->rx_bytes;
+		sum.rx_packets += k->rx_packets;
+		sum.tx_bytes += k->tx_bytes;
+		sum.tx_packets += k->tx_packets;
+		sum.rx_dropped_too_big += k->rx_dropped_too_big;
+		sum.rx_no_buffers += k->rx_no_buffers;
+		sum.rx_errors += k->rx_errors;
+		sum.tx_errors += k->tx_errors;
+		sum.tx_malformed += k->tx_malformed;
+		sum.tx_blocked += k->tx_blocked;
+		sum.tap_failures += k->tap_failures;
+	}
+	add_net(cJSON_AddObjectToObject(o, "net"), &sum);
+	for (unsigned i = 0; i < vm->nnet && vm->net[i]->t; i++) {
+		snprintf(name, sizeof(name), "net_%s", vm->net[i]->t->name);
+		add_net(cJSON_AddObjectToObject(o, name), &vm->net[i]->counters);
+	}
+}
+
 void metrics_flush(struct controller *c)
 {
 	struct vm *vm = c->vm;
@@ -93,6 +138,7 @@ void metrics_flush(struct controller *c)
 	add(s, "write_count", wq);
 	add(s, "flush_count", fl);
 	add(s, "errors", errs);
+	add_nets(o, vm);
 	s = cJSON_AddObjectToObject(o, "uart");
 	add(s, "write_bytes", vm->uart.tx_bytes);
 	add(s, "read_bytes", vm->uart.rx_bytes);

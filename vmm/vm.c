@@ -11,6 +11,8 @@
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
+#include "seccomp/filters.h"
+#include "virtio/net.h"
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_console.h>
@@ -260,6 +262,47 @@ static int add_drive(struct vm *vm, const struct drive_config *d, struct error *
 	return 0;
 }
 
+/* Attach every TAP before devices are planned: a missing or busy interface is a host
+ * problem (EXIT_VMM_ERROR), not a bad image. The MAC is fixed here for the VM's life. */
+static int open_nets(struct vm *vm, const struct vm_config *cfg, struct error *err)
+{
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		const struct net_config *nc = &cfg->nets[i];
+		struct virtio_net *n = calloc(1, sizeof(*n));
+		char msg[sizeof(err->msg)];
+		uint8_t mac[6];
+
+		if (!n)
+			return err_set(err, "out of memory");
+		n->tap_fd = -1;
+		vm->net[vm->nnet++] = n;
+		if (nc->has_mac)
+			memcpy(mac, nc->mac, sizeof(mac));
+		else
+			virtio_net_random_mac(mac);
+		if (virtio_net_open(n, nc->host_dev_name, mac, err)) {
+			memcpy(msg, err->msg, sizeof(msg));
+			return err_set(err, "network interface %s: %s", nc->id, msg);
+		}
+		log_info("network interface %s: TAP %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, MTU %u",
+			 nc->id, n->ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], n->mtu);
+	}
+	return 0;
+}
+
+static int add_net(struct vm *vm, unsigned i, struct error *err)
+{
+	struct virtio_net *n = vm->net[i];
+	struct virtio_mmio *t;
+
+	t = new_transport(vm, vm->cfg->nets[i].id, VIRTIO_ID_NET, virtio_net_features(n),
+			  VIRTIO_NET_CONFIG_SIZE, VIRTIO_NET_QUEUES, &virtio_net_ops, n, err);
+	if (!t)
+		return -1;
+	n->t = t;
+	return 0;
+}
+
 /* Create the virtio devices (no KVM yet) and the command line that announces them. */
 static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error *err)
 {
@@ -268,6 +311,9 @@ static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error
 
 	for (unsigned i = 0; i < cfg->ndrives; i++)
 		if (add_drive(vm, &cfg->drives[i], err))
+			return -1;
+	for (unsigned i = 0; i < vm->nnet; i++)
+		if (add_net(vm, i, err))
 			return -1;
 	if (cfg->virtio_console) {
 		struct virtio_mmio *t;
@@ -443,6 +489,10 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		return err_set(err, "cannot map %llu MiB of guest memory: %s",
 			       (unsigned long long)cfg->mem_mib, strerror(-r));
 	}
+	if (open_nets(vm, cfg, err)) {
+		*exit_code = EXIT_VMM_ERROR;
+		return -1;
+	}
 	/* Guest images first: a bad image is reported before any KVM work. */
 	if (plan_devices(vm, cfg, err) || load_guest(vm, cfg, err)) {
 		*exit_code = EXIT_BAD_IMAGE;
@@ -471,15 +521,47 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	return 0;
 }
 
+/* vCPU threads wait here, their filter loaded, until the VMM thread has loaded its own
+ * (vm_release_vcpus); false when the VM must stop instead. */
+static bool vcpu_wait_release(struct vm *vm)
+{
+	bool go;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	while (!vm->vcpus_released && !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	go = !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return go;
+}
+
+void vm_release_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->vcpus_released = true;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	struct error err = {""};
+	char name[16];
 	sigset_t set;
 
+	snprintf(name, sizeof(name), "hearth-vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	v->vm->eng->run(v);
+	/* The vCPU filter goes on before the first KVM_RUN (seccomp/filters.c). */
+	if (seccomp_install(THREAD_VCPU, &err)) {
+		vm_request_stop(v->vm, STOP_VMM_ERROR, 0, "vCPU %u: %s", v->id, err.msg);
+		return NULL;
+	}
+	if (vcpu_wait_release(v->vm))
+		v->vm->eng->run(v);
 	return NULL;
 }
 
@@ -500,8 +582,23 @@ int vm_start(struct vm *vm)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
+		pthread_attr_t attr;
+		int cpu = -1, r;
 
-		if (pthread_create(&v->thread, NULL, vcpu_thread, v) != 0) {
+		pthread_attr_init(&attr);
+		if (vm->engine == MMU_SHADOW && vm->host.cpl0_emulated)
+			cpu = shadow_engine_pin_cpu(i);
+		if (cpu >= 0) {
+			cpu_set_t set;
+
+			CPU_ZERO(&set);
+			CPU_SET(cpu, &set);
+			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+			log_info("shadow mode: vCPU %u runs on host CPU %d (APIC ID %u)", i, cpu, i);
+		}
+		r = pthread_create(&v->thread, &attr, vcpu_thread, v);
+		pthread_attr_destroy(&attr);
+		if (r != 0) {
 			vm_request_stop(vm, STOP_VMM_ERROR, 0, "cannot start vCPU %u thread", i);
 			return -1;
 		}
@@ -604,6 +701,10 @@ void vm_destroy(struct vm *vm)
 	}
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		free(vm->virtio[i]);
+	for (unsigned i = 0; i < vm->nnet; i++) {
+		virtio_net_close(vm->net[i]);
+		free(vm->net[i]);
+	}
 	free(vm->vcon);
 	free(vm->cmdline);
 	if (vm->vm_fd >= 0)

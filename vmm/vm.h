@@ -22,6 +22,7 @@
 struct virtio_mmio;
 struct virtio_blk;
 struct virtio_console;
+struct virtio_net;
 struct sh_engine;
 struct engine;
 
@@ -83,6 +84,8 @@ struct vm {
 	unsigned nvirtio;
 	struct virtio_blk *blk[VM_MAX_DRIVES];
 	unsigned nblk;
+	struct virtio_net *net[VM_MAX_NETS]; /* cfg->nets[i] is net[i] */
+	unsigned nnet;
 	struct virtio_console *vcon;
 	char *cmdline; /* the user's command line plus the virtio_mmio.device= entries */
 	struct sh_engine *shadow; /* shadow mode's monitor, MMU and virtual CPU */
@@ -92,6 +95,7 @@ struct vm {
 	pthread_cond_t pause_cond;
 	bool paused;
 	unsigned parked;
+	bool vcpus_released; /* vm_release_vcpus: the vCPUs may enter KVM_RUN */
 	bool clock_saved;
 	uint64_t paused_at_tsc;
 	struct kvm_clock_data clock;
@@ -105,8 +109,10 @@ struct vm {
 int vm_open_kvm(struct vm *vm, struct error *err);
 /* Create the VM, memory, irqchip, PIT, vCPUs, legacy devices; load the kernel; build boot data. */
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code);
-/* Start the vCPU threads. */
+/* Start the vCPU threads. Each loads its seccomp filter, then waits for vm_release_vcpus
+ * before its first KVM_RUN (so that the VMM thread can load its own filter first). */
 int vm_start(struct vm *vm);
+void vm_release_vcpus(struct vm *vm);
 /* Kick every vCPU out of KVM_RUN and join the threads (after a stop request). */
 void vm_stop_vcpus(struct vm *vm);
 /* Park every vCPU outside KVM_RUN / let them run again. */

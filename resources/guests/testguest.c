@@ -22,6 +22,9 @@
  *   ticks=N         print "testguest: tick K" N times, 100 ms of TSC time apart (TSC
  *                   frequency from CPUID leaf 0x40000010, else 1 GHz)
  *   boottimer       write 123 to the boot-timer device (MMIO 0xd0000000)
+ *   cpuid           print "testguest: cpuid apic=A count=N hv=H tsc_khz=K": the APIC ID and
+ *                   logical count of leaf 1, the hypervisor bit, leaf 0x40000010's EAX
+ *   sgdt            print "testguest: gdtr base=B limit=L" as sgdt reports it
  *
  * Tokens whose key contains a '.' (kernel-style parameters such as virtio_mmio.device=...,
  * which a VMM may append) are skipped. Any other unknown or malformed token prints
@@ -206,6 +209,18 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		if (!rt_parse_u64(&val, &n))
 			unknown(tok);
 		ticks(n);
+	} else if (rt_token_is(tok, "cpuid")) {
+		uint32_t a, b, c, d;
+
+		__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+		con_printf("testguest: cpuid apic=%u count=%u hv=%u tsc_khz=%u\n", b >> 24,
+			   (b >> 16) & 0xff, c >> 31, (unsigned)tsc_khz());
+	} else if (rt_token_is(tok, "sgdt")) {
+		struct idt_ptr g;
+
+		__asm__ volatile("sgdt %0" : "=m"(g));
+		con_printf("testguest: gdtr base=0x%lx limit=0x%x\n", (unsigned long)g.base,
+			   (unsigned)g.limit);
 	} else if (rt_token_is(tok, "boottimer")) {
 		*(volatile uint32_t *)0xd0000000ULL = 123;
 	} else if (!is_foreign_param(tok)) {

@@ -251,3 +251,22 @@ def test_initrd_is_accepted(hearth, guest, tmp_path):
     rd.write_bytes(os.urandom(1 << 20))
     r = hearth("--kernel", guest("hello"), "--initrd", rd)
     assert r.code == 0, r.err
+
+
+def test_cpuid_apic_id_is_the_vcpus_own(hearth, guest):
+    """guest-compat.md: guests index per-CPU data by the APIC ID cpuid reports."""
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "cpuid")
+    assert r.code == 0, r.err
+    m = re.search(r"cpuid apic=(\d+) count=(\d+) hv=(\d)", r.out)
+    assert m, r.out
+    assert m.group(1) == "0"
+    assert m.group(3) == "1"
+
+
+def test_sgdt_shows_the_guests_own_gdt(hearth, guest):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "sgdt")
+    assert r.code == 0, r.err
+    m = re.search(r"gdtr base=0x([0-9a-f]+) limit=0x([0-9a-f]+)", r.out)
+    assert m, r.out
+    base, limit = int(m.group(1), 16), int(m.group(2), 16)
+    assert base < 0x40000000 and limit < 0x100, (hex(base), hex(limit))

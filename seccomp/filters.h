@@ -1,0 +1,34 @@
+/*
+ * Per-thread seccomp filters: one allowlist per thread kind (VMM, API, vCPU), built with
+ * libseccomp and loaded by each thread itself, before it handles anything a guest or a client
+ * controls. A system call outside the list traps (SIGSYS): the process-wide handler prints
+ *
+ *     hearth: seccomp: thread <kind> made forbidden system call <nr> (<name>)
+ *
+ * and the process exits with EXIT_SECCOMP (246). docs/ARCHITECTURE.md lists what each thread
+ * may do and why.
+ */
+#ifndef HEARTH_SECCOMP_FILTERS_H
+#define HEARTH_SECCOMP_FILTERS_H
+
+#include <stdbool.h>
+
+#include "vmm/error.h"
+
+enum thread_kind { THREAD_VMM, THREAD_API, THREAD_VCPU };
+#define THREAD_KINDS 3
+
+const char *thread_kind_name(enum thread_kind k);
+
+/* Once, on the main thread before any other thread starts: filters on or off (--no-seccomp),
+ * the SIGSYS handler, and the process-wide state the filtered threads must not load later
+ * (the time zone). */
+int seccomp_setup(bool enabled, struct error *err);
+bool seccomp_enabled(void);
+
+/* Load the filter of `kind` on the calling thread (and unblock SIGSYS there, so the report
+ * can run). The BPF program of each kind is compiled once, on first use. A no-op when the
+ * filters are off. */
+int seccomp_install(enum thread_kind kind, struct error *err);
+
+#endif
