@@ -1109,21 +1109,15 @@ static void sh_run(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	struct vm *vm = v->vm;
 
-	if (v->id != 0 || e->halted_for_good) {
+	if (v->id != 0) {
 		/* Application processors do not run in shadow mode: they stay parked. */
-		while (vm_vcpu_checkpoint(v)) {
-			struct timespec ts = {0, 10 * 1000 * 1000};
-
-			nanosleep(&ts, NULL);
-		}
+		vm_vcpu_park(v);
 		return;
 	}
 	while (vm_vcpu_checkpoint(v)) {
 		if (e->halted_for_good) {
-			struct timespec ts = {0, 10 * 1000 * 1000};
-
-			nanosleep(&ts, NULL);
-			continue;
+			vm_vcpu_park(v);
+			return;
 		}
 		run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 		if (e->sregs_dirty) {

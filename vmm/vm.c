@@ -639,6 +639,19 @@ bool vm_vcpu_checkpoint(struct vcpu *v)
 	return !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE);
 }
 
+void vm_vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (!__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 void vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->pause_lock);

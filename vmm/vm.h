@@ -120,6 +120,8 @@ void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 /* Called by engines before each KVM_RUN: parks while paused; false when the VM must stop. */
 bool vm_vcpu_checkpoint(struct vcpu *v);
+/* For a vCPU that will not run again: wait (counted as parked) until the VM stops. */
+void vm_vcpu_park(struct vcpu *v);
 /* Ask the VM to stop; the first request wins. Safe from any thread. */
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

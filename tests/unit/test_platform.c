@@ -1696,11 +1696,11 @@ static void test_cli_errors_structure(void **state)
 	EXPECT_CLI_ERROR("unknown option '-k' (see --help)", "--kernel", "k", "-k");
 	EXPECT_CLI_ERROR("unexpected argument 'extra' (see --help)", "--kernel", "k", "extra");
 	EXPECT_CLI_ERROR("unexpected argument 'vmlinux' (see --help)", "vmlinux", "--mem", "64");
-	EXPECT_CLI_ERROR("--config-file describes the whole VM: do not combine it with --kernel or "
-	                 "--drive",
+	EXPECT_CLI_ERROR("--config-file describes the whole VM: do not combine it with --kernel, "
+	                 "--drive or --net",
 	                 "--config-file", "vm.json", "--kernel", "k");
-	EXPECT_CLI_ERROR("--config-file describes the whole VM: do not combine it with --kernel or "
-	                 "--drive",
+	EXPECT_CLI_ERROR("--config-file describes the whole VM: do not combine it with --kernel, "
+	                 "--drive or --net",
 	                 "--config-file", "vm.json", "--drive", "a.img");
 	EXPECT_CLI_ERROR("--no-api needs --config-file (nothing else could start the VM)",
 	                 "--kernel", "k", "--no-api");
