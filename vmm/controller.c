@@ -1,6 +1,7 @@
 #include "controller.h"
 #include "exit_codes.h"
 #include "log.h"
+#include "engine.h"
 #include "metrics.h"
 #include "seccomp/filters.h"
 #include "virtio/blk.h"
@@ -186,6 +187,19 @@ static void guest_stopped(struct controller *c)
 	c->state = VM_STOPPED;
 	c->exit_code = vm_exit_code(&c->vm->stop);
 	log_status("%s (exit status %d)", c->vm->stop.detail, c->exit_code);
+	if (c->vm->engine == MMU_SHADOW) {
+		struct shadow_stats s;
+
+		shadow_engine_stats(c->vm, &s);
+		log_info("shadow: %llu traps (%.2f us in hearth each), cache: %llu hits, %llu misses, %llu "
+			 "fills, %llu evictions, %llu invalidations, %llu epochs, %llu pool reloads, "
+			 "%llu page-table writes",
+			 (unsigned long long)s.traps, s.traps ? s.trap_ns / s.traps / 1000.0 : 0.0,
+			 (unsigned long long)s.hits, (unsigned long long)s.misses,
+			 (unsigned long long)s.fills, (unsigned long long)s.evictions,
+			 (unsigned long long)s.invalidations, (unsigned long long)s.epochs,
+			 (unsigned long long)s.reloads, (unsigned long long)s.tracked_writes);
+	}
 	metrics_flush(c);
 }
 
@@ -216,6 +230,21 @@ static char *info_json(struct controller *c)
 	cJSON_AddStringToObject(o, "host_mmu", host_mmu_describe(&c->vm->host));
 	if (c->state != VM_NOT_STARTED)
 		cJSON_AddStringToObject(o, "engine", mmu_mode_name(c->vm->engine));
+	if (c->state != VM_NOT_STARTED && c->vm->engine == MMU_SHADOW) {
+		struct shadow_stats st;
+		cJSON *sh = cJSON_AddObjectToObject(o, "shadow");
+
+		shadow_engine_stats(c->vm, &st);
+		cJSON_AddNumberToObject(sh, "traps", (double)st.traps);
+		cJSON_AddNumberToObject(sh, "cache_hits", (double)st.hits);
+		cJSON_AddNumberToObject(sh, "cache_misses", (double)st.misses);
+		cJSON_AddNumberToObject(sh, "fills", (double)st.fills);
+		cJSON_AddNumberToObject(sh, "evictions", (double)st.evictions);
+		cJSON_AddNumberToObject(sh, "invalidations", (double)st.invalidations);
+		cJSON_AddNumberToObject(sh, "epochs", (double)st.epochs);
+		cJSON_AddNumberToObject(sh, "pool_reloads", (double)st.reloads);
+		cJSON_AddNumberToObject(sh, "page_table_writes", (double)st.tracked_writes);
+	}
 	if (c->state == VM_STOPPED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "exit");
 

@@ -34,6 +34,7 @@ void shadow_engine_destroy(struct vm *vm);
 struct shadow_stats {
 	uint64_t traps, hits, misses, fills, evictions, invalidations, epochs, reloads,
 		tracked_writes;
+	double trap_ns; /* time spent handling traps in hearth (exit to re-entry) */
 };
 void shadow_engine_stats(struct vm *vm, struct shadow_stats *s);
 /* The host CPU to run vCPU `id` on so that cpuid's APIC ID is its own, or -1. */

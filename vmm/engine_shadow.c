@@ -1139,8 +1139,14 @@ static void sh_run(struct vcpu *v)
 			    run->s.regs.sregs.cs.selector == SH_SEL_CS0) {
 				uint32_t vec;
 
+				struct timespec t0, t1;
+
 				memcpy(&vec, (uint8_t *)run + run->io.data_offset, 4);
+				clock_gettime(CLOCK_MONOTONIC, &t0);
 				trap(e, vec & 0xff);
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				e->cpu.trap_ns += (double)(t1.tv_sec - t0.tv_sec) * 1e9 +
+						  (double)(t1.tv_nsec - t0.tv_nsec);
 				break;
 			}
 			METRIC_INC(exit_io);
@@ -1212,6 +1218,7 @@ void shadow_engine_stats(struct vm *vm, struct shadow_stats *s)
 	s->epochs = e->mmu.st.epochs;
 	s->reloads = e->mmu.st.reloads;
 	s->tracked_writes = e->mmu.st.tracked_writes;
+	s->trap_ns = e->cpu.trap_ns;
 }
 
 const struct engine shadow_engine = {

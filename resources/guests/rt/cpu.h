@@ -10,6 +10,7 @@
 #define CR0_MP         (1ULL << 1)
 #define CR0_EM         (1ULL << 2)
 #define CR0_TS         (1ULL << 3)
+#define CR0_WP         (1ULL << 16)
 #define CR4_OSFXSR     (1ULL << 9)
 #define CR4_OSXMMEXCPT (1ULL << 10)
 #define CR4_OSXSAVE    (1ULL << 18)

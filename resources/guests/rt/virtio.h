@@ -211,4 +211,49 @@ bool rt_vcon_init(struct rt_vcon *c, struct rt_virtio_dev *d);
 /* Send `n` bytes on transmitq, one buffer per 256 bytes. */
 void rt_vcon_write(struct rt_vcon *c, const char *s, size_t n);
 
+/* ---- virtio-net (device id 1), one queue pair ---- */
+
+#define RT_VNET_RX_QUEUE 0
+#define RT_VNET_TX_QUEUE 1
+#define RT_VNET_HDR      12   /* struct virtio_net_hdr_v1: the VERSION_1 header, always */
+#define RT_VNET_BUF_MAX  9728 /* largest receive buffer (a 9000-byte MTU frame fits) */
+/* A frame spread over several buffers (MRG_RXBUF) is gathered here: at most a ring of them. */
+#define RT_VNET_FRAME_MAX (RT_VQ_SIZE * RT_VNET_BUF_MAX)
+
+struct rt_vnet {
+	struct rt_virtio_dev *dev;
+	uint8_t mac[6];
+	uint16_t mtu;       /* from the config space (VIRTIO_NET_F_MTU), else 1500 */
+	bool mrg;           /* VIRTIO_NET_F_MRG_RXBUF negotiated */
+	bool csum;          /* CSUM and GUEST_CSUM negotiated: partial checksums both ways */
+	uint32_t buf_size;  /* bytes per receive buffer */
+	uint8_t *bufs;      /* receive buffer i at bufs + i * buf_size (descriptor i) */
+	uint16_t nbufs;     /* = the receive queue's size */
+	uint16_t held[RT_VQ_SIZE]; /* the buffers of the frame last returned by rt_vnet_rx */
+	uint16_t nheld;
+	uint64_t rx_frames, tx_frames;
+};
+
+/*
+ * Negotiate VERSION_1, MAC, MTU and STATUS, plus MRG_RXBUF when `mrg` and CSUM with
+ * GUEST_CSUM when `csum` (if offered); set up both queues (interrupts suppressed: the guest
+ * polls), DRIVER_OK, then post every receive buffer (of `buf_size` bytes, 0 = header +
+ * Ethernet header + MTU + 4, capped at RT_VNET_BUF_MAX) from `mem`, which holds
+ * RT_VQ_SIZE * RT_VNET_BUF_MAX bytes. Prints why and returns false on failure.
+ */
+bool rt_vnet_init(struct rt_vnet *v, struct rt_virtio_dev *d, bool mrg, bool csum,
+                  uint32_t buf_size, uint8_t *mem);
+
+/*
+ * Poll receiveq once. When a frame is there, return it (virtio-net header first) and its
+ * length; it stays valid until rt_vnet_rx_done(). A frame in several buffers is copied into
+ * one static area first. Returns NULL when nothing arrived.
+ */
+uint8_t *rt_vnet_rx(struct rt_vnet *v, uint32_t *len);
+/* Give the last frame's buffers back to the device and notify it. */
+void rt_vnet_rx_done(struct rt_vnet *v);
+
+/* Send one frame (virtio-net header first) and wait until the device has taken it. */
+void rt_vnet_tx(struct rt_vnet *v, const void *frame, uint32_t len);
+
 #endif
