@@ -21,7 +21,7 @@ HEARTH    := $(BUILD)/hearth
 GUESTS    := $(BUILD)/guests
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: all run test unit integration asan guests clean deps format bench fuzz fuzz-smoke
+.PHONY: ensure-deps all run test unit integration asan guests clean deps format bench fuzz fuzz-smoke
 API_MODULE := $(BUILD)/hearth-api.so
 all: $(HEARTH) $(API_MODULE) guests
 
@@ -57,8 +57,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhearth.a
 guests:
 	$(MAKE) -C resources/guests OUT=$(abspath $(GUESTS))
 
+# Install missing Debian packages (as root; a no-op when everything is there).
+ensure-deps:
+	@if [ "$$(id -u)" = 0 ]; then .ci/install-deps; fi
+
 # Build hearth and the bundled guest, then boot it.
-run: all
+run: ensure-deps
+	$(MAKE) all
 	$(HEARTH) --kernel $(GUESTS)/hello.elf --cmdline "hello from make run"
 
 unit: $(UNIT_BINS)
@@ -68,7 +73,8 @@ unit: $(UNIT_BINS)
 integration: all
 	HEARTH_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
 
-test: unit integration
+test: ensure-deps
+	$(MAKE) unit integration
 
 # The same suites under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
