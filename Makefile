@@ -71,7 +71,7 @@ unit: $(UNIT_BINS)
 	$(MAKE) -C resources/guests OUT=$(abspath $(GUESTS)) check
 
 integration: all
-	HEARTH_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
+	HEARTH_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -rs tests/integration
 
 test: ensure-deps
 	$(MAKE) unit integration
@@ -83,7 +83,7 @@ asan:
 # libFuzzer targets (clang); fuzz-smoke runs each for a short bounded time.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c api/vm_config.c
+FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c vmm/shadow_mmu.c vmm/shadow_monitor.c vmm/shadow_decode.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c api/vm_config.c
 FUZZ_SECONDS ?= 20
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)

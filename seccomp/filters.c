@@ -151,6 +151,11 @@ static const struct rule vcpu_rules[] = {
 	IOCTL(KVM_TRANSLATE), /* internal-error report: the bytes at RIP */
 	IOCTL(TUNSETOFFLOAD), /* virtio-net: DRIVER_OK and reset arrive as MMIO writes */
 	ALLOW(epoll_ctl),     /* virtio-net asks the VMM loop to watch its TAP */
+	/* the shadow engine emulates rdmsr/wrmsr and xsetbv through KVM (registers and
+	 * segments travel in kvm_run's sync area, without ioctls) */
+	IOCTL(KVM_GET_MSRS),
+	IOCTL(KVM_SET_MSRS),
+	IOCTL(KVM_SET_XCRS),
 	ALLOW(rt_sigreturn),  /* return from the kick signal's handler */
 	ALLOW(rt_sigprocmask), /* thread exit */
 	ALLOW1(prctl, EQ(0, PR_GET_NAME)),

@@ -56,7 +56,7 @@ void virtio_net_random_mac(uint8_t mac[6])
 		for (size_t i = got; i < 6; i++, x = x * 1103515245u + 12345u)
 			mac[i] = (uint8_t)(x >> 24);
 	}
-	mac[0] = (uint8_t)((mac[0] & ~0x01) | 0x02); /* unicast, locally administered */
+	mac[0] = 0x02; /* unicast, locally administered: 02:xx:xx:xx:xx:xx */
 }
 
 int virtio_net_init(struct virtio_net *n, int fd, const char *ifname, const uint8_t mac[6],
@@ -349,7 +349,7 @@ static enum rx_step rx_one(struct virtio_net *n, bool *used)
 		return RX_STOP; /* the chain stays with the device for the next frame */
 	if (r <= 0) {
 		n->counters.rx_errors++;
-		tap_fail(n, "read", r < 0 ? errno : 0);
+		tap_fail(n, r < 0 ? "read" : "read: end of file", r < 0 ? errno : 0);
 		return RX_STOP;
 	}
 	if ((uint64_t)r < VIRTIO_NET_HDR_BYTES) {

@@ -123,7 +123,7 @@ struct virtio_net {
 	struct virtio_net_counters counters;
 };
 
-/* A random locally administered unicast MAC (02:xx:xx:xx:xx:xx style) from getrandom(). */
+/* A random locally administered unicast MAC, 02:xx:xx:xx:xx:xx, from getrandom(). */
 void virtio_net_random_mac(uint8_t mac[6]);
 
 /*

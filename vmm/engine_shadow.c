@@ -98,6 +98,8 @@ struct sh_engine {
 	uint64_t frame_va;
 	struct kvm_regs g; /* guest GPRs while a trap is handled (RAX/RSP/RIP/RFLAGS from the frame) */
 	bool sregs_dirty;
+	bool sregs_valid; /* run->s.regs.sregs holds the current special registers */
+	uint64_t cr2;     /* CR2 as the #PF stub saved it */
 	bool trace; /* HEARTH_SHADOW_TRACE=1: one stderr line per trap (debugging) */
 	bool halted_for_good;
 };
@@ -105,6 +107,20 @@ struct sh_engine {
 static struct sh_engine *engine_of(struct vcpu *v)
 {
 	return v->vm->shadow;
+}
+
+/* The special registers, fetched only when a trap needs them (CR3/CR8/FS/GS changes): the
+ * hot path syncs general registers only. */
+static struct kvm_sregs *sregs(struct sh_engine *e)
+{
+	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+
+	if (!e->sregs_valid) {
+		if (ioctl(e->v->fd, KVM_GET_SREGS, s) < 0)
+			memset(s, 0, sizeof(*s));
+		e->sregs_valid = true;
+	}
+	return s;
 }
 
 /* ---- guest memory through the guest's own mapping -------------------------------- */
@@ -287,7 +303,7 @@ static uint64_t current_key(struct sh_engine *e)
 /* Point the real CR3 at the shadow root for the guest's current mapping. */
 static void load_root(struct sh_engine *e)
 {
-	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+	struct kvm_sregs *s = sregs(e);
 
 	e->cpu.key = current_key(e);
 	s->cr3 = sh_mmu_root(&e->mmu, e->cpu.key);
@@ -299,7 +315,7 @@ static void load_root(struct sh_engine *e)
 
 static uint64_t seg_base(struct sh_engine *e, int seg)
 {
-	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+	struct kvm_sregs *s = sregs(e);
 
 	if (seg == SH_FS)
 		return s->fs.base;
@@ -410,7 +426,7 @@ static bool msr_write_kvm(struct sh_engine *e, uint32_t index, uint64_t value)
 static bool wrmsr(struct sh_engine *e, uint32_t index, uint64_t v)
 {
 	struct sh_cpu *c = &e->cpu;
-	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+	struct kvm_sregs *s = sregs(e);
 
 	switch (index) {
 	case MSR_EFER:
@@ -439,7 +455,7 @@ static bool wrmsr(struct sh_engine *e, uint32_t index, uint64_t v)
 static bool rdmsr(struct sh_engine *e, uint32_t index, uint64_t *v)
 {
 	struct sh_cpu *c = &e->cpu;
-	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+	struct kvm_sregs *s = sregs(e);
 	bool ok = true;
 
 	switch (index) {
@@ -460,7 +476,7 @@ static bool rdmsr(struct sh_engine *e, uint32_t index, uint64_t *v)
 static void mov_to_cr(struct sh_engine *e, unsigned cr, uint64_t v)
 {
 	struct sh_cpu *c = &e->cpu;
-	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+	struct kvm_sregs *s = sregs(e);
 	uint64_t old_key = c->key;
 
 	switch (cr) {
@@ -513,7 +529,7 @@ static uint64_t mov_from_cr(struct sh_engine *e, unsigned cr)
 	case 2: return e->cpu.cr2;
 	case 3: return e->cpu.cr3;
 	case 4: return e->cpu.cr4;
-	case 8: return e->v->run->s.regs.sregs.cr8;
+	case 8: return sregs(e)->cr8;
 	default: return 0;
 	}
 }
@@ -743,7 +759,7 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 		e->mmu.st.invalidations++;
 		break;
 	case SH_OP_SWAPGS: {
-		struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+		struct kvm_sregs *s = sregs(e);
 		uint64_t t = s->gs.base;
 
 		s->gs.base = c->kernel_gs_base;
@@ -830,7 +846,7 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 static void handle_pf(struct sh_engine *e, uint32_t err)
 {
 	struct sh_walk w;
-	uint64_t va = e->v->run->s.regs.sregs.cr2;
+	uint64_t va = e->cr2;
 
 	switch (sh_mmu_fault(&e->mmu, e->cpu.key, va, err, &w)) {
 	case SH_FILLED:
@@ -934,6 +950,10 @@ static void trap(struct sh_engine *e, unsigned vector)
 	enum emu r = EMU_DONE;
 
 	e->cpu.traps++;
+	if (vector == V_PF && rsp == outer_va - 8) {
+		e->cr2 = outer[-1]; /* the #PF stub pushed CR2 below the frame */
+		rsp = outer_va;
+	}
 	if (rsp != outer_va) {
 		/* An interrupt woke the stub's halt: the guest's frame is the outer one. */
 		uint64_t *inner = (uint64_t *)((uint8_t *)sh_mon_ptr(&e->mon, 0) + (rsp - SH_MON_VA));
@@ -951,7 +971,7 @@ static void trap(struct sh_engine *e, unsigned vector)
 		fprintf(stderr, "shadow: trap %u err %#x rip %#llx rsp %#llx rflags %#llx cr2 %#llx\n",
 			vector, err, (unsigned long long)e->g.rip, (unsigned long long)e->g.rsp,
 			(unsigned long long)e->g.rflags,
-			(unsigned long long)run->s.regs.sregs.cr2);
+			(unsigned long long)e->cr2);
 
 	switch (vector) {
 	case V_GP:
@@ -1119,7 +1139,7 @@ static void sh_run(struct vcpu *v)
 			vm_vcpu_park(v);
 			return;
 		}
-		run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+		run->kvm_valid_regs = KVM_SYNC_X86_REGS;
 		if (e->sregs_dirty) {
 			run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
 			e->sregs_dirty = false;
@@ -1133,10 +1153,11 @@ static void sh_run(struct vcpu *v)
 			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN: %s", strerror(errno));
 			return;
 		}
+		e->sregs_valid = false;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			if (run->io.port == SH_TRAP_PORT && run->io.direction == KVM_EXIT_IO_OUT &&
-			    run->s.regs.sregs.cs.selector == SH_SEL_CS0) {
+			    run->s.regs.regs.rip - SH_MON_VA < SH_OFF_CODE) {
 				uint32_t vec;
 
 				struct timespec t0, t1;

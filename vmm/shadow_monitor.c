@@ -19,6 +19,7 @@ static int has_error_code(unsigned v)
 /* Entry stub for vector v, 16 bytes:
  *   [push $0]              (6a 00) when the CPU pushed no error code
  *   push %rax              (50)
+ *   [mov %cr2,%rax; push %rax]  (0f 20 d0 50) for #PF
  *   mov $v, %eax           (b8 v 0 0 0)
  *   out %eax, $TRAP_PORT   (e7 ea)
  *   jmp .                  (eb fe)    never reached: hearth resumes elsewhere */
@@ -32,6 +33,14 @@ static void write_vector_stub(uint8_t *p, unsigned v)
 		p[i++] = 0x00;
 	}
 	p[i++] = 0x50;
+	if (v == 14) {
+		/* #PF: also push CR2 (mov %cr2, %rax; push %rax), so that hearth needs no
+		 * special-register read on the hottest trap. */
+		p[i++] = 0x0f;
+		p[i++] = 0x20;
+		p[i++] = 0xd0;
+		p[i++] = 0x50;
+	}
 	p[i++] = 0xb8;
 	p[i++] = (uint8_t)v;
 	p[i++] = 0;
@@ -200,6 +209,12 @@ void sh_monitor_mirror_gdt(struct sh_monitor *m, const uint64_t *desc, unsigned 
 			 * segment register in use keeps its descriptor (the CPU's hidden part). */
 			if (!kept(i, keep, nkeep))
 				gdt[i] = 0;
+			continue;
+		}
+		if ((d & (1ULL << 43)) && ((d >> 45) & 3) == 3 && !(d & (1ULL << 42))) {
+			/* The guest's own user-mode code segment: left at DPL0, so that entering
+			 * it (iret, far return or jump) faults and hearth can refuse user mode. */
+			gdt[i] = d & ~(3ULL << 45);
 			continue;
 		}
 		gdt[i] = d | (3ULL << 45); /* DPL3: the guest runs at CPL3 */

@@ -19,7 +19,8 @@
  *   avx       "mmuguest: avx ok" (or "mmuguest: avx skipped (no AVX)" when CPUID lacks
  *             XSAVE or AVX): CR4.OSXSAVE, XCR0 = 7, then 256-bit AVX code, likewise
  *   usermode  enter CPL3 with iretq (code page at X + 0x3000, user selectors, a TSS); the
- *             user code does int $0x80 back: "mmuguest: user mode ok", exit 0 (ends the run)
+ *             user code runs hlt, whose #GP brings it back: "mmuguest: user mode ok", exit 0
+ *             (ends the run). Not `int $n`: PVM hosts answer int from CPL3 with #UD.
  *   syscall   set EFER.SCE with wrmsr: "mmuguest: EFER.SCE ok"
  *
  * Tokens whose key contains a '.' are skipped. Exit status: 0 when every check passed, else
@@ -51,7 +52,7 @@ enum {
 #define VA_USER (PG_WINDOW_VA + 0x3000) /* page 3: user code */
 
 #define VEC_TIMER   0x40
-#define VEC_USER    0x80
+#define VEC_GP      13
 #define TIMER_COUNT 100000 /* bus cycles, divide by 1 */
 
 #define LEAF_RW (PG_P | PG_W | PG_A | PG_D)
@@ -66,8 +67,7 @@ static struct pg_root root[2];
 static volatile uint64_t *page_a, *page_b, *page_c, *page_d;
 static volatile uint64_t *const x = (volatile uint64_t *)VA_X;
 
-static _Noreturn __attribute__((format(printf, 2, 3))) void fail(int status, const char *fmt,
-								  ...)
+static _Noreturn __attribute__((format(printf, 2, 3))) void fail(int status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -120,8 +120,8 @@ static void check_roots(void)
 		write_cr3(root[k].cr3);
 		got = x[0];
 		if (got != want)
-			fail(EXIT_ROOTS, "two roots: root %d reads 0x%lx at 0x%lx, want 0x%lx", k + 1,
-			     (unsigned long)got, (unsigned long)VA_X, (unsigned long)want);
+			fail(EXIT_ROOTS, "two roots: root %d reads 0x%lx at 0x%lx, want 0x%lx",
+			     k + 1, (unsigned long)got, (unsigned long)VA_X, (unsigned long)want);
 		x[1] = want + (uint64_t)i;
 		if (page[1] != want + (uint64_t)i)
 			fail(EXIT_ROOTS, "two roots: a write through root %d missed page %c", k + 1,
@@ -175,7 +175,8 @@ static void on_pf(struct trap_frame *f)
 	uint64_t cr2 = read_cr2();
 
 	if (!pf_expect || cr2 != pf_expect || f->error != 0x3 || pf_count)
-		fail(EXIT_PF, "#PF at rip=0x%lx cr2=0x%lx err=0x%lx (expected one, cr2=0x%lx err=0x3)",
+		fail(EXIT_PF,
+		     "#PF at rip=0x%lx cr2=0x%lx err=0x%lx (expected one, cr2=0x%lx err=0x3)",
 		     (unsigned long)f->rip, (unsigned long)cr2, (unsigned long)f->error,
 		     (unsigned long)pf_expect);
 	pf_count++;
@@ -199,10 +200,10 @@ static void check_pf(void)
 	*ro = MARK_D; /* faults once; the handler makes the page writable and it retries */
 	pf_expect = 0;
 	if (pf_count != 1 || page_d[0] != MARK_D)
-		fail(EXIT_PF, "#PF: %u faults, page D holds 0x%lx (want 1 fault and 0x%lx)", pf_count,
-		     (unsigned long)page_d[0], (unsigned long)MARK_D);
+		fail(EXIT_PF, "#PF: %u faults, page D holds 0x%lx (want 1 fault and 0x%lx)",
+		     pf_count, (unsigned long)page_d[0], (unsigned long)MARK_D);
 	con_printf("mmuguest: #PF cr2=0x%lx err=0x%lx ok\n", (unsigned long)pf_cr2,
-		   (unsigned long)pf_err);
+	           (unsigned long)pf_err);
 }
 
 /* ---- LAPIC timer ---- */
@@ -249,14 +250,14 @@ static void check_sse(void)
 
 	enable_sse();
 	__asm__ volatile("movdqu %1, %%xmm0\n\t"
-			 "movdqu %2, %%xmm1\n\t"
-			 "paddd %%xmm1, %%xmm0\n\t"
-			 "pshufd $0x1b, %%xmm0, %%xmm2\n\t"
-			 "mov %%cr0, %%rax\n\t"
-			 "movdqu %%xmm2, %0"
-			 : "=m"(out)
-			 : "m"(a), "m"(b)
-			 : "rax", "memory");
+	                 "movdqu %2, %%xmm1\n\t"
+	                 "paddd %%xmm1, %%xmm0\n\t"
+	                 "pshufd $0x1b, %%xmm0, %%xmm2\n\t"
+	                 "mov %%cr0, %%rax\n\t"
+	                 "movdqu %%xmm2, %0"
+	                 : "=m"(out)
+	                 : "m"(a), "m"(b)
+	                 : "rax", "memory");
 	for (int i = 0; i < 4; i++)
 		if (out[i] != want[i])
 			fail(EXIT_SSE, "sse: lane %d is 0x%x, want 0x%x", i, out[i], want[i]);
@@ -267,11 +268,14 @@ static void check_sse(void)
 static void check_avx(void)
 {
 	static const uint64_t x4[4] = {0x3ff0000000000000ULL, 0x4000000000000000ULL,
-				       0x3fe0000000000000ULL, 0xc010000000000000ULL}; /* 1 2 .5 -4 */
+	                               0x3fe0000000000000ULL,
+	                               0xc010000000000000ULL}; /* 1 2 .5 -4 */
 	static const uint64_t y4[4] = {0x4000000000000000ULL, 0x4008000000000000ULL,
-				       0x3fd0000000000000ULL, 0x3ff8000000000000ULL}; /* 2 3 .25 1.5 */
+	                               0x3fd0000000000000ULL,
+	                               0x3ff8000000000000ULL}; /* 2 3 .25 1.5 */
 	static const uint64_t want[4] = {0x4008000000000000ULL, 0x4020000000000000ULL,
-					 0x3fe4000000000000ULL, 0xc024000000000000ULL}; /* 3 8 .625 -10 */
+	                                 0x3fe4000000000000ULL,
+	                                 0xc024000000000000ULL}; /* 3 8 .625 -10 */
 	uint64_t out[4];
 	uint32_t r[4];
 
@@ -284,19 +288,19 @@ static void check_avx(void)
 	write_cr4(read_cr4() | CR4_OSXSAVE);
 	xsetbv(0, 7); /* x87 | SSE | AVX */
 	__asm__ volatile("vmovdqu %1, %%ymm0\n\t"
-			 "vmovdqu %2, %%ymm1\n\t"
-			 "vmulpd %%ymm1, %%ymm0, %%ymm2\n\t"
-			 "vaddpd %%ymm0, %%ymm2, %%ymm3\n\t"
-			 "mov %%cr0, %%rax\n\t"
-			 "vmovdqu %%ymm3, %0\n\t"
-			 "vzeroupper"
-			 : "=m"(out)
-			 : "m"(x4), "m"(y4)
-			 : "rax", "memory");
+	                 "vmovdqu %2, %%ymm1\n\t"
+	                 "vmulpd %%ymm1, %%ymm0, %%ymm2\n\t"
+	                 "vaddpd %%ymm0, %%ymm2, %%ymm3\n\t"
+	                 "mov %%cr0, %%rax\n\t"
+	                 "vmovdqu %%ymm3, %0\n\t"
+	                 "vzeroupper"
+	                 : "=m"(out)
+	                 : "m"(x4), "m"(y4)
+	                 : "rax", "memory");
 	for (int i = 0; i < 4; i++)
 		if (out[i] != want[i])
-			fail(EXIT_AVX, "avx: lane %d is 0x%lx, want 0x%lx", i, (unsigned long)out[i],
-			     (unsigned long)want[i]);
+			fail(EXIT_AVX, "avx: lane %d is 0x%lx, want 0x%lx", i,
+			     (unsigned long)out[i], (unsigned long)want[i]);
 	con_puts("mmuguest: avx ok");
 }
 
@@ -307,33 +311,35 @@ static void check_avx(void)
 #define SEL_TSS   0x28
 
 static uint64_t gdt[7] __attribute__((aligned(16))) = {
-	0,
-	0x00af9b000000ffffULL, /* 0x08: kernel code, 64-bit (as the boot GDT) */
-	0x00cf93000000ffffULL, /* 0x10: kernel data */
-	0x00cff3000000ffffULL, /* 0x18: user data, DPL 3 */
-	0x00affb000000ffffULL, /* 0x20: user code, 64-bit, DPL 3 */
-	0,                     /* 0x28: TSS, filled in below */
-	0,
+    0,
+    0x00af9b000000ffffULL, /* 0x08: kernel code, 64-bit (as the boot GDT) */
+    0x00cf93000000ffffULL, /* 0x10: kernel data */
+    0x00cff3000000ffffULL, /* 0x18: user data, DPL 3 */
+    0x00affb000000ffffULL, /* 0x20: user code, 64-bit, DPL 3 */
+    0,                     /* 0x28: TSS, filled in below */
+    0,
 };
 static uint32_t tss[26] __attribute__((aligned(16)));
 static uint8_t kstack[4096] __attribute__((section(".noinit"), aligned(16)));
 
-static void on_user_int(struct trap_frame *f)
+static void on_user_gp(struct trap_frame *f)
 {
-	if ((f->cs & 3) != 3)
-		fail(EXIT_USER, "usermode: int 0x80 came from cs=0x%lx", (unsigned long)f->cs);
-	con_printf("mmuguest: user mode ok (int 0x80 from cs=0x%lx)\n", (unsigned long)f->cs);
+	if ((f->cs & 3) != 3 || f->rip != VA_USER)
+		fail(EXIT_USER, "usermode: #GP at rip=0x%lx cs=0x%lx, want the user hlt at 0x%lx",
+		     (unsigned long)f->rip, (unsigned long)f->cs, (unsigned long)VA_USER);
+	con_printf("mmuguest: user mode ok (#GP from hlt at cs=0x%lx)\n", (unsigned long)f->cs);
 	guest_exit(0);
 }
 
 static _Noreturn void enter_user_mode(void)
 {
-	static const uint8_t code[] = {0xcd, 0x80, 0xeb, 0xfe}; /* int $0x80; jmp . */
+	static const uint8_t code[] = {0xf4, 0xeb, 0xfe}; /* hlt (#GP at CPL3); jmp . */
 	struct {
 		uint16_t limit;
 		uint64_t base;
 	} __attribute__((packed)) gdtr = {sizeof(gdt) - 1, (uint64_t)(uintptr_t)gdt};
-	uint64_t t = (uint64_t)(uintptr_t)tss, rsp0 = (uint64_t)(uintptr_t)(kstack + sizeof(kstack));
+	uint64_t t = (uint64_t)(uintptr_t)tss,
+	         rsp0 = (uint64_t)(uintptr_t)(kstack + sizeof(kstack));
 	uint8_t *upage = pg_alloc();
 
 	if (!upage)
@@ -346,19 +352,19 @@ static _Noreturn void enter_user_mode(void)
 	gdt[6] = t >> 32;
 	__asm__ volatile("lgdt %0" : : "m"(gdtr));
 	__asm__ volatile("ltr %w0" : : "r"(SEL_TSS));
-	idt_set(VEC_USER, on_user_int, 3);
+	idt_set(VEC_GP, on_user_gp, 0);
 	write_cr3(root[0].cr3);
 	root[0].pt[(VA_USER - PG_WINDOW_VA) >> 12] = pg_pa(upage) | PG_P | PG_U | PG_A;
 	invlpg(VA_USER);
 	__asm__ volatile("pushq %0\n\t"
-			 "pushq %1\n\t"
-			 "pushq $2\n\t"
-			 "pushq %2\n\t"
-			 "pushq %3\n\t"
-			 "iretq"
-			 :
-			 : "i"(SEL_UDATA), "r"(VA_USER + PG_SIZE), "i"(SEL_UCODE), "r"(VA_USER)
-			 : "memory");
+	                 "pushq %1\n\t"
+	                 "pushq $2\n\t"
+	                 "pushq %2\n\t"
+	                 "pushq %3\n\t"
+	                 "iretq"
+	                 :
+	                 : "i"(SEL_UDATA), "r"(VA_USER + PG_SIZE), "i"(SEL_UCODE), "r"(VA_USER)
+	                 : "memory");
 	__builtin_unreachable();
 }
 

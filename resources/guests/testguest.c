@@ -24,6 +24,8 @@
  *   boottimer       write 123 to the boot-timer device (MMIO 0xd0000000)
  *   cpuid           print "testguest: cpuid apic=A count=N hv=H tsc_khz=K": the APIC ID and
  *                   logical count of leaf 1, the hypervisor bit, leaf 0x40000010's EAX
+ *   traps=N         execute N `cli` instructions (each one traps in shadow mode) and print
+ *                   "testguest: traps N cycles C" (rdtsc cycles for all of them)
  *   sgdt            print "testguest: gdtr base=B limit=L" as sgdt reports it
  *
  * Tokens whose key contains a '.' (kernel-style parameters such as virtio_mmio.device=...,
@@ -215,6 +217,16 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
 		con_printf("testguest: cpuid apic=%u count=%u hv=%u tsc_khz=%u\n", b >> 24,
 			   (b >> 16) & 0xff, c >> 31, (unsigned)tsc_khz());
+	} else if (rt_token_value(tok, "traps", &val)) {
+		uint64_t t0;
+
+		if (!rt_parse_u64(&val, &n))
+			unknown(tok);
+		t0 = rdtsc();
+		for (uint64_t i = 0; i < n; i++)
+			__asm__ volatile("cli" ::: "memory");
+		con_printf("testguest: traps %lu cycles %lu\n", (unsigned long)n,
+			   (unsigned long)(rdtsc() - t0));
 	} else if (rt_token_is(tok, "sgdt")) {
 		struct idt_ptr g;
 

@@ -21,13 +21,15 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Api:
-    """One hearth process serving its API on a socket in `tmp`."""
+    """One hearth process serving its API on a socket in `tmp`; `prefix` runs it through
+    another command (e.g. ip netns exec NS)."""
 
-    def __init__(self, tmp, *args):
+    def __init__(self, tmp, *args, prefix=()):
         self.sock = str(tmp / "api.sock")
         self.out = open(tmp / "stdout", "wb+")
         self.err = open(tmp / "stderr", "wb+")
-        self.proc = subprocess.Popen([str(HEARTH), "--api-sock", self.sock, *map(str, args)],
+        self.proc = subprocess.Popen([*map(str, prefix), str(HEARTH), "--api-sock", self.sock,
+                                      *map(str, args)],
                                      stdin=subprocess.DEVNULL, stdout=self.out,
                                      stderr=self.err)
         deadline = time.monotonic() + 10

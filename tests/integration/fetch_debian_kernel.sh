@@ -4,9 +4,12 @@
 #
 #   .cache/debian-kernel/bzImage   the package's /boot/vmlinuz-* as shipped
 #   .cache/debian-kernel/vmlinux   the uncompressed ELF vmlinux, extracted from the bzImage here
+#   .cache/debian-kernel/modules/  the package's /lib/modules/<version>/ (modules.builtin and
+#                                  kernel/**/*.ko): what an initramfs needs
 #
-# Idempotent: when both images are already there and valid, nothing is fetched.
-# Prints the two paths (one per line, as "bzImage: PATH" and "vmlinux: PATH") on success.
+# Idempotent: when the images and the modules are already there and valid, nothing is fetched.
+# Prints the paths (one per line, as "bzImage: PATH", "vmlinux: PATH" and "modules: PATH") on
+# success.
 #
 # Exit status: 0 ok; 2 the package registry cannot be reached (apt-get update fails) or this
 # machine has no apt at all: the caller may skip; 1 anything else (a missing or malformed
@@ -109,11 +112,12 @@ valid_bzimage() { # path
 done_paths() {
     echo "bzImage: $CACHE/bzImage"
     echo "vmlinux: $CACHE/vmlinux"
+    echo "modules: $CACHE/modules"
     [ -s "$CACHE/VERSION" ] && echo "package: $(cat "$CACHE/VERSION")"
     exit 0
 }
 
-if valid_bzimage bzImage && valid_elf vmlinux; then
+if valid_bzimage bzImage && valid_elf vmlinux && [ -s modules/modules.builtin ]; then
     done_paths
 fi
 
@@ -174,6 +178,13 @@ valid_bzimage bzImage.tmp || die "$vmlinuz is not a bzImage (no HdrS)"
 mv bzImage.tmp bzImage
 extract_vmlinux bzImage vmlinux || die "could not extract vmlinux from $vmlinuz"
 valid_elf vmlinux || die "extracted vmlinux is not an ELF"
+moddir=
+for d in root/lib/modules/*/ root/usr/lib/modules/*/; do
+    if [ -s "$d/modules.builtin" ]; then moddir=$d; break; fi
+done
+[ -n "$moddir" ] || die "$deb has no /lib/modules/*/modules.builtin"
+rm -rf modules
+mv "$moddir" modules
 echo "$pkg $(dpkg-deb -f "$deb" Version) ${vmlinuz#root}" > VERSION
 rm -rf root ./*.deb
 done_paths

@@ -72,8 +72,9 @@ static inline void xsetbv(uint32_t xcr, uint64_t v)
 /* r[0..3] = EAX, EBX, ECX, EDX of leaf/subleaf. */
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
-	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
-			 : "a"(leaf), "c"(sub));
+	__asm__ volatile("cpuid"
+	                 : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+	                 : "a"(leaf), "c"(sub));
 }
 
 /* TSC frequency in kHz from the hypervisor leaf 0x40000010, or 0 when it is not there. */

@@ -28,11 +28,11 @@ static void set_gate(unsigned vector, unsigned dpl)
 	uint64_t target = (uint64_t)(uintptr_t)(idt_stubs + 16 * vector);
 
 	idt[vector] = (struct idt_gate){
-		.off0 = (uint16_t)target,
-		.sel = SEL_CODE64,
-		.type = (uint8_t)(GATE_INTR | (dpl & 3) << 5),
-		.off1 = (uint16_t)(target >> 16),
-		.off2 = (uint32_t)(target >> 32),
+	    .off0 = (uint16_t)target,
+	    .sel = SEL_CODE64,
+	    .type = (uint8_t)(GATE_INTR | (dpl & 3) << 5),
+	    .off1 = (uint16_t)(target >> 16),
+	    .off2 = (uint32_t)(target >> 32),
 	};
 }
 
@@ -62,7 +62,7 @@ void idt_dispatch(struct trap_frame *f)
 		return;
 	}
 	con_printf("rt: unexpected vector %u, error 0x%lx, at rip=0x%lx cs=0x%lx cr2=0x%lx\n",
-		   (unsigned)f->vector, (unsigned long)f->error, (unsigned long)f->rip,
-		   (unsigned long)f->cs, (unsigned long)read_cr2());
+	           (unsigned)f->vector, (unsigned long)f->error, (unsigned long)f->rip,
+	           (unsigned long)f->cs, (unsigned long)read_cr2());
 	guest_exit(RT_EXIT_TRAP);
 }

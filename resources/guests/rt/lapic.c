@@ -8,8 +8,8 @@
 #define REG_TIMER_ICR 0x380
 #define REG_TIMER_DCR 0x3e0
 
-#define SVR_ENABLE    0x100
-#define DCR_DIVIDE_1  0xb
+#define SVR_ENABLE   0x100
+#define DCR_DIVIDE_1 0xb
 
 static void lapic_write(uint32_t reg, uint32_t v)
 {
