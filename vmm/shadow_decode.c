@@ -90,7 +90,7 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 			uint8_t sub = (uint8_t)(((in->reg & 7) << 3) | (in->rm & 7));
 
 			switch (sub) {
-			case 0x38: in->op = SH_OP_SWAPGS; break;
+			case 0x38: in->op = mode64 ? SH_OP_SWAPGS : SH_OP_OTHER; break;
 			case 0x39: in->op = SH_OP_RDTSCP; break;
 			case 0x11: in->op = SH_OP_XSETBV; break;
 			case 0x08: in->op = SH_OP_MONITOR; break;
@@ -125,23 +125,36 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 	case 0x20:
 	case 0x21:
 	case 0x22:
-	case 0x23:
-		/* mov to/from control and debug registers: ModRM is always a register form */
-		modrm(c, in, mode64);
+	case 0x23: {
+		/* mov to/from control and debug registers: ModRM is always a register form,
+		 * whatever its mod field says (no SIB, no displacement). */
+		uint8_t m = next(c);
+
+		in->has_modrm = true;
+		in->mod = 3;
+		in->reg = ((m >> 3) & 7) | ((in->rex & 4) ? 8 : 0);
+		in->rm = (m & 7) | ((in->rex & 1) ? 8 : 0);
+		in->base = in->index = -1;
 		in->mem = false;
 		in->op = op == 0x20 ? SH_OP_MOV_FROM_CR : op == 0x22 ? SH_OP_MOV_TO_CR
 			 : op == 0x21 ? SH_OP_MOV_FROM_DR : SH_OP_MOV_TO_DR;
 		in->opsize = mode64 ? 8 : 4;
 		return 0;
+	}
 	case 0x30: in->op = SH_OP_WRMSR; return 0;
 	case 0x31: in->op = SH_OP_RDTSC; return 0;
 	case 0x32: in->op = SH_OP_RDMSR; return 0;
 	case 0x33: in->op = SH_OP_RDPMC; return 0;
 	case 0x34: in->op = SH_OP_SYSENTER; return 0;
 	case 0x35: in->op = SH_OP_SYSEXIT; return 0;
-	case 0xa1: in->op = SH_OP_POP_SEG; in->reg = SH_FS; return 0;
+	case 0xa1:
+	case 0xa9:
+		in->op = SH_OP_POP_SEG;
+		in->reg = op == 0xa1 ? SH_FS : SH_GS;
+		if (mode64 && in->opsize == 4)
+			in->opsize = 8; /* stack operations default to 64 bits */
+		return 0;
 	case 0xa2: in->op = SH_OP_CPUID; return 0;
-	case 0xa9: in->op = SH_OP_POP_SEG; in->reg = SH_GS; return 0;
 	default: in->op = SH_OP_OTHER; return 0;
 	}
 }
@@ -173,11 +186,22 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		case 0x65: in->seg = SH_GS; continue;
 		default: break;
 		}
+		if (mode64 && (op & 0xf0) == 0x40) {
+			/* REX counts only right before the opcode: a later prefix cancels it. */
+			uint8_t rex = op;
+
+			op = next(&c);
+			if (c.bad)
+				return -1;
+			if (op == 0x66 || op == 0x67 || op == 0xf0 || op == 0xf2 || op == 0xf3 ||
+			    op == 0x26 || op == 0x2e || op == 0x36 || op == 0x3e || op == 0x64 ||
+			    op == 0x65 || (op & 0xf0) == 0x40) {
+				c.pos--;
+				continue;
+			}
+			in->rex = rex;
+		}
 		break;
-	}
-	if (mode64 && (op & 0xf0) == 0x40) {
-		in->rex = op;
-		op = next(&c);
 	}
 	if (mode64) {
 		in->addrsize = addr_prefix ? 4 : 8;
@@ -209,6 +233,8 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		modrm(&c, in, mode64);
 		in->op = SH_OP_MOV_TO_SEG;
 		in->reg &= 7;
+		if (in->reg == SH_CS || in->reg > SH_GS)
+			return -1; /* #UD */
 		break;
 	case 0x07: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_ES; break;
 	case 0x17: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_SS; break;
