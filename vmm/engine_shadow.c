@@ -881,7 +881,7 @@ static void handle_db(struct sh_engine *e)
 	if (e->cpu.stepping_pt) {
 		/* The page-table write is done: the page is a page table again. */
 		e->cpu.stepping_pt = false;
-		e->mmu.exempt = 0;
+		e->mmu.exempt = SH_NO_EXEMPT;
 		sh_mmu_flush(&e->mmu);
 		e->g.rflags &= ~RF_TF;
 		return;

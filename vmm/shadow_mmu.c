@@ -16,6 +16,7 @@ void sh_mmu_init(struct sh_mmu *m, struct sh_monitor *mon, const struct guest_me
 		 int vm_fd)
 {
 	memset(m, 0, sizeof(*m));
+	m->exempt = SH_NO_EXEMPT;
 	m->mon = mon;
 	m->gm = gm;
 	m->vm_fd = vm_fd;
@@ -121,7 +122,7 @@ static bool tracked_in_range(const struct sh_mmu *m, uint64_t gpa, uint64_t size
 static bool track(struct sh_mmu *m, uint64_t gpa)
 {
 	if (sh_mmu_is_tracked(m, gpa) || (gpa >> 12) == m->exempt)
-		return false;
+		return false; /* (exempt is SH_NO_EXEMPT, never a page number, when unused) */
 	if (m->ntracked == SH_MAX_TRACKED) {
 		/* Forget the oldest: it will be found again on its next walk. */
 		memmove(m->tracked, m->tracked + 1, (SH_MAX_TRACKED - 1) * sizeof(m->tracked[0]));
@@ -235,8 +236,18 @@ static uint64_t descend(struct sh_mmu *m, uint64_t tbl, unsigned idx)
 	uint64_t *e = &pool_page(m, tbl)[idx];
 	uint64_t child;
 
-	if (*e & PTE_P)
-		return ((*e & PTE_ADDR) - SH_POOL_GPA) >> 12;
+	if (*e & PTE_P) {
+		uint64_t addr = *e & PTE_ADDR;
+
+		/* A large leaf where a table is now needed would have to narrow in place,
+		 * which KVM would not see: start a new epoch instead; the guest faults again. */
+		if ((*e & PTE_PS) || addr < SH_POOL_GPA ||
+		    addr >= SH_POOL_GPA + (uint64_t)SH_POOL_PAGES * SIZE_4K) {
+			sh_mmu_flush(m);
+			return UINT64_MAX;
+		}
+		return (addr - SH_POOL_GPA) >> 12;
+	}
 	child = alloc_page(m);
 	if (child == UINT64_MAX)
 		return UINT64_MAX;
@@ -262,13 +273,20 @@ enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, u
 		 i1 = (va >> 12) & 511;
 	int ri;
 
+	if (i4 == SH_MON_PML4_SLOT)
+		return SH_BAD_GPA; /* hearth's slot: no guest mapping may live there */
 	if (key == SH_KEY_IDENTITY) {
 		sh_mmu_translate(m, key, va, write, w);
 	} else {
-		if (i4 == SH_MON_PML4_SLOT)
-			return SH_BAD_GPA; /* the guest's own tables may not use hearth's slot */
-		if (!walk(m, key, va, write, fetch, true, &new_tracked, w))
+		if (!walk(m, key, va, write, fetch, true, &new_tracked, w)) {
+			if (new_tracked) {
+				/* The walk failed, but the tables it passed are protected from now on:
+				 * writable mappings of them must go all the same. */
+				sh_mmu_flush(m);
+				m->st.invalidations++;
+			}
 			return SH_GUEST_FAULT;
+		}
 		if (new_tracked) {
 			/* A page just became a page table: entries mapping it writable must go. */
 			sh_mmu_flush(m);

@@ -23,6 +23,7 @@
 #define SH_ROOTS        16
 #define SH_KEY_IDENTITY (~0ULL) /* guest paging off: VA = GPA */
 #define SH_MAX_TRACKED  4096
+#define SH_NO_EXEMPT    UINT64_MAX
 
 /* x86 page-table bits. */
 #define PTE_P    0x1ULL
@@ -66,7 +67,7 @@ struct sh_mmu {
 	/* guest page-table pages (GPA >> 12), write-protected in every shadow */
 	uint64_t tracked[SH_MAX_TRACKED];
 	unsigned ntracked;
-	uint64_t exempt; /* a tracked page left writable for one instruction (GPA >> 12), or 0 */
+	uint64_t exempt; /* a page left writable for one instruction (GPA >> 12), or SH_NO_EXEMPT */
 	/* guest paging controls that change what a walk allows */
 	bool nxe, wp;
 	struct sh_mmu_stats st;
