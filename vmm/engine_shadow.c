@@ -843,6 +843,52 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 
 /* ---- traps ---------------------------------------------------------------------------- */
 
+/* Emulate a plain `mov` store into a guest page table (the usual way a guest writes a
+ * PTE). Shadow entries can only derive from present guest entries: a store that leaves
+ * every entry it touches as it was, or fills a not-present one, changes nothing hearth
+ * has derived; otherwise a new epoch drops the stale shadows. Returns false when the
+ * instruction is not one of these (the caller single-steps it instead). */
+static bool emulate_pt_store(struct sh_engine *e, uint64_t va, uint64_t gpa)
+{
+	uint16_t cs_real = (uint16_t)(e->cpu.cs | 3);
+	bool m64 = code64(e, cs_real);
+	struct sh_insn in;
+	uint8_t bytes[15];
+	size_t n = 0;
+	uint64_t value, old, new_entry, ea, aligned;
+	unsigned size;
+	uint8_t *p;
+
+	while (n < sizeof(bytes) && vcopy(e, e->g.rip + n, bytes + n, 1, false))
+		n++;
+	if (sh_decode(bytes, n, m64, code32(e, cs_real), &in) < 0 || in.lock || in.rep ||
+	    (in.op != SH_OP_MOV_STORE && in.op != SH_OP_MOV_STORE_IMM))
+		return false;
+	size = in.opsize;
+	if (size != 4 && size != 8)
+		return false;
+	ea = effective_address(e, &in);
+	if (ea != va || (gpa & 7) + size > 8)
+		return false; /* not the faulting access, or an entry-straddling store */
+	value = in.op == SH_OP_MOV_STORE ? *gpr(e, in.reg) : in.imm;
+	aligned = gpa & ~7ULL;
+	p = gm_ptr(&e->v->vm->mem, aligned, 8);
+	if (!p)
+		return false;
+	memcpy(&old, p, 8);
+	new_entry = old;
+	memcpy((uint8_t *)&new_entry + (gpa & 7), &value, size);
+	if ((old & PTE_P) && new_entry != old) {
+		e->mmu.st.invalidations++;
+		sh_mmu_flush(&e->mmu);
+	}
+	__atomic_store_n((uint64_t *)p, new_entry, __ATOMIC_RELEASE);
+	e->g.rip += in.len;
+	if (!m64)
+		e->g.rip &= 0xffffffffULL;
+	return true;
+}
+
 static void handle_pf(struct sh_engine *e, uint32_t err)
 {
 	struct sh_walk w;
@@ -856,9 +902,11 @@ static void handle_pf(struct sh_engine *e, uint32_t err)
 		reflect(e, V_PF, w.fault_error, false);
 		return;
 	case SH_TRACKED_WRITE:
-		/* A store to one of the guest's page tables: let this one instruction write
-		 * (the page writable, derived entries dropped), single-step it, and protect the
-		 * page again right after. */
+		if (emulate_pt_store(e, va, w.gpa))
+			return;
+		/* A store to one of the guest's page tables that hearth does not decode: let
+		 * this one instruction write (the page writable, derived entries dropped),
+		 * single-step it, and protect the page again right after. */
 		e->cpu.stepping_pt = true;
 		e->cpu.stepping_gpa = w.gpa;
 		e->mmu.exempt = w.gpa >> 12;

@@ -229,6 +229,19 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 	case 0xcf: in->op = SH_OP_IRET; break;
 	case 0xca: in->op = SH_OP_LRET; in->imm = (uint64_t)next_signed(&c, 2) & 0xffff; break;
 	case 0xcb: in->op = SH_OP_LRET; break;
+	case 0x89:
+		modrm(&c, in, mode64);
+		in->op = in->mem ? SH_OP_MOV_STORE : SH_OP_OTHER;
+		break;
+	case 0xc7:
+		modrm(&c, in, mode64);
+		if (!in->mem || (in->reg & 7) != 0) {
+			in->op = SH_OP_OTHER;
+			break;
+		}
+		in->op = SH_OP_MOV_STORE_IMM;
+		in->imm = (uint64_t)next_signed(&c, in->opsize == 2 ? 2 : 4);
+		break;
 	case 0x8e:
 		modrm(&c, in, mode64);
 		in->op = SH_OP_MOV_TO_SEG;

@@ -25,6 +25,8 @@ enum sh_op {
 	SH_OP_INT, SH_OP_INT3, SH_OP_INTO,
 	SH_OP_SYSCALL, SH_OP_SYSRET, SH_OP_SYSENTER, SH_OP_SYSEXIT,
 	SH_OP_PUSHF, SH_OP_POPF, SH_OP_UD2,
+	SH_OP_MOV_STORE,     /* mov r/m, reg (89): the store form guests write PTEs with */
+	SH_OP_MOV_STORE_IMM, /* mov r/m, imm32 (c7 /0) */
 };
 
 /* Segment register numbers, as in ModRM.reg of mov Sreg. */

@@ -22,16 +22,18 @@
  *   blkbench: ready
  *   blkbench: tsc khz=K source=cpuid|pit pit_khz=P pit_err_ppm=E
  *   blkbench: disk bytes=B region=R bs=S rand=N flush=0|1
- *   blkbench: phase=seqwrite bytes=B reqs=N cycles=C ns=T kibps=V
- *   blkbench: phase=seqread bytes=B reqs=N cycles=C ns=T kibps=V
- *   blkbench: phase=randread bytes=B reqs=N cycles=C ns=T iops=V
+ *   blkbench: phase=seqwrite bytes=B reqs=N cycles=C ns=T wait_ns=W ack_ns=A kibps=V
+ *   blkbench: phase=seqread bytes=B reqs=N cycles=C ns=T wait_ns=W ack_ns=A kibps=V
+ *   blkbench: phase=randread bytes=B reqs=N cycles=C ns=T wait_ns=W ack_ns=A iops=V
  *   blkbench: done
+ * (wait and ack: see request()).
  *
  * Time: rdtsc, converted with the TSC frequency. That comes from the hypervisor leaf
  * 0x40000010 (EAX, kHz) when CPUID has it (hearth's hardware mode), and otherwise from a
  * calibration against PIT channel 2 (in shadow mode the guest's cpuid is the host CPU's own,
- * which may stop at 0x40000001). The calibration always runs (3 x 50 ms, the median is
- * kept) so that the two can be compared where both exist. cycles= is printed too.
+ * which may stop at 0x40000001). The calibration always runs (see pit_khz(): the median of
+ * three good 50 ms runs) so that the two can be compared where both exist. cycles= is
+ * printed too, for a reader who has a better frequency.
  *
  * Exit statuses: 30 no block device or it failed to start; 31 a request failed; 32 a stamp
  * did not match (wrong data read back); 33 the region is empty or larger than the disk, or

@@ -1050,7 +1050,7 @@ static void test_garbage(void **state)
 		assert_true(in.len >= 1);
 		assert_true(in.len <= n);
 		assert_true(in.len <= 15);
-		assert_true(in.op <= SH_OP_UD2);
+		assert_true(in.op <= SH_OP_MOV_STORE_IMM);
 		assert_true(in.opsize == 2 || in.opsize == 4 || in.opsize == 8);
 		assert_true(in.addrsize == 4 || in.addrsize == 8);
 		assert_true(in.reg < 16 && in.rm < 16);
