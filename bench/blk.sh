@@ -14,7 +14,9 @@
 # block carries a stamp that the reads check.
 #
 # Modes: the guest runs with `--mmu auto` (REPS times, MIB MiB, RAND reads), and with
-# `--mmu hardware` on a smaller region (HW_REPS times, HW_MIB MiB, HW_RAND reads). Each guest
+# `--mmu hardware` on a smaller region (HW_REPS times, HW_MIB MiB, HW_RAND reads), and once
+# more with `--mmu auto` and the guest's `noirq` token (no InterruptStatus read and ACK after
+# each request: what the runtime driver's two extra exits cost). Each guest
 # run is paired with a host run of the same size; medians are reported. On a host where KVM
 # emulates guest ring 0 (pvm, see `hearth --version`), auto means shadow mode: the guest's
 # code runs natively at CPL3; in hardware mode KVM emulates every guest instruction.
@@ -22,7 +24,7 @@
 # Environment: HEARTH (default build/hearth), OUT (default build/bench), SHM (a tmpfs
 # directory, default /dev/shm), MIB (default 256), BS_KIB (64), RAND (20000), REPS (3),
 # HW_MIB (16), HW_RAND (1000), HW_REPS (3), MEM_MIB (guest RAM, 128), TIMEOUT (per guest
-# run, s, 600).
+# run, s, 600), NOIRQ (1: also run the auto-mode guest with `noirq`, default 1).
 #
 # Output: OUT/blk.txt (the table), OUT/blk.md (the same as markdown, for docs/BENCHMARKS.md),
 # OUT/blk.json, and every run's raw lines in OUT/blk-*.txt. Exits non-zero when a run fails,
@@ -43,6 +45,7 @@ HW_RAND=${HW_RAND:-1000}
 HW_REPS=${HW_REPS:-3}
 MEM_MIB=${MEM_MIB:-128}
 TIMEOUT=${TIMEOUT:-600}
+NOIRQ=${NOIRQ:-1}
 GUEST=build/guests/blkbench.elf
 HOSTBIN=$OUT/blk_host
 
@@ -73,12 +76,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 host_run() { # name mib rand seed
 	"$HOSTBIN" "$IMG" "$2" "$BS_KIB" "$3" "$4" >"$OUT/blk-$1.txt" || die "blk_host failed ($1)"
 }
-guest_run() { # name mmu mib rand seed
+guest_run() { # name mmu mib rand seed [extra tokens]
 	local name=$1 rc=0 t0 t1
 	rm -f "$OUT/blk-$name.txt"
 	t0=$(date +%s%N)
 	"$HEARTH" --mmu "$2" --kernel "$GUEST" --drive "$IMG" --mem "$MEM_MIB" \
-		--cmdline "mib=$3 bs=$BS_KIB rand=$4 seed=$5" --console "$OUT/blk-$name.txt" \
+		--cmdline "mib=$3 bs=$BS_KIB rand=$4 seed=$5${6:+ $6}" --console "$OUT/blk-$name.txt" \
 		--timeout "$TIMEOUT" 2>"$OUT/blk-$name.stderr" || rc=$?
 	t1=$(date +%s%N)
 	[[ $rc == 0 ]] || die "hearth exited with $rc ($name): $(tail -n 3 "$OUT/blk-$name.txt" \
@@ -90,6 +93,10 @@ for ((r = 1; r <= REPS; r++)); do
 	echo "bench/blk.sh: auto, run $r of $REPS ($MIB MiB, $RAND random reads)" >&2
 	host_run "host-auto-$r" "$MIB" "$RAND" "$r"
 	guest_run "guest-auto-$r" auto "$MIB" "$RAND" "$r"
+	if [[ $NOIRQ == 1 ]]; then
+		host_run "host-noirq-$r" "$MIB" "$RAND" "$r"
+		guest_run "guest-noirq-$r" auto "$MIB" "$RAND" "$r" noirq
+	fi
 done
 for ((r = 1; r <= HW_REPS; r++)); do
 	echo "bench/blk.sh: hardware, run $r of $HW_REPS ($HW_MIB MiB, $HW_RAND random reads)" >&2
@@ -99,11 +106,11 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 HEARTH=$HEARTH python3 - "$OUT" "$REPS" "$HW_REPS" "$BS_KIB" "$MEM_MIB" "$LOAD_BEFORE" \
-	"$LOAD_AFTER" >"$OUT/blk.tmp" <<'EOF'
+	"$LOAD_AFTER" "$((NOIRQ == 1 ? REPS : 0))" >"$OUT/blk.tmp" <<'EOF'
 import json, os, re, statistics, subprocess, sys, time
 
-out, reps, hw_reps, bs_kib, mem, load0, load1 = sys.argv[1:]
-reps, hw_reps = int(reps), int(hw_reps)
+out, reps, hw_reps, bs_kib, mem, load0, load1, noirq_reps = sys.argv[1:]
+reps, hw_reps, noirq_reps = int(reps), int(hw_reps), int(noirq_reps)
 PHASES = ("seqwrite", "seqread", "randread")
 LINE = re.compile(r"^blk(?:bench|host): phase=(\w+) bytes=(\d+) reqs=(\d+) (?:cycles=\d+ )?"
                   r"ns=(\d+)(?: wait_ns=(\d+) ack_ns=(\d+))?")
@@ -146,13 +153,14 @@ def rate(p, r):
     return r["reqs"] / s if p == "randread" else r["bytes"] / 2**20 / s
 
 modes = {}
-for mode, n in (("auto", reps), ("hardware", hw_reps)):
+for mode, n in (("auto", reps), ("noirq", noirq_reps), ("hardware", hw_reps)):
     if n == 0:
         continue
     guests = [parse(f"guest-{mode}-{i}") for i in range(1, n + 1)]
     hosts = [parse(f"host-{mode}-{i}") for i in range(1, n + 1)]
     engines = {g["engine"] for g in guests}
-    row = {"engine": "/".join(sorted(engines)), "runs": n,
+    row = {"mmu": "hardware" if mode == "hardware" else "auto",
+           "engine": "/".join(sorted(engines)), "runs": n,
            "region_mib": guests[0]["seqread"]["bytes"] / 2**20,
            "rand": guests[0]["randread"]["reqs"], "tsc": guests[0]["tsc"], "phases": {}}
     for p in PHASES:
@@ -200,7 +208,7 @@ L = [f"date:       {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
 L.append(f"{'mode (engine)':<22}{'phase':<19}{'guest':>10}{'host':>11}{'guest/host':>11}"
          f"  {'us/request:':<11}{'guest':>7}{'wait':>7}{'ack':>7}{'host':>7}")
 for mode, row in modes.items():
-    label = f"{mode} ({row['engine']})"
+    label = f"{mode} ({row['engine']})" if mode != "noirq" else f"auto+noirq ({row['engine']})"
     for p in PHASES:
         x = row["phases"][p]
         L.append(f"{label:<22}{names[p]:<19}{x['guest']:>10.1f}{x['host']:>11.1f}"
@@ -211,7 +219,7 @@ for mode, row in modes.items():
     L.append(f"{'':<22}({row['runs']} runs, {row['region_mib']:g} MiB, {row['rand']} random "
              f"reads; medians; MiB/s and IOPS)")
 L.append("wait: QueueNotify until the used entry shows; ack: InterruptStatus read + ACK write "
-         "(two exits)")
+         "(two exits); noirq: the guest sets VRING_AVAIL_F_NO_INTERRUPT and skips the ack")
 print("\n".join(L))
 
 M = ["| mode (engine) | region | phase | guest | host | guest/host | µs/request: guest (wait + ack) | host |",
@@ -219,7 +227,8 @@ M = ["| mode (engine) | region | phase | guest | host | guest/host | µs/request
 for mode, row in modes.items():
     for p in PHASES:
         x = row["phases"][p]
-        M.append(f"| `--mmu {mode}` ({row['engine']}) | {row['region_mib']:g} MiB"
+        M.append(f"| `--mmu {row['mmu']}` ({row['engine']}{', noirq' if mode == 'noirq' else ''})"
+                 f" | {row['region_mib']:g} MiB"
                  f"{', ' + str(row['rand']) + ' reads' if p == 'randread' else ''} | "
                  f"{names[p]} | {x['guest']:.1f} {units[p]} | {x['host']:.1f} {units[p]} | "
                  f"{x['ratio'] * 100:.2f}% | {x['guest_us_per_req']:.0f} ("

@@ -17,12 +17,6 @@
  *     executable only when g allows it.
  * Writes to guest RAM that the shadow cannot see (like a device's DMA) are followed by a
  * flush, as the design requires.
- *
- * Known bugs are left reachable (see tests/unit/test_shadow_mmu.c) except two that would
- * hide everything else: page tables at guest page 0 (m->exempt's "none" value) - entries
- * here never point to page 0 - and identity-key faults above 4 GiB - the identity key only
- * sees 32-bit addresses here. Build with -DWORKAROUND_FAILED_WALK=1 to flush after a
- * failing walk (the fix for the epoch bug) and fuzz past it.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,10 +28,6 @@
 #include "vmm/shadow.h"
 #include "vmm/shadow_mmu.h"
 #include "vmm/shadow_monitor.h"
-
-#ifndef WORKAROUND_FAILED_WALK
-#define WORKAROUND_FAILED_WALK 0
-#endif
 
 #define RAM_SIZE  (1u << 20)
 #define RAM_PAGES (RAM_SIZE >> 12)
@@ -51,6 +41,7 @@ static uint8_t ram[RAM_SIZE] __attribute__((aligned(4096)));
 static struct guest_memory gm;
 static struct sh_monitor mon;
 static struct sh_mmu mmu;
+static uint64_t no_exempt; /* mmu.exempt when no page is exempt */
 
 static void fail(const char *what, uint64_t key, uint64_t va)
 {
@@ -343,9 +334,6 @@ static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, int dep
 				fail("guest fault where g allows the access", key, va);
 			if (w.fault_error != r.err)
 				fail("fault error code differs from the reference", key, va);
-#if WORKAROUND_FAILED_WALK
-			sh_mmu_flush(&mmu);
-#endif
 			return;
 		case SH_TRACKED_WRITE:
 			if (k != K_WRITE || !ok || w.gpa != r.gpa ||
@@ -357,7 +345,7 @@ static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, int dep
 			sh_mmu_untrack(&mmu, w.gpa);
 			sh_mmu_flush(&mmu);
 			access(key, va, k, val, 1);
-			mmu.exempt = 0;
+			mmu.exempt = no_exempt;
 			sh_mmu_flush(&mmu);
 			return;
 		case SH_BAD_GPA:
@@ -372,17 +360,16 @@ static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, int dep
 
 /* ---- the driver ----------------------------------------------------------------------- */
 
-/* An entry value with the input's flag bits: a page of RAM other than page 0, or a
- * large page's frame. */
+/* An entry value with the input's flag bits: a page of RAM, or a large page's frame. */
 static uint64_t entry(struct in *in, bool raw)
 {
 	uint64_t v = get(in, 8);
 
 	if (raw)
-		return (v & PTE_ADDR) >> 12 ? v : v | 0x1000; /* not page 0 either */
+		return v;
 	if ((v & PTE_PS) && (v & 0x100)) /* a large page, aligned, mostly beyond RAM */
 		return (v & 0x8000000000000fffULL) | ((v >> 12) % 64) << 21;
-	return (v & 0x8000000000000fffULL) | ((1 + (v >> 12) % (RAM_PAGES - 1)) << 12);
+	return (v & 0x8000000000000fffULL) | ((v >> 12) % RAM_PAGES) << 12;
 }
 
 static uint64_t vaddr(struct in *in, bool identity)
@@ -390,10 +377,10 @@ static uint64_t vaddr(struct in *in, bool identity)
 	static const unsigned pick[] = {0, 1, 2, 3, 255, 256, 509, 511};
 	uint64_t c = get(in, 2), va = 0;
 
-	if (identity)
-		return get(in, 4) & ~7ULL;
 	if (c & 0x8000)
 		return get(in, 8) & ~7ULL; /* anything, canonical or not */
+	if (identity)
+		return get(in, 4) & ~7ULL; /* guest paging off: 32-bit code, mostly */
 	for (int l = 4; l >= 1; l--) {
 		unsigned i = (c & 1) ? pick[(c >> 1) & 7] : (unsigned)get(in, 2) & 511;
 
@@ -421,11 +408,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memset(ram, 0, sizeof(ram));
 	sh_mmu_init(&mmu, &mon, &gm, -1);
+	no_exempt = mmu.exempt;
 	hdr = get(&in, 2);
 	mmu.nxe = hdr & 1;
 	mmu.wp = !(hdr & 2);
 	raw = hdr & 4;
-	key = (1 + (hdr >> 8) % (RAM_PAGES - 1)) << 12;
+	key = ((hdr >> 8) % RAM_PAGES) << 12;
 
 	for (int op = 0; op < 256 && in.n; op++) {
 		unsigned c = (unsigned)get(&in, 1);
@@ -436,8 +424,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 1: { /* write an entry behind the shadow's back (then flush) */
 			uint64_t idx = get(&in, 3) % (RAM_SIZE / 8), v = entry(&in, raw && (c & 8));
 
-			if (idx < 512)
-				idx += 512; /* page 0: see the header */
 			memcpy(ram + idx * 8, &v, 8);
 			sh_mmu_flush(&mmu);
 			break;
@@ -457,7 +443,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (c & 0x80)
 				key = SH_KEY_IDENTITY;
 			else
-				key = (1 + get(&in, 1) % (RAM_PAGES - 1)) << 12;
+				key = (get(&in, 1) % RAM_PAGES) << 12;
 			break;
 		case 6: /* EFER.NXE / CR0.WP: the engine flushes */
 			mmu.nxe = c & 0x10;

@@ -54,6 +54,7 @@ struct fx {
 	struct sh_monitor mon;
 	struct sh_mmu mmu;
 	uint64_t next_table;
+	uint64_t no_exempt; /* m->exempt when no page is exempt (as sh_mmu_init leaves it) */
 };
 
 static int setup(void **state)
@@ -67,6 +68,7 @@ static int setup(void **state)
 	gm_wrap(&f->gm, f->ram, RAM_SIZE);
 	assert_int_equal(sh_monitor_init(&f->mon, 1, &err), 0);
 	sh_mmu_init(&f->mmu, &f->mon, &f->gm, -1);
+	f->no_exempt = f->mmu.exempt;
 	f->next_table = TABLES_GPA;
 	*state = f;
 	return 0;
@@ -292,7 +294,7 @@ static enum acc guest_access(struct fx *f, uint64_t key, uint64_t va, enum kind 
 			sh_mmu_untrack(&f->mmu, w.gpa);
 			sh_mmu_flush(&f->mmu);
 			r = guest_access(f, key, va, k, val, guest_err);
-			f->mmu.exempt = 0;
+			f->mmu.exempt = f->no_exempt;
 			sh_mmu_flush(&f->mmu);
 			return r;
 		case SH_BAD_GPA:
@@ -1398,7 +1400,7 @@ static void test_untrack_exempt(void **state)
 	assert_int_equal(e & (PTE_ADDR | PTE_W), pt | PTE_W);
 	assert_int_equal(f->mmu.st.invalidations, inv);
 	/* The step is over: the next walk through pt tracks it, in a new epoch. */
-	f->mmu.exempt = 0;
+	f->mmu.exempt = f->no_exempt;
 	sh_mmu_flush(&f->mmu);
 	assert_int_equal(sh_mmu_fault(&f->mmu, cr3, va_t, HW_READ, &w), SH_FILLED);
 	assert_false(sh_mmu_is_tracked(&f->mmu, pt)); /* va_t's walk does not pass pt */
@@ -1446,7 +1448,7 @@ static void test_guest_edits_page_table(void **state)
  * ====================================================================================== */
 
 /* A page table at guest-physical page 0 must be write-protected like any other.
- * (m->exempt uses 0 for "none", which is also page 0.) */
+ * (m->exempt uses 0 for "none", which is also page 0: track() never tracks it.) */
 static void test_table_at_page_zero_tracked(void **state)
 {
 	struct fx *f = *state;
