@@ -4,9 +4,10 @@
  * Guest RAM is 1 MiB, zeroed; the input is a header and a list of operations that write
  * page-table entries, switch CR3 / NXE / WP, and make guest accesses. Accesses go through
  * a model of the CPU: it walks the shadow tables as hardware does for a CPL3 access and,
- * on a miss, calls sh_mmu_fault and handles the result as engine_shadow.c does (a tracked
- * write is stepped with the page exempt, then flushed), so the guest can also edit its own
- * page tables. Checked after every step:
+ * on a miss, calls sh_mmu_fault and handles the result as engine_shadow.c does, so the
+ * guest can also edit its own page tables: a store to a tracked page is either emulated
+ * (emulate_pt_store: a new epoch only when a present entry changes) or stepped with the page
+ * exempt, then flushed. Checked after every step:
  *   - no crash, no access outside guest RAM or the pool (ASan / UBSan);
  *   - sh_mmu_translate agrees with an independent reference walk (written from the SDM);
  *   - sh_mmu_fault's verdict agrees with the reference walk, and SH_FILLED makes the access
@@ -301,8 +302,9 @@ static bool shadow_hw(uint64_t root, uint64_t va, enum kind k, uint64_t *gpa, ui
 	return false;
 }
 
-/* One 8-byte access by the guest (va 8-aligned), with hearth's fault handling. */
-static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, int depth)
+/* One 8-byte access by the guest (va 8-aligned), with hearth's fault handling; `emulate`:
+ * a store to a page table is one engine_shadow.c decodes (a plain mov). */
+static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, bool emulate, int depth)
 {
 	for (int tries = 0; tries < 4; tries++) {
 		uint64_t root = sh_mmu_root(&mmu, key), gpa, reloads = mmu.st.reloads;
@@ -341,10 +343,21 @@ static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, int dep
 				fail("tracked write that is none", key, va);
 			if (depth)
 				fail("tracked write while the page is exempt", key, va);
+			if (emulate) {
+				uint64_t old, *p = gm_ptr(&gm, w.gpa, 8);
+
+				if (!p)
+					fail("tracked page outside RAM", key, va);
+				memcpy(&old, p, 8);
+				if ((old & PTE_P) && old != val)
+					sh_mmu_flush(&mmu);
+				memcpy(p, &val, 8);
+				return;
+			}
 			mmu.exempt = w.gpa >> 12;
 			sh_mmu_untrack(&mmu, w.gpa);
 			sh_mmu_flush(&mmu);
-			access(key, va, k, val, 1);
+			access(key, va, k, val, false, 1);
 			mmu.exempt = no_exempt;
 			sh_mmu_flush(&mmu);
 			return;
@@ -430,13 +443,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 2: /* a guest store: possibly into its own page tables */
 			va = vaddr(&in, key == SH_KEY_IDENTITY);
-			access(key, va, K_WRITE, entry(&in, raw && (c & 8)), 0);
+			access(key, va, K_WRITE, entry(&in, raw && (c & 8)), c & 0x10, 0);
 			check_translate(key, va);
 			break;
 		case 3:
 		case 4: /* a guest load or fetch */
 			va = vaddr(&in, key == SH_KEY_IDENTITY);
-			access(key, va, (c & 8) ? K_FETCH : K_READ, 0, 0);
+			access(key, va, (c & 8) ? K_FETCH : K_READ, 0, false, 0);
 			check_translate(key, va);
 			break;
 		case 5: /* another address space */
