@@ -236,6 +236,24 @@ static void put_num_buffers(struct virtio_net *n, const struct virtq_chain *c, u
 	virtq_chain_write(c, n->t->gm, NUM_BUFFERS_OFF, &le, sizeof(le));
 }
 
+/*
+ * The next receive chain. While the device has buffers the driver need not notify
+ * (VRING_USED_F_NO_NOTIFY); when the ring is empty notifications go back on, and the ring
+ * is looked at once more, for a buffer added before the driver saw the flag.
+ */
+static bool rx_pop(struct virtio_net *n, struct virtq_chain *c)
+{
+	struct virtio_mmio *t = n->t;
+
+	if (virtio_mmio_pop(t, RXQ, c))
+		return true;
+	virtq_set_notify(&t->vq[RXQ], t->gm, true);
+	if (!virtio_mmio_pop(t, RXQ, c))
+		return false;
+	virtq_set_notify(&t->vq[RXQ], t->gm, false);
+	return true;
+}
+
 static enum rx_step starve(struct virtio_net *n)
 {
 	if (!n->rx_starved)
@@ -271,7 +289,7 @@ static enum rx_step rx_continue(struct virtio_net *n, bool *used)
 	while (n->rx_tail_off < n->rx_tail_len) {
 		uint64_t w;
 
-		if (n->rx_nused == VIRTQ_MAX_SIZE || !virtio_mmio_pop(t, RXQ, c)) {
+		if (n->rx_nused == VIRTQ_MAX_SIZE || !rx_pop(n, c)) {
 			/* Holding every descriptor of the ring: the guest cannot post more, so
 			 * the frame can never fit. Give the buffers back empty. */
 			if (n->rx_nused == VIRTQ_MAX_SIZE || n->rx_held_descs >= t->vq[RXQ].size) {
@@ -321,7 +339,7 @@ static enum rx_step rx_one(struct virtio_net *n, bool *used)
 	int k;
 
 	if (!n->rx_held) {
-		if (!virtio_mmio_pop(t, RXQ, c))
+		if (!rx_pop(n, c))
 			return starve(n);
 		if (n->mrg && c->writable < VIRTIO_NET_HDR_BYTES) {
 			/* No room for the header that carries num_buffers. */
@@ -499,7 +517,9 @@ static void net_queue_notify(struct virtio_mmio *t, unsigned q)
 	if (q == TXQ) {
 		tx_process(n);
 	} else if (q == RXQ) {
-		n->rx_starved = false; /* new buffers: read the TAP again */
+		/* New buffers: read the TAP again; no more notifies while they last. */
+		n->rx_starved = false;
+		virtq_set_notify(&t->vq[RXQ], t->gm, false);
 		rx_process(n);
 	}
 }

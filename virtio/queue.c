@@ -184,6 +184,15 @@ bool virtq_interrupt_suppressed(const struct virtq *q, const struct guest_memory
 	return load16(gm, q->avail_gpa) & VRING_AVAIL_F_NO_INTERRUPT;
 }
 
+void virtq_set_notify(struct virtq *q, const struct guest_memory *gm, bool notify)
+{
+	if (!q->ready || q->broken || !q->size)
+		return;
+	store16(gm, q->used_gpa, notify ? 0 : VRING_USED_F_NO_NOTIFY);
+	/* The flag must be visible before the device looks at avail->idx again. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 static uint64_t chain_copy(const struct virtq_chain *c, const struct guest_memory *gm,
 			   bool writable, uint64_t offset, uint8_t *host, uint64_t len, bool to_guest)
 {

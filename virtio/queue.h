@@ -59,6 +59,11 @@ int virtq_push(struct virtq *q, const struct guest_memory *gm, uint16_t head, ui
 /* Whether the driver asked not to be interrupted (VRING_AVAIL_F_NO_INTERRUPT). */
 bool virtq_interrupt_suppressed(const struct virtq *q, const struct guest_memory *gm);
 
+/* Ask the driver not to notify (VRING_USED_F_NO_NOTIFY in used->flags), or to notify again.
+ * A hint: a device that turns notifications back on must look at the ring once more
+ * afterwards, since the driver may have added buffers before it saw the change. */
+void virtq_set_notify(struct virtq *q, const struct guest_memory *gm, bool notify);
+
 void virtq_reset(struct virtq *q);
 
 /* Copy between a chain's buffers and host memory, starting `offset` bytes into the readable

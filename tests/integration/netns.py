@@ -9,6 +9,7 @@ calling thread only), so the test process itself never changes namespace.
 import ctypes
 import itertools
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -80,6 +81,15 @@ class NetNs:
 
     def delete(self):
         ip("netns", "del", self.name, check=False)
+
+
+def sweep_stale():
+    """Delete namespaces left by runs that were killed before their cleanup (hth<pid>x<n>
+    whose process is gone)."""
+    for name in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        m = re.fullmatch(r"hth(\d+)x\d+", name)
+        if m and not os.path.exists(f"/proc/{m[1]}"):
+            ip("netns", "del", name, check=False)
 
 
 def inet_csum(data):

@@ -7,6 +7,7 @@ UDP echo. The namespace, the TAPs and hearth are removed when the test ends, pas
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -15,10 +16,18 @@ import pytest
 
 from api_client import Api
 from conftest import EXIT_USAGE, EXIT_VMM_ERROR, GUESTS, HEARTH, run_hearth
-from netns import NetGuest, NetNs, Pinger
+from netns import NetGuest, NetNs, Pinger, sweep_stale
 
 MTU = 1500
 UDP_MAX = MTU - 20 - 8  # IPv4 and UDP headers
+
+if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
+    pytest.skip("needs root, /dev/net/tun and ip (iproute2)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_stale_namespaces():
+    sweep_stale()
 
 
 @pytest.fixture
@@ -328,6 +337,33 @@ def test_net_flag_duplicates_and_limit(guest):
                                                        []))
     assert r.code == EXIT_USAGE and "at most 4" in r.err
     assert "--net TAP" in run_hearth("--help").out
+
+
+def test_config_file_with_network_interfaces(netns, tmp_path):
+    netns.add_tap("tap0", "10.77.0.1/24")
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({
+        "boot-source": {"kernel_image_path": str(GUESTS / "netguest.elf"),
+                        "boot_args": "ip=10.77.0.2"},
+        "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                "guest_mac": "06:00:0a:4d:00:02"}],
+    }))
+    out = open(tmp_path / "out", "wb+")
+    p = subprocess.Popen(netns.exec_args(HEARTH, "--config-file", cfg, "--no-api"),
+                         stdout=out, stderr=subprocess.STDOUT)
+
+    def stop():
+        p.terminate()
+        p.wait(10)
+        out.close()
+
+    netns.cleanups.append(stop)
+    deadline = time.monotonic() + 30
+    while "netguest: ready" not in (tmp_path / "out").read_text():
+        assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "out").read_text()
+        time.sleep(0.02)
+    assert "mac 06:00:0a:4d:00:02" in (tmp_path / "out").read_text()
+    check_echo_sizes(udp(netns), "10.77.0.2", [5, 1000])
 
 
 def test_api_network_interfaces(netns, tmp_path):

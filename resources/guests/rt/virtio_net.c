@@ -2,7 +2,8 @@
  * virtio-net (virtio 1.2 section 5.1), polled: one queue pair, no control queue.
  *
  * Receive buffers are fixed: descriptor i always describes buffer i (one device-writable
- * descriptor of buf_size bytes), so giving a buffer back is one avail ring entry. Both queues
+ * descriptor of buf_size bytes), so giving a buffer back is one avail ring entry, and a
+ * QueueNotify only when the device has not set VRING_USED_F_NO_NOTIFY. Both queues
  * have VRING_AVAIL_F_NO_INTERRUPT set: the guest polls used->idx and takes no interrupts.
  * Transmission is synchronous (one chain in flight): the frame is published, QueueNotify is
  * written, and the guest spins until the device returns the chain, so a frame may be sent
@@ -174,7 +175,12 @@ void rt_vnet_rx_done(struct rt_vnet *v)
 		vq->avail.ring[vq->avail_idx++ & (vq->size - 1)] = v->held[k];
 	v->nheld = 0;
 	__atomic_store_n(&vq->avail.idx, vq->avail_idx, __ATOMIC_RELEASE);
-	rt_virtio_write(v->dev, VIRTIO_MMIO_QUEUE_NOTIFY, RT_VNET_RX_QUEUE);
+	/* The device asks for no notifies while it has buffers (VRING_USED_F_NO_NOTIFY). Read
+	 * its flag only after the new index is visible: a device that ran dry turns the flag
+	 * off and then looks at avail->idx again, so one of the two sees the other. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!(__atomic_load_n(&vq->used.flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY))
+		rt_virtio_write(v->dev, VIRTIO_MMIO_QUEUE_NOTIFY, RT_VNET_RX_QUEUE);
 }
 
 void rt_vnet_tx(struct rt_vnet *v, const void *frame, uint32_t len)
