@@ -813,6 +813,78 @@ static void test_swapgs_32bit(void **state)
 		assert_int_not_equal(in.op, SH_OP_SWAPGS);
 }
 
+/* ---- plain stores (emulated when they hit a guest page table) ------------------------- */
+
+static void test_mov_store(void **state)
+{
+	struct sh_insn in;
+
+	(void)state;
+	in = D64(0x48, 0x89, 0x07); /* mov %rax,(%rdi) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.opsize, 8);
+	assert_int_equal(in.reg, 0);
+	assert_int_equal(in.base, 7);
+	in = D64(0x89, 0x07); /* mov %eax,(%rdi) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.opsize, 4);
+	in = D64(0x66, 0x89, 0x07); /* mov %ax,(%rdi) */
+	assert_int_equal(in.opsize, 2);
+	in = D64(0x4c, 0x89, 0x07); /* mov %r8,(%rdi) */
+	assert_int_equal(in.reg, 8);
+	in = D64(0x48, 0x89, 0x04, 0xc8); /* mov %rax,(%rax,%rcx,8) */
+	assert_int_equal(in.index, 1);
+	assert_int_equal(in.scale, 8);
+	in = D64(0x65, 0x48, 0x89, 0x53, 0x18); /* mov %rdx,%gs:0x18(%rbx) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.seg, SH_GS);
+	assert_int_equal(in.reg, 2);
+	assert_int_equal(in.disp, 0x18);
+	in = D64(0x48, 0xc7, 0x07, 0x78, 0x56, 0x34, 0x12); /* movq $0x12345678,(%rdi) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE_IMM);
+	assert_int_equal(in.opsize, 8);
+	assert_int_equal(in.imm, 0x12345678);
+	in = D64(0x48, 0xc7, 0x07, 0x00, 0x00, 0x00, 0x80); /* sign-extended to 64 bits */
+	assert_int_equal(in.imm, 0xffffffff80000000ULL);
+	in = D64(0xc7, 0x07, 0x01, 0x00, 0x00, 0x00); /* movl $0x1,(%rdi) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE_IMM);
+	assert_int_equal(in.opsize, 4);
+	assert_int_equal(in.imm & 0xffffffff, 1);
+	in = D64(0x66, 0xc7, 0x07, 0x34, 0x12); /* movw $0x1234,(%rdi): a 16-bit immediate */
+	assert_int_equal(in.opsize, 2);
+	assert_int_equal(in.imm & 0xffff, 0x1234);
+	/* movq $0x1,0x10(%rip): the displacement is relative to the end, after the imm32 */
+	in = D64(0x48, 0xc7, 0x05, 0x10, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00);
+	assert_true(in.rip_relative);
+	assert_int_equal(in.disp, 0x10);
+	assert_int_equal(in.imm, 1);
+	in = D64(0x49, 0xc7, 0x44, 0x24, 0x08, 0x63, 0x00, 0x00, 0x00); /* movq $0x63,0x8(%r12) */
+	assert_int_equal(in.base, 12);
+	assert_int_equal(in.disp, 8);
+	assert_int_equal(in.imm, 0x63);
+	in = D32(0x89, 0x03); /* mov %eax,(%ebx) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.base, 3);
+	in = D32(0xc7, 0x05, 0x00, 0x10, 0x00, 0x00, 0x03, 0x20, 0x00,
+	         0x00); /* movl $0x2003,0x1000 */
+	assert_int_equal(in.op, SH_OP_MOV_STORE_IMM);
+	assert_int_equal(in.base, -1);
+	assert_int_equal(in.imm, 0x2003);
+	/* Register destinations are not stores. */
+	{
+		uint8_t rr[] = {0x48, 0x89, 0xc7};                   /* mov %rax,%rdi */
+		uint8_t ri[] = {0x48, 0xc7, 0xc0, 1, 0, 0, 0};       /* mov $1,%rax */
+		uint8_t xb[] = {0xc7, 0xf8, 0x10, 0x00, 0x00, 0x00}; /* xbegin */
+
+		assert_int_equal(sh_decode(rr, sizeof(rr), true, true, &in), 0);
+		assert_int_equal(in.op, SH_OP_OTHER);
+		assert_int_equal(sh_decode(ri, sizeof(ri), true, true, &in), 0);
+		assert_int_equal(in.op, SH_OP_OTHER);
+		assert_int_equal(sh_decode(xb, sizeof(xb), true, true, &in), 0);
+		assert_int_equal(in.op, SH_OP_OTHER);
+	}
+}
+
 /* ---- prefixes ------------------------------------------------------------------------- */
 
 static void test_prefixes(void **state)
@@ -1090,6 +1162,7 @@ int main(void)
 	    cmocka_unit_test(test_pop_seg),
 	    cmocka_unit_test(test_pop_fs_gs_64bit_size),
 	    cmocka_unit_test(test_swapgs_32bit),
+	    cmocka_unit_test(test_mov_store),
 	    cmocka_unit_test(test_prefixes),
 	    cmocka_unit_test(test_rex_before_legacy_prefix),
 	    cmocka_unit_test(test_length_limit),
