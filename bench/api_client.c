@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,10 +46,10 @@
 
 extern char **environ;
 
-#define POLL_NS        50000   /* socket-ready poll period: 50 us */
-#define READY_LIMIT_S  10.0    /* give up on a child whose socket is not up by then */
-#define IO_TIMEOUT_MS  10000
-#define RESP_MAX       (256 * 1024)
+#define POLL_NS       50000 /* socket-ready poll period: 50 us */
+#define READY_LIMIT_S 10.0  /* give up on a child whose socket is not up by then */
+#define IO_TIMEOUT_MS 10000
+#define RESP_MAX      (256 * 1024)
 
 static const char *prog = "api_client";
 
@@ -132,9 +133,9 @@ static void report(struct series *s)
 	qsort(s->v, s->n, sizeof(*s->v), cmp_double);
 	for (size_t i = 0; i < s->n; i++)
 		sum += s->v[i];
-	printf("RESULT %s n=%zu min=%.1f p50=%.1f p90=%.1f p99=%.1f max=%.1f mean=%.1f\n",
-	       s->name, s->n, s->v[0], pct(s->v, s->n, 0.50), pct(s->v, s->n, 0.90),
-	       pct(s->v, s->n, 0.99), s->v[s->n - 1], sum / (double)s->n);
+	printf("RESULT %s n=%zu min=%.1f p50=%.1f p90=%.1f p99=%.1f max=%.1f mean=%.1f\n", s->name,
+	       s->n, s->v[0], pct(s->v, s->n, 0.50), pct(s->v, s->n, 0.90), pct(s->v, s->n, 0.99),
+	       s->v[s->n - 1], sum / (double)s->n);
 	fflush(stdout);
 }
 
@@ -158,7 +159,7 @@ static char sock_dir[PATH_MAX];
  * until the child execs, so nothing of ours runs in between).
  */
 static void spawn(struct child *c, const char *hearth, char **extra, bool want_out,
-		  const char *log_path)
+                  const char *log_path, char **envp)
 {
 	static unsigned seq;
 	posix_spawn_file_actions_t fa;
@@ -166,7 +167,7 @@ static void spawn(struct child *c, const char *hearth, char **extra, bool want_o
 	int argc = 0, pipefd[2] = {-1, -1}, rc;
 
 	if (snprintf(c->sock, sizeof(c->sock), "%.64s/api-%d-%u.sock", sock_dir, (int)getpid(),
-		     seq++) >= (int)sizeof(c->sock))
+	             seq++) >= (int)sizeof(c->sock))
 		die("socket path too long");
 	unlink(c->sock);
 	if (!strcmp(hearth, "baseline")) {
@@ -192,9 +193,9 @@ static void spawn(struct child *c, const char *hearth, char **extra, bool want_o
 		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	}
 	posix_spawn_file_actions_addopen(&fa, 2, log_path ? log_path : "/dev/null",
-					 O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	                                 O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	c->t_spawn = now_us();
-	rc = posix_spawn(&c->pid, argv[0], &fa, NULL, argv, environ);
+	rc = posix_spawn(&c->pid, argv[0], &fa, NULL, argv, envp ? envp : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc)
 		die("cannot run %s: %s", argv[0], strerror(rc));
@@ -215,8 +216,7 @@ static void check_alive(struct child *c, const char *log_path)
 
 	if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
 		c->pid = 0;
-		die("the child exited early (%s %d)%s%s",
-		    WIFEXITED(st) ? "status" : "signal",
+		die("the child exited early (%s %d)%s%s", WIFEXITED(st) ? "status" : "signal",
 		    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), log_path ? "; see " : "",
 		    log_path ? log_path : "");
 	}
@@ -315,19 +315,20 @@ static void write_all(int fd, const char *p, size_t n)
 }
 
 static size_t format_request(char *buf, size_t cap, const char *method, const char *path,
-			     const char *body)
+                             const char *body)
 {
 	int n;
 
 	if (body)
 		n = snprintf(buf, cap,
-			     "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
-			     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-			     method, path, strlen(body), body);
+		             "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
+		             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		             method, path, strlen(body), body);
 	else
-		n = snprintf(buf, cap,
-			     "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
-			     method, path);
+		n = snprintf(
+		    buf, cap,
+		    "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n", method,
+		    path);
 	if (n < 0 || (size_t)n >= cap)
 		die("request too long");
 	return (size_t)n;
@@ -400,8 +401,7 @@ static void set_timeouts(int fd)
 static struct resp resp; /* one at a time: large, so not on the stack */
 
 /* One request on a connected fd; dies unless the status is `expect`. */
-static struct resp *call(int fd, const char *method, const char *path, const char *body,
-			 int expect)
+static struct resp *call(int fd, const char *method, const char *path, const char *body, int expect)
 {
 	char req[4096];
 	size_t n = format_request(req, sizeof(req), method, path, body);
@@ -416,68 +416,212 @@ static struct resp *call(int fd, const char *method, const char *path, const cha
 
 /* ---- start: process start -> socket ready ----------------------------------------- */
 
+/* The environment for a child: ours, with LD_PRELOAD=shim and API_BENCH_MARK=mark. */
+static char **mark_env(const char *shim, const char *mark)
+{
+	static char preload[PATH_MAX + 16], markvar[PATH_MAX + 32];
+	size_t n = 0, k = 0;
+	char **envp;
+
+	while (environ[n])
+		n++;
+	if (!(envp = calloc(n + 3, sizeof(*envp))))
+		die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) &&
+		    strncmp(environ[i], "API_BENCH_MARK=", 15))
+			envp[k++] = environ[i];
+	snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", shim);
+	snprintf(markvar, sizeof(markvar), "API_BENCH_MARK=%s", mark);
+	envp[k++] = preload;
+	envp[k++] = markvar;
+	return envp;
+}
+
+/* The marks the shim wrote (bench/api_mark.c): "<event> <cpu ns> <monotonic ns>" lines.
+ * "listen" is written just after listen() returns, so it may trail our connect by a
+ * little: wait up to 2 s for it. */
+struct marks {
+	bool dl; /* dlopen of hearth-api.so seen */
+	double dl_enter_cpu, dl_exit_cpu, dl_enter_mono, dl_exit_mono;
+	double listen_cpu, listen_mono;
+};
+
+static bool read_marks(const char *path, struct marks *mk)
+{
+	for (int i = 0; i < 20000; i++) {
+		FILE *f = fopen(path, "re");
+		bool listen_seen = false;
+		char ev[32];
+		long long cpu, mono;
+
+		memset(mk, 0, sizeof(*mk));
+		if (f) {
+			while (fscanf(f, "%31s %lld %lld", ev, &cpu, &mono) == 3) {
+				double c = (double)cpu / 1e3, m = (double)mono / 1e3;
+
+				if (!strcmp(ev, "dlopen_enter")) {
+					mk->dl_enter_cpu = c;
+					mk->dl_enter_mono = m;
+				} else if (!strcmp(ev, "dlopen_exit")) {
+					mk->dl_exit_cpu = c;
+					mk->dl_exit_mono = m;
+					mk->dl = true;
+				} else if (!strcmp(ev, "listen")) {
+					mk->listen_cpu = c;
+					mk->listen_mono = m;
+					listen_seen = true;
+				}
+			}
+			fclose(f);
+		}
+		if (listen_seen)
+			return true;
+		usleep(100);
+	}
+	return false;
+}
+
+/* A read of another process's CPU clock below this is a kernel accounting artefact (seen
+ * on a kvm_pvm guest: the running slice of a task on another CPU not yet accounted, reads
+ * of 0 to 0.1 ms); exec of a libc-only program alone costs more than 0.5 ms there. Such
+ * reads are dropped and counted. */
+#define CPU_READ_FLOOR_US 500.0
+
 static int cmd_start(const char *hearth, int runs, char **extra)
 {
-	struct series t_conn = {.name = "start_wall_connect_us"}, c_conn = {.name = "start_cpu_connect_us"},
-		      t_reply = {.name = "start_wall_first_reply_us"},
-		      c_reply = {.name = "start_cpu_first_reply_us"}, c_life = {.name = "start_cpu_lifetime_us"},
-		      u_life = {.name = "start_user_lifetime_us"}, s_life = {.name = "start_sys_lifetime_us"};
+	struct series w_listen = {.name = "start_wall_listen_us"},
+	              c_listen = {.name = "start_cpu_listen_us"},
+	              w_conn = {.name = "start_wall_connect_us"},
+	              c_conn = {.name = "start_cpu_connect_us"},
+	              w_reply = {.name = "start_wall_first_reply_us"},
+	              c_reply = {.name = "start_cpu_first_reply_us"},
+	              c_life = {.name = "start_cpu_lifetime_us"},
+	              c_pre = {.name = "start_cpu_before_dlopen_us"},
+	              c_dl = {.name = "start_cpu_dlopen_api_us"},
+	              c_post = {.name = "start_cpu_dlopen_to_listen_us"},
+	              w_dl = {.name = "start_wall_dlopen_api_us"};
 	const char *log_path = getenv("API_BENCH_LOG");
+	const char *shim = getenv("API_BENCH_PRELOAD");
+	bool baseline = !strcmp(hearth, "baseline");
+	unsigned dropped_conn = 0, dropped_reply = 0;
+	char mark[PATH_MAX];
+	char **envp = NULL;
 
+	if (shim) {
+		if (snprintf(mark, sizeof(mark), "%s/api-mark-%d.txt", sock_dir, (int)getpid()) >=
+		    (int)sizeof(mark))
+			die("mark path too long");
+		envp = mark_env(shim, mark);
+	}
 	for (int i = 0; i < runs; i++) {
 		struct child c;
 		double t, cpu, user, sys;
 		int fd, st;
 
-		spawn(&c, hearth, extra, false, log_path);
+		if (shim)
+			unlink(mark);
+		spawn(&c, hearth, extra, false, log_path, envp);
 		fd = wait_ready(&c, &t, &cpu, log_path);
-		add(&t_conn, t);
-		add(&c_conn, cpu);
-		if (getenv("API_BENCH_VERBOSE")) {
-			char p[64], l[256] = "";
-			FILE *f;
-
-			snprintf(p, sizeof(p), "/proc/%d/schedstat", (int)c.pid);
-			if ((f = fopen(p, "r"))) {
-				if (!fgets(l, sizeof(l), f))
-					l[0] = 0;
-				fclose(f);
-			}
-			fprintf(stderr, "run %d: connect after %.1f us wall, %.1f us CPU; schedstat %s", i, t,
-				cpu, l);
-		}
+		add(&w_conn, t);
+		if (cpu >= CPU_READ_FLOOR_US)
+			add(&c_conn, cpu);
+		else
+			dropped_conn++;
+		if (getenv("API_BENCH_VERBOSE"))
+			fprintf(stderr, "run %d: connect after %.1f us wall, %.1f us CPU\n", i, t,
+			        cpu);
 		/* The first request on the connection that got in: answered once the API thread
 		 * runs (libmicrohttpd started, seccomp filter loaded). The baseline does not
 		 * answer. */
-		if (strcmp(hearth, "baseline")) {
+		if (!baseline) {
 			set_timeouts(fd);
 			call(fd, "GET", "/", NULL, 200);
 			t = now_us() - c.t_spawn;
-			add(&c_reply, cpu_us_of(c.cpu));
-			add(&t_reply, t);
+			cpu = cpu_us_of(c.cpu);
+			add(&w_reply, t);
+			if (cpu >= CPU_READ_FLOOR_US)
+				add(&c_reply, cpu);
+			else
+				dropped_reply++;
 		}
 		close(fd);
+		if (shim) {
+			struct marks mk;
+
+			if (!read_marks(mark, &mk))
+				die("run %d: no mark from the listen() shim in %s", i, mark);
+			add(&c_listen, mk.listen_cpu);
+			add(&w_listen, mk.listen_mono - c.t_spawn);
+			if (mk.dl) {
+				add(&c_pre, mk.dl_enter_cpu);
+				add(&c_dl, mk.dl_exit_cpu - mk.dl_enter_cpu);
+				add(&w_dl, mk.dl_exit_mono - mk.dl_enter_mono);
+				add(&c_post, mk.listen_cpu - mk.dl_exit_cpu);
+			}
+		}
 		st = stop_child(&c, &user, &sys);
 		/* hearth exits 0 on SIGTERM before boot; the baseline dies of it. */
 		if (st != 0 && st != 128 + SIGTERM)
 			die("run %d: the child exited with %d", i, st);
 		add(&c_life, user + sys);
-		if (getenv("API_BENCH_VERBOSE"))
-			fprintf(stderr, "run %d: lifetime CPU %.0f us\n", i, user + sys);
-		add(&u_life, user);
-		add(&s_life, sys);
 	}
-	report(&t_conn);
+	if (shim) {
+		unlink(mark);
+		report(&w_listen);
+		report(&c_listen);
+		if (c_dl.n) {
+			report(&c_pre);
+			report(&c_dl);
+			report(&w_dl);
+			report(&c_post);
+		}
+	}
+	report(&w_conn);
 	report(&c_conn);
-	report(&t_reply);
-	report(&c_reply);
+	if (!baseline) {
+		report(&w_reply);
+		report(&c_reply);
+	}
 	report(&c_life);
-	report(&u_life);
-	report(&s_life);
+	printf("KV start_cpu_connect_dropped %u\n", dropped_conn);
+	printf("KV start_cpu_reply_dropped %u\n", dropped_reply);
 	return 0;
 }
 
 /* ---- get: GET / latency ----------------------------------------------------------- */
+
+/* Context switches (voluntary + involuntary) of every thread of pid so far. */
+static double ctx_switches(pid_t pid)
+{
+	char path[64], line[256];
+	double total = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(dir = opendir(path)))
+		return -1;
+	while ((d = readdir(dir))) {
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/status", (int)pid, d->d_name);
+		if (!(f = fopen(path, "re")))
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned long long v;
+
+			if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+				total += (double)v;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return total;
+}
 
 static int connect_or_die(const char *path)
 {
@@ -489,6 +633,26 @@ static int connect_or_die(const char *path)
 	return fd;
 }
 
+/* Minor page faults of the whole process so far (/proc/PID/stat field 10). */
+static double minor_faults(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* After "(comm)": state ppid pgrp session tty_nr tpgid flags minflt */
+	if (!(p = strrchr(buf, ')')) || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu", &v) != 1)
+		return -1;
+	return (double)v;
+}
+
 static int cmd_get(const char *hearth, int requests)
 {
 	struct series ka = {.name = "get_keepalive_us"}, nc = {.name = "get_newconn_us"};
@@ -496,17 +660,19 @@ static int cmd_get(const char *hearth, int requests)
 	char req[512];
 	size_t reqlen = format_request(req, sizeof(req), "GET", "/", NULL);
 	struct child c;
-	double t, cpu, cpu0, self0, wall0;
+	double t, cpu, cpu0, self0, wall0, ctx0, flt0;
 	struct timespec self;
 	int fd;
 
-	spawn(&c, hearth, NULL, false, log_path);
+	spawn(&c, hearth, NULL, false, log_path, NULL);
 	fd = wait_ready(&c, &t, &cpu, log_path);
 	set_timeouts(fd);
 	for (int i = 0; i < 200; i++) /* warm-up */
 		call(fd, "GET", "/", NULL, 200);
 
 	/* Keep-alive: one connection, requests back to back. */
+	ctx0 = ctx_switches(c.pid);
+	flt0 = minor_faults(c.pid);
 	cpu0 = cpu_us_of(c.cpu);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &self);
 	self0 = (double)self.tv_sec * 1e6 + (double)self.tv_nsec / 1e3;
@@ -527,10 +693,16 @@ static int cmd_get(const char *hearth, int requests)
 	       (cpu_us_of(c.cpu) - cpu0) / requests);
 	printf("KV get_keepalive_client_cpu_us_per_req %.1f\n",
 	       ((double)self.tv_sec * 1e6 + (double)self.tv_nsec / 1e3 - self0) / requests);
+	printf("KV get_keepalive_server_ctxsw_per_req %.2f\n",
+	       (ctx_switches(c.pid) - ctx0) / requests);
+	printf("KV get_keepalive_server_faults_per_req %.2f\n",
+	       (minor_faults(c.pid) - flt0) / requests);
 	printf("KV get_body_bytes %zu\n", resp.body_len);
 	close(fd);
 
 	/* A new connection per request: connect, send, read the whole reply, close. */
+	ctx0 = ctx_switches(c.pid);
+	flt0 = minor_faults(c.pid);
 	cpu0 = cpu_us_of(c.cpu);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &self);
 	self0 = (double)self.tv_sec * 1e6 + (double)self.tv_nsec / 1e3;
@@ -550,6 +722,10 @@ static int cmd_get(const char *hearth, int requests)
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &self);
 	printf("KV get_newconn_rate_per_s %.0f\n", requests / (t / 1e6));
 	printf("KV get_newconn_server_cpu_us_per_req %.1f\n", (cpu_us_of(c.cpu) - cpu0) / requests);
+	printf("KV get_newconn_server_ctxsw_per_req %.2f\n",
+	       (ctx_switches(c.pid) - ctx0) / requests);
+	printf("KV get_newconn_server_faults_per_req %.2f\n",
+	       (minor_faults(c.pid) - flt0) / requests);
 	printf("KV get_newconn_client_cpu_us_per_req %.1f\n",
 	       ((double)self.tv_sec * 1e6 + (double)self.tv_nsec / 1e3 - self0) / requests);
 
@@ -573,7 +749,7 @@ static int cmd_boot(const char *hearth, int runs, const char *kernel, const char
 	const char *log_path = getenv("API_BENCH_LOG");
 	char req[512];
 	size_t reqlen = format_request(req, sizeof(req), "PUT", "/actions",
-				       "{\"action_type\": \"InstanceStart\"}");
+	                               "{\"action_type\": \"InstanceStart\"}");
 
 	snprintf(name[0], sizeof(name[0]), "boot_%s_reply_us", mmu);
 	snprintf(name[1], sizeof(name[1]), "boot_%s_first_byte_us", mmu);
@@ -590,14 +766,14 @@ static int cmd_boot(const char *hearth, int runs, const char *kernel, const char
 		size_t out_len = 0;
 		int fd, st;
 
-		spawn(&c, hearth, NULL, true, log_path);
+		spawn(&c, hearth, NULL, true, log_path, NULL);
 		fd = wait_ready(&c, &t, &cpu, log_path);
 		set_timeouts(fd);
 		snprintf(body, sizeof(body),
-			 "{\"kernel_image_path\": \"%s\", \"boot_args\": \"api bench\"}", kernel);
+		         "{\"kernel_image_path\": \"%s\", \"boot_args\": \"api bench\"}", kernel);
 		call(fd, "PUT", "/boot-source", body, 204);
 		snprintf(body, sizeof(body),
-			 "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"mmu\": \"%s\"}", mmu);
+		         "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"mmu\": \"%s\"}", mmu);
 		call(fd, "PUT", "/machine-config", body, 204);
 
 		/* InstanceStart: watch the reply and the console pipe at once (the guest may
@@ -609,7 +785,7 @@ static int cmd_boot(const char *hearth, int runs, const char *kernel, const char
 		write_all(fd, req, reqlen);
 		while (!t_reply || !t_line) {
 			struct pollfd p[2] = {{.fd = fd, .events = t_reply ? 0 : POLLIN},
-					      {.fd = c.out_fd, .events = t_line ? 0 : POLLIN}};
+			                      {.fd = c.out_fd, .events = t_line ? 0 : POLLIN}};
 			ssize_t n;
 
 			if (poll(p, 2, IO_TIMEOUT_MS) <= 0)
@@ -642,8 +818,8 @@ static int cmd_boot(const char *hearth, int runs, const char *kernel, const char
 				resp.len += (size_t)n;
 				if (parse_resp(&resp)) {
 					if (resp.status != 204)
-						die("run %d (%s): InstanceStart: status %d: %.*s", i,
-						    mmu, resp.status, (int)resp.body_len,
+						die("run %d (%s): InstanceStart: status %d: %.*s",
+						    i, mmu, resp.status, (int)resp.body_len,
 						    resp.body);
 					t_reply = tn - t0;
 				}
@@ -728,10 +904,10 @@ int main(int argc, char **argv)
 	if (argc == 6 && !strcmp(argv[1], "boot"))
 		return cmd_boot(argv[2], count(argv[3]), argv[4], argv[5]);
 	fprintf(stderr,
-		"usage: %s start HEARTH|baseline RUNS [HEARTH-ARGS...]\n"
-		"       %s get HEARTH REQUESTS\n"
-		"       %s boot HEARTH RUNS KERNEL auto|shadow|hardware\n"
-		"       %s listen PATH\n",
-		prog, prog, prog, prog);
+	        "usage: %s start HEARTH|baseline RUNS [HEARTH-ARGS...]\n"
+	        "       %s get HEARTH REQUESTS\n"
+	        "       %s boot HEARTH RUNS KERNEL auto|shadow|hardware\n"
+	        "       %s listen PATH\n",
+	        prog, prog, prog, prog);
 	return 2;
 }
