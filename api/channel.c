@@ -128,8 +128,11 @@ void api_channel_call(struct api_channel *ch, struct api_msg *m)
 		return;
 	}
 	ch->pending = m;
+	pthread_mutex_unlock(&ch->lock);
+	/* Wake the VMM thread outside the lock, or it wakes only to block on the mutex. */
 	while (write(ch->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
+	pthread_mutex_lock(&ch->lock);
 	while (!m->done)
 		pthread_cond_wait(&ch->cond, &ch->lock);
 	pthread_mutex_unlock(&ch->lock);
@@ -156,9 +159,11 @@ void api_channel_done(struct api_channel *ch, struct api_msg *m)
 {
 	pthread_mutex_lock(&ch->lock);
 	m->done = true;
-	pthread_cond_broadcast(&ch->cond);
 	pthread_mutex_unlock(&ch->lock);
-	/* m belongs to the API thread again: do not touch it after the unlock. */
+	/* m belongs to the API thread again: do not touch it after the unlock. The condition
+	 * variable is the channel's; signalled after the unlock, the waiter does not wake only
+	 * to block on the mutex. */
+	pthread_cond_broadcast(&ch->cond);
 }
 
 void api_channel_close(struct api_channel *ch)

@@ -15,8 +15,10 @@
 
 #include "vmm/error.h"
 
-enum thread_kind { THREAD_VMM, THREAD_API, THREAD_VCPU };
-#define THREAD_KINDS 3
+/* THREAD_VCPU_SHADOW: a vCPU of the shadow engine, which may also reload its shadow pool's
+ * memslot (KVM_SET_USER_MEMORY_REGION); it is reported as "vcpu". */
+enum thread_kind { THREAD_VMM, THREAD_API, THREAD_VCPU, THREAD_VCPU_SHADOW };
+#define THREAD_KINDS 4
 
 const char *thread_kind_name(enum thread_kind k);
 

@@ -556,7 +556,7 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	/* The vCPU filter goes on before the first KVM_RUN (seccomp/filters.c). */
-	if (seccomp_install(THREAD_VCPU, &err)) {
+	if (seccomp_install(v->vm->engine == MMU_SHADOW ? THREAD_VCPU_SHADOW : THREAD_VCPU, &err)) {
 		vm_request_stop(v->vm, STOP_VMM_ERROR, 0, "vCPU %u: %s", v->id, err.msg);
 		return NULL;
 	}

@@ -180,8 +180,6 @@ def test_shadow_counters_at_exit(guest):
     assert s["epochs"] >= s["ptwrites"]
 
 
-@pytest.mark.xfail(strict=True, reason="hearth bug: the vCPU thread's seccomp filter does not "
-                   "allow KVM_SET_USER_MEMORY_REGION, which a shadow-pool reload makes (exit 246)")
 def test_shadow_pool_reload(guest):
     # Each PTE change starts new epochs whose roots come from fresh pool pages: about 15 pages
     # a loop, so 1200 loops use the 8192-page pool up at least twice.
@@ -191,8 +189,11 @@ def test_shadow_pool_reload(guest):
     assert "mapguest: loops=1200 ok" in r.out
     m = STATS.search(r.err)
     assert m, r.err
-    assert int(m.group("reloads")) >= 1
-    assert int(m.group("ptwrites")) >= 1200
+    reloads = int(m.group("reloads"))
+    assert reloads >= 1
+    # Every loop's PTE write is tracked, except one before the table is first shadowed and
+    # at most one after each pool reload (the table is not shadowed again until walked).
+    assert int(m.group("ptwrites")) >= 1200 - 1 - reloads
 
 
 def test_no_shadow_counters_in_hardware_mode(guest):
