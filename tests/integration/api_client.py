@@ -24,14 +24,15 @@ class Api:
     """One hearth process serving its API on a socket in `tmp`; `prefix` runs it through
     another command (e.g. ip netns exec NS)."""
 
-    def __init__(self, tmp, *args, prefix=()):
+    def __init__(self, tmp, *args, prefix=(), env=None):
         self.sock = str(tmp / "api.sock")
         self.out = open(tmp / "stdout", "wb+")
         self.err = open(tmp / "stderr", "wb+")
         self.proc = subprocess.Popen([*map(str, prefix), str(HEARTH), "--api-sock", self.sock,
                                       *map(str, args)],
                                      stdin=subprocess.DEVNULL, stdout=self.out,
-                                     stderr=self.err)
+                                     stderr=self.err,
+                                     env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + 10
         while not self._accepting():
             assert self.proc.poll() is None, self.stderr()

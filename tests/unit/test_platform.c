@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <cpuid.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1318,18 +1319,44 @@ static void test_host_mmu_none(void **state)
 	struct host_mmu h;
 
 	(void)state;
-	detect_in(NULL, 0, &h);
-	assert_int_equal(h.kind, HOST_MMU_SHADOW);
+	detect_in(empty_param, 1, &h);
+	assert_false(h.assumed);
 	assert_false(h.cpl0_emulated);
 	assert_true(h.gbpages_ok);
 	assert_non_null(strstr(host_mmu_describe(&h), "shadow"));
-	detect_in(empty_param, 1, &h);
 	assert_int_equal(h.kind, HOST_MMU_SHADOW);
 	detect_in(other, 1, &h);
 	assert_int_equal(h.kind, HOST_MMU_SHADOW);
-	/* A root that does not exist. */
+}
+
+/* No sysfs (a jail): the host CPU decides, and the description says it is an assumption. */
+static void test_host_mmu_without_sysfs(void **state)
+{
+	unsigned a, b, c = 0, d;
+	bool vmx = false, svm = false;
+	struct host_mmu h, h2;
+
+	(void)state;
+	if (__get_cpuid(1, &a, &b, &c, &d))
+		vmx = c & (1u << 5);
+	c = 0;
+	if (__get_cpuid(0x80000001, &a, &b, &c, &d))
+		svm = c & (1u << 2);
 	host_mmu_detect(&h, "/nonexistent/hearth-sysfs");
-	assert_int_equal(h.kind, HOST_MMU_SHADOW);
+	assert_true(h.assumed);
+	assert_non_null(strstr(host_mmu_describe(&h), "assumed"));
+	if (!vmx && !svm) {
+		assert_int_equal(h.kind, HOST_MMU_PVM);
+		assert_true(h.cpl0_emulated);
+		assert_false(h.gbpages_ok);
+	} else {
+		assert_int_equal(h.kind, vmx ? HOST_MMU_EPT : HOST_MMU_NPT);
+		assert_false(h.cpl0_emulated);
+	}
+	/* An empty sysfs root (no module/) is the same case. */
+	detect_in(NULL, 0, &h2);
+	assert_true(h2.assumed);
+	assert_int_equal(h2.kind, h.kind);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1807,6 +1834,7 @@ int main(void)
 	    cmocka_unit_test(test_host_mmu_ept),
 	    cmocka_unit_test(test_host_mmu_npt),
 	    cmocka_unit_test(test_host_mmu_none),
+	    cmocka_unit_test(test_host_mmu_without_sysfs),
 	    cmocka_unit_test(test_cli_defaults),
 	    cmocka_unit_test(test_cli_every_flag),
 	    cmocka_unit_test(test_cli_control_plane),
