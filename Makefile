@@ -113,11 +113,14 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 
 fuzz: $(FUZZ_TARGETS)
 
+# A finding (crash, leak, timeout) fails the target: the full log is printed then.
 fuzz-smoke: fuzz
 	@set -e; for f in $(FUZZ_TARGETS); do echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	  mkdir -p build/fuzz/corpus/$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -print_final_stats=0 \
-	    build/fuzz/corpus/$$(basename $$f) 2>&1 | tail -3; done
+	  if $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -print_final_stats=0 \
+	      -artifact_prefix=build/fuzz/ build/fuzz/corpus/$$(basename $$f) \
+	      > build/fuzz/$$(basename $$f).log 2>&1; then tail -1 build/fuzz/$$(basename $$f).log; \
+	  else cat build/fuzz/$$(basename $$f).log; echo "$$f: FINDING"; exit 1; fi; done
 
 bench: all
 	bench/boot.sh
