@@ -1,20 +1,11 @@
 #include "args.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 bool jail_id_valid(const char *id)
 {
@@ -84,35 +75,35 @@ static int parse_cgroup(char *arg, struct jail_cgroup *cg, char *err, size_t err
 	size_t clen;
 
 	if (!eq)
-		return fail(err, errlen, "--cgroup '%s': expected FILE=VALUE (e.g. cpu.shares=10)",
+		return errf(err, errlen, "--cgroup '%s': expected FILE=VALUE (e.g. cpu.shares=10)",
 		            arg);
 	*eq = '\0';
 	cg->file = arg;
 	cg->value = eq + 1;
 	dot = strchr(arg, '.');
 	if (!dot || dot == arg || !dot[1])
-		return fail(err, errlen,
+		return errf(err, errlen,
 		            "--cgroup '%s': the file must be <controller>.<name> (e.g. "
 		            "memory.max)",
 		            arg);
 	for (const char *c = arg; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
 		      (*c >= '0' && *c <= '9') || *c == '_' || *c == '.'))
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            "--cgroup '%s': a cgroup file name has only [A-Za-z0-9_.]",
 			            arg);
 	clen = (size_t)(dot - arg);
 	if (clen >= sizeof(cg->controller))
-		return fail(err, errlen, "--cgroup '%s': controller name too long", arg);
+		return errf(err, errlen, "--cgroup '%s': controller name too long", arg);
 	memcpy(cg->controller, arg, clen);
 	cg->controller[clen] = '\0';
 	if (!strcmp(cg->controller, "cgroup") || !strcmp(cg->file, "tasks"))
-		return fail(err, errlen,
+		return errf(err, errlen,
 		            "--cgroup '%s': the cgroup's own files (membership, subtree control) "
 		            "are the jailer's",
 		            arg);
 	if (!*cg->value || strchr(cg->value, '\n'))
-		return fail(err, errlen, "--cgroup %s: the value must be one non-empty line",
+		return errf(err, errlen, "--cgroup %s: the value must be one non-empty line",
 		            cg->file);
 	return 0;
 }
@@ -123,23 +114,23 @@ static int parse_limit(const char *arg, struct jail_args *a, char *err, size_t e
 	unsigned long long v;
 
 	if (!eq)
-		return fail(err, errlen, "--resource-limit '%s': expected fsize=N or no-file=N",
+		return errf(err, errlen, "--resource-limit '%s': expected fsize=N or no-file=N",
 		            arg);
 	if (!parse_u64(eq + 1, 0, RLIM_INFINITY - 1, &v))
-		return fail(err, errlen, "--resource-limit '%s': N must be a decimal number", arg);
+		return errf(err, errlen, "--resource-limit '%s': N must be a decimal number", arg);
 	if ((size_t)(eq - arg) == 5 && !strncmp(arg, "fsize", 5)) {
 		a->fsize = (rlim_t)v;
 		a->fsize_set = true;
 	} else if ((size_t)(eq - arg) == 7 && !strncmp(arg, "no-file", 7)) {
 		if (v < 16 || v > 1048576)
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            "--resource-limit no-file=%llu: must be 16..1048576 (hearth "
 			            "needs a few descriptors to run at all)",
 			            v);
 		a->nofile = (rlim_t)v;
 		a->nofile_set = true;
 	} else {
-		return fail(err, errlen,
+		return errf(err, errlen,
 		            "--resource-limit '%s': unknown resource (known: fsize, no-file)", arg);
 	}
 	return 0;
@@ -194,7 +185,7 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, char *err, size_
 			continue;
 		}
 		if (strncmp(arg, "--", 2))
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            "unexpected argument '%s' (hearth's own flags go after '--')",
 			            arg);
 		eq = strchr(arg, '=');
@@ -204,38 +195,38 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, char *err, size_
 			    !strncmp(arg + 2, valued[k].name, nlen))
 				key = valued[k].key;
 		if (key < 0)
-			return fail(err, errlen, "unknown flag '%.*s' (see --help)", (int)nlen + 2,
+			return errf(err, errlen, "unknown flag '%.*s' (see --help)", (int)nlen + 2,
 			            arg);
 		if (eq) {
 			val = eq + 1;
 		} else {
 			if (i + 1 >= argc)
-				return fail(err, errlen, "%s needs a value", arg);
+				return errf(err, errlen, "%s needs a value", arg);
 			val = argv[++i];
 		}
 		if (seen[key] && key != F_CGROUP && key != F_LIMIT)
-			return fail(err, errlen, "--%.*s given twice", (int)nlen, arg + 2);
+			return errf(err, errlen, "--%.*s given twice", (int)nlen, arg + 2);
 		seen[key] = true;
 		switch (key) {
 		case F_ID:
 			if (!jail_id_valid(val))
-				return fail(err, errlen,
+				return errf(err, errlen,
 				            "--id '%s': 1 to %d characters of [A-Za-z0-9-]", val,
 				            JAIL_ID_MAX);
 			a->id = val;
 			break;
 		case F_EXEC:
 			if (!*val)
-				return fail(err, errlen, "--exec-file: empty path");
+				return errf(err, errlen, "--exec-file: empty path");
 			a->exec_file = val;
 			break;
 		case F_UID:
 		case F_GID:
 			if (!parse_u64(val, 0, 0xfffffffeULL, &v))
-				return fail(err, errlen, "--%s '%s': a decimal id is expected",
+				return errf(err, errlen, "--%s '%s': a decimal id is expected",
 				            key == F_UID ? "uid" : "gid", val);
 			if (v == 0)
-				return fail(err, errlen,
+				return errf(err, errlen,
 				            "--%s 0: hearth must not run as root in the jail; "
 				            "choose an unprivileged %s",
 				            key == F_UID ? "uid" : "gid",
@@ -248,7 +239,7 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, char *err, size_
 		case F_BASE:
 			if (val[0] != '/' || !strcmp(val, "/") || strstr(val, "/../") ||
 			    (strlen(val) >= 3 && !strcmp(val + strlen(val) - 3, "/..")))
-				return fail(err, errlen,
+				return errf(err, errlen,
 				            "--chroot-base-dir '%s': an absolute path other than / "
 				            "without '..'",
 				            val);
@@ -256,29 +247,29 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, char *err, size_
 			break;
 		case F_NETNS:
 			if (!*val)
-				return fail(err, errlen, "--netns: empty path");
+				return errf(err, errlen, "--netns: empty path");
 			a->netns = val;
 			break;
 		case F_CGV:
 			if (strcmp(val, "1") && strcmp(val, "2"))
-				return fail(err, errlen, "--cgroup-version '%s': 1 or 2", val);
+				return errf(err, errlen, "--cgroup-version '%s': 1 or 2", val);
 			a->cgroup_version = val[0] - '0';
 			break;
 		case F_CGROUP:
 			if (a->ncgroups == JAIL_MAX_CGROUPS)
-				return fail(err, errlen, "at most %d --cgroup flags",
+				return errf(err, errlen, "at most %d --cgroup flags",
 				            JAIL_MAX_CGROUPS);
 			if (parse_cgroup(val, &a->cgroups[a->ncgroups], err, errlen))
 				return -1;
 			for (unsigned k = 0; k < a->ncgroups; k++)
 				if (!strcmp(a->cgroups[k].file, a->cgroups[a->ncgroups].file))
-					return fail(err, errlen, "--cgroup %s given twice",
+					return errf(err, errlen, "--cgroup %s given twice",
 					            a->cgroups[k].file);
 			a->ncgroups++;
 			break;
 		case F_PARENT:
 			if (!cgroup_path_valid(val))
-				return fail(err, errlen,
+				return errf(err, errlen,
 				            "--parent-cgroup '%s': a relative path of "
 				            "[A-Za-z0-9_.-] components, without '.' or '..'",
 				            val);
@@ -293,18 +284,18 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, char *err, size_
 	a->exec_argv = argv + i;
 	a->exec_argc = argc - i;
 	if (!a->id)
-		return fail(err, errlen, "--id is required");
+		return errf(err, errlen, "--id is required");
 	if (!a->exec_file)
-		return fail(err, errlen, "--exec-file is required");
+		return errf(err, errlen, "--exec-file is required");
 	if (!seen[F_UID])
-		return fail(err, errlen, "--uid is required");
+		return errf(err, errlen, "--uid is required");
 	if (!seen[F_GID])
-		return fail(err, errlen, "--gid is required");
+		return errf(err, errlen, "--gid is required");
 	a->exec_name = strrchr(a->exec_file, '/') ? strrchr(a->exec_file, '/') + 1 : a->exec_file;
 	if (!*a->exec_name || !strcmp(a->exec_name, ".") || !strcmp(a->exec_name, ".."))
-		return fail(err, errlen, "--exec-file '%s': not a file name", a->exec_file);
+		return errf(err, errlen, "--exec-file '%s': not a file name", a->exec_file);
 	if (!cgroup_path_valid(a->exec_name))
-		return fail(err, errlen,
+		return errf(err, errlen,
 		            "--exec-file '%s': the file name must be of [A-Za-z0-9_.-] (it names "
 		            "the jail directory)",
 		            a->exec_file);
@@ -312,7 +303,7 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, char *err, size_
 		a->parent_cgroup = a->exec_name;
 	for (int k = 0; k < a->exec_argc; k++)
 		if (!strcmp(a->exec_argv[k], "--id") || !strncmp(a->exec_argv[k], "--id=", 5))
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            "'%s' after '--': the jailer passes --id %s to hearth itself",
 			            a->exec_argv[k], a->id);
 	return 0;

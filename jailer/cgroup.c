@@ -1,4 +1,5 @@
 #include "cgroup.h"
+#include "text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,33 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* snprintf of a path; -1 (ENAMETOOLONG) when it does not fit. */
-static int pathf(char *out, size_t n, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static int pathf(char *out, size_t n, const char *f, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, f);
-	r = vsnprintf(out, n, f, ap);
-	va_end(ap);
-	if (r < 0 || (size_t)r >= n) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	return 0;
-}
 
 /* Whether comma-separated `list` contains `word`. */
 static bool has_word(const char *list, const char *word)
@@ -69,7 +43,7 @@ static int find_mount(const struct cg_state *s, int version, const char *control
 		              : !strcmp(m->mnt_type, "cgroup") && has_word(m->mnt_opts, controller);
 
 		if (ok && strlen(m->mnt_dir) < outlen) {
-			pathf(out, outlen, "%s", m->mnt_dir);
+			fmt_to(out, outlen, "%s", m->mnt_dir);
 			rc = 0;
 			break;
 		}
@@ -117,7 +91,7 @@ static bool v2_offers(const char *dir, const char *controller)
 {
 	char path[4200], buf[1024];
 
-	if (pathf(path, sizeof(path), "%s/cgroup.controllers", dir) ||
+	if (fmt_to(path, sizeof(path), "%s/cgroup.controllers", dir) ||
 	    read_line(path, buf, sizeof(buf)))
 		return false;
 	for (char *t = strtok(buf, " "); t; t = strtok(NULL, " "))
@@ -133,14 +107,14 @@ int cgroup_check(const struct jail_args *a, struct cg_state *s, char *err, size_
 		char mnt[4096];
 
 		if (find_mount(s, a->cgroup_version, c, mnt, sizeof(mnt)))
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            a->cgroup_version == 1
 			                ? "--cgroup %s: no cgroup v1 hierarchy has the %s "
 			                  "controller (see /proc/mounts)"
 			                : "--cgroup %s: no cgroup v2 hierarchy is mounted%.0s",
 			            a->cgroups[i].file, c);
 		if (a->cgroup_version == 2 && !v2_offers(mnt, c))
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            "--cgroup %s: the cgroup v2 hierarchy at %s does not offer the "
 			            "%s controller (cgroup.controllers)",
 			            a->cgroups[i].file, mnt, c);
@@ -151,9 +125,9 @@ int cgroup_check(const struct jail_args *a, struct cg_state *s, char *err, size_
 static int remember(struct cg_state *s, const char *dir, char *err, size_t errlen)
 {
 	if (s->ncreated == CG_MAX_DIRS)
-		return fail(err, errlen, "too many cgroup directories");
+		return errf(err, errlen, "too many cgroup directories");
 	if (!(s->created[s->ncreated] = strdup(dir)))
-		return fail(err, errlen, "out of memory");
+		return errf(err, errlen, "out of memory");
 	s->ncreated++;
 	return 0;
 }
@@ -167,12 +141,12 @@ static int cpuset_inherit(const char *dir, const char *parent, char *err, size_t
 	for (int i = 0; i < 2; i++) {
 		char path[4200], buf[4096];
 
-		if (pathf(path, sizeof(path), "%s/%s", parent, files[i]) ||
+		if (fmt_to(path, sizeof(path), "%s/%s", parent, files[i]) ||
 		    read_line(path, buf, sizeof(buf)))
-			return fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			return errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		if (*buf &&
-		    (pathf(path, sizeof(path), "%s/%s", dir, files[i]) || write_str(path, buf)))
-			return fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		    (fmt_to(path, sizeof(path), "%s/%s", dir, files[i]) || write_str(path, buf)))
+			return errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
 	}
 	return 0;
 }
@@ -186,23 +160,23 @@ static int make_path(struct cg_state *s, const char *root, const char *rel, bool
 	const char *p = rel;
 
 	if (strlen(root) + 1 + strlen(rel) >= sizeof(dir))
-		return fail(err, errlen, "cgroup path too long");
-	pathf(dir, sizeof(dir), "%s", root);
+		return errf(err, errlen, "cgroup path too long");
+	fmt_to(dir, sizeof(dir), "%s", root);
 	while (*p) {
 		const char *end = strchr(p, '/');
 		size_t n = end ? (size_t)(end - p) : strlen(p);
 		bool last = !end;
 
 		memcpy(parent, dir, sizeof(parent));
-		if (pathf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%.*s", (int)n, p))
-			return fail(err, errlen, "cgroup path too long");
+		if (fmt_to(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%.*s", (int)n, p))
+			return errf(err, errlen, "cgroup path too long");
 		if (mkdir(dir, 0755) == 0) {
 			if (remember(s, dir, err, errlen))
 				return -1;
 			if (cpuset && cpuset_inherit(dir, parent, err, errlen))
 				return -1;
 		} else if (errno != EEXIST || last) {
-			return fail(err, errlen,
+			return errf(err, errlen,
 			            errno == EEXIST ? "cgroup %s already exists (is the id in use?)"
 			                            : "cannot create cgroup %s: %s",
 			            dir, strerror(errno));
@@ -221,8 +195,8 @@ int cgroup_setup(const struct jail_args *a, struct cg_state *s, char *err, size_
 
 	if (!a->ncgroups)
 		return 0;
-	if (pathf(rel, sizeof(rel), "%s/%s", a->parent_cgroup, a->id))
-		return fail(err, errlen, "cgroup path too long");
+	if (fmt_to(rel, sizeof(rel), "%s/%s", a->parent_cgroup, a->id))
+		return errf(err, errlen, "cgroup path too long");
 	sprintf(pid, "%d", (int)getpid());
 	/* One cgroup per hierarchy: v1 controllers may share a mount, v2 has one. */
 	for (unsigned i = 0; i < a->ncgroups; i++) {
@@ -231,9 +205,9 @@ int cgroup_setup(const struct jail_args *a, struct cg_state *s, char *err, size_
 		bool seen = false;
 
 		if (find_mount(s, a->cgroup_version, c, root, sizeof(root)))
-			return fail(err, errlen, "--cgroup %s: hierarchy gone", a->cgroups[i].file);
-		if (pathf(dir, sizeof(dir), "%s/%s", root, rel))
-			return fail(err, errlen, "cgroup path too long");
+			return errf(err, errlen, "--cgroup %s: hierarchy gone", a->cgroups[i].file);
+		if (fmt_to(dir, sizeof(dir), "%s/%s", root, rel))
+			return errf(err, errlen, "cgroup path too long");
 		for (unsigned k = 0; k < nroots; k++)
 			seen |= !strcmp(roots[k], root);
 		if (!seen) {
@@ -247,40 +221,40 @@ int cgroup_setup(const struct jail_args *a, struct cg_state *s, char *err, size_
 			char path[8400], ctl[8600], plus[64];
 			const char *p = rel;
 
-			pathf(path, sizeof(path), "%s", root);
-			pathf(plus, sizeof(plus), "+%s", c);
+			fmt_to(path, sizeof(path), "%s", root);
+			fmt_to(plus, sizeof(plus), "+%s", c);
 			while (strchr(p, '/')) {
-				if (pathf(ctl, sizeof(ctl), "%s/cgroup.subtree_control", path) ||
+				if (fmt_to(ctl, sizeof(ctl), "%s/cgroup.subtree_control", path) ||
 				    write_str(ctl, plus))
-					return fail(err, errlen,
+					return errf(err, errlen,
 					            "cannot enable the %s controller in %s: %s", c,
 					            ctl, strerror(errno));
-				pathf(path + strlen(path), sizeof(path) - strlen(path), "/%.*s",
-				      (int)(strchr(p, '/') - p), p);
+				fmt_to(path + strlen(path), sizeof(path) - strlen(path), "/%.*s",
+				       (int)(strchr(p, '/') - p), p);
 				p = strchr(p, '/') + 1;
 			}
-			if (pathf(ctl, sizeof(ctl), "%s/cgroup.subtree_control", path) ||
+			if (fmt_to(ctl, sizeof(ctl), "%s/cgroup.subtree_control", path) ||
 			    write_str(ctl, plus))
-				return fail(err, errlen,
+				return errf(err, errlen,
 				            "cannot enable the %s controller in %s: %s", c, ctl,
 				            strerror(errno));
 		}
-		if (pathf(file, sizeof(file), "%s/%s", dir, a->cgroups[i].file) ||
+		if (fmt_to(file, sizeof(file), "%s/%s", dir, a->cgroups[i].file) ||
 		    access(file, F_OK))
-			return fail(err, errlen, "--cgroup %s: %s does not exist",
+			return errf(err, errlen, "--cgroup %s: %s does not exist",
 			            a->cgroups[i].file, file);
 		if (write_str(file, a->cgroups[i].value))
-			return fail(err, errlen, "--cgroup %s=%s: cannot write %s: %s",
+			return errf(err, errlen, "--cgroup %s=%s: cannot write %s: %s",
 			            a->cgroups[i].file, a->cgroups[i].value, file, strerror(errno));
 	}
 	for (unsigned k = 0; k < nroots; k++) {
 		char procs[8600];
 
-		if (pathf(procs, sizeof(procs), "%s/%s/cgroup.procs", roots[k], rel) ||
+		if (fmt_to(procs, sizeof(procs), "%s/%s/cgroup.procs", roots[k], rel) ||
 		    write_str(procs, pid))
-			return fail(err, errlen, "cannot join %s: %s", procs, strerror(errno));
+			return errf(err, errlen, "cannot join %s: %s", procs, strerror(errno));
 		if (!(s->joined_root[s->njoined] = strdup(roots[k])))
-			return fail(err, errlen, "out of memory");
+			return errf(err, errlen, "out of memory");
 		s->njoined++;
 	}
 	return 0;
@@ -292,7 +266,7 @@ void cgroup_undo(struct cg_state *s)
 
 	sprintf(pid, "%d", (int)getpid());
 	for (unsigned k = 0; k < s->njoined; k++) {
-		if (!pathf(procs, sizeof(procs), "%s/cgroup.procs", s->joined_root[k]))
+		if (!fmt_to(procs, sizeof(procs), "%s/cgroup.procs", s->joined_root[k]))
 			write_str(procs, pid);
 	}
 	for (unsigned i = s->ncreated; i-- > 0;)

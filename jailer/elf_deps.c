@@ -1,4 +1,5 @@
 #include "elf_deps.h"
+#include "text.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -25,16 +26,6 @@ static const char *const lib_dirs[] = {
 #define MAX_PHDRS  64
 #define MAX_DYN    4096
 #define MAX_NEEDED 32
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static bool read_at(int fd, void *buf, size_t len, uint64_t off, uint64_t fsize)
 {
@@ -94,23 +85,23 @@ int elf_needed(const char *path, char **interp, char **names, unsigned max, char
 	*interp = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, "%s: %s", path, strerror(errno));
+		return errf(err, errlen, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errlen, "%s: not a regular file", path);
+		return errf(err, errlen, "%s: not a regular file", path);
 	}
 	fsize = (uint64_t)st.st_size;
 	if (!read_at(fd, &eh, sizeof(eh), 0, fsize) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
 	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
 	    eh.e_machine != EM_X86_64 || (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)) {
 		close(fd);
-		return fail(err, errlen, "%s: not an x86-64 ELF64 executable or library", path);
+		return errf(err, errlen, "%s: not an x86-64 ELF64 executable or library", path);
 	}
 	nph = eh.e_phnum;
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || nph > MAX_PHDRS ||
 	    !read_at(fd, ph, nph * sizeof(Elf64_Phdr), eh.e_phoff, fsize)) {
 		close(fd);
-		return fail(err, errlen, "%s: bad program headers", path);
+		return errf(err, errlen, "%s: bad program headers", path);
 	}
 	for (unsigned i = 0; i < nph; i++) {
 		if (ph[i].p_type == PT_INTERP) {
@@ -120,7 +111,7 @@ int elf_needed(const char *path, char **interp, char **names, unsigned max, char
 				close(fd);
 				free(*interp);
 				*interp = NULL;
-				return fail(err, errlen, "%s: bad PT_INTERP", path);
+				return errf(err, errlen, "%s: bad PT_INTERP", path);
 			}
 		} else if (ph[i].p_type == PT_DYNAMIC) {
 			dyn_off = ph[i].p_offset;
@@ -150,7 +141,7 @@ int elf_needed(const char *path, char **interp, char **names, unsigned max, char
 					close(fd);
 					free(*interp);
 					*interp = NULL;
-					return fail(err, errlen, "%s: more than %d DT_NEEDED", path,
+					return errf(err, errlen, "%s: more than %d DT_NEEDED", path,
 					            MAX_NEEDED);
 				}
 				needed[nneeded++] = dyn[k].d_un.d_val;
@@ -174,7 +165,7 @@ int elf_needed(const char *path, char **interp, char **names, unsigned max, char
 		close(fd);
 		free(*interp);
 		*interp = NULL;
-		return fail(err, errlen, "%s: DT_STRTAB outside the file", path);
+		return errf(err, errlen, "%s: DT_STRTAB outside the file", path);
 	}
 	for (unsigned k = 0; k < nneeded; k++) {
 		char *name;
@@ -186,7 +177,7 @@ int elf_needed(const char *path, char **interp, char **names, unsigned max, char
 			close(fd);
 			free(*interp);
 			*interp = NULL;
-			return fail(err, errlen, "%s: a DT_NEEDED name outside the string table",
+			return errf(err, errlen, "%s: a DT_NEEDED name outside the string table",
 			            path);
 		}
 		if ((unsigned)count < max)
@@ -209,9 +200,9 @@ static bool have(const struct elf_deps *d, const char *path)
 static int push(struct elf_deps *d, const char *path, char *err, size_t errlen)
 {
 	if (d->n == ELF_DEPS_MAX)
-		return fail(err, errlen, "more than %d files to copy into the jail", ELF_DEPS_MAX);
+		return errf(err, errlen, "more than %d files to copy into the jail", ELF_DEPS_MAX);
 	if (!(d->path[d->n] = strdup(path)))
-		return fail(err, errlen, "out of memory");
+		return errf(err, errlen, "out of memory");
 	d->n++;
 	return 0;
 }
@@ -254,7 +245,7 @@ int elf_deps_add(struct elf_deps *d, const char *path, char *err, size_t errlen)
 		char found[4096];
 
 		if (!rc && resolve(names[i], found, sizeof(found)))
-			rc = fail(err, errlen,
+			rc = errf(err, errlen,
 			          "%s needs %s, which is in none of the library "
 			          "directories",
 			          path, names[i]);

@@ -1,4 +1,5 @@
 #include "fs.h"
+#include "text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,23 +12,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 int fs_mkdirs(const char *path, char *err, size_t errlen)
 {
 	char buf[4096];
 	size_t len = strlen(path);
 
 	if (len >= sizeof(buf))
-		return fail(err, errlen, "%s: path too long", path);
+		return errf(err, errlen, "%s: path too long", path);
 	memcpy(buf, path, len + 1);
 	for (char *p = buf + 1;; p++) {
 		if (*p == '/' || !*p) {
@@ -36,10 +27,10 @@ int fs_mkdirs(const char *path, char *err, size_t errlen)
 
 			*p = '\0';
 			if (mkdir(buf, 0755) && errno != EEXIST)
-				return fail(err, errlen, "cannot create %s: %s", buf,
+				return errf(err, errlen, "cannot create %s: %s", buf,
 				            strerror(errno));
 			if (stat(buf, &st) || !S_ISDIR(st.st_mode))
-				return fail(err, errlen, "%s: not a directory", buf);
+				return errf(err, errlen, "%s: not a directory", buf);
 			*p = c;
 			if (!c)
 				break;
@@ -55,15 +46,15 @@ int fs_copy(const char *src, const char *dst, mode_t mode, char *err, size_t err
 	int rc = 0;
 
 	if (in < 0)
-		return fail(err, errlen, "cannot open %s: %s", src, strerror(errno));
+		return errf(err, errlen, "cannot open %s: %s", src, strerror(errno));
 	if (fstat(in, &st) || !S_ISREG(st.st_mode)) {
 		close(in);
-		return fail(err, errlen, "%s: not a regular file", src);
+		return errf(err, errlen, "%s: not a regular file", src);
 	}
 	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (out < 0) {
 		close(in);
-		return fail(err, errlen, "cannot create %s: %s", dst, strerror(errno));
+		return errf(err, errlen, "cannot create %s: %s", dst, strerror(errno));
 	}
 	for (off_t left = st.st_size; left > 0 && !rc;) {
 		ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
@@ -79,15 +70,15 @@ int fs_copy(const char *src, const char *dst, mode_t mode, char *err, size_t err
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			rc = fail(err, errlen, "copying %s to %s: %s", src, dst,
+			rc = errf(err, errlen, "copying %s to %s: %s", src, dst,
 			          n < 0 ? strerror(errno) : "file shrank");
 		else
 			left -= n;
 	}
 	if (fchmod(out, mode) && !rc)
-		rc = fail(err, errlen, "chmod %s: %s", dst, strerror(errno));
+		rc = errf(err, errlen, "chmod %s: %s", dst, strerror(errno));
 	if (close(out) && !rc)
-		rc = fail(err, errlen, "writing %s: %s", dst, strerror(errno));
+		rc = errf(err, errlen, "writing %s: %s", dst, strerror(errno));
 	close(in);
 	return rc;
 }
@@ -98,13 +89,13 @@ int fs_copy_into(const char *root, const char *host_path, char *err, size_t errl
 	struct stat st;
 
 	if ((size_t)snprintf(dst, sizeof(dst), "%s%s", root, host_path) >= sizeof(dst))
-		return fail(err, errlen, "%s: path too long", host_path);
+		return errf(err, errlen, "%s: path too long", host_path);
 	snprintf(dir, sizeof(dir), "%s", dst);
 	*strrchr(dir, '/') = '\0';
 	if (fs_mkdirs(dir, err, errlen))
 		return -1;
 	if (stat(host_path, &st))
-		return fail(err, errlen, "%s: %s", host_path, strerror(errno));
+		return errf(err, errlen, "%s: %s", host_path, strerror(errno));
 	return fs_copy(host_path, dst, st.st_mode & 0755, err, errlen);
 }
 
@@ -116,17 +107,17 @@ int fs_mknod_like(const char *host_dev, const char *path, uid_t uid, gid_t gid, 
 
 	errno = 0;
 	if (stat(host_dev, &st) || !S_ISCHR(st.st_mode))
-		return fail(err, errlen, "%s: %s", host_dev,
+		return errf(err, errlen, "%s: %s", host_dev,
 		            errno ? strerror(errno) : "not a character device");
 	if (mknod(path, S_IFCHR | 0600, st.st_rdev))
-		return fail(err, errlen, "cannot create %s (%u:%u): %s", path, major(st.st_rdev),
+		return errf(err, errlen, "cannot create %s (%u:%u): %s", path, major(st.st_rdev),
 		            minor(st.st_rdev), strerror(errno));
 	if (chown(path, uid, gid) || chmod(path, 0600))
-		return fail(err, errlen, "cannot give %s to %u:%u: %s", path, uid, gid,
+		return errf(err, errlen, "cannot give %s to %u:%u: %s", path, uid, gid,
 		            strerror(errno));
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return fail(err, errlen,
+		return errf(err, errlen,
 		            "%s does not work (%s): is the chroot base on a nodev mount?", path,
 		            strerror(errno));
 	close(fd);

@@ -11,6 +11,7 @@
  * jail directory and the cgroups (JAIL_EXIT_JAIL).
  */
 #include "args.h"
+#include "text.h"
 #include "cgroup.h"
 #include "elf_deps.h"
 #include "fs.h"
@@ -47,21 +48,8 @@ static void say(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* snprintf into a fixed buffer; -1 when it does not fit. */
-static int fmt(char *out, size_t n, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static int fmt(char *out, size_t n, const char *f, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, f);
-	r = vsnprintf(out, n, f, ap);
-	va_end(ap);
-	return r < 0 || (size_t)r >= n ? -1 : 0;
-}
-
 /* An error message for the caller; always -1. */
-#define FAIL(...) (fmt(err, errlen, __VA_ARGS__), -1)
+#define FAIL(...) errf(err, errlen, __VA_ARGS__)
 
 struct jail {
 	struct jail_args a;
@@ -89,8 +77,8 @@ static int check(struct jail *j, char *err, size_t errlen)
 		return FAIL("--exec-file %s: %s", a->exec_file,
 		            errno ? strerror(errno) : "not an executable regular file");
 	slash = strrchr(a->exec_file, '/');
-	if (fmt(j->module, sizeof(j->module), "%.*s%s", slash ? (int)(slash - a->exec_file + 1) : 0,
-	        a->exec_file, API_MODULE) ||
+	if (fmt_to(j->module, sizeof(j->module), "%.*s%s",
+	           slash ? (int)(slash - a->exec_file + 1) : 0, a->exec_file, API_MODULE) ||
 	    access(j->module, R_OK))
 		j->module[0] = '\0'; /* a hearth without the REST API module: one-shot only */
 	if (elf_deps_add(&j->deps, a->exec_file, err, errlen) ||
@@ -105,8 +93,8 @@ static int check(struct jail *j, char *err, size_t errlen)
 	}
 	if (cgroup_check(a, &j->cg, err, errlen))
 		return -1;
-	if (fmt(j->id_dir, sizeof(j->id_dir), "%s/%s/%s", a->chroot_base, a->exec_name, a->id) ||
-	    fmt(j->root, sizeof(j->root), "%s/root", j->id_dir))
+	if (fmt_to(j->id_dir, sizeof(j->id_dir), "%s/%s/%s", a->chroot_base, a->exec_name, a->id) ||
+	    fmt_to(j->root, sizeof(j->root), "%s/root", j->id_dir))
 		return FAIL("--chroot-base-dir: path too long");
 	if (lstat(j->id_dir, &st) == 0)
 		return FAIL("%s already exists: another jail has id %s, or an old one was not "
@@ -125,7 +113,7 @@ static int build(struct jail *j, char *err, size_t errlen)
 	struct jail_args *a = &j->a;
 	char parent[4096], path[4400];
 
-	fmt(parent, sizeof(parent), "%s/%s", a->chroot_base, a->exec_name);
+	fmt_to(parent, sizeof(parent), "%s/%s", a->chroot_base, a->exec_name);
 	if (fs_mkdirs(parent, err, errlen))
 		return -1;
 	if (mkdir(j->id_dir, 0755))
@@ -133,11 +121,11 @@ static int build(struct jail *j, char *err, size_t errlen)
 	j->created = true;
 	if (mkdir(j->root, 0755))
 		return FAIL("cannot create %s: %s", j->root, strerror(errno));
-	fmt(path, sizeof(path), "%s/%s", j->root, a->exec_name);
+	fmt_to(path, sizeof(path), "%s/%s", j->root, a->exec_name);
 	if (fs_copy(a->exec_file, path, 0755, err, errlen))
 		return -1;
 	if (j->module[0]) {
-		fmt(path, sizeof(path), "%s/%s", j->root, API_MODULE);
+		fmt_to(path, sizeof(path), "%s/%s", j->root, API_MODULE);
 		if (fs_copy(j->module, path, 0644, err, errlen))
 			return -1;
 	}
@@ -146,16 +134,16 @@ static int build(struct jail *j, char *err, size_t errlen)
 		if (strcmp(j->deps.path[i], j->module) &&
 		    fs_copy_into(j->root, j->deps.path[i], err, errlen))
 			return -1;
-	fmt(path, sizeof(path), "%s/dev/net", j->root);
+	fmt_to(path, sizeof(path), "%s/dev/net", j->root);
 	if (fs_mkdirs(path, err, errlen))
 		return -1;
-	fmt(path, sizeof(path), "%s/dev/kvm", j->root);
+	fmt_to(path, sizeof(path), "%s/dev/kvm", j->root);
 	if (fs_mknod_like("/dev/kvm", path, a->uid, a->gid, err, errlen))
 		return -1;
-	fmt(path, sizeof(path), "%s/dev/urandom", j->root);
+	fmt_to(path, sizeof(path), "%s/dev/urandom", j->root);
 	if (fs_mknod_like("/dev/urandom", path, a->uid, a->gid, err, errlen))
 		return -1;
-	fmt(path, sizeof(path), "%s/dev/net/tun", j->root);
+	fmt_to(path, sizeof(path), "%s/dev/net/tun", j->root);
 	if (access("/dev/net/tun", F_OK) == 0 &&
 	    fs_mknod_like("/dev/net/tun", path, a->uid, a->gid, err, errlen))
 		return -1;
@@ -213,7 +201,7 @@ static int write_pid_file(const char *exec_name, pid_t pid)
 	char path[512], line[32];
 	int fd, n;
 
-	fmt(path, sizeof(path), "/%s.pid", exec_name);
+	fmt_to(path, sizeof(path), "/%s.pid", exec_name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return -1;
@@ -282,7 +270,7 @@ int main(int argc, char **argv)
 	}
 	if (build(&j, err, sizeof(err)) ||
 	    (j.netns_fd >= 0 && setns(j.netns_fd, CLONE_NEWNET) &&
-	     fmt(err, sizeof(err), "joining --netns %s: %s", j.a.netns, strerror(errno))) ||
+	     fmt_to(err, sizeof(err), "joining --netns %s: %s", j.a.netns, strerror(errno))) ||
 	    limits(&j.a, err, sizeof(err)) || cgroup_setup(&j.a, &j.cg, err, sizeof(err)) ||
 	    enter(&j, err, sizeof(err))) {
 		say("%s; removed what was created", err);
@@ -299,14 +287,14 @@ int main(int argc, char **argv)
 		if (getpgrp() == getpid()) {
 			pid = fork();
 			if (pid < 0) {
-				fmt(err, sizeof(err), "fork: %s", strerror(errno));
+				fmt_to(err, sizeof(err), "fork: %s", strerror(errno));
 				goto jail_failed;
 			}
 			if (pid > 0)
 				_exit(0);
 		}
 		if (setsid() < 0) {
-			fmt(err, sizeof(err), "setsid: %s", strerror(errno));
+			fmt_to(err, sizeof(err), "setsid: %s", strerror(errno));
 			goto jail_failed;
 		}
 		dup2(j.devnull_fd, 0);
@@ -316,12 +304,12 @@ int main(int argc, char **argv)
 	}
 	if (j.a.new_pid_ns) {
 		if (unshare(CLONE_NEWPID)) {
-			fmt(err, sizeof(err), "unshare(CLONE_NEWPID): %s", strerror(errno));
+			fmt_to(err, sizeof(err), "unshare(CLONE_NEWPID): %s", strerror(errno));
 			goto jail_failed;
 		}
 		pid = fork(); /* the child is pid 1 of the new namespace */
 		if (pid < 0) {
-			fmt(err, sizeof(err), "fork: %s", strerror(errno));
+			fmt_to(err, sizeof(err), "fork: %s", strerror(errno));
 			goto jail_failed;
 		}
 		if (pid > 0) {
@@ -334,20 +322,21 @@ int main(int argc, char **argv)
 			return 0;
 		}
 	} else if (write_pid_file(j.a.exec_name, getpid())) {
-		fmt(err, sizeof(err), "cannot write /%s.pid: %s", j.a.exec_name, strerror(errno));
+		fmt_to(err, sizeof(err), "cannot write /%s.pid: %s", j.a.exec_name,
+		       strerror(errno));
 		goto jail_failed;
 	}
 	if (drop_privileges(&j.a, err, sizeof(err)))
 		goto jail_failed;
 	args = calloc((size_t)j.a.exec_argc + 4, sizeof(*args));
 	if (!args) {
-		fmt(err, sizeof(err), "out of memory");
+		fmt_to(err, sizeof(err), "out of memory");
 		goto jail_failed;
 	}
 	{
 		static char exe[512];
 
-		fmt(exe, sizeof(exe), "/%s", j.a.exec_name);
+		fmt_to(exe, sizeof(exe), "/%s", j.a.exec_name);
 		args[n++] = exe;
 		args[n++] = "--id";
 		args[n++] = (char *)j.a.id;
@@ -355,7 +344,7 @@ int main(int argc, char **argv)
 			args[n++] = j.a.exec_argv[i];
 		args[n] = NULL;
 		execve(exe, args, (char *[]){NULL});
-		fmt(err, sizeof(err), "cannot exec %s in the jail: %s", exe, strerror(errno));
+		fmt_to(err, sizeof(err), "cannot exec %s in the jail: %s", exe, strerror(errno));
 	}
 jail_failed:
 	say("%s; the jail %s and its cgroups are left behind", err, j.root);
