@@ -238,6 +238,8 @@ static int drop_privileges(const struct jail_args *a, char *err, size_t errlen)
 
 static void undo(struct jail *j)
 {
+	/* enter() may have bind-mounted the root (in our own mount namespace only). */
+	umount2(j->root, MNT_DETACH);
 	cgroup_undo(&j->cg);
 	if (j->created)
 		fs_remove_tree(j->id_dir);
