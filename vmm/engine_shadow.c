@@ -4,11 +4,12 @@
  * emulates the privileged instructions that fault, keeps shadow page tables (shadow_mmu.c)
  * and reflects the guest's own exceptions and interrupts through the guest's IDT.
  *
- * A trap reaches hearth like this: the CPU enters the monitor's stub through the real IDT
- * (TSS.RSP0 -> the vCPU's trap stack), the stub pushes RAX and the vector and does
- * `out %eax, $SH_TRAP_PORT`, KVM exits to userspace. hearth handles it and resumes the
- * stub's `resume` path (pop rax; iretq) with the guest frame rewritten, through
- * KVM_SYNC_REGS: one KVM_RUN per trap, no other vCPU ioctl on the hot path.
+ * A trap reaches hearth like this: the CPU enters the monitor's stub for the vector through
+ * the real IDT (TSS.RSP0 -> the vCPU's trap stack, where it pushes the frame), the stub's one
+ * instruction, `out %al, $SH_TRAP_PORT`, exits to userspace, and the exit's RIP names the
+ * vector. hearth reads the frame, handles the trap and resumes the guest at CPL3 directly:
+ * registers and the CS/SS segments go back through KVM_SYNC_REGS, so a trap is one KVM_RUN
+ * and no other vCPU ioctl, and the only ring-0 instruction KVM emulates is the `out`.
  * docs/SHADOW_MMU.md has the whole design.
  */
 #include "boot_gdt.h"
@@ -94,12 +95,11 @@ struct sh_engine {
 	struct sh_mmu mmu;
 	struct sh_cpu cpu;
 	struct vcpu *v;
-	uint64_t *frame; /* host view of the guest frame on the trap stack (RAX slot) */
-	uint64_t frame_va;
-	struct kvm_regs g; /* guest GPRs while a trap is handled (RAX/RSP/RIP/RFLAGS from the frame) */
+	struct kvm_regs g; /* guest GPRs while a trap is handled (RSP/RIP/RFLAGS from the frame) */
 	bool sregs_dirty;
 	bool sregs_valid; /* run->s.regs.sregs holds the current special registers */
-	uint64_t cr2;     /* CR2 as the #PF stub saved it */
+	bool halted;      /* resumed at the monitor's halt path; the guest's state is in g */
+	uint64_t cr2;     /* CR2 at the last #PF */
 	bool trace; /* HEARTH_SHADOW_TRACE=1: one stderr line per trap (debugging) */
 	bool halted_for_good;
 };
@@ -950,76 +950,111 @@ static void handle_ud(struct sh_engine *e)
 
 /* ---- the run loop ------------------------------------------------------------------- */
 
-static void load_frame(struct sh_engine *e, uint64_t *f)
+/* The segment register state of a descriptor in the real GDT. */
+static void seg_from_desc(uint64_t d, uint16_t sel, struct kvm_segment *s)
 {
-	struct kvm_regs *r = &e->v->run->s.regs.regs;
-
-	e->g = *r;
-	e->g.rax = f[0];
-	e->g.rip = f[2];
-	e->g.rflags = f[4];
-	e->g.rsp = f[5];
-	/* Far jumps and calls run natively: the frame holds the guest's current CS (and SS,
-	 * unless it is the stand-in for a null SS). */
-	e->cpu.cs = (uint16_t)(f[3] & ~3);
-	if ((uint16_t)f[6] != SH_SEL_DS3)
-		e->cpu.ss = (uint16_t)(f[6] & ~3);
+	*s = (struct kvm_segment){
+		.base = ((d >> 16) & 0xffffff) | ((d >> 56) << 24),
+		.limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000)),
+		.selector = sel,
+		.type = (d >> 40) & 0xf,
+		.s = (d >> 44) & 1,
+		.dpl = (d >> 45) & 3,
+		.present = (d >> 47) & 1,
+		.avl = (d >> 52) & 1,
+		.l = (d >> 53) & 1,
+		.db = (d >> 54) & 1,
+		.g = (d >> 55) & 1,
+	};
+	if (s->g)
+		s->limit = (s->limit << 12) | 0xfff;
+	s->unusable = !s->present;
 }
 
-/* Write the guest state back into the frame and resume at the stub's iretq. */
-static void resume(struct sh_engine *e, uint64_t *f, uint64_t f_va, bool halt)
+/* Resume the guest at CPL3 in the state e->g and e->cpu describe, or, for a halt, the
+ * monitor's `sti; hlt` at CPL0 on an empty trap stack, keeping that state for the
+ * interrupt that ends the halt. */
+static void resume(struct sh_engine *e, bool halt)
 {
 	struct kvm_run *run = e->v->run;
 	struct kvm_regs *r = &run->s.regs.regs;
+	struct kvm_sregs *s = sregs(e);
 	uint16_t real_ss = SH_SEL_DS3;
 
-	real_ss_for(e, e->cpu.ss, &real_ss);
-	f[0] = e->g.rax;
-	f[2] = e->g.rip;
-	f[3] = e->cpu.cs | 3;
-	f[4] = (e->g.rflags & ~(RF_IOPL | RF_VM | RF_NT)) | 2;
-	f[5] = e->g.rsp;
-	f[6] = real_ss;
 	*r = e->g;
-	r->rip = SH_MON_VA + (halt ? SH_OFF_HALT : SH_OFF_RESUME);
-	r->rsp = f_va;
-	r->rflags = 2;
-	run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+	if (halt) {
+		r->rip = SH_MON_VA + SH_OFF_HALT;
+		r->rsp = SH_MON_VA + sh_stack_top(e->v->id);
+		r->rflags = 2;
+		seg_from_desc(real_desc(e, SH_SEL_CS0), SH_SEL_CS0, &s->cs);
+		seg_from_desc(real_desc(e, SH_SEL_DS0), SH_SEL_DS0, &s->ss);
+		e->halted = true;
+	} else {
+		real_ss_for(e, e->cpu.ss, &real_ss);
+		r->rflags = (e->g.rflags & ~(RF_IOPL | RF_VM | RF_NT)) | 2;
+		seg_from_desc(real_desc(e, e->cpu.cs | 3), e->cpu.cs | 3, &s->cs);
+		seg_from_desc(real_desc(e, real_ss), real_ss, &s->ss);
+	}
+	run->kvm_dirty_regs |= KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 }
 
 static void trap(struct sh_engine *e, unsigned vector)
 {
 	struct kvm_run *run = e->v->run;
 	uint64_t top = sh_stack_top(e->v->id);
-	uint64_t *outer = (uint64_t *)((uint8_t *)sh_mon_ptr(&e->mon, top) + SH_FRAME_RAX);
-	uint64_t outer_va = SH_MON_VA + top + SH_FRAME_RAX;
-	uint64_t rsp = run->s.regs.regs.rsp;
+	unsigned words = has_error_code(vector) ? SH_FRAME_WORDS : SH_FRAME_WORDS - 1;
+	uint64_t *f;
 	uint32_t err = 0;
 	enum emu r = EMU_DONE;
 
 	e->cpu.traps++;
-	if (vector == V_PF && rsp == outer_va - 8) {
-		e->cr2 = outer[-1]; /* the #PF stub pushed CR2 below the frame */
-		rsp = outer_va;
+	/* From CPL3 the CPU switched to TSS.RSP0, the top of the trap stack; from the halt path
+	 * that stack was empty. Either way the frame ends at the top; anything else is a fault
+	 * inside the monitor. */
+	if (run->s.regs.regs.rsp != SH_MON_VA + top - 8ULL * words) {
+		vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
+				"shadow mode: unexpected trap %u inside the monitor", vector);
+		return;
 	}
-	if (rsp != outer_va) {
-		/* An interrupt woke the stub's halt: the guest's frame is the outer one. */
-		uint64_t *inner = (uint64_t *)((uint8_t *)sh_mon_ptr(&e->mon, 0) + (rsp - SH_MON_VA));
+	f = (uint64_t *)((uint8_t *)sh_mon_ptr(&e->mon, top) - 8ULL * words);
+	if (words == SH_FRAME_WORDS)
+		err = (uint32_t)*f++;
+	/* f: RIP, CS, RFLAGS, RSP, SS */
+	if (e->halted) {
+		struct kvm_regs saved = e->g;
 
-		if (rsp < SH_MON_VA + top - 256 || rsp > outer_va || inner[3] != SH_SEL_CS0) {
+		if (f[1] != SH_SEL_CS0) {
+			vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
+					"shadow mode: trap %u from CPL3 while halted", vector);
+			return;
+		}
+		e->halted = false;
+		e->g = run->s.regs.regs;
+		e->g.rip = saved.rip;
+		e->g.rsp = saved.rsp;
+		e->g.rflags = saved.rflags;
+	} else {
+		if ((f[1] & 3) != 3) {
 			vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
 					"shadow mode: unexpected trap %u inside the monitor", vector);
 			return;
 		}
-	} else {
-		err = (uint32_t)outer[1];
+		e->g = run->s.regs.regs;
+		e->g.rip = f[0];
+		e->g.rflags = f[2];
+		e->g.rsp = f[3];
+		/* Far jumps and calls run natively: the frame holds the guest's current CS (and
+		 * SS, unless it is the stand-in for a null SS). */
+		e->cpu.cs = (uint16_t)(f[1] & ~3);
+		if ((uint16_t)f[4] != SH_SEL_DS3)
+			e->cpu.ss = (uint16_t)(f[4] & ~3);
 	}
-	load_frame(e, outer);
+	if (vector == V_PF)
+		e->cr2 = sregs(e)->cr2;
 	if (e->trace)
 		fprintf(stderr, "shadow: trap %u err %#x rip %#llx rsp %#llx rflags %#llx cr2 %#llx\n",
 			vector, err, (unsigned long long)e->g.rip, (unsigned long long)e->g.rsp,
-			(unsigned long long)e->g.rflags,
-			(unsigned long long)e->cr2);
+			(unsigned long long)e->g.rflags, (unsigned long long)e->cr2);
 
 	switch (vector) {
 	case V_GP:
@@ -1049,7 +1084,7 @@ static void trap(struct sh_engine *e, unsigned vector)
 		e->halted_for_good = true;
 		r = EMU_DONE;
 	}
-	resume(e, outer, outer_va, r == EMU_HALT);
+	resume(e, r == EMU_HALT);
 }
 
 /* The boot vCPU's real state: long mode, the monitor's CS/SS at CPL0, about to iretq into
@@ -1061,8 +1096,6 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	struct sh_cpu *c = &e->cpu;
 	struct kvm_sregs s;
 	struct kvm_regs r;
-	uint64_t top = sh_stack_top(v->id);
-	uint64_t *f = (uint64_t *)((uint8_t *)sh_mon_ptr(&e->mon, top) + SH_FRAME_RAX);
 	uint64_t boot_gdt[4];
 
 	e->v = v;
@@ -1088,10 +1121,9 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 
 	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
 		return err_set(err, "KVM_GET_SREGS: %s", strerror(errno));
-	s.cs = (struct kvm_segment){.limit = 0xffffffff, .selector = SH_SEL_CS0, .type = 0xb,
-				    .present = 1, .s = 1, .l = 1, .g = 1};
-	s.ss = (struct kvm_segment){.limit = 0xffffffff, .selector = SH_SEL_DS0, .type = 0x3,
-				    .present = 1, .s = 1, .db = 1, .g = 1};
+	/* The guest starts at CPL3 in its own (mirrored) code and stack segments. */
+	seg_from_desc(real_desc(e, c->cs | 3), c->cs | 3, &s.cs);
+	seg_from_desc(real_desc(e, c->ss | 3), c->ss | 3, &s.ss);
 	/* The guest's data segments, as the boot protocol leaves them (DPL3 mirrors). */
 	s.ds = (struct kvm_segment){.limit = 0xffffffff, .selector = BOOT_GDT_SEL_DATA | 3,
 				    .type = 0x3, .present = 1, .dpl = 3, .s = 1, .db = 1, .g = 1};
@@ -1125,20 +1157,16 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	}
 
 	memset(&r, 0, sizeof(r));
-	r.rip = SH_MON_VA + SH_OFF_RESUME;
-	r.rsp = SH_MON_VA + top + SH_FRAME_RAX;
-	r.rflags = 2;
+	r.rip = boot->rip;
+	r.rsp = boot->long_mode ? 0x8ff0 : 0;
+	r.rflags = 2; /* interrupts off */
 	r.rbx = boot->rbx;
 	r.rsi = boot->rsi;
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
 		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));
-	f[0] = 0;                     /* rax */
-	f[1] = 0;                     /* error code */
-	f[2] = boot->rip;             /* rip */
-	f[3] = c->cs | 3;             /* cs */
-	f[4] = 2;                     /* rflags: interrupts off */
-	f[5] = boot->long_mode ? 0x8ff0 : 0;
-	f[6] = c->ss | 3;
+	/* From here on the special registers travel in kvm_run's sync area. */
+	v->run->s.regs.sregs = s;
+	e->sregs_valid = true;
 	return 0;
 }
 
@@ -1187,7 +1215,7 @@ static void sh_run(struct vcpu *v)
 			vm_vcpu_park(v);
 			return;
 		}
-		run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+		run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 		if (e->sregs_dirty) {
 			run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
 			e->sregs_dirty = false;
@@ -1201,18 +1229,21 @@ static void sh_run(struct vcpu *v)
 			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN: %s", strerror(errno));
 			return;
 		}
-		e->sregs_valid = false;
+		e->sregs_valid = true; /* KVM filled the sync area (kvm_valid_regs) */
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			if (run->io.port == SH_TRAP_PORT && run->io.direction == KVM_EXIT_IO_OUT &&
-			    run->s.regs.regs.rip - SH_MON_VA < SH_OFF_CODE) {
-				uint32_t vec;
-
+			    run->s.regs.regs.rip - (SH_MON_VA + SH_OFF_VECTORS) <
+				    256 * SH_STUB_SIZE) {
+				/* The guest cannot reach this port (TSS I/O bitmap): a stub's exit,
+				 * whose address names the vector. */
+				unsigned vec = (unsigned)((run->s.regs.regs.rip - SH_MON_VA -
+							   SH_OFF_VECTORS) /
+							  SH_STUB_SIZE);
 				struct timespec t0, t1;
 
-				memcpy(&vec, (uint8_t *)run + run->io.data_offset, 4);
 				clock_gettime(CLOCK_MONOTONIC, &t0);
-				trap(e, vec & 0xff);
+				trap(e, vec);
 				clock_gettime(CLOCK_MONOTONIC, &t1);
 				e->cpu.trap_ns += (double)(t1.tv_sec - t0.tv_sec) * 1e9 +
 						  (double)(t1.tv_nsec - t0.tv_nsec);

@@ -21,12 +21,12 @@
 #define SH_MON_SIZE      (2ULL << 20)
 #define SH_POOL_GPA      (SH_MON_GPA + SH_MON_SIZE)
 #define SH_POOL_PAGES    8192 /* 32 MiB of shadow page tables */
-#define SH_TRAP_PORT     0xea /* the stub's exit: out %eax, $SH_TRAP_PORT */
+#define SH_TRAP_PORT     0xea /* the stubs' exit: out %al, $SH_TRAP_PORT */
 
 /* Offsets inside the fixed monitor area. */
-#define SH_OFF_VECTORS 0x0000 /* 256 entry stubs, 16 bytes each */
-#define SH_OFF_CODE    0x1000 /* resume and halt paths */
-#define SH_OFF_RESUME  (SH_OFF_CODE + 0x00)
+#define SH_OFF_VECTORS 0x0000 /* 256 entry stubs, 16 bytes each: the exit RIP names the vector */
+#define SH_STUB_SIZE   16
+#define SH_OFF_CODE    0x1000 /* the halt path */
 #define SH_OFF_HALT    (SH_OFF_CODE + 0x10)
 #define SH_OFF_IDT     0x2000
 #define SH_OFF_GDT     0x3000 /* 64 KiB: the guest's descriptors mirrored, then ours */
@@ -45,15 +45,9 @@
 #define SH_SEL_DS3         ((8114 << 3) | 3) /* flat data, DPL3: SS when the guest's is null */
 #define SH_SEL_TSS(k)      ((8120 + 2 * (k)) << 3)
 
-/* Trap frame, from the top of a vCPU's trap stack: what the CPU pushed (SS, RSP, RFLAGS,
- * CS, RIP, error code) and what the stub pushed (a dummy error code, RAX). */
-#define SH_FRAME_SS     (-8)
-#define SH_FRAME_RSP    (-16)
-#define SH_FRAME_RFLAGS (-24)
-#define SH_FRAME_CS     (-32)
-#define SH_FRAME_RIP    (-40)
-#define SH_FRAME_ERR    (-48)
-#define SH_FRAME_RAX    (-56)
+/* Trap frame: what the CPU pushed on the trap stack (TSS.RSP0) entering a stub, from RSP at
+ * the exit: [error code,] RIP, CS, RFLAGS, RSP, SS. The stubs push nothing. */
+#define SH_FRAME_WORDS 6
 
 static inline uint64_t sh_vcpu_area(unsigned k)
 {

@@ -16,52 +16,27 @@ static int has_error_code(unsigned v)
 	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
 }
 
-/* Entry stub for vector v, 16 bytes:
- *   [push $0]              (6a 00) when the CPU pushed no error code
- *   push %rax              (50)
- *   [mov %cr2,%rax; push %rax]  (0f 20 d0 50) for #PF
- *   mov $v, %eax           (b8 v 0 0 0)
- *   out %eax, $TRAP_PORT   (e7 ea)
- *   jmp .                  (eb fe)    never reached: hearth resumes elsewhere */
-static void write_vector_stub(uint8_t *p, unsigned v)
+/* Entry stub for vector v, at SH_OFF_VECTORS + 16 * v:
+ *   out %al, $SH_TRAP_PORT   (e6 ea)   exit to hearth; RIP tells the vector, RAX is untouched
+ *   jmp .                    (eb fe)   never reached: hearth resumes the guest directly
+ * One instruction: KVM emulates every ring-0 instruction on PVM hosts, so the stub does
+ * nothing else. CR2 and the registers reach hearth through KVM_SYNC_REGS, the error code in
+ * the frame the CPU pushed. */
+static void write_vector_stub(uint8_t *p)
 {
-	unsigned i = 0;
+	static const uint8_t stub[] = {0xe6, SH_TRAP_PORT, 0xeb, 0xfe};
 
-	memset(p, 0x90, 16);
-	if (!has_error_code(v)) {
-		p[i++] = 0x6a;
-		p[i++] = 0x00;
-	}
-	p[i++] = 0x50;
-	if (v == 14) {
-		/* #PF: also push CR2 (mov %cr2, %rax; push %rax), so that hearth needs no
-		 * special-register read on the hottest trap. */
-		p[i++] = 0x0f;
-		p[i++] = 0x20;
-		p[i++] = 0xd0;
-		p[i++] = 0x50;
-	}
-	p[i++] = 0xb8;
-	p[i++] = (uint8_t)v;
-	p[i++] = 0;
-	p[i++] = 0;
-	p[i++] = 0;
-	p[i++] = 0xe7;
-	p[i++] = SH_TRAP_PORT;
-	p[i++] = 0xeb;
-	p[i++] = 0xfe;
+	memset(p, 0x90, SH_STUB_SIZE);
+	memcpy(p, stub, sizeof(stub));
 }
 
 static void write_code(uint8_t *mon)
 {
-	/* resume: pop %rax; add $8, %rsp; iretq  -- back to the guest frame */
-	static const uint8_t resume[] = {0x58, 0x48, 0x83, 0xc4, 0x08, 0x48, 0xcf};
 	/* halt: sti; hlt; jmp halt+1  -- the vCPU sleeps until an interrupt, whose stub exits */
 	static const uint8_t halt[] = {0xfb, 0xf4, 0xeb, 0xfd};
 
 	for (unsigned v = 0; v < 256; v++)
-		write_vector_stub(mon + SH_OFF_VECTORS + 16 * v, v);
-	memcpy(mon + SH_OFF_RESUME, resume, sizeof(resume));
+		write_vector_stub(mon + SH_OFF_VECTORS + SH_STUB_SIZE * v);
 	memcpy(mon + SH_OFF_HALT, halt, sizeof(halt));
 }
 
@@ -70,7 +45,7 @@ static void write_idt(uint8_t *mon)
 	uint64_t *idt = (uint64_t *)(mon + SH_OFF_IDT);
 
 	for (unsigned v = 0; v < 256; v++) {
-		uint64_t off = SH_MON_VA + SH_OFF_VECTORS + 16 * v;
+		uint64_t off = SH_MON_VA + SH_OFF_VECTORS + SH_STUB_SIZE * v;
 		/* Vectors with an error code keep DPL0, so a guest `int $n` to them raises #GP
 		 * (hearth emulates it) instead of entering the stub with a wrong frame. */
 		uint64_t dpl = (has_error_code(v) || v == 2) ? 0 : 3;
