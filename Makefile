@@ -24,7 +24,7 @@ JAILER    := $(BUILD)/hearth-jailer
 GUESTS    := $(BUILD)/guests
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: ensure-deps all run test unit integration asan guests clean deps format bench fuzz fuzz-smoke
+.PHONY: ensure-deps all run test unit integration asan guests clean deps format format-check bench fuzz fuzz-smoke
 API_MODULE := $(BUILD)/hearth-api.so
 all: $(HEARTH) $(API_MODULE) $(JAILER) guests
 
@@ -132,6 +132,10 @@ deps:
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# CI: every C file as .clang-format has it.
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build

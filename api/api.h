@@ -25,14 +25,14 @@ enum api_op {
 	API_PUT_BOOT_SOURCE,    /* PUT /boot-source */
 	API_PUT_MACHINE_CONFIG, /* PUT /machine-config */
 	API_PATCH_MACHINE_CONFIG,
-	API_PUT_DRIVE,          /* PUT /drives/{id} */
-	API_PATCH_DRIVE,        /* PATCH /drives/{id}: path_on_host */
-	API_PUT_NET,            /* PUT /network-interfaces/{id} */
+	API_PUT_DRIVE,   /* PUT /drives/{id} */
+	API_PATCH_DRIVE, /* PATCH /drives/{id}: path_on_host */
+	API_PUT_NET,     /* PUT /network-interfaces/{id} */
 	API_PATCH_NET,
-	API_ACTION,             /* PUT /actions */
-	API_PATCH_VM,           /* PATCH /vm: Paused / Resumed */
-	API_PUT_LOGGER,         /* PUT /logger */
-	API_PUT_METRICS,        /* PUT /metrics */
+	API_ACTION,      /* PUT /actions */
+	API_PATCH_VM,    /* PATCH /vm: Paused / Resumed */
+	API_PUT_LOGGER,  /* PUT /logger */
+	API_PUT_METRICS, /* PUT /metrics */
 };
 
 enum api_action { ACTION_INSTANCE_START, ACTION_SEND_CTRL_ALT_DEL, ACTION_FLUSH_METRICS };
@@ -121,7 +121,7 @@ struct api_server;
 /* Bind `path` (mode 0600; a stale socket file is replaced only when nothing listens on it,
  * a live one is never stolen) and start serving in a new thread. */
 struct api_server *api_server_start(const char *path, struct api_channel *ch, char *err,
-				    size_t errlen);
+                                    size_t errlen);
 /* Closes the channel first (a request waiting on the VMM is answered 400), then stops the
  * server thread, closes the socket and unlinks the socket file if it is still ours. */
 void api_server_stop(struct api_server *s);
@@ -129,8 +129,8 @@ void api_server_stop(struct api_server *s);
 void api_server_set_module_dir(const char *argv0);
 
 /* JSON <-> model (api/config_json.c). The VMM thread uses these to render replies. */
-char *config_to_json(const struct vm_config *c);          /* GET /vm/config shape */
-char *machine_config_to_json(const struct vm_config *c);  /* GET /machine-config */
+char *config_to_json(const struct vm_config *c);         /* GET /vm/config shape */
+char *machine_config_to_json(const struct vm_config *c); /* GET /machine-config */
 /* Parse a config file (the GET /vm/config shape) into c (defaults already set). Returns 0,
  * or -1 with a message naming the field. */
 int config_from_json(const char *text, struct vm_config *c, char *err, size_t errlen);

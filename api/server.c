@@ -304,14 +304,15 @@ static void serve(struct api_server *s, int epfd)
 
 	for (;;) {
 		struct pollfd p[2] = {{.fd = epfd, .events = POLLIN},
-				      {.fd = s->stop_fd, .events = POLLIN}};
+		                      {.fd = s->stop_fd, .events = POLLIN}};
 		MHD_UNSIGNED_LONG_LONG t;
 		int timeout = -1;
 
 		if (MHD_get_timeout(s->mhd, &t) == MHD_YES)
 			timeout = t > INT_MAX ? INT_MAX : (int)t;
 		if (stopping) {
-			if (!__atomic_load_n(&s->replying, __ATOMIC_SEQ_CST) || mono_now() >= give_up)
+			if (!__atomic_load_n(&s->replying, __ATOMIC_SEQ_CST) ||
+			    mono_now() >= give_up)
 				break;
 			if (timeout < 0 || timeout > 10)
 				timeout = 10;
@@ -363,7 +364,7 @@ static void free_server(struct api_server *s)
 }
 
 struct api_server *hearth_api_server_start(const char *path, struct api_channel *ch, char *err,
-                                    size_t errlen)
+                                           size_t errlen)
 {
 	struct api_server *s = calloc(1, sizeof(*s));
 	sigset_t all, old;

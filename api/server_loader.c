@@ -35,7 +35,7 @@ static int load(char *err, size_t errlen)
 		return -1;
 	}
 	start_fn = (struct api_server * (*)(const char *, struct api_channel *, char *, size_t))
-		dlsym(h, "hearth_api_server_start");
+	    dlsym(h, "hearth_api_server_start");
 	stop_fn = (void (*)(struct api_server *))dlsym(h, "hearth_api_server_stop");
 	if (!start_fn || !stop_fn) {
 		snprintf(err, errlen, "%s: not a hearth API module", path);
@@ -46,7 +46,7 @@ static int load(char *err, size_t errlen)
 }
 
 struct api_server *api_server_start(const char *path, struct api_channel *ch, char *err,
-				    size_t errlen)
+                                    size_t errlen)
 {
 	if (load(err, errlen))
 		return NULL;

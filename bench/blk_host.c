@@ -94,8 +94,9 @@ static void check(const uint8_t *buf, uint64_t off, uint32_t len)
 
 		memcpy(&got, buf + i, sizeof(got));
 		if (got != stamp(n)) {
-			fprintf(stderr, "blk_host: block %" PRIu64 " reads 0x%" PRIx64
-			                ", expected 0x%" PRIx64 "\n",
+			fprintf(stderr,
+			        "blk_host: block %" PRIu64 " reads 0x%" PRIx64
+			        ", expected 0x%" PRIx64 "\n",
 			        n, got, stamp(n));
 			exit(2);
 		}

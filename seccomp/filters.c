@@ -50,16 +50,28 @@ struct rule {
 	struct scmp_arg_cmp arg[2];
 };
 
-#define CMP(i, o, a, b)  {.arg = (i), .op = (o), .datum_a = (a), .datum_b = (b)}
-#define EQ(i, v)         CMP(i, SCMP_CMP_EQ, (scmp_datum_t)(v), 0)
-#define CLEAR(i, bits)   CMP(i, SCMP_CMP_MASKED_EQ, (scmp_datum_t)(bits), 0)
-#define ALLOW(name)      {.nr = SCMP_SYS(name)}
-#define ALLOW1(name, c)  {.nr = SCMP_SYS(name), .nargs = 1, .arg = {c}}
-#define ALLOW2(name, c, d) {.nr = SCMP_SYS(name), .nargs = 2, .arg = {c, d}}
+#define CMP(i, o, a, b)                                                                            \
+	{                                                                                          \
+		.arg = (i), .op = (o), .datum_a = (a), .datum_b = (b)                              \
+	}
+#define EQ(i, v)       CMP(i, SCMP_CMP_EQ, (scmp_datum_t)(v), 0)
+#define CLEAR(i, bits) CMP(i, SCMP_CMP_MASKED_EQ, (scmp_datum_t)(bits), 0)
+#define ALLOW(name)                                                                                \
+	{                                                                                          \
+		.nr = SCMP_SYS(name)                                                               \
+	}
+#define ALLOW1(name, c)                                                                            \
+	{                                                                                          \
+		.nr = SCMP_SYS(name), .nargs = 1, .arg = { c }                                     \
+	}
+#define ALLOW2(name, c, d)                                                                         \
+	{                                                                                          \
+		.nr = SCMP_SYS(name), .nargs = 2, .arg = { c, d }                                  \
+	}
 /* ioctl(fd, request, ...): the request is compared on its low 32 bits (the kernel's is an
  * unsigned int), so a sign-extended request cannot slip past. */
 #define IOCTL(req)                                                                                 \
-	ALLOW1(ioctl, CMP(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, (scmp_datum_t)(req) & 0xffffffffULL))
+	ALLOW1(ioctl, CMP(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, (scmp_datum_t)(req)&0xffffffffULL))
 /* open flags that create, truncate or make an anonymous file */
 #define CREATE_FLAGS (O_CREAT | O_TRUNC | __O_TMPFILE)
 
@@ -71,97 +83,87 @@ struct rule {
  * list already allowed. No call may map executable memory. */
 #define COMMON_RULES                                                                               \
 	ALLOW(write), ALLOW(exit_group), ALLOW(exit), ALLOW(futex), ALLOW(clock_gettime),          \
-		ALLOW(restart_syscall),                                                            \
-		ALLOW1(mmap, CLEAR(2, PROT_EXEC)), ALLOW1(mprotect, CLEAR(2, PROT_EXEC)),          \
-		ALLOW(munmap), ALLOW(madvise), ALLOW(brk)
+	    ALLOW(restart_syscall), ALLOW1(mmap, CLEAR(2, PROT_EXEC)),                             \
+	    ALLOW1(mprotect, CLEAR(2, PROT_EXEC)), ALLOW(munmap), ALLOW(madvise), ALLOW(brk)
 
 /* The VMM thread, from the moment the guest runs: its event loop, the devices' I/O, the calls
  * the API may still make after boot, and the exit. Building the VM (KVM_CREATE_VM, memslots,
  * vCPUs, threads, file creation for the console, log and metrics) happens before the filter. */
 static const struct rule vmm_rules[] = {
-	COMMON_RULES,
-	ALLOW(mremap), /* realloc of large blocks (cJSON replies) */
-	/* event loop: epoll over the stop/API/notify eventfds, signalfd, console input, TAP */
-	ALLOW(epoll_wait),
-	ALLOW(epoll_ctl),
-	ALLOW(read),
-	/* virtio-blk requests and flushes, discard and write-zeroes; virtio-net frames */
-	ALLOW(preadv),
-	ALLOW(pwritev),
-	ALLOW(fdatasync),
-	ALLOW(fallocate),
-	ALLOW(readv),
-	ALLOW(writev),
-	/* PATCH /drives: open the new medium (never creating or truncating a file), check it */
-	ALLOW1(openat, CLEAR(2, CREATE_FLAGS)),
-	ALLOW(newfstatat),
-	ALLOW(fstat),
-	ALLOW1(fcntl, EQ(1, F_GETFL)),
-	ALLOW1(fcntl, EQ(1, F_SETFL)),
-	ALLOW(close),
-	IOCTL(BLKGETSIZE64), /* a block device as the new medium */
-	/* SendCtrlAltDel raises the keyboard IRQ; pause/resume save and restore the clocks */
-	IOCTL(KVM_IRQ_LINE),
-	IOCTL(KVM_GET_CLOCK),
-	IOCTL(KVM_SET_CLOCK),
-	IOCTL(KVM_GET_DEVICE_ATTR),
-	IOCTL(KVM_SET_DEVICE_ATTR),
-	IOCTL(TUNSETOFFLOAD), /* virtio-net offloads follow the driver */
-	IOCTL(TCSETS),        /* the terminal is restored at exit (tcsetattr) */
-	/* kicking a vCPU out of KVM_RUN: pthread_kill = getpid + tgkill with the kick signal
-	 * (the process id is filled in when the filter is built), signals blocked around it */
-	ALLOW(getpid),
-	ALLOW2(tgkill, EQ(0, 0), EQ(2, SIGUSR1)),
-	ALLOW(rt_sigprocmask),
-	ALLOW1(prctl, EQ(0, PR_GET_NAME)), /* the thread name in log-file lines */
-	/* exit: remove the API socket file; the detached teardown process (vm.c): pidfd of
-	 * hearth, clone(CLONE_VM), then in the child close_range, poll and exit */
-	ALLOW(unlink),
-	ALLOW2(pidfd_open, EQ(0, 0), EQ(1, 0)),
-	ALLOW1(clone, EQ(0, CLONE_VM)),
-	ALLOW(close_range),
-	ALLOW(poll),
+    COMMON_RULES,
+    ALLOW(mremap), /* realloc of large blocks (cJSON replies) */
+    /* event loop: epoll over the stop/API/notify eventfds, signalfd, console input, TAP */
+    ALLOW(epoll_wait),
+    ALLOW(epoll_ctl),
+    ALLOW(read),
+    /* virtio-blk requests and flushes, discard and write-zeroes; virtio-net frames */
+    ALLOW(preadv),
+    ALLOW(pwritev),
+    ALLOW(fdatasync),
+    ALLOW(fallocate),
+    ALLOW(readv),
+    ALLOW(writev),
+    /* PATCH /drives: open the new medium (never creating or truncating a file), check it */
+    ALLOW1(openat, CLEAR(2, CREATE_FLAGS)),
+    ALLOW(newfstatat),
+    ALLOW(fstat),
+    ALLOW1(fcntl, EQ(1, F_GETFL)),
+    ALLOW1(fcntl, EQ(1, F_SETFL)),
+    ALLOW(close),
+    IOCTL(BLKGETSIZE64), /* a block device as the new medium */
+    /* SendCtrlAltDel raises the keyboard IRQ; pause/resume save and restore the clocks */
+    IOCTL(KVM_IRQ_LINE),
+    IOCTL(KVM_GET_CLOCK),
+    IOCTL(KVM_SET_CLOCK),
+    IOCTL(KVM_GET_DEVICE_ATTR),
+    IOCTL(KVM_SET_DEVICE_ATTR),
+    IOCTL(TUNSETOFFLOAD), /* virtio-net offloads follow the driver */
+    IOCTL(TCSETS),        /* the terminal is restored at exit (tcsetattr) */
+    /* kicking a vCPU out of KVM_RUN: pthread_kill = getpid + tgkill with the kick signal
+     * (the process id is filled in when the filter is built), signals blocked around it */
+    ALLOW(getpid),
+    ALLOW2(tgkill, EQ(0, 0), EQ(2, SIGUSR1)),
+    ALLOW(rt_sigprocmask),
+    ALLOW1(prctl, EQ(0, PR_GET_NAME)), /* the thread name in log-file lines */
+    /* exit: remove the API socket file; the detached teardown process (vm.c): pidfd of
+     * hearth, clone(CLONE_VM), then in the child close_range, poll and exit */
+    ALLOW(unlink),
+    ALLOW2(pidfd_open, EQ(0, 0), EQ(1, 0)),
+    ALLOW1(clone, EQ(0, CLONE_VM)),
+    ALLOW(close_range),
+    ALLOW(poll),
 };
 
 /* The API thread: one HTTP connection loop over MHD's epoll set and a stop eventfd, and the
  * mailbox to the VMM thread. It opens no file and creates nothing: the listening socket
  * exists before the thread starts. */
 static const struct rule api_rules[] = {
-	COMMON_RULES,
-	ALLOW(mremap),
-	ALLOW(poll),
-	ALLOW(epoll_wait),
-	ALLOW(epoll_ctl),
-	ALLOW(accept4),
-	ALLOW(recvfrom),
-	ALLOW(sendto),
-	ALLOW(sendmsg),
-	ALLOW(shutdown),
-	ALLOW(close),
-	ALLOW(read),           /* drain the stop eventfd */
-	ALLOW(rt_sigprocmask), /* thread exit */
+    COMMON_RULES,          ALLOW(mremap),   ALLOW(poll),   ALLOW(epoll_wait), ALLOW(epoll_ctl),
+    ALLOW(accept4),        ALLOW(recvfrom), ALLOW(sendto), ALLOW(sendmsg),    ALLOW(shutdown),
+    ALLOW(close),          ALLOW(read), /* drain the stop eventfd */
+    ALLOW(rt_sigprocmask),              /* thread exit */
 };
 
 /* vCPU threads: KVM_RUN and the exits handled in place (port I/O and MMIO on the device
  * buses, which write to the console and to eventfds and raise ISA IRQs); the registers for
  * an error report; the kick signal. */
 static const struct rule vcpu_rules[] = {
-	COMMON_RULES,
-	IOCTL(KVM_RUN),
-	IOCTL(KVM_IRQ_LINE),  /* UART and i8042 interrupts */
-	IOCTL(KVM_GET_REGS),  /* triple-fault and internal-error reports */
-	IOCTL(KVM_GET_SREGS), /* internal-error report */
-	IOCTL(KVM_TRANSLATE), /* internal-error report: the bytes at RIP */
-	IOCTL(TUNSETOFFLOAD), /* virtio-net: DRIVER_OK and reset arrive as MMIO writes */
-	ALLOW(epoll_ctl),     /* virtio-net asks the VMM loop to watch its TAP */
-	/* the shadow engine emulates rdmsr/wrmsr and xsetbv through KVM (registers and
-	 * segments travel in kvm_run's sync area, without ioctls) */
-	IOCTL(KVM_GET_MSRS),
-	IOCTL(KVM_SET_MSRS),
-	IOCTL(KVM_SET_XCRS),
-	ALLOW(rt_sigreturn),  /* return from the kick signal's handler */
-	ALLOW(rt_sigprocmask), /* thread exit */
-	ALLOW1(prctl, EQ(0, PR_GET_NAME)),
+    COMMON_RULES,
+    IOCTL(KVM_RUN),
+    IOCTL(KVM_IRQ_LINE),  /* UART and i8042 interrupts */
+    IOCTL(KVM_GET_REGS),  /* triple-fault and internal-error reports */
+    IOCTL(KVM_GET_SREGS), /* internal-error report */
+    IOCTL(KVM_TRANSLATE), /* internal-error report: the bytes at RIP */
+    IOCTL(TUNSETOFFLOAD), /* virtio-net: DRIVER_OK and reset arrive as MMIO writes */
+    ALLOW(epoll_ctl),     /* virtio-net asks the VMM loop to watch its TAP */
+    /* the shadow engine emulates rdmsr/wrmsr and xsetbv through KVM (registers and
+     * segments travel in kvm_run's sync area, without ioctls) */
+    IOCTL(KVM_GET_MSRS),
+    IOCTL(KVM_SET_MSRS),
+    IOCTL(KVM_SET_XCRS),
+    ALLOW(rt_sigreturn),   /* return from the kick signal's handler */
+    ALLOW(rt_sigprocmask), /* thread exit */
+    ALLOW1(prctl, EQ(0, PR_GET_NAME)),
 };
 
 /* A shadow-engine vCPU: the vCPU list, plus the reload of the shadow pool's memslot (delete
@@ -169,7 +171,7 @@ static const struct rule vcpu_rules[] = {
  * argument is a pointer, which a filter cannot look into; the vCPU thread only ever passes
  * the pool's slot. Hardware-mode vCPUs never get it. */
 static const struct rule vcpu_shadow_rules[] = {
-	IOCTL(KVM_SET_USER_MEMORY_REGION),
+    IOCTL(KVM_SET_USER_MEMORY_REGION),
 };
 
 #ifdef HEARTH_SAN
@@ -178,16 +180,15 @@ static const struct rule vcpu_shadow_rules[] = {
  * /proc/self/task, waitpid) and a report reads /proc/self/maps and may run the symbolizer;
  * neither happens in a normal build, which never contains these rules. */
 static const struct rule san_rules[] = {
-	ALLOW(clone),          ALLOW(ptrace),      ALLOW(wait4),        ALLOW(prctl),
-	ALLOW(openat),         ALLOW(open),        ALLOW(getdents64),   ALLOW(sched_yield),
-	ALLOW(getdents),
-	ALLOW(getpid),         ALLOW(gettid),      ALLOW(sigaltstack),  ALLOW(rt_sigaction),
-	ALLOW(rt_sigprocmask), ALLOW(mmap),        ALLOW(mprotect),     ALLOW(readlink),
-	ALLOW(read),           ALLOW(close),       ALLOW(fstat),        ALLOW(newfstatat),
-	ALLOW(lseek),          ALLOW(pipe2),       ALLOW(dup2),         ALLOW(execve),
-	ALLOW(kill),           ALLOW(tgkill),      ALLOW(nanosleep),    ALLOW(clock_nanosleep),
-	ALLOW(getrlimit),      ALLOW(prlimit64),   ALLOW(sysinfo),      ALLOW(unlink),
-	ALLOW(getppid),
+    ALLOW(clone),           ALLOW(ptrace),         ALLOW(wait4),      ALLOW(prctl),
+    ALLOW(openat),          ALLOW(open),           ALLOW(getdents64), ALLOW(sched_yield),
+    ALLOW(getdents),        ALLOW(getpid),         ALLOW(gettid),     ALLOW(sigaltstack),
+    ALLOW(rt_sigaction),    ALLOW(rt_sigprocmask), ALLOW(mmap),       ALLOW(mprotect),
+    ALLOW(readlink),        ALLOW(read),           ALLOW(close),      ALLOW(fstat),
+    ALLOW(newfstatat),      ALLOW(lseek),          ALLOW(pipe2),      ALLOW(dup2),
+    ALLOW(execve),          ALLOW(kill),           ALLOW(tgkill),     ALLOW(nanosleep),
+    ALLOW(clock_nanosleep), ALLOW(getrlimit),      ALLOW(prlimit64),  ALLOW(sysinfo),
+    ALLOW(unlink),          ALLOW(getppid),
 };
 #endif
 
@@ -195,10 +196,10 @@ static const struct {
 	const struct rule *rules;
 	size_t n;
 } lists[THREAD_KINDS] = {
-	[THREAD_VMM] = {vmm_rules, sizeof(vmm_rules) / sizeof(vmm_rules[0])},
-	[THREAD_API] = {api_rules, sizeof(api_rules) / sizeof(api_rules[0])},
-	[THREAD_VCPU] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
-	[THREAD_VCPU_SHADOW] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
+    [THREAD_VMM] = {vmm_rules, sizeof(vmm_rules) / sizeof(vmm_rules[0])},
+    [THREAD_API] = {api_rules, sizeof(api_rules) / sizeof(api_rules[0])},
+    [THREAD_VCPU] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
+    [THREAD_VCPU_SHADOW] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
 };
 
 static bool enabled;
@@ -242,7 +243,8 @@ int seccomp_setup(bool on, struct error *err)
 	 * is filtered. */
 	tzset();
 	if (sigsys_install_handler())
-		return err_set(err, "seccomp: cannot install the SIGSYS handler: %s", strerror(errno));
+		return err_set(err, "seccomp: cannot install the SIGSYS handler: %s",
+		               strerror(errno));
 #ifdef HEARTH_SECCOMP_TEST
 	test_kind = getenv("HEARTH_SECCOMP_TEST");
 #endif
@@ -291,8 +293,8 @@ static int compile(enum thread_kind kind, struct sock_fprog *prog, struct error 
 	if (add_rules(ctx, lists[kind].rules, lists[kind].n, err))
 		goto out;
 	if (kind == THREAD_VCPU_SHADOW &&
-	    add_rules(ctx, vcpu_shadow_rules, sizeof(vcpu_shadow_rules) / sizeof(vcpu_shadow_rules[0]),
-		      err))
+	    add_rules(ctx, vcpu_shadow_rules,
+	              sizeof(vcpu_shadow_rules) / sizeof(vcpu_shadow_rules[0]), err))
 		goto out;
 #ifdef HEARTH_SAN
 	if (add_rules(ctx, san_rules, sizeof(san_rules) / sizeof(san_rules[0]), err))
@@ -306,7 +308,7 @@ static int compile(enum thread_kind kind, struct sock_fprog *prog, struct error 
 	close(p[1]);
 	if (rc < 0) {
 		err_set(err, "seccomp: cannot export the %s filter: %s", thread_kind_name(kind),
-			strerror(-rc));
+		        strerror(-rc));
 		rc = -1;
 		goto out;
 	}
@@ -336,8 +338,8 @@ static int compile(enum thread_kind kind, struct sock_fprog *prog, struct error 
 	}
 	if (len == 0 || len % sizeof(struct sock_filter) ||
 	    len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-		err_set(err, "seccomp: the %s filter has a bad size (%zu bytes)", thread_kind_name(kind),
-			len);
+		err_set(err, "seccomp: the %s filter has a bad size (%zu bytes)",
+		        thread_kind_name(kind), len);
 		goto out;
 	}
 	prog->len = (unsigned short)(len / sizeof(struct sock_filter));
@@ -375,8 +377,8 @@ int seccomp_install(enum thread_kind kind, struct error *err)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		return err_set(err, "seccomp: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &programs[kind]))
-		return err_set(err, "seccomp: cannot load the %s filter: %s", thread_kind_name(kind),
-			       strerror(errno));
+		return err_set(err, "seccomp: cannot load the %s filter: %s",
+		               thread_kind_name(kind), strerror(errno));
 #ifdef HEARTH_SECCOMP_TEST
 	if (test_kind && !strcmp(test_kind, thread_kind_name(kind)) &&
 	    !__atomic_exchange_n(&test_fired, 1, __ATOMIC_SEQ_CST))

@@ -71,7 +71,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucontext)
 		name = syscall_names[nr];
 	n = put_str(line, n, cap, "hearth: seccomp: thread ");
 	n = put_str(line, n, cap,
-		    thread_kind >= 0 ? thread_kind_name((enum thread_kind)thread_kind) : "unknown");
+	            thread_kind >= 0 ? thread_kind_name((enum thread_kind)thread_kind) : "unknown");
 	n = put_str(line, n, cap, " made forbidden system call ");
 	n = put_uint(line, n, cap, nr);
 	n = put_str(line, n, cap, " (");

@@ -112,8 +112,8 @@ size_t virtio_console_receive(struct virtio_console *c, const uint8_t *buf, size
 }
 
 const struct virtio_dev_ops virtio_console_ops = {
-	.queue_notify = vcon_notify,
-	.config_read = vcon_config_read,
-	.reset = vcon_reset,
-	.activate = vcon_activate,
+    .queue_notify = vcon_notify,
+    .config_read = vcon_config_read,
+    .reset = vcon_reset,
+    .activate = vcon_activate,
 };

@@ -10,10 +10,10 @@
 #define MMIO_MAGIC   0x74726976 /* "virt" */
 #define MMIO_VERSION 2
 
-int virtio_mmio_init(struct virtio_mmio *t, const char *name, uint32_t device_id,
-		     uint64_t features, uint32_t config_size, unsigned nqueues, uint16_t queue_max,
-		     const struct virtio_dev_ops *ops, void *dev, const struct guest_memory *gm,
-		     uint64_t base, uint32_t gsi)
+int virtio_mmio_init(struct virtio_mmio *t, const char *name, uint32_t device_id, uint64_t features,
+                     uint32_t config_size, unsigned nqueues, uint16_t queue_max,
+                     const struct virtio_dev_ops *ops, void *dev, const struct guest_memory *gm,
+                     uint64_t base, uint32_t gsi)
 {
 	memset(t, 0, sizeof(*t));
 	pthread_mutex_init(&t->lock, NULL);
@@ -89,7 +89,8 @@ bool virtio_mmio_pop(struct virtio_mmio *t, unsigned q, struct virtq_chain *c)
 		case VIRTQ_EMPTY:
 			return false;
 		case VIRTQ_BAD_CHAIN:
-			/* Give the buffer back untouched; the driver sees a zero-length completion. */
+			/* Give the buffer back untouched; the driver sees a zero-length completion.
+			 */
 			t->bad_chains++;
 			virtq_push(&t->vq[q], t->gm, c->head, 0);
 			virtio_mmio_signal_used(t, q);

@@ -17,7 +17,7 @@
 #include "vmm/bus.h"
 #include "vmm/guest_memory.h"
 
-#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MAX_QUEUES  4
 #define VIRTIO_MMIO_VENDOR 0x48525448 /* "HRTH" */
 
 struct virtio_mmio;
@@ -28,7 +28,7 @@ struct virtio_dev_ops {
 	/* Device config space (lock held); offset + size <= config_size is checked. */
 	void (*config_read)(struct virtio_mmio *t, uint32_t offset, uint8_t *data, uint32_t size);
 	void (*config_write)(struct virtio_mmio *t, uint32_t offset, const uint8_t *data,
-			     uint32_t size);
+	                     uint32_t size);
 	/* The driver reset the device (lock held). */
 	void (*reset)(struct virtio_mmio *t);
 	/* The driver set DRIVER_OK (lock held). */
@@ -49,8 +49,8 @@ struct virtio_mmio {
 
 	uint64_t base; /* guest-physical address of the 4 KiB slot */
 	uint32_t gsi;
-	int irq_fd;                          /* eventfd -> KVM_IRQFD */
-	int notify_fd[VIRTIO_MAX_QUEUES];    /* eventfd <- KVM_IOEVENTFD (QueueNotify) */
+	int irq_fd;                       /* eventfd -> KVM_IRQFD */
+	int notify_fd[VIRTIO_MAX_QUEUES]; /* eventfd <- KVM_IOEVENTFD (QueueNotify) */
 
 	/* Registers. */
 	uint32_t status;
@@ -65,10 +65,10 @@ struct virtio_mmio {
 };
 
 /* Set up a transport; fds are created here (eventfds), bound to KVM by vmm/. */
-int virtio_mmio_init(struct virtio_mmio *t, const char *name, uint32_t device_id,
-		     uint64_t features, uint32_t config_size, unsigned nqueues, uint16_t queue_max,
-		     const struct virtio_dev_ops *ops, void *dev, const struct guest_memory *gm,
-		     uint64_t base, uint32_t gsi);
+int virtio_mmio_init(struct virtio_mmio *t, const char *name, uint32_t device_id, uint64_t features,
+                     uint32_t config_size, unsigned nqueues, uint16_t queue_max,
+                     const struct virtio_dev_ops *ops, void *dev, const struct guest_memory *gm,
+                     uint64_t base, uint32_t gsi);
 
 /* The VMM thread saw notify_fd[q] become readable. */
 void virtio_mmio_handle_notify(struct virtio_mmio *t, unsigned q);

@@ -60,7 +60,7 @@ void virtio_net_random_mac(uint8_t mac[6])
 }
 
 int virtio_net_init(struct virtio_net *n, int fd, const char *ifname, const uint8_t mac[6],
-		    uint16_t mtu)
+                    uint16_t mtu)
 {
 	memset(n, 0, sizeof(*n));
 	n->tap_fd = fd;
@@ -78,7 +78,7 @@ int virtio_net_init(struct virtio_net *n, int fd, const char *ifname, const uint
 }
 
 int virtio_net_open(struct virtio_net *n, const char *ifname, const uint8_t mac[6],
-		    struct error *err)
+                    struct error *err)
 {
 	uint16_t mtu = TAP_DEFAULT_MTU;
 	int fd = tap_open(ifname, &mtu, err);
@@ -180,9 +180,9 @@ static void tap_fail(struct virtio_net *n, const char *what, int err)
 	n->tap_failed = true;
 	n->counters.tap_failures++;
 	warn_once(n, KIND_TAP_FAILED,
-		  "%s%s%s: the TAP is no longer polled and the guest's link is down; frames the "
-		  "guest sends are dropped and counted (was the interface deleted?)",
-		  what, err ? ": " : "", err ? strerror(err) : "");
+	          "%s%s%s: the TAP is no longer polled and the guest's link is down; frames the "
+	          "guest sends are dropped and counted (was the interface deleted?)",
+	          what, err ? ": " : "", err ? strerror(err) : "");
 	n->config.status = 0; /* link down */
 	virtio_mmio_config_changed(n->t);
 }
@@ -266,10 +266,10 @@ static void drop_too_big(struct virtio_net *n, uint64_t len)
 {
 	n->counters.rx_dropped_too_big++;
 	warn_once(n, KIND_TOO_BIG,
-		  "a %llu-byte frame does not fit the guest's receive buffers%s: dropped "
-		  "(counted in rx_dropped_too_big)",
-		  (unsigned long long)(len - VIRTIO_NET_HDR_BYTES),
-		  n->mrg ? " (all of them)" : " (no MRG_RXBUF)");
+	          "a %llu-byte frame does not fit the guest's receive buffers%s: dropped "
+	          "(counted in rx_dropped_too_big)",
+	          (unsigned long long)(len - VIRTIO_NET_HDR_BYTES),
+	          n->mrg ? " (all of them)" : " (no MRG_RXBUF)");
 }
 
 static void rx_reset_frame(struct virtio_net *n)
@@ -304,7 +304,7 @@ static enum rx_step rx_continue(struct virtio_net *n, bool *used)
 		}
 		n->rx_held_descs += c->nsegs;
 		w = virtq_chain_write(c, t->gm, 0, n->bounce + n->rx_tail_off,
-				      n->rx_tail_len - n->rx_tail_off);
+		                      n->rx_tail_len - n->rx_tail_off);
 		if (w == 0) {
 			/* Nothing writable: unusable, returned at once (before the frame). */
 			t->bad_chains++;
@@ -373,7 +373,7 @@ static enum rx_step rx_one(struct virtio_net *n, bool *used)
 	if ((uint64_t)r < VIRTIO_NET_HDR_BYTES) {
 		n->counters.rx_errors++;
 		warn_once(n, KIND_RX_MALFORMED, "a %zd-byte read has no virtio-net header: dropped",
-			  r);
+		          r);
 		return RX_NEXT;
 	}
 	if ((uint64_t)r <= c->writable) {
@@ -433,10 +433,10 @@ static enum tx_result tx_one(struct virtio_net *n)
 	    c->readable > VIRTIO_NET_HDR_BYTES + VIRTIO_NET_FRAME_MAX) {
 		n->counters.tx_malformed++;
 		warn_once(n, KIND_TX_MALFORMED,
-			  "the guest sent a %llu-byte chain (a frame needs a %d-byte header and "
-			  "at most %d bytes): dropped",
-			  (unsigned long long)c->readable, VIRTIO_NET_HDR_BYTES,
-			  VIRTIO_NET_FRAME_MAX);
+		          "the guest sent a %llu-byte chain (a frame needs a %d-byte header and "
+		          "at most %d bytes): dropped",
+		          (unsigned long long)c->readable, VIRTIO_NET_HDR_BYTES,
+		          VIRTIO_NET_FRAME_MAX);
 		return TX_DONE;
 	}
 	do
@@ -449,7 +449,7 @@ static enum tx_result tx_one(struct virtio_net *n)
 	if (r < 0) {
 		n->counters.tx_errors++;
 		warn_once(n, -errno, "write: %s: frames are dropped (counted in tx_errors)",
-			  strerror(errno));
+		          strerror(errno));
 		return TX_DONE;
 	}
 	n->counters.tx_packets++;
@@ -580,9 +580,9 @@ static void net_reset(struct virtio_mmio *t)
 }
 
 const struct virtio_dev_ops virtio_net_ops = {
-	.queue_notify = net_queue_notify,
-	.config_read = net_config_read,
-	.config_write = NULL, /* nothing is writable (no CTRL_MAC_ADDR) */
-	.reset = net_reset,
-	.activate = net_activate,
+    .queue_notify = net_queue_notify,
+    .config_read = net_config_read,
+    .config_write = NULL, /* nothing is writable (no CTRL_MAC_ADDR) */
+    .reset = net_reset,
+    .activate = net_activate,
 };

@@ -47,10 +47,10 @@
 #include "tap.h"
 #include "vmm/error.h"
 
-#define VIRTIO_NET_QUEUES      2
-#define VIRTIO_NET_RXQ         0
-#define VIRTIO_NET_TXQ         1
-#define VIRTIO_NET_HDR_BYTES   TAP_VNET_HDR_BYTES
+#define VIRTIO_NET_QUEUES    2
+#define VIRTIO_NET_RXQ       0
+#define VIRTIO_NET_TXQ       1
+#define VIRTIO_NET_HDR_BYTES TAP_VNET_HDR_BYTES
 /* mac, status, max_virtqueue_pairs, mtu: the fields the offered features make valid. */
 #define VIRTIO_NET_CONFIG_SIZE ((uint32_t)offsetof(struct virtio_net_config, speed))
 /* Largest frame the TAP can hand over: a 64 KiB GSO packet with Ethernet and VLAN headers. */
@@ -73,7 +73,7 @@ struct virtio_net_counters {
 };
 
 typedef void (*virtio_net_watch_fn)(void *ctx, int fd, uint64_t tag, uint32_t old_events,
-				    uint32_t new_events);
+                                    uint32_t new_events);
 
 struct virtio_net {
 	/* The transport, set by the caller after virtio_mmio_init (the ops use t->dev). */
@@ -91,12 +91,12 @@ struct virtio_net {
 	uint64_t watch_tag;
 	uint32_t events;
 
-	bool active;       /* DRIVER_OK seen, no reset since */
-	bool mrg;          /* VIRTIO_NET_F_MRG_RXBUF negotiated */
+	bool active;              /* DRIVER_OK seen, no reset since */
+	bool mrg;                 /* VIRTIO_NET_F_MRG_RXBUF negotiated */
 	unsigned offloads;        /* TUN_F_* set on the TAP */
 	unsigned offloads_wanted; /* TUN_F_* the driver accepts (set at DRIVER_OK) */
-	bool tap_failed;   /* error or hang-up: out of the loop for good */
-	bool rx_starved;   /* receiveq ran dry: wait for a notify of queue 0 */
+	bool tap_failed;          /* error or hang-up: out of the loop for good */
+	bool rx_starved;          /* receiveq ran dry: wait for a notify of queue 0 */
 
 	/* RX: a chain taken for the next frame (or the first chain of a frame in progress). */
 	bool rx_held;
@@ -131,13 +131,13 @@ void virtio_net_random_mac(uint8_t mac[6]);
  * Returns 0, or -1 with `err` filled (nothing stays open).
  */
 int virtio_net_open(struct virtio_net *n, const char *ifname, const uint8_t mac[6],
-		    struct error *err);
+                    struct error *err);
 
 /* Set the device up on an fd that behaves like a TAP with IFF_VNET_HDR (one frame per read
  * and write; a socketpair in tests). The device owns the fd from here on. Returns 0, or -1
  * when out of memory. */
 int virtio_net_init(struct virtio_net *n, int fd, const char *ifname, const uint8_t mac[6],
-		    uint16_t mtu);
+                    uint16_t mtu);
 
 /* Features to offer the driver (the transport adds VIRTIO_F_VERSION_1). */
 uint64_t virtio_net_features(const struct virtio_net *n);

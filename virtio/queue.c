@@ -57,7 +57,8 @@ static int add_seg(struct virtq_chain *c, const struct vring_desc *d)
 {
 	if (c->nsegs >= VIRTQ_MAX_SEGS)
 		return -1;
-	c->seg[c->nsegs++] = (struct virtq_seg){d->addr, d->len, (d->flags & VRING_DESC_F_WRITE) != 0};
+	c->seg[c->nsegs++] =
+	    (struct virtq_seg){d->addr, d->len, (d->flags & VRING_DESC_F_WRITE) != 0};
 	if (d->flags & VRING_DESC_F_WRITE)
 		c->writable += d->len;
 	else
@@ -67,7 +68,7 @@ static int add_seg(struct virtq_chain *c, const struct vring_desc *d)
 
 /* Walk an indirect table: no nesting, next links inside the table, at most n entries. */
 static int walk_indirect(const struct guest_memory *gm, const struct vring_desc *ind,
-			 struct virtq_chain *c)
+                         struct virtq_chain *c)
 {
 	uint32_t n = ind->len / 16;
 	const struct vring_desc *table;
@@ -96,7 +97,7 @@ static int walk_indirect(const struct guest_memory *gm, const struct vring_desc 
 }
 
 static int walk_chain(const struct virtq *q, const struct guest_memory *gm, uint16_t head,
-		      struct virtq_chain *c)
+                      struct virtq_chain *c)
 {
 	const struct vring_desc *table = gm_ptr(gm, q->desc_gpa, desc_bytes(q->size));
 	uint16_t i = head;
@@ -126,7 +127,7 @@ static int walk_chain(const struct virtq *q, const struct guest_memory *gm, uint
 }
 
 enum virtq_pop_result virtq_pop(struct virtq *q, const struct guest_memory *gm,
-				struct virtq_chain *c)
+                                struct virtq_chain *c)
 {
 	uint16_t avail_idx, head;
 
@@ -194,7 +195,8 @@ void virtq_set_notify(struct virtq *q, const struct guest_memory *gm, bool notif
 }
 
 static uint64_t chain_copy(const struct virtq_chain *c, const struct guest_memory *gm,
-			   bool writable, uint64_t offset, uint8_t *host, uint64_t len, bool to_guest)
+                           bool writable, uint64_t offset, uint8_t *host, uint64_t len,
+                           bool to_guest)
 {
 	uint64_t done = 0;
 
@@ -226,13 +228,13 @@ static uint64_t chain_copy(const struct virtq_chain *c, const struct guest_memor
 }
 
 uint64_t virtq_chain_read(const struct virtq_chain *c, const struct guest_memory *gm,
-			  uint64_t offset, void *dst, uint64_t len)
+                          uint64_t offset, void *dst, uint64_t len)
 {
 	return chain_copy(c, gm, false, offset, dst, len, false);
 }
 
 uint64_t virtq_chain_write(const struct virtq_chain *c, const struct guest_memory *gm,
-			   uint64_t offset, const void *src, uint64_t len)
+                           uint64_t offset, const void *src, uint64_t len)
 {
 	return chain_copy(c, gm, true, offset, (uint8_t *)src, len, true);
 }

@@ -51,7 +51,7 @@ bool virtq_layout_ok(const struct virtq *q, const struct guest_memory *gm);
 
 /* Take the next available chain. On VIRTQ_BAD_RING the queue is marked broken. */
 enum virtq_pop_result virtq_pop(struct virtq *q, const struct guest_memory *gm,
-				struct virtq_chain *c);
+                                struct virtq_chain *c);
 
 /* Put a chain on the used ring with `written` bytes; returns -1 if the used ring is gone. */
 int virtq_push(struct virtq *q, const struct guest_memory *gm, uint16_t head, uint32_t written);
@@ -69,8 +69,8 @@ void virtq_reset(struct virtq *q);
 /* Copy between a chain's buffers and host memory, starting `offset` bytes into the readable
  * (or writable) part. Return bytes copied. */
 uint64_t virtq_chain_read(const struct virtq_chain *c, const struct guest_memory *gm,
-			  uint64_t offset, void *dst, uint64_t len);
+                          uint64_t offset, void *dst, uint64_t len);
 uint64_t virtq_chain_write(const struct virtq_chain *c, const struct guest_memory *gm,
-			   uint64_t offset, const void *src, uint64_t len);
+                           uint64_t offset, const void *src, uint64_t len);
 
 #endif

@@ -34,26 +34,27 @@ int tap_open(const char *ifname, uint16_t *mtu, struct error *err)
 
 	if (len == 0 || len >= IFNAMSIZ)
 		return err_set(err, "TAP '%s': an interface name has 1..%d characters", ifname,
-			       IFNAMSIZ - 1);
+		               IFNAMSIZ - 1);
 	/* TUNSETIFF would create a missing interface: the user names an existing one. */
 	if (if_nametoindex(ifname) == 0)
-		return err_set(err, "TAP '%s': no such network interface (create it first, e.g. "
-				    "ip tuntap add dev %s mode tap)",
-			       ifname, ifname);
+		return err_set(err,
+		               "TAP '%s': no such network interface (create it first, e.g. "
+		               "ip tuntap add dev %s mode tap)",
+		               ifname, ifname);
 	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(err, "TAP '%s': cannot open /dev/net/tun: %s", ifname,
-			       strerror(errno));
+		               strerror(errno));
 	memset(&ifr, 0, sizeof(ifr));
 	memcpy(ifr.ifr_name, ifname, len);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		int e = errno;
-		const char *why = e == EBUSY ? " (another process has it open)"
-				  : e == EPERM ? " (not its owner or group, and no CAP_NET_ADMIN)"
-				  : e == EINVAL ? " (not a TAP: a TUN device, a multi-queue TAP, "
-						  "or another kind of interface)"
-						: "";
+		const char *why = e == EBUSY    ? " (another process has it open)"
+		                  : e == EPERM  ? " (not its owner or group, and no CAP_NET_ADMIN)"
+		                  : e == EINVAL ? " (not a TAP: a TUN device, a multi-queue TAP, "
+		                                  "or another kind of interface)"
+		                                : "";
 
 		close(fd);
 		return err_set(err, "TAP '%s': cannot attach: %s%s", ifname, strerror(e), why);
@@ -63,7 +64,7 @@ int tap_open(const char *ifname, uint16_t *mtu, struct error *err)
 
 		close(fd);
 		return err_set(err, "TAP '%s': cannot set up the virtio-net header: %s", ifname,
-			       strerror(e));
+		               strerror(e));
 	}
 	*mtu = read_mtu(ifname);
 	return fd;

@@ -45,7 +45,8 @@ struct kernel_image {
 
 /* How the boot vCPU starts: filled by the boot builders, applied by vmm/vcpu. */
 struct boot_cpu_state {
-	bool long_mode; /* true: 64-bit with paging (CR3 = boot PML4); false: 32-bit flat, no paging */
+	bool long_mode; /* true: 64-bit with paging (CR3 = boot PML4); false: 32-bit flat, no paging
+	                 */
 	uint64_t rip;
 	uint64_t rsi; /* Linux 64-bit: boot_params */
 	uint64_t rbx; /* PVH: hvm_start_info */
@@ -54,15 +55,15 @@ struct boot_cpu_state {
 
 /* Parse and load an ELF64 or bzImage kernel from `img` into guest memory. */
 int kernel_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
-		enum boot_protocol want, struct kernel_image *out, struct error *err);
-int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
-	     enum boot_protocol want, struct kernel_image *out, struct error *err);
+                enum boot_protocol want, struct kernel_image *out, struct error *err);
+int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum boot_protocol want,
+             struct kernel_image *out, struct error *err);
 int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
-		 enum boot_protocol want, struct kernel_image *out, struct error *err);
+                 enum boot_protocol want, struct kernel_image *out, struct error *err);
 
 /* Copy an initrd to the top of low RAM (page aligned, above the kernel, below any limit). */
 int initrd_load(const struct guest_memory *gm, const struct kernel_image *k, const uint8_t *img,
-		size_t len, uint64_t *addr_out, struct error *err);
+                size_t len, uint64_t *addr_out, struct error *err);
 
 struct boot_args {
 	const char *cmdline;  /* may be NULL (empty) */
@@ -74,7 +75,7 @@ struct boot_args {
 /* Build boot_params (Linux) or hvm_start_info (PVH), the command line, the memory map, the
  * boot GDT and (Linux 64-bit) the identity-mapped boot page tables; fill `cpu`. */
 int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
-	       const struct boot_args *args, struct boot_cpu_state *cpu, struct error *err);
+               const struct boot_args *args, struct boot_cpu_state *cpu, struct error *err);
 
 /* Map a file read-only; *len may be 0. Returns 0, or -1 with a message naming the path. */
 int file_map(const char *path, const uint8_t **buf, size_t *len, struct error *err);

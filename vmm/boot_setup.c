@@ -54,216 +54,216 @@ _Static_assert(LAYOUT_KERNEL_START < IDENT_MAP_END, "boot page tables must map t
 static int put(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64_t len,
                const char *what, struct error *err)
 {
-        if (gm_write(gm, gpa, src, len))
-                return err_set(err,
-                               "%s at 0x%" PRIx64 " (%" PRIu64
-                               " bytes) is outside guest RAM (%" PRIu64 " bytes)",
-                               what, gpa, len, gm->size);
-        return 0;
+	if (gm_write(gm, gpa, src, len))
+		return err_set(err,
+		               "%s at 0x%" PRIx64 " (%" PRIu64
+		               " bytes) is outside guest RAM (%" PRIu64 " bytes)",
+		               what, gpa, len, gm->size);
+	return 0;
 }
 
 static int write_cmdline(const struct guest_memory *gm, const struct kernel_image *k,
                          const char *cmdline, struct error *err)
 {
-        const char *c = cmdline ? cmdline : "";
-        size_t n = strlen(c) + 1;
+	const char *c = cmdline ? cmdline : "";
+	size_t n = strlen(c) + 1;
 
-        if (n > k->cmdline_max)
-                return err_set(err,
-                               "command line is %zu bytes, the limit is %" PRIu32
-                               " (both counting the terminating NUL)",
-                               n, k->cmdline_max);
-        if (n > LAYOUT_CMDLINE_MAX)
-                return err_set(err,
-                               "command line is %zu bytes, the limit is %llu"
-                               " (both counting the terminating NUL)",
-                               n, LAYOUT_CMDLINE_MAX);
-        return put(gm, LAYOUT_CMDLINE, c, n, "command line", err);
+	if (n > k->cmdline_max)
+		return err_set(err,
+		               "command line is %zu bytes, the limit is %" PRIu32
+		               " (both counting the terminating NUL)",
+		               n, k->cmdline_max);
+	if (n > LAYOUT_CMDLINE_MAX)
+		return err_set(err,
+		               "command line is %zu bytes, the limit is %llu"
+		               " (both counting the terminating NUL)",
+		               n, LAYOUT_CMDLINE_MAX);
+	return put(gm, LAYOUT_CMDLINE, c, n, "command line", err);
 }
 
 static int write_gdt(const struct guest_memory *gm, struct error *err)
 {
-        const uint64_t gdt[BOOT_GDT_ENTRIES] = {
-            [BOOT_GDT_SEL_CODE64 / 8] = BOOT_GDT_CODE64_DESC,
-            [BOOT_GDT_SEL_DATA / 8] = BOOT_GDT_DATA_DESC,
-            [BOOT_GDT_SEL_CODE32 / 8] = BOOT_GDT_CODE32_DESC,
-        };
+	const uint64_t gdt[BOOT_GDT_ENTRIES] = {
+	    [BOOT_GDT_SEL_CODE64 / 8] = BOOT_GDT_CODE64_DESC,
+	    [BOOT_GDT_SEL_DATA / 8] = BOOT_GDT_DATA_DESC,
+	    [BOOT_GDT_SEL_CODE32 / 8] = BOOT_GDT_CODE32_DESC,
+	};
 
-        _Static_assert(sizeof(gdt) == BOOT_GDT_SIZE, "boot GDT size");
-        return put(gm, LAYOUT_BOOT_GDT, gdt, sizeof(gdt), "boot GDT", err);
+	_Static_assert(sizeof(gdt) == BOOT_GDT_SIZE, "boot GDT size");
+	return put(gm, LAYOUT_BOOT_GDT, gdt, sizeof(gdt), "boot GDT", err);
 }
 
 /* PML4[0] -> PDPT[0] -> PD: 512 x 2 MiB identity pages covering [0, 1 GiB). No 1 GiB pages. */
 static int write_page_tables(const struct guest_memory *gm, struct error *err)
 {
-        uint64_t table[PT_ENTRIES];
+	uint64_t table[PT_ENTRIES];
 
-        memset(table, 0, sizeof(table));
-        table[0] = LAYOUT_PDPT | PTE_PRESENT | PTE_RW;
-        if (put(gm, LAYOUT_PML4, table, sizeof(table), "boot PML4", err))
-                return -1;
-        table[0] = LAYOUT_PD | PTE_PRESENT | PTE_RW;
-        if (put(gm, LAYOUT_PDPT, table, sizeof(table), "boot PDPT", err))
-                return -1;
-        for (uint64_t i = 0; i < PT_ENTRIES; i++)
-                table[i] = (i * PAGE_2M) | PTE_PRESENT | PTE_RW | PTE_PS;
-        return put(gm, LAYOUT_PD, table, sizeof(table), "boot PD", err);
+	memset(table, 0, sizeof(table));
+	table[0] = LAYOUT_PDPT | PTE_PRESENT | PTE_RW;
+	if (put(gm, LAYOUT_PML4, table, sizeof(table), "boot PML4", err))
+		return -1;
+	table[0] = LAYOUT_PD | PTE_PRESENT | PTE_RW;
+	if (put(gm, LAYOUT_PDPT, table, sizeof(table), "boot PDPT", err))
+		return -1;
+	for (uint64_t i = 0; i < PT_ENTRIES; i++)
+		table[i] = (i * PAGE_2M) | PTE_PRESENT | PTE_RW | PTE_PS;
+	return put(gm, LAYOUT_PD, table, sizeof(table), "boot PD", err);
 }
 
 static int setup_linux(const struct guest_memory *gm, const struct kernel_image *k,
                        const struct boot_args *args, const struct mem_region *map, int nmap,
                        struct boot_cpu_state *cpu, struct error *err)
 {
-        struct boot_params bp;
+	struct boot_params bp;
 
-        /* The 64-bit entry needs the kernel, boot_params and command line identity-mapped. */
-        if (k->load_end > IDENT_MAP_END || k->entry >= IDENT_MAP_END)
-                return err_set(err,
-                               "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") with entry 0x%" PRIx64
-                               " is not inside the first 1 GiB the boot page tables map",
-                               k->load_start, k->load_end, k->entry);
+	/* The 64-bit entry needs the kernel, boot_params and command line identity-mapped. */
+	if (k->load_end > IDENT_MAP_END || k->entry >= IDENT_MAP_END)
+		return err_set(err,
+		               "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") with entry 0x%" PRIx64
+		               " is not inside the first 1 GiB the boot page tables map",
+		               k->load_start, k->load_end, k->entry);
 
-        memset(&bp, 0, sizeof(bp));
-        if (k->format == KERNEL_BZIMAGE) {
-                /* The protocol: put the image's setup header into a zeroed boot_params. */
-                if (k->setup_header_len > sizeof(bp.hdr))
-                        return err_set(err, "bzImage setup header of %zu bytes is too long",
-                                       k->setup_header_len);
-                memcpy(&bp.hdr, k->setup_header, k->setup_header_len);
-        } else {
-                /* No header in an ELF image: state the limit boot_setup enforced. */
-                bp.hdr.cmdline_size = k->cmdline_max ? k->cmdline_max - 1 : 0;
-        }
-        bp.hdr.boot_flag = BOOT_FLAG_MAGIC;
-        bp.hdr.header = HDRS_MAGIC;
-        bp.hdr.type_of_loader = LOADER_UNKNOWN;
-        /* The real-mode setup code (the only heap user) never runs: no heap, heap_end_ptr 0. */
-        bp.hdr.loadflags = (uint8_t)((bp.hdr.loadflags | LOADED_HIGH) & ~CAN_USE_HEAP);
-        bp.hdr.heap_end_ptr = 0;
-        bp.hdr.setup_data = 0;
-        bp.hdr.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
-        bp.ext_cmd_line_ptr = (uint32_t)(LAYOUT_CMDLINE >> 32);
-        bp.hdr.ramdisk_image = (uint32_t)args->initrd_addr;
-        bp.ext_ramdisk_image = (uint32_t)(args->initrd_addr >> 32);
-        bp.hdr.ramdisk_size = (uint32_t)args->initrd_size;
-        bp.ext_ramdisk_size = (uint32_t)(args->initrd_size >> 32);
-        bp.acpi_rsdp_addr = args->rsdp_addr;
-        bp.e820_entries = (uint8_t)nmap;
-        for (int i = 0; i < nmap; i++) {
-                bp.e820_table[i].addr = map[i].addr;
-                bp.e820_table[i].size = map[i].size;
-                bp.e820_table[i].type = map[i].type;
-        }
-        if (put(gm, LAYOUT_ZERO_PAGE, &bp, sizeof(bp), "boot_params", err) ||
-            write_page_tables(gm, err))
-                return -1;
+	memset(&bp, 0, sizeof(bp));
+	if (k->format == KERNEL_BZIMAGE) {
+		/* The protocol: put the image's setup header into a zeroed boot_params. */
+		if (k->setup_header_len > sizeof(bp.hdr))
+			return err_set(err, "bzImage setup header of %zu bytes is too long",
+			               k->setup_header_len);
+		memcpy(&bp.hdr, k->setup_header, k->setup_header_len);
+	} else {
+		/* No header in an ELF image: state the limit boot_setup enforced. */
+		bp.hdr.cmdline_size = k->cmdline_max ? k->cmdline_max - 1 : 0;
+	}
+	bp.hdr.boot_flag = BOOT_FLAG_MAGIC;
+	bp.hdr.header = HDRS_MAGIC;
+	bp.hdr.type_of_loader = LOADER_UNKNOWN;
+	/* The real-mode setup code (the only heap user) never runs: no heap, heap_end_ptr 0. */
+	bp.hdr.loadflags = (uint8_t)((bp.hdr.loadflags | LOADED_HIGH) & ~CAN_USE_HEAP);
+	bp.hdr.heap_end_ptr = 0;
+	bp.hdr.setup_data = 0;
+	bp.hdr.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
+	bp.ext_cmd_line_ptr = (uint32_t)(LAYOUT_CMDLINE >> 32);
+	bp.hdr.ramdisk_image = (uint32_t)args->initrd_addr;
+	bp.ext_ramdisk_image = (uint32_t)(args->initrd_addr >> 32);
+	bp.hdr.ramdisk_size = (uint32_t)args->initrd_size;
+	bp.ext_ramdisk_size = (uint32_t)(args->initrd_size >> 32);
+	bp.acpi_rsdp_addr = args->rsdp_addr;
+	bp.e820_entries = (uint8_t)nmap;
+	for (int i = 0; i < nmap; i++) {
+		bp.e820_table[i].addr = map[i].addr;
+		bp.e820_table[i].size = map[i].size;
+		bp.e820_table[i].type = map[i].type;
+	}
+	if (put(gm, LAYOUT_ZERO_PAGE, &bp, sizeof(bp), "boot_params", err) ||
+	    write_page_tables(gm, err))
+		return -1;
 
-        cpu->long_mode = true;
-        cpu->rip = k->entry;
-        cpu->rsi = LAYOUT_ZERO_PAGE;
-        cpu->cr3 = LAYOUT_PML4;
-        return 0;
+	cpu->long_mode = true;
+	cpu->rip = k->entry;
+	cpu->rsi = LAYOUT_ZERO_PAGE;
+	cpu->cr3 = LAYOUT_PML4;
+	return 0;
 }
 
 static int setup_pvh(const struct guest_memory *gm, const struct kernel_image *k,
                      const struct boot_args *args, const struct mem_region *map, int nmap,
                      struct boot_cpu_state *cpu, struct error *err)
 {
-        struct hvm_memmap_table_entry mm[LAYOUT_MAX_REGIONS];
-        struct hvm_start_info si;
+	struct hvm_memmap_table_entry mm[LAYOUT_MAX_REGIONS];
+	struct hvm_start_info si;
 
-        if (k->entry > UINT32_MAX)
-                return err_set(err, "PVH entry point 0x%" PRIx64 " is above 4 GiB", k->entry);
+	if (k->entry > UINT32_MAX)
+		return err_set(err, "PVH entry point 0x%" PRIx64 " is above 4 GiB", k->entry);
 
-        memset(&si, 0, sizeof(si));
-        si.magic = XEN_HVM_START_MAGIC_VALUE;
-        si.version = XEN_HVM_START_VERSION;
-        si.cmdline_paddr = LAYOUT_CMDLINE;
-        si.rsdp_paddr = args->rsdp_addr;
-        si.memmap_paddr = LAYOUT_PVH_MEMMAP;
-        si.memmap_entries = (uint32_t)nmap;
+	memset(&si, 0, sizeof(si));
+	si.magic = XEN_HVM_START_MAGIC_VALUE;
+	si.version = XEN_HVM_START_VERSION;
+	si.cmdline_paddr = LAYOUT_CMDLINE;
+	si.rsdp_paddr = args->rsdp_addr;
+	si.memmap_paddr = LAYOUT_PVH_MEMMAP;
+	si.memmap_entries = (uint32_t)nmap;
 
-        memset(mm, 0, sizeof(mm));
-        for (int i = 0; i < nmap; i++) {
-                mm[i].addr = map[i].addr;
-                mm[i].size = map[i].size;
-                mm[i].type = map[i].type; /* the XEN_HVM_MEMMAP_TYPE_* values equal e820's */
-        }
-        if (put(gm, LAYOUT_PVH_MEMMAP, mm, nmap * sizeof(mm[0]), "PVH memory map", err))
-                return -1;
+	memset(mm, 0, sizeof(mm));
+	for (int i = 0; i < nmap; i++) {
+		mm[i].addr = map[i].addr;
+		mm[i].size = map[i].size;
+		mm[i].type = map[i].type; /* the XEN_HVM_MEMMAP_TYPE_* values equal e820's */
+	}
+	if (put(gm, LAYOUT_PVH_MEMMAP, mm, nmap * sizeof(mm[0]), "PVH memory map", err))
+		return -1;
 
-        if (args->initrd_size) {
-                struct hvm_modlist_entry mod = {
-                    .paddr = args->initrd_addr,
-                    .size = args->initrd_size,
-                };
+	if (args->initrd_size) {
+		struct hvm_modlist_entry mod = {
+		    .paddr = args->initrd_addr,
+		    .size = args->initrd_size,
+		};
 
-                if (put(gm, LAYOUT_PVH_MODLIST, &mod, sizeof(mod), "PVH module list", err))
-                        return -1;
-                si.nr_modules = 1;
-                si.modlist_paddr = LAYOUT_PVH_MODLIST;
-        }
-        if (gm_fill(gm, LAYOUT_ZERO_PAGE, 0, ZERO_PAGE_SIZE))
-                return err_set(err, "PVH start info page at 0x%llx is outside guest RAM",
-                               LAYOUT_ZERO_PAGE);
-        if (put(gm, LAYOUT_ZERO_PAGE, &si, sizeof(si), "PVH start info", err))
-                return -1;
+		if (put(gm, LAYOUT_PVH_MODLIST, &mod, sizeof(mod), "PVH module list", err))
+			return -1;
+		si.nr_modules = 1;
+		si.modlist_paddr = LAYOUT_PVH_MODLIST;
+	}
+	if (gm_fill(gm, LAYOUT_ZERO_PAGE, 0, ZERO_PAGE_SIZE))
+		return err_set(err, "PVH start info page at 0x%llx is outside guest RAM",
+		               LAYOUT_ZERO_PAGE);
+	if (put(gm, LAYOUT_ZERO_PAGE, &si, sizeof(si), "PVH start info", err))
+		return -1;
 
-        cpu->long_mode = false;
-        cpu->rip = k->entry;
-        cpu->rbx = LAYOUT_ZERO_PAGE;
-        return 0;
+	cpu->long_mode = false;
+	cpu->rip = k->entry;
+	cpu->rbx = LAYOUT_ZERO_PAGE;
+	return 0;
 }
 
 static int check_initrd(const struct guest_memory *gm, const struct kernel_image *k,
                         const struct boot_args *args, struct error *err)
 {
-        uint64_t a = args->initrd_addr, n = args->initrd_size;
+	uint64_t a = args->initrd_addr, n = args->initrd_size;
 
-        if (!a && !n)
-                return 0;
-        if (!a || !n)
-                return err_set(err,
-                               "initrd address 0x%" PRIx64 " and size %" PRIu64
-                               " must both be set or both be 0",
-                               a, n);
-        if (!gm_range_ok(gm, a, n))
-                return err_set(
-                    err, "initrd at 0x%" PRIx64 " (%" PRIu64 " bytes) is not in guest RAM", a, n);
-        if (a < LAYOUT_KERNEL_START || (a < k->load_end && a + n > k->load_start))
-                return err_set(err,
-                               "initrd [0x%" PRIx64 ", 0x%" PRIx64
-                               ") overlaps the boot area or the kernel [0x%" PRIx64 ", 0x%" PRIx64
-                               ")",
-                               a, a + n, k->load_start, k->load_end);
-        return 0;
+	if (!a && !n)
+		return 0;
+	if (!a || !n)
+		return err_set(err,
+		               "initrd address 0x%" PRIx64 " and size %" PRIu64
+		               " must both be set or both be 0",
+		               a, n);
+	if (!gm_range_ok(gm, a, n))
+		return err_set(
+		    err, "initrd at 0x%" PRIx64 " (%" PRIu64 " bytes) is not in guest RAM", a, n);
+	if (a < LAYOUT_KERNEL_START || (a < k->load_end && a + n > k->load_start))
+		return err_set(err,
+		               "initrd [0x%" PRIx64 ", 0x%" PRIx64
+		               ") overlaps the boot area or the kernel [0x%" PRIx64 ", 0x%" PRIx64
+		               ")",
+		               a, a + n, k->load_start, k->load_end);
+	return 0;
 }
 
 int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
                const struct boot_args *args, struct boot_cpu_state *cpu, struct error *err)
 {
-        struct mem_region map[LAYOUT_MAX_REGIONS];
-        int nmap;
+	struct mem_region map[LAYOUT_MAX_REGIONS];
+	int nmap;
 
-        memset(cpu, 0, sizeof(*cpu));
-        if (k->proto != BOOT_PROTO_LINUX64 && k->proto != BOOT_PROTO_PVH)
-                return err_set(err, "kernel image has no boot protocol chosen (%d)", (int)k->proto);
-        if (check_initrd(gm, k, args, err))
-                return -1;
+	memset(cpu, 0, sizeof(*cpu));
+	if (k->proto != BOOT_PROTO_LINUX64 && k->proto != BOOT_PROTO_PVH)
+		return err_set(err, "kernel image has no boot protocol chosen (%d)", (int)k->proto);
+	if (check_initrd(gm, k, args, err))
+		return -1;
 
-        nmap = layout_memory_map(gm->size, map, LAYOUT_MAX_REGIONS);
-        if (nmap < 0)
-                return err_set(err, "memory map has more than %d entries", LAYOUT_MAX_REGIONS);
-        for (int i = 0; i < nmap; i++)
-                if (map[i].type == MEM_RAM && !gm_range_ok(gm, map[i].addr, map[i].size))
-                        return err_set(err,
-                                       "memory map RAM [0x%" PRIx64 ", 0x%" PRIx64
-                                       ") is not backed by guest memory",
-                                       map[i].addr, map[i].addr + map[i].size);
+	nmap = layout_memory_map(gm->size, map, LAYOUT_MAX_REGIONS);
+	if (nmap < 0)
+		return err_set(err, "memory map has more than %d entries", LAYOUT_MAX_REGIONS);
+	for (int i = 0; i < nmap; i++)
+		if (map[i].type == MEM_RAM && !gm_range_ok(gm, map[i].addr, map[i].size))
+			return err_set(err,
+			               "memory map RAM [0x%" PRIx64 ", 0x%" PRIx64
+			               ") is not backed by guest memory",
+			               map[i].addr, map[i].addr + map[i].size);
 
-        if (write_cmdline(gm, k, args->cmdline, err) || write_gdt(gm, err))
-                return -1;
-        if (k->proto == BOOT_PROTO_LINUX64)
-                return setup_linux(gm, k, args, map, nmap, cpu, err);
-        return setup_pvh(gm, k, args, map, nmap, cpu, err);
+	if (write_cmdline(gm, k, args->cmdline, err) || write_gdt(gm, err))
+		return -1;
+	if (k->proto == BOOT_PROTO_LINUX64)
+		return setup_linux(gm, k, args, map, nmap, cpu, err);
+	return setup_pvh(gm, k, args, map, nmap, cpu, err);
 }

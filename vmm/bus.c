@@ -3,7 +3,7 @@
 #include <string.h>
 
 int bus_add(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops, void *opaque,
-	    const char *name)
+            const char *name)
 {
 	if (b->n >= BUS_MAX_DEVICES || len == 0 || base + len < base)
 		return -1;
@@ -49,7 +49,7 @@ bool bus_write(const struct bus *b, uint64_t addr, const uint8_t *data, uint32_t
 }
 
 bool bus_write_rep(const struct bus *b, uint64_t addr, const uint8_t *data, uint32_t size,
-		   uint32_t count)
+                   uint32_t count)
 {
 	const struct bus_range *r = find(b, addr, size);
 

@@ -18,7 +18,7 @@ struct bus_ops {
 	void (*write)(void *opaque, uint64_t offset, const uint8_t *data, uint32_t size);
 	/* Optional: a string write (`rep outs`) of `count` items in one call. */
 	void (*write_rep)(void *opaque, uint64_t offset, const uint8_t *data, uint32_t size,
-			  uint32_t count);
+	                  uint32_t count);
 };
 
 struct bus_range {
@@ -35,12 +35,12 @@ struct bus {
 
 /* Add a device; fails (-1) on overlap or a full table. */
 int bus_add(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops, void *opaque,
-	    const char *name);
+            const char *name);
 /* Dispatch an access; returns false when no device claims it (reads then see all ones). */
 bool bus_read(const struct bus *b, uint64_t addr, uint8_t *data, uint32_t size);
 bool bus_write(const struct bus *b, uint64_t addr, const uint8_t *data, uint32_t size);
 /* `count` consecutive writes of `size` bytes each to one address (string port I/O). */
 bool bus_write_rep(const struct bus *b, uint64_t addr, const uint8_t *data, uint32_t size,
-		   uint32_t count);
+                   uint32_t count);
 
 #endif

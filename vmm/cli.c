@@ -10,97 +10,118 @@
 #include <string.h>
 
 enum {
-	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE, OPT_MMU,
-	OPT_TIMEOUT, OPT_BOOT, OPT_API_SOCK, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_VERBOSE,
-	OPT_HELP, OPT_VERSION, OPT_DRIVE, OPT_VIRTIO_CONSOLE, OPT_BOOT_TIMER, OPT_NO_SECCOMP,
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_MEM,
+	OPT_VCPUS,
+	OPT_CONSOLE,
+	OPT_MMU,
+	OPT_TIMEOUT,
+	OPT_BOOT,
+	OPT_API_SOCK,
+	OPT_CONFIG_FILE,
+	OPT_NO_API,
+	OPT_ID,
+	OPT_VERBOSE,
+	OPT_HELP,
+	OPT_VERSION,
+	OPT_DRIVE,
+	OPT_VIRTIO_CONSOLE,
+	OPT_BOOT_TIMER,
+	OPT_NO_SECCOMP,
 	OPT_NET,
 };
 
 static const struct option options[] = {
-	{"kernel", required_argument, NULL, OPT_KERNEL},
-	{"initrd", required_argument, NULL, OPT_INITRD},
-	{"cmdline", required_argument, NULL, OPT_CMDLINE},
-	{"mem", required_argument, NULL, OPT_MEM},
-	{"vcpus", required_argument, NULL, OPT_VCPUS},
-	{"console", required_argument, NULL, OPT_CONSOLE},
-	{"mmu", required_argument, NULL, OPT_MMU},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"boot", required_argument, NULL, OPT_BOOT},
-	{"api-sock", required_argument, NULL, OPT_API_SOCK},
-	{"config-file", required_argument, NULL, OPT_CONFIG_FILE},
-	{"no-api", no_argument, NULL, OPT_NO_API},
-	{"id", required_argument, NULL, OPT_ID},
-	{"verbose", no_argument, NULL, OPT_VERBOSE},
-	{"drive", required_argument, NULL, OPT_DRIVE},
-	{"net", required_argument, NULL, OPT_NET},
-	{"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
-	{"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
-	{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
-	{"help", no_argument, NULL, OPT_HELP},
-	{"version", no_argument, NULL, OPT_VERSION},
-	{NULL, 0, NULL, 0},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"initrd", required_argument, NULL, OPT_INITRD},
+    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+    {"mem", required_argument, NULL, OPT_MEM},
+    {"vcpus", required_argument, NULL, OPT_VCPUS},
+    {"console", required_argument, NULL, OPT_CONSOLE},
+    {"mmu", required_argument, NULL, OPT_MMU},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"boot", required_argument, NULL, OPT_BOOT},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+    {"no-api", no_argument, NULL, OPT_NO_API},
+    {"id", required_argument, NULL, OPT_ID},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"drive", required_argument, NULL, OPT_DRIVE},
+    {"net", required_argument, NULL, OPT_NET},
+    {"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
+    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
 };
 
 void cli_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: hearth --kernel PATH [options]\n"
-		"\n"
-		"Boot a KVM microVM, show its console, exit with the guest's status.\n"
-		"\n"
-		"  --kernel PATH        kernel: ELF64 vmlinux (Linux 64-bit entry), PVH ELF, or bzImage\n"
-		"  --initrd PATH        initial ramdisk, placed at the top of low RAM\n"
-		"  --cmdline STR        kernel command line (limit: the image's, else 2047 bytes)\n"
-		"  --mem MIB            guest RAM in MiB, %llu..%llu (default %d)\n"
-		"  --vcpus N            number of vCPUs, 1..%d (default 1)\n"
-		"  --console stdio|none|FILE\n"
-		"                       where the serial console goes (default stdio: output to\n"
-		"                       stdout, input from stdin); FILE is created or truncated\n"
-		"  --mmu auto|hardware|shadow\n"
-		"                       execution engine (default auto: shadow where KVM emulates\n"
-		"                       guest CPL0, hardware elsewhere and for Linux kernels)\n"
-		"  --boot auto|linux|pvh  ELF entry to use: auto = PVH note if present, else the\n"
-		"                       Linux 64-bit entry (hearth extension)\n"
-		"  --drive PATH[,ro][,id=NAME]\n"
-		"                       a virtio-blk disk on a raw image file (repeatable, up to\n"
-		"                       %d); the first is /dev/vda in Linux; NAME ([A-Za-z0-9_])\n"
-		"                       is the disk's serial (default drive<N>)\n"
-		"  --net TAP[,mac=MAC][,id=NAME]\n"
-		"                       a virtio-net interface on the existing TAP interface TAP\n"
-		"                       (repeatable, up to %d); MAC like 06:00:ac:10:00:02\n"
-		"                       (default: random, locally administered); NAME\n"
-		"                       ([A-Za-z0-9_]) is the interface id (default net<N>)\n"
-		"  --virtio-console     add a virtio-console (hvc0) on the same console target\n"
-		"  --timeout SEC        stop the guest after SEC seconds (fractions allowed)\n"
-		"  --id ID              instance id ([A-Za-z0-9_-], at most %d characters)\n"
-		"  --api-sock PATH      serve the Firecracker-compatible REST API on this unix\n"
-		"                       socket; the VM starts with PUT /actions InstanceStart\n"
-		"  --config-file FILE   the VM as JSON (the GET /vm/config shape); boots at once\n"
-		"  --no-api             with --config-file: no API socket, exit when the guest stops\n"
-		"  --boot-timer         log the time from start to the guest's write of 123 to\n"
-		"                       the boot-timer device (MMIO 0xd0000000)\n"
-		"  --no-seccomp         run without the per-thread seccomp filters (a warning is\n"
-		"                       logged; for debugging only)\n"
-		"  --verbose            more log lines on stderr\n"
-		"  --help               this text\n"
-		"  --version            version and the host's memory virtualization\n"
-		"\n"
-		"Guest exit port: a guest writes a byte N to I/O port 0x%x to end the VM with status N.\n"
-		"\n"
-		"Exit status:\n"
-		"  0..%d   the guest's own status (exit port); 0 also when the guest resets or\n"
-		"           powers off; a guest status above %d is reported as %d\n"
-		"  %d      bad command line\n"
-		"  %d      kernel, initrd or drive image missing, unreadable or malformed\n"
-		"  %d      VMM or host error (e.g. /dev/kvm unavailable)\n"
-		"  %d      guest crashed (triple fault)\n"
-		"  %d      KVM internal error or emulation failure\n"
-		"  %d      timeout (--timeout)\n"
-		"  %d      a seccomp filter stopped a forbidden system call (named on stderr)\n",
-		(unsigned long long)(LAYOUT_MIN_RAM / MIB), (unsigned long long)(LAYOUT_MAX_RAM / MIB),
-		VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_MAX_DRIVES, VM_MAX_NETS, VM_ID_MAX, PORT_GUEST_EXIT, EXIT_GUEST_MAX,
-		EXIT_GUEST_MAX, EXIT_GUEST_MAX, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_VMM_ERROR,
-		EXIT_TRIPLE_FAULT, EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_SECCOMP);
+	fprintf(
+	    f,
+	    "usage: hearth --kernel PATH [options]\n"
+	    "\n"
+	    "Boot a KVM microVM, show its console, exit with the guest's status.\n"
+	    "\n"
+	    "  --kernel PATH        kernel: ELF64 vmlinux (Linux 64-bit entry), PVH ELF, or "
+	    "bzImage\n"
+	    "  --initrd PATH        initial ramdisk, placed at the top of low RAM\n"
+	    "  --cmdline STR        kernel command line (limit: the image's, else 2047 bytes)\n"
+	    "  --mem MIB            guest RAM in MiB, %llu..%llu (default %d)\n"
+	    "  --vcpus N            number of vCPUs, 1..%d (default 1)\n"
+	    "  --console stdio|none|FILE\n"
+	    "                       where the serial console goes (default stdio: output to\n"
+	    "                       stdout, input from stdin); FILE is created or truncated\n"
+	    "  --mmu auto|hardware|shadow\n"
+	    "                       execution engine (default auto: shadow where KVM emulates\n"
+	    "                       guest CPL0, hardware elsewhere and for Linux kernels)\n"
+	    "  --boot auto|linux|pvh  ELF entry to use: auto = PVH note if present, else the\n"
+	    "                       Linux 64-bit entry (hearth extension)\n"
+	    "  --drive PATH[,ro][,id=NAME]\n"
+	    "                       a virtio-blk disk on a raw image file (repeatable, up to\n"
+	    "                       %d); the first is /dev/vda in Linux; NAME ([A-Za-z0-9_])\n"
+	    "                       is the disk's serial (default drive<N>)\n"
+	    "  --net TAP[,mac=MAC][,id=NAME]\n"
+	    "                       a virtio-net interface on the existing TAP interface TAP\n"
+	    "                       (repeatable, up to %d); MAC like 06:00:ac:10:00:02\n"
+	    "                       (default: random, locally administered); NAME\n"
+	    "                       ([A-Za-z0-9_]) is the interface id (default net<N>)\n"
+	    "  --virtio-console     add a virtio-console (hvc0) on the same console target\n"
+	    "  --timeout SEC        stop the guest after SEC seconds (fractions allowed)\n"
+	    "  --id ID              instance id ([A-Za-z0-9_-], at most %d characters)\n"
+	    "  --api-sock PATH      serve the Firecracker-compatible REST API on this unix\n"
+	    "                       socket; the VM starts with PUT /actions InstanceStart\n"
+	    "  --config-file FILE   the VM as JSON (the GET /vm/config shape); boots at once\n"
+	    "  --no-api             with --config-file: no API socket, exit when the guest stops\n"
+	    "  --boot-timer         log the time from start to the guest's write of 123 to\n"
+	    "                       the boot-timer device (MMIO 0xd0000000)\n"
+	    "  --no-seccomp         run without the per-thread seccomp filters (a warning is\n"
+	    "                       logged; for debugging only)\n"
+	    "  --verbose            more log lines on stderr\n"
+	    "  --help               this text\n"
+	    "  --version            version and the host's memory virtualization\n"
+	    "\n"
+	    "Guest exit port: a guest writes a byte N to I/O port 0x%x to end the VM with status "
+	    "N.\n"
+	    "\n"
+	    "Exit status:\n"
+	    "  0..%d   the guest's own status (exit port); 0 also when the guest resets or\n"
+	    "           powers off; a guest status above %d is reported as %d\n"
+	    "  %d      bad command line\n"
+	    "  %d      kernel, initrd or drive image missing, unreadable or malformed\n"
+	    "  %d      VMM or host error (e.g. /dev/kvm unavailable)\n"
+	    "  %d      guest crashed (triple fault)\n"
+	    "  %d      KVM internal error or emulation failure\n"
+	    "  %d      timeout (--timeout)\n"
+	    "  %d      a seccomp filter stopped a forbidden system call (named on stderr)\n",
+	    (unsigned long long)(LAYOUT_MIN_RAM / MIB), (unsigned long long)(LAYOUT_MAX_RAM / MIB),
+	    VM_DEFAULT_MEM_MIB, VM_MAX_VCPUS, VM_MAX_DRIVES, VM_MAX_NETS, VM_ID_MAX,
+	    PORT_GUEST_EXIT, EXIT_GUEST_MAX, EXIT_GUEST_MAX, EXIT_GUEST_MAX, EXIT_USAGE,
+	    EXIT_BAD_IMAGE, EXIT_VMM_ERROR, EXIT_TRIPLE_FAULT, EXIT_KVM_ERROR, EXIT_TIMEOUT,
+	    EXIT_SECCOMP);
 }
 
 /* Parse a whole decimal number in [min, max]. */
@@ -160,13 +181,14 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 			d->read_only = true;
 		} else if (!strncmp(opt, "id=", 3)) {
 			if (!config_id_valid(opt + 3, DRIVE_ID_MAX))
-				return err_set(err, "--drive: id '%s': use 1..%d characters from "
-						    "[A-Za-z0-9_]",
-					       opt + 3, DRIVE_ID_MAX);
+				return err_set(err,
+				               "--drive: id '%s': use 1..%d characters from "
+				               "[A-Za-z0-9_]",
+				               opt + 3, DRIVE_ID_MAX);
 			strcpy(d->id, opt + 3);
 		} else {
 			return err_set(err, "--drive: unknown option '%s' (expected ro or id=NAME)",
-				       opt);
+			               opt);
 		}
 	}
 	for (unsigned i = 0; i + 1 < cfg->ndrives; i++)
@@ -202,30 +224,33 @@ static int parse_net(char *arg, struct vm_config *cfg, struct error *err)
 	if (!opt || !*opt || arg[0] == ',')
 		return err_set(err, "--net: expected TAP[,mac=XX:XX:XX:XX:XX:XX][,id=NAME]");
 	if (!ifname_ok(opt))
-		return err_set(err, "--net: TAP name '%s': use 1..%d characters, without '/', ':' "
-				    "or whitespace",
-			       opt, IFACE_NAME_MAX);
+		return err_set(err,
+		               "--net: TAP name '%s': use 1..%d characters, without '/', ':' "
+		               "or whitespace",
+		               opt, IFACE_NAME_MAX);
 	strcpy(n->host_dev_name, opt);
 	snprintf(n->id, sizeof(n->id), "net%u", cfg->nnets);
 	while ((opt = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(opt, "mac=", 4)) {
 			if (!api_parse_mac(opt + 4, n->mac))
-				return err_set(err, "--net: mac '%s': expected six hex bytes like "
-						    "06:00:ac:10:00:02",
-					       opt + 4);
+				return err_set(err,
+				               "--net: mac '%s': expected six hex bytes like "
+				               "06:00:ac:10:00:02",
+				               opt + 4);
 			if (n->mac[0] & 1)
 				return err_set(err, "--net: mac '%s' is a multicast address",
-					       opt + 4);
+				               opt + 4);
 			n->has_mac = true;
 		} else if (!strncmp(opt, "id=", 3)) {
 			if (!config_id_valid(opt + 3, DRIVE_ID_MAX))
-				return err_set(err, "--net: id '%s': use 1..%d characters from "
-						    "[A-Za-z0-9_]",
-					       opt + 3, DRIVE_ID_MAX);
+				return err_set(err,
+				               "--net: id '%s': use 1..%d characters from "
+				               "[A-Za-z0-9_]",
+				               opt + 3, DRIVE_ID_MAX);
 			strcpy(n->id, opt + 3);
 		} else {
-			return err_set(err, "--net: unknown option '%s' (expected mac=MAC or id=NAME)",
-				       opt);
+			return err_set(
+			    err, "--net: unknown option '%s' (expected mac=MAC or id=NAME)", opt);
 		}
 	}
 	for (unsigned i = 0; i < cfg->nnets; i++) {
@@ -236,16 +261,16 @@ static int parse_net(char *arg, struct vm_config *cfg, struct error *err)
 		if (!strcmp(o->host_dev_name, n->host_dev_name))
 			return err_set(err, "--net: TAP '%s' is used twice", n->host_dev_name);
 		if (n->has_mac && o->has_mac && !memcmp(o->mac, n->mac, 6))
-			return err_set(err, "--net: mac '%02x:%02x:%02x:%02x:%02x:%02x' is used twice",
-				       n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4],
-				       n->mac[5]);
+			return err_set(
+			    err, "--net: mac '%02x:%02x:%02x:%02x:%02x:%02x' is used twice",
+			    n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
 	}
 	cfg->nnets++;
 	return 0;
 }
 
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct cli_opts *o,
-			  struct error *err)
+                          struct error *err)
 {
 	int c, idx;
 	uint64_t v;
@@ -270,8 +295,8 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		case OPT_MEM:
 			if (parse_u64(optarg, LAYOUT_MIN_RAM / MIB, LAYOUT_MAX_RAM / MIB, &v)) {
 				err_set(err, "--mem '%s': expected MiB in %llu..%llu", optarg,
-					(unsigned long long)(LAYOUT_MIN_RAM / MIB),
-					(unsigned long long)(LAYOUT_MAX_RAM / MIB));
+				        (unsigned long long)(LAYOUT_MIN_RAM / MIB),
+				        (unsigned long long)(LAYOUT_MAX_RAM / MIB));
 				return CLI_ERROR;
 			}
 			cfg->mem_mib = v;
@@ -305,7 +330,8 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			else if (!strcmp(optarg, "shadow"))
 				cfg->mmu = MMU_SHADOW;
 			else {
-				err_set(err, "--mmu '%s': expected auto, hardware or shadow", optarg);
+				err_set(err, "--mmu '%s': expected auto, hardware or shadow",
+				        optarg);
 				return CLI_ERROR;
 			}
 			break;
@@ -329,7 +355,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			t = strtod(optarg, &end);
 			if (errno || *end || !*optarg || !isfinite(t) || t <= 0 || t > 1e6) {
 				err_set(err, "--timeout '%s': expected seconds, > 0 and <= 1000000",
-					optarg);
+				        optarg);
 				return CLI_ERROR;
 			}
 			cfg->timeout_sec = t;
@@ -349,7 +375,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		case OPT_ID:
 			if (!valid_id(optarg)) {
 				err_set(err, "--id '%s': use 1..%d characters from [A-Za-z0-9_-]",
-					optarg, VM_ID_MAX);
+				        optarg, VM_ID_MAX);
 				return CLI_ERROR;
 			}
 			strcpy(cfg->id, optarg);
@@ -397,7 +423,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 	}
 	if (cfg->config_file && (cfg->kernel_path || cfg->ndrives || cfg->nnets)) {
 		err_set(err, "--config-file describes the whole VM: do not combine it with "
-			     "--kernel, --drive or --net");
+		             "--kernel, --drive or --net");
 		return CLI_ERROR;
 	}
 	if (cfg->no_api && !cfg->config_file) {
@@ -410,7 +436,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 	}
 	if (!cfg->kernel_path && !cfg->api_sock && !cfg->config_file) {
 		err_set(err, "no kernel: --kernel PATH is required (or --api-sock / "
-			     "--config-file; see --help)");
+		             "--config-file; see --help)");
 		return CLI_ERROR;
 	}
 	return CLI_RUN;

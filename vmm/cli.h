@@ -15,7 +15,7 @@ struct cli_opts {
 };
 
 enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct cli_opts *o,
-			  struct error *err);
+                          struct error *err);
 void cli_usage(FILE *f);
 
 #endif

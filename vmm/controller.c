@@ -142,10 +142,10 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 		return -1;
 	}
 	log_status("host mmu: %s; engine: %s (--mmu %s%s); %u vCPU(s), %llu MiB",
-		   host_mmu_describe(&vm->host), mmu_mode_name(vm->engine),
-		   mmu_mode_name(c->cfg->mmu),
-		   vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
-		   c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
+	           host_mmu_describe(&vm->host), mmu_mode_name(vm->engine),
+	           mmu_mode_name(c->cfg->mmu),
+	           vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
+	           c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
 	ep_add(c, vm->stop_fd, EV_STOP);
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++)
@@ -176,7 +176,7 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 		pump_input(c);
 	}
 	log_info("guest started: %u vCPU(s), %llu MiB, %u virtio device(s)", vm->nvcpus,
-		 (unsigned long long)c->cfg->mem_mib, vm->nvirtio);
+	         (unsigned long long)c->cfg->mem_mib, vm->nvirtio);
 	return 0;
 }
 
@@ -191,14 +191,16 @@ static void guest_stopped(struct controller *c)
 		struct shadow_stats s;
 
 		shadow_engine_stats(c->vm, &s);
-		log_info("shadow: %llu traps (%.2f us in hearth each), cache: %llu hits, %llu misses, %llu "
-			 "fills, %llu evictions, %llu invalidations, %llu epochs, %llu pool reloads, "
-			 "%llu page-table writes",
-			 (unsigned long long)s.traps, s.traps ? s.trap_ns / s.traps / 1000.0 : 0.0,
-			 (unsigned long long)s.hits, (unsigned long long)s.misses,
-			 (unsigned long long)s.fills, (unsigned long long)s.evictions,
-			 (unsigned long long)s.invalidations, (unsigned long long)s.epochs,
-			 (unsigned long long)s.reloads, (unsigned long long)s.tracked_writes);
+		log_info(
+		    "shadow: %llu traps (%.2f us in hearth each), cache: %llu hits, %llu misses, "
+		    "%llu "
+		    "fills, %llu evictions, %llu invalidations, %llu epochs, %llu pool reloads, "
+		    "%llu page-table writes",
+		    (unsigned long long)s.traps, s.traps ? s.trap_ns / s.traps / 1000.0 : 0.0,
+		    (unsigned long long)s.hits, (unsigned long long)s.misses,
+		    (unsigned long long)s.fills, (unsigned long long)s.evictions,
+		    (unsigned long long)s.invalidations, (unsigned long long)s.epochs,
+		    (unsigned long long)s.reloads, (unsigned long long)s.tracked_writes);
 	}
 	metrics_flush(c);
 }
@@ -274,7 +276,7 @@ static void put_drive(struct controller *c, struct api_msg *m)
 		for (unsigned i = 0; i < cfg->ndrives; i++)
 			if (cfg->drives[i].is_root_device && &cfg->drives[i] != slot) {
 				api_reply_error(m, "drive '%s' is already the root device",
-						cfg->drives[i].id);
+				                cfg->drives[i].id);
 				return;
 			}
 	if (!slot) {
@@ -314,7 +316,7 @@ static void put_net(struct controller *c, struct api_msg *m)
 		}
 		if (!strcmp(o->host_dev_name, n->host_dev_name)) {
 			api_reply_error(m, "host_dev_name '%s' is already used by interface '%s'",
-					n->host_dev_name, o->id);
+			                n->host_dev_name, o->id);
 			return;
 		}
 		if (n->has_mac && o->has_mac && !memcmp(o->mac, n->mac, 6)) {
@@ -418,7 +420,8 @@ static void action(struct controller *c, struct api_msg *m)
 			return;
 		}
 		if (!c->cfg->kernel_path) {
-			api_reply_error(m, "InstanceStart: no boot source (PUT /boot-source first)");
+			api_reply_error(m,
+			                "InstanceStart: no boot source (PUT /boot-source first)");
 			return;
 		}
 		if (controller_start_vm(c, msg, sizeof(msg), &code)) {
@@ -449,7 +452,8 @@ static void action(struct controller *c, struct api_msg *m)
 		return;
 	case ACTION_FLUSH_METRICS:
 		if (!metrics_enabled()) {
-			api_reply_error(m, "FlushMetrics: metrics are not configured (PUT /metrics)");
+			api_reply_error(m,
+			                "FlushMetrics: metrics are not configured (PUT /metrics)");
 			return;
 		}
 		metrics_flush(c);
@@ -545,8 +549,8 @@ static void handle_api(struct controller *c, struct api_msg *m)
 		if (started)
 			break;
 		if (log_open_file(m->u.logger.path, m->u.logger.has_level, m->u.logger.level,
-				  m->u.logger.show_level, m->u.logger.show_origin, c->cfg->id, err,
-				  sizeof(err))) {
+		                  m->u.logger.show_level, m->u.logger.show_origin, c->cfg->id, err,
+		                  sizeof(err))) {
 			api_reply_error(m, "%s", err);
 			return;
 		}
@@ -599,8 +603,8 @@ int controller_run(struct controller *c)
 				guest_stopped(c);
 			else if (c->deadline && now_sec() >= c->deadline)
 				vm_request_stop(c->vm, STOP_TIMEOUT, 0,
-						"timeout: the guest ran for %.3g s (--timeout)",
-						c->cfg->timeout_sec);
+				                "timeout: the guest ran for %.3g s (--timeout)",
+				                c->cfg->timeout_sec);
 		}
 		if (c->exit_requested || (c->state == VM_STOPPED && c->exit_when_stopped))
 			break;
@@ -610,7 +614,8 @@ int controller_run(struct controller *c)
 				if (timeout_ms < 0)
 					timeout_ms = 0;
 			}
-			/* Input paused on a full device, or an unpollable file: poll every 10 ms. */
+			/* Input paused on a full device, or an unpollable file: poll every 10 ms.
+			 */
 			if (c->in_open && !c->in_polled && (timeout_ms < 0 || timeout_ms > 10))
 				timeout_ms = 10;
 		}
@@ -634,8 +639,8 @@ int controller_run(struct controller *c)
 					log_status("signal %u: stopping", si.ssi_signo);
 					if (c->state == VM_RUNNING || c->state == VM_PAUSED)
 						vm_request_stop(c->vm, STOP_VMM_ERROR, 0,
-								"stopped by signal %u",
-								si.ssi_signo);
+						                "stopped by signal %u",
+						                si.ssi_signo);
 					c->exit_requested = true;
 				}
 			} else if (tag == EV_STOP) {

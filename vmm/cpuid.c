@@ -3,7 +3,7 @@
 #include <string.h>
 
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, int n, uint32_t function,
-				    uint32_t index)
+                                    uint32_t index)
 {
 	for (int i = 0; i < n; i++) {
 		if (e[i].function != function)
@@ -15,7 +15,7 @@ struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, int n, uint32_t 
 }
 
 static struct kvm_cpuid_entry2 *add_entry(struct kvm_cpuid_entry2 *e, int *n, int cap,
-					  uint32_t function, uint32_t index, uint32_t flags)
+                                          uint32_t function, uint32_t index, uint32_t flags)
 {
 	struct kvm_cpuid_entry2 *x = cpuid_find(e, *n, function, index);
 
@@ -53,14 +53,15 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, int n, int cap, const struct cpu
 		case 1:
 			/* APIC ID in EBX[31:24], logical processor count in EBX[23:16]. */
 			c->ebx = (c->ebx & 0x0000ffffu) | (p->apic_id << 24) |
-				 ((p->nvcpus & 0xff) << 16);
+			         ((p->nvcpus & 0xff) << 16);
 			if (p->nvcpus > 1)
 				c->edx |= 1u << 28; /* HTT: the count field is valid */
 			else
 				c->edx &= ~(1u << 28);
 			c->ecx |= 1u << 31; /* hypervisor present */
 			if (p->no_xsave)
-				c->ecx &= ~((1u << 26) | (1u << 27) | (1u << 28)); /* XSAVE OSXSAVE AVX */
+				c->ecx &=
+				    ~((1u << 26) | (1u << 27) | (1u << 28)); /* XSAVE OSXSAVE AVX */
 			break;
 		case 4:
 			/* Cores per package - 1 in EAX[31:26]; one thread per cache. */
@@ -69,8 +70,8 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, int n, int cap, const struct cpu
 		case 7:
 			if (c->index == 0 && p->no_xsave)
 				c->ebx &= ~((1u << 5) | (1u << 16) | (1u << 17) | (1u << 21) |
-					    (1u << 26) | (1u << 27) | (1u << 28) | (1u << 30) |
-					    (1u << 31)); /* AVX2, AVX-512 */
+				            (1u << 26) | (1u << 27) | (1u << 28) | (1u << 30) |
+				            (1u << 31)); /* AVX2, AVX-512 */
 			break;
 		case 0xb:
 		case 0x1f:

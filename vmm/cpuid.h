@@ -14,14 +14,14 @@
 struct cpuid_params {
 	uint32_t apic_id;
 	uint32_t nvcpus;
-	uint32_t tsc_khz;     /* 0: leave leaf 0x40000010 out */
-	bool no_gbpages;      /* hide 1 GiB pages (pdpe1gb) */
-	bool no_xsave;        /* hide XSAVE/AVX (hosts that cannot run them at guest CPL0) */
+	uint32_t tsc_khz; /* 0: leave leaf 0x40000010 out */
+	bool no_gbpages;  /* hide 1 GiB pages (pdpe1gb) */
+	bool no_xsave;    /* hide XSAVE/AVX (hosts that cannot run them at guest CPL0) */
 };
 
-#define HV_LEAF_BASE 0x40000000u
+#define HV_LEAF_BASE   0x40000000u
 #define HV_LEAF_TIMING 0x40000010u /* EAX: TSC kHz, EBX: LAPIC bus kHz */
-#define LAPIC_BUS_KHZ 1000000u     /* KVM's LAPIC timer counts in ns: a 1 GHz bus */
+#define LAPIC_BUS_KHZ  1000000u    /* KVM's LAPIC timer counts in ns: a 1 GHz bus */
 
 /* Normalize `n` entries in place for one vCPU; `cap` is the array capacity. Returns the new
  * entry count, or -1 when the array is too small. Pure: no KVM calls (unit-tested). */
@@ -29,6 +29,6 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, int n, int cap, const struct cpu
 
 /* Find an entry (index of `function`, `index`), or NULL. */
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, int n, uint32_t function,
-				    uint32_t index);
+                                    uint32_t index);
 
 #endif

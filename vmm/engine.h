@@ -17,7 +17,7 @@ struct engine {
 	const char *name;
 	/* Put the boot vCPU in the state `boot` describes. */
 	int (*setup_boot_vcpu)(struct vcpu *v, const struct boot_cpu_state *boot,
-			       struct error *err);
+	                       struct error *err);
 	/* Run until the VM stops; reports how through vm_request_stop. */
 	void (*run)(struct vcpu *v);
 };
@@ -33,7 +33,7 @@ void shadow_engine_destroy(struct vm *vm);
 
 struct shadow_stats {
 	uint64_t traps, hits, misses, fills, evictions, invalidations, epochs, reloads,
-		tracked_writes;
+	    tracked_writes;
 	double trap_ns; /* time spent handling traps in hearth (exit to re-entry) */
 };
 void shadow_engine_stats(struct vm *vm, struct shadow_stats *s);

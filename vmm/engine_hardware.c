@@ -9,29 +9,29 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CR0_PE 0x1ULL
-#define CR0_ET 0x10ULL
-#define CR0_NE 0x20ULL
-#define CR0_PG 0x80000000ULL
-#define CR4_PAE 0x20ULL
-#define EFER_LME 0x100ULL
-#define EFER_LMA 0x400ULL
+#define CR0_PE          0x1ULL
+#define CR0_ET          0x10ULL
+#define CR0_NE          0x20ULL
+#define CR0_PG          0x80000000ULL
+#define CR4_PAE         0x20ULL
+#define EFER_LME        0x100ULL
+#define EFER_LMA        0x400ULL
 #define RFLAGS_RESERVED 0x2ULL
-#define BOOT_STACK 0x8ff0ULL
+#define BOOT_STACK      0x8ff0ULL
 
 static struct kvm_segment flat_segment(uint16_t sel, uint8_t type, bool code64)
 {
 	return (struct kvm_segment){
-		.base = 0,
-		.limit = 0xffffffff,
-		.selector = sel,
-		.type = type,
-		.present = 1,
-		.dpl = 0,
-		.db = code64 ? 0 : 1,
-		.s = 1,
-		.l = code64 ? 1 : 0,
-		.g = 1,
+	    .base = 0,
+	    .limit = 0xffffffff,
+	    .selector = sel,
+	    .type = type,
+	    .present = 1,
+	    .dpl = 0,
+	    .db = code64 ? 0 : 1,
+	    .s = 1,
+	    .l = code64 ? 1 : 0,
+	    .g = 1,
 	};
 }
 
@@ -91,7 +91,7 @@ static void hw_run(struct vcpu *v)
 				continue;
 			}
 			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN on vCPU %u: %s", v->id,
-					strerror(errno));
+			                strerror(errno));
 			return;
 		}
 		switch (run->exit_reason) {
@@ -123,15 +123,15 @@ static void hw_run(struct vcpu *v)
 			break;
 		default:
 			vm_request_stop(vm, STOP_KVM_ERROR, 0,
-					"unexpected KVM exit reason %u on vCPU %u",
-					run->exit_reason, v->id);
+			                "unexpected KVM exit reason %u on vCPU %u",
+			                run->exit_reason, v->id);
 			return;
 		}
 	}
 }
 
 const struct engine hardware_engine = {
-	.name = "hardware",
-	.setup_boot_vcpu = hw_setup_boot_vcpu,
-	.run = hw_run,
+    .name = "hardware",
+    .setup_boot_vcpu = hw_setup_boot_vcpu,
+    .run = hw_run,
 };

@@ -32,43 +32,55 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
-#define CR0_PE 0x1ULL
-#define CR0_MP 0x2ULL
-#define CR0_TS 0x8ULL
-#define CR0_ET 0x10ULL
-#define CR0_NE 0x20ULL
-#define CR0_WP 0x10000ULL
-#define CR0_PG 0x80000000ULL
-#define CR4_PAE 0x20ULL
-#define CR4_OSFXSR 0x200ULL
+#define CR0_PE         0x1ULL
+#define CR0_MP         0x2ULL
+#define CR0_TS         0x8ULL
+#define CR0_ET         0x10ULL
+#define CR0_NE         0x20ULL
+#define CR0_WP         0x10000ULL
+#define CR0_PG         0x80000000ULL
+#define CR4_PAE        0x20ULL
+#define CR4_OSFXSR     0x200ULL
 #define CR4_OSXMMEXCPT 0x400ULL
-#define CR4_UMIP 0x800ULL
-#define CR4_FSGSBASE 0x10000ULL
-#define CR4_OSXSAVE 0x40000ULL
-#define EFER_SCE 0x1ULL
-#define EFER_LME 0x100ULL
-#define EFER_LMA 0x400ULL
-#define EFER_NXE 0x800ULL
-#define RF_CF 0x1ULL
-#define RF_TF 0x100ULL
-#define RF_IF 0x200ULL
-#define RF_IOPL 0x3000ULL
-#define RF_NT 0x4000ULL
-#define RF_RF 0x10000ULL
-#define RF_VM 0x20000ULL
+#define CR4_UMIP       0x800ULL
+#define CR4_FSGSBASE   0x10000ULL
+#define CR4_OSXSAVE    0x40000ULL
+#define EFER_SCE       0x1ULL
+#define EFER_LME       0x100ULL
+#define EFER_LMA       0x400ULL
+#define EFER_NXE       0x800ULL
+#define RF_CF          0x1ULL
+#define RF_TF          0x100ULL
+#define RF_IF          0x200ULL
+#define RF_IOPL        0x3000ULL
+#define RF_NT          0x4000ULL
+#define RF_RF          0x10000ULL
+#define RF_VM          0x20000ULL
 
-#define MSR_EFER 0xc0000080
-#define MSR_STAR 0xc0000081
-#define MSR_LSTAR 0xc0000082
-#define MSR_CSTAR 0xc0000083
-#define MSR_SFMASK 0xc0000084
-#define MSR_FS_BASE 0xc0000100
-#define MSR_GS_BASE 0xc0000101
+#define MSR_EFER           0xc0000080
+#define MSR_STAR           0xc0000081
+#define MSR_LSTAR          0xc0000082
+#define MSR_CSTAR          0xc0000083
+#define MSR_SFMASK         0xc0000084
+#define MSR_FS_BASE        0xc0000100
+#define MSR_GS_BASE        0xc0000101
 #define MSR_KERNEL_GS_BASE 0xc0000102
-#define MSR_TSC 0x10
+#define MSR_TSC            0x10
 
-enum { V_DE = 0, V_DB = 1, V_NMI = 2, V_BP = 3, V_UD = 6, V_NM = 7, V_DF = 8, V_TS = 10,
-       V_NP = 11, V_SS = 12, V_GP = 13, V_PF = 14 };
+enum {
+	V_DE = 0,
+	V_DB = 1,
+	V_NMI = 2,
+	V_BP = 3,
+	V_UD = 6,
+	V_NM = 7,
+	V_DF = 8,
+	V_TS = 10,
+	V_NP = 11,
+	V_SS = 12,
+	V_GP = 13,
+	V_PF = 14
+};
 
 /* The guest's virtual CPU, as the guest believes it to be. */
 struct sh_cpu {
@@ -81,8 +93,8 @@ struct sh_cpu {
 	uint64_t tr_base;
 	uint16_t cs, ss; /* virtual selectors (RPL 0) */
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
-	uint64_t key;   /* shadow key in use: guest CR3 or SH_KEY_IDENTITY */
-	uint64_t epoch; /* the MMU epoch the real CR3 belongs to */
+	uint64_t key;     /* shadow key in use: guest CR3 or SH_KEY_IDENTITY */
+	uint64_t epoch;   /* the MMU epoch the real CR3 belongs to */
 	bool stepping_pt; /* single-stepping one write to a guest page table */
 	uint64_t stepping_gpa;
 	uint64_t traps, exits_io, exits_mmio;
@@ -100,7 +112,7 @@ struct sh_engine {
 	bool sregs_valid; /* run->s.regs.sregs holds the current special registers */
 	bool halted;      /* resumed at the monitor's halt path; the guest's state is in g */
 	uint64_t cr2;     /* CR2 at the last #PF */
-	bool trace; /* HEARTH_SHADOW_TRACE=1: one stderr line per trap (debugging) */
+	bool trace;       /* HEARTH_SHADOW_TRACE=1: one stderr line per trap (debugging) */
 	bool halted_for_good;
 };
 
@@ -168,8 +180,8 @@ static uint64_t *gpr(struct sh_engine *e, unsigned n)
 {
 	/* ModRM numbering: rax rcx rdx rbx rsp rbp rsi rdi r8..r15 */
 	__u64 *r[16] = {&e->g.rax, &e->g.rcx, &e->g.rdx, &e->g.rbx, &e->g.rsp, &e->g.rbp,
-			&e->g.rsi, &e->g.rdi, &e->g.r8,  &e->g.r9,  &e->g.r10, &e->g.r11,
-			&e->g.r12, &e->g.r13, &e->g.r14, &e->g.r15};
+	                &e->g.rsi, &e->g.rdi, &e->g.r8,  &e->g.r9,  &e->g.r10, &e->g.r11,
+	                &e->g.r12, &e->g.r13, &e->g.r14, &e->g.r15};
 
 	return (uint64_t *)r[n & 15];
 }
@@ -202,7 +214,7 @@ static bool code32(struct sh_engine *e, uint16_t cs)
 static void stop(struct sh_engine *e, enum stop_reason why, const char *what)
 {
 	vm_request_stop(e->v->vm, why, 0, "shadow mode: %s at rip=0x%llx", what,
-			(unsigned long long)e->g.rip);
+	                (unsigned long long)e->g.rip);
 }
 
 /* ---- delivering exceptions and interrupts through the guest's IDT ------------------ */
@@ -233,7 +245,8 @@ static bool deliver(struct sh_engine *e, unsigned vector, uint32_t err, bool sof
 		uint64_t gate[2];
 		unsigned ist;
 
-		if (16u * vector + 15 > c->idtr.limit || !vcopy(e, c->idtr.base + 16u * vector, gate, 16, false))
+		if (16u * vector + 15 > c->idtr.limit ||
+		    !vcopy(e, c->idtr.base + 16u * vector, gate, 16, false))
 			return false;
 		type = (gate[0] >> 40) & 0xf;
 		if (!(gate[0] & (1ULL << 47)) || (type != 0xe && type != 0xf))
@@ -253,7 +266,8 @@ static bool deliver(struct sh_engine *e, unsigned vector, uint32_t err, bool sof
 	} else {
 		uint64_t gate;
 
-		if (8u * vector + 7 > c->idtr.limit || !vcopy(e, c->idtr.base + 8u * vector, &gate, 8, false))
+		if (8u * vector + 7 > c->idtr.limit ||
+		    !vcopy(e, c->idtr.base + 8u * vector, &gate, 8, false))
 			return false;
 		type = (gate >> 40) & 0xf;
 		if (!(gate & (1ULL << 47)) || (type != 0xe && type != 0xf))
@@ -286,9 +300,9 @@ static void reflect(struct sh_engine *e, unsigned vector, uint32_t err, bool sof
 	if (vector != V_DF && deliver(e, V_DF, 0, false))
 		return;
 	vm_request_stop(e->v->vm, STOP_TRIPLE_FAULT, 0,
-			"guest triple fault on vCPU 0 at rip=0x%llx (shadow mode: vector %u could "
-			"not be delivered)",
-			(unsigned long long)e->g.rip, vector);
+	                "guest triple fault on vCPU 0 at rip=0x%llx (shadow mode: vector %u could "
+	                "not be delivered)",
+	                (unsigned long long)e->g.rip, vector);
 }
 
 /* ---- the shadow root in use ------------------------------------------------------- */
@@ -359,7 +373,8 @@ static bool mirror_gdt(struct sh_engine *e)
 	bool ok;
 
 	if (n > SH_GUEST_GDT_MAX) {
-		stop(e, STOP_VMM_ERROR, "the guest's GDT has more descriptors than shadow mode mirrors");
+		stop(e, STOP_VMM_ERROR,
+		     "the guest's GDT has more descriptors than shadow mode mirrors");
 		return false;
 	}
 	buf = calloc(n ? n : 1, 8);
@@ -396,9 +411,9 @@ static void user_mode_refused(struct sh_engine *e, const char *how)
 	char what[160];
 
 	snprintf(what, sizeof(what),
-		 "the guest tried to enter its own user mode (%s); shadow mode runs "
-		 "single-address-space guests only (use --mmu hardware)",
-		 how);
+	         "the guest tried to enter its own user mode (%s); shadow mode runs "
+	         "single-address-space guests only (use --mmu hardware)",
+	         how);
 	stop(e, STOP_VMM_ERROR, what);
 }
 
@@ -440,13 +455,29 @@ static bool wrmsr(struct sh_engine *e, uint32_t index, uint64_t v)
 			sh_mmu_flush(&e->mmu);
 		}
 		return true;
-	case MSR_STAR: c->star = v; return true;
-	case MSR_LSTAR: c->lstar = v; return true;
-	case MSR_CSTAR: c->cstar = v; return true;
-	case MSR_SFMASK: c->sfmask = v; return true;
-	case MSR_KERNEL_GS_BASE: c->kernel_gs_base = v; return true;
-	case MSR_FS_BASE: s->fs.base = v; e->sregs_dirty = true; return true;
-	case MSR_GS_BASE: s->gs.base = v; e->sregs_dirty = true; return true;
+	case MSR_STAR:
+		c->star = v;
+		return true;
+	case MSR_LSTAR:
+		c->lstar = v;
+		return true;
+	case MSR_CSTAR:
+		c->cstar = v;
+		return true;
+	case MSR_SFMASK:
+		c->sfmask = v;
+		return true;
+	case MSR_KERNEL_GS_BASE:
+		c->kernel_gs_base = v;
+		return true;
+	case MSR_FS_BASE:
+		s->fs.base = v;
+		e->sregs_dirty = true;
+		return true;
+	case MSR_GS_BASE:
+		s->gs.base = v;
+		e->sregs_dirty = true;
+		return true;
 	default:
 		return msr_write_kvm(e, index, v); /* APIC, PAT, MTRRs, TSC, ... as KVM has them */
 	}
@@ -459,14 +490,30 @@ static bool rdmsr(struct sh_engine *e, uint32_t index, uint64_t *v)
 	bool ok = true;
 
 	switch (index) {
-	case MSR_EFER: *v = c->efer; return true;
-	case MSR_STAR: *v = c->star; return true;
-	case MSR_LSTAR: *v = c->lstar; return true;
-	case MSR_CSTAR: *v = c->cstar; return true;
-	case MSR_SFMASK: *v = c->sfmask; return true;
-	case MSR_KERNEL_GS_BASE: *v = c->kernel_gs_base; return true;
-	case MSR_FS_BASE: *v = s->fs.base; return true;
-	case MSR_GS_BASE: *v = s->gs.base; return true;
+	case MSR_EFER:
+		*v = c->efer;
+		return true;
+	case MSR_STAR:
+		*v = c->star;
+		return true;
+	case MSR_LSTAR:
+		*v = c->lstar;
+		return true;
+	case MSR_CSTAR:
+		*v = c->cstar;
+		return true;
+	case MSR_SFMASK:
+		*v = c->sfmask;
+		return true;
+	case MSR_KERNEL_GS_BASE:
+		*v = c->kernel_gs_base;
+		return true;
+	case MSR_FS_BASE:
+		*v = s->fs.base;
+		return true;
+	case MSR_GS_BASE:
+		*v = s->gs.base;
+		return true;
 	default:
 		*v = msr_read_kvm(e, index, &ok);
 		return ok;
@@ -487,8 +534,9 @@ static void mov_to_cr(struct sh_engine *e, unsigned cr, uint64_t v)
 		}
 		if ((v & CR0_PG) && !(c->cr0 & CR0_PG)) {
 			if (!(c->efer & EFER_LME) || !(c->cr4 & CR4_PAE)) {
-				stop(e, STOP_VMM_ERROR, "the guest enabled 32-bit paging, which shadow "
-							"mode does not support (4-level paging only)");
+				stop(e, STOP_VMM_ERROR,
+				     "the guest enabled 32-bit paging, which shadow "
+				     "mode does not support (4-level paging only)");
 				return;
 			}
 			c->efer |= EFER_LMA;
@@ -525,12 +573,18 @@ static void mov_to_cr(struct sh_engine *e, unsigned cr, uint64_t v)
 static uint64_t mov_from_cr(struct sh_engine *e, unsigned cr)
 {
 	switch (cr) {
-	case 0: return e->cpu.cr0;
-	case 2: return e->cpu.cr2;
-	case 3: return e->cpu.cr3;
-	case 4: return e->cpu.cr4;
-	case 8: return sregs(e)->cr8;
-	default: return 0;
+	case 0:
+		return e->cpu.cr0;
+	case 2:
+		return e->cpu.cr2;
+	case 3:
+		return e->cpu.cr3;
+	case 4:
+		return e->cpu.cr4;
+	case 8:
+		return sregs(e)->cr8;
+	default:
+		return 0;
 	}
 }
 
@@ -645,8 +699,11 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 	case SH_OP_MOV_FROM_DR:
 		/* Debug registers are not virtualized: reads give 0, writes are ignored. */
 		if (in.op == SH_OP_MOV_FROM_DR)
-			set_gpr(e, in.rm, in.reg == 6 ? 0xffff0ff0 : in.reg == 7 ? 0x400 : 0,
-				m64 ? 8 : 4);
+			set_gpr(e, in.rm,
+			        in.reg == 6   ? 0xffff0ff0
+			        : in.reg == 7 ? 0x400
+			                      : 0,
+			        m64 ? 8 : 4);
 		break;
 	case SH_OP_WRMSR:
 		if (!wrmsr(e, (uint32_t)e->g.rcx, (e->g.rdx << 32) | (uint32_t)e->g.rax)) {
@@ -729,27 +786,29 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 		uint16_t sel = 0;
 
 		if (in.mem ? !vcopy(e, effective_address(e, &in), &sel, 2, false)
-			   : ((sel = (uint16_t)*gpr(e, in.rm)), false)) {
+		           : ((sel = (uint16_t)*gpr(e, in.rm)), false)) {
 			reflect(e, V_GP, 0, false);
 			return EMU_STAY;
 		}
 		if (in.op == SH_OP_LLDT) {
 			if (sel & ~3) {
-				stop(e, STOP_VMM_ERROR, "the guest loads an LDT, which shadow mode "
-							"does not support");
+				stop(e, STOP_VMM_ERROR,
+				     "the guest loads an LDT, which shadow mode "
+				     "does not support");
 				return EMU_STAY;
 			}
 			c->ldtr = sel;
 		} else {
 			uint64_t d[2] = {0, 0};
 
-			if (!vcopy(e, c->gdtr.base + (sel & ~7u), d, long_mode(e) ? 16 : 8, false)) {
+			if (!vcopy(e, c->gdtr.base + (sel & ~7u), d, long_mode(e) ? 16 : 8,
+			           false)) {
 				reflect(e, V_GP, sel & ~3u, false);
 				return EMU_STAY;
 			}
 			c->tr = sel;
 			c->tr_base = ((d[0] >> 16) & 0xffffff) | (((d[0] >> 56) & 0xff) << 24) |
-				     (long_mode(e) ? (d[1] & 0xffffffffULL) << 32 : 0);
+			             (long_mode(e) ? (d[1] & 0xffffffffULL) << 32 : 0);
 		}
 		break;
 	}
@@ -768,9 +827,9 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 		break;
 	}
 	case SH_OP_XSETBV: {
-		struct kvm_xcrs x = {.nr_xcrs = 1, .xcrs[0] = {.xcr = (uint32_t)e->g.rcx,
-							       .value = (e->g.rdx << 32) |
-									(uint32_t)e->g.rax}};
+		struct kvm_xcrs x = {.nr_xcrs = 1,
+		                     .xcrs[0] = {.xcr = (uint32_t)e->g.rcx,
+		                                 .value = (e->g.rdx << 32) | (uint32_t)e->g.rax}};
 
 		if (ioctl(e->v->fd, KVM_SET_XCRS, &x) < 0) {
 			reflect(e, V_GP, 0, false);
@@ -916,10 +975,10 @@ static void handle_pf(struct sh_engine *e, uint32_t err)
 		return;
 	case SH_BAD_GPA:
 		vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
-				"shadow mode: the guest maps virtual address 0x%llx into memory "
-				"hearth reserves (PML4 slot %d or physical 0x%llx and above)",
-				(unsigned long long)va, SH_MON_PML4_SLOT,
-				(unsigned long long)SH_MON_GPA);
+		                "shadow mode: the guest maps virtual address 0x%llx into memory "
+		                "hearth reserves (PML4 slot %d or physical 0x%llx and above)",
+		                (unsigned long long)va, SH_MON_PML4_SLOT,
+		                (unsigned long long)SH_MON_GPA);
 		return;
 	}
 }
@@ -954,17 +1013,17 @@ static void handle_ud(struct sh_engine *e)
 static void seg_from_desc(uint64_t d, uint16_t sel, struct kvm_segment *s)
 {
 	*s = (struct kvm_segment){
-		.base = ((d >> 16) & 0xffffff) | ((d >> 56) << 24),
-		.limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000)),
-		.selector = sel,
-		.type = (d >> 40) & 0xf,
-		.s = (d >> 44) & 1,
-		.dpl = (d >> 45) & 3,
-		.present = (d >> 47) & 1,
-		.avl = (d >> 52) & 1,
-		.l = (d >> 53) & 1,
-		.db = (d >> 54) & 1,
-		.g = (d >> 55) & 1,
+	    .base = ((d >> 16) & 0xffffff) | ((d >> 56) << 24),
+	    .limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000)),
+	    .selector = sel,
+	    .type = (d >> 40) & 0xf,
+	    .s = (d >> 44) & 1,
+	    .dpl = (d >> 45) & 3,
+	    .present = (d >> 47) & 1,
+	    .avl = (d >> 52) & 1,
+	    .l = (d >> 53) & 1,
+	    .db = (d >> 54) & 1,
+	    .g = (d >> 55) & 1,
 	};
 	if (s->g)
 		s->limit = (s->limit << 12) | 0xfff;
@@ -1013,7 +1072,7 @@ static void trap(struct sh_engine *e, unsigned vector)
 	 * inside the monitor. */
 	if (run->s.regs.regs.rsp != SH_MON_VA + top - 8ULL * words) {
 		vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
-				"shadow mode: unexpected trap %u inside the monitor", vector);
+		                "shadow mode: unexpected trap %u inside the monitor", vector);
 		return;
 	}
 	f = (uint64_t *)((uint8_t *)sh_mon_ptr(&e->mon, top) - 8ULL * words);
@@ -1025,7 +1084,7 @@ static void trap(struct sh_engine *e, unsigned vector)
 
 		if (f[1] != SH_SEL_CS0) {
 			vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
-					"shadow mode: trap %u from CPL3 while halted", vector);
+			                "shadow mode: trap %u from CPL3 while halted", vector);
 			return;
 		}
 		e->halted = false;
@@ -1036,7 +1095,8 @@ static void trap(struct sh_engine *e, unsigned vector)
 	} else {
 		if ((f[1] & 3) != 3) {
 			vm_request_stop(e->v->vm, STOP_VMM_ERROR, 0,
-					"shadow mode: unexpected trap %u inside the monitor", vector);
+			                "shadow mode: unexpected trap %u inside the monitor",
+			                vector);
 			return;
 		}
 		e->g = run->s.regs.regs;
@@ -1052,9 +1112,10 @@ static void trap(struct sh_engine *e, unsigned vector)
 	if (vector == V_PF)
 		e->cr2 = sregs(e)->cr2;
 	if (e->trace)
-		fprintf(stderr, "shadow: trap %u err %#x rip %#llx rsp %#llx rflags %#llx cr2 %#llx\n",
-			vector, err, (unsigned long long)e->g.rip, (unsigned long long)e->g.rsp,
-			(unsigned long long)e->g.rflags, (unsigned long long)e->cr2);
+		fprintf(stderr,
+		        "shadow: trap %u err %#x rip %#llx rsp %#llx rflags %#llx cr2 %#llx\n",
+		        vector, err, (unsigned long long)e->g.rip, (unsigned long long)e->g.rsp,
+		        (unsigned long long)e->g.rflags, (unsigned long long)e->cr2);
 
 	switch (vector) {
 	case V_GP:
@@ -1089,8 +1150,7 @@ static void trap(struct sh_engine *e, unsigned vector)
 
 /* The boot vCPU's real state: long mode, the monitor's CS/SS at CPL0, about to iretq into
  * the guest at CPL3 in the state `boot` describes. */
-static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
-			      struct error *err)
+static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot, struct error *err)
 {
 	struct sh_engine *e = engine_of(v);
 	struct sh_cpu *c = &e->cpu;
@@ -1125,14 +1185,20 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	seg_from_desc(real_desc(e, c->cs | 3), c->cs | 3, &s.cs);
 	seg_from_desc(real_desc(e, c->ss | 3), c->ss | 3, &s.ss);
 	/* The guest's data segments, as the boot protocol leaves them (DPL3 mirrors). */
-	s.ds = (struct kvm_segment){.limit = 0xffffffff, .selector = BOOT_GDT_SEL_DATA | 3,
-				    .type = 0x3, .present = 1, .dpl = 3, .s = 1, .db = 1, .g = 1};
+	s.ds = (struct kvm_segment){.limit = 0xffffffff,
+	                            .selector = BOOT_GDT_SEL_DATA | 3,
+	                            .type = 0x3,
+	                            .present = 1,
+	                            .dpl = 3,
+	                            .s = 1,
+	                            .db = 1,
+	                            .g = 1};
 	s.es = s.fs = s.gs = s.ds;
 	s.tr = (struct kvm_segment){.base = SH_MON_VA + sh_vcpu_area(v->id),
-				    .limit = 104 + 8192,
-				    .selector = SH_SEL_TSS(v->id),
-				    .type = 0xb,
-				    .present = 1};
+	                            .limit = 104 + 8192,
+	                            .selector = SH_SEL_TSS(v->id),
+	                            .type = 0xb,
+	                            .present = 1};
 	s.ldt = (struct kvm_segment){.type = 0x2, .unusable = 1};
 	s.gdt.base = SH_MON_VA + SH_OFF_GDT;
 	s.gdt.limit = SH_GDT_ENTRIES * 8 - 1;
@@ -1152,7 +1218,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 			s.cr4 &= ~(CR4_OSXSAVE | CR4_FSGSBASE);
 			if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
 				return err_set(err, "shadow mode: KVM_SET_SREGS: %s",
-					       strerror(errno));
+				               strerror(errno));
 		}
 	}
 
@@ -1234,19 +1300,19 @@ static void sh_run(struct vcpu *v)
 		case KVM_EXIT_IO:
 			if (run->io.port == SH_TRAP_PORT && run->io.direction == KVM_EXIT_IO_OUT &&
 			    run->s.regs.regs.rip - (SH_MON_VA + SH_OFF_VECTORS) <
-				    256 * SH_STUB_SIZE) {
+			        256 * SH_STUB_SIZE) {
 				/* The guest cannot reach this port (TSS I/O bitmap): a stub's exit,
 				 * whose address names the vector. */
-				unsigned vec = (unsigned)((run->s.regs.regs.rip - SH_MON_VA -
-							   SH_OFF_VECTORS) /
-							  SH_STUB_SIZE);
+				unsigned vec =
+				    (unsigned)((run->s.regs.regs.rip - SH_MON_VA - SH_OFF_VECTORS) /
+				               SH_STUB_SIZE);
 				struct timespec t0, t1;
 
 				clock_gettime(CLOCK_MONOTONIC, &t0);
 				trap(e, vec);
 				clock_gettime(CLOCK_MONOTONIC, &t1);
 				e->cpu.trap_ns += (double)(t1.tv_sec - t0.tv_sec) * 1e9 +
-						  (double)(t1.tv_nsec - t0.tv_nsec);
+				                  (double)(t1.tv_nsec - t0.tv_nsec);
 				break;
 			}
 			METRIC_INC(exit_io);
@@ -1259,9 +1325,10 @@ static void sh_run(struct vcpu *v)
 			vcpu_handle_mmio(v);
 			break;
 		case KVM_EXIT_SHUTDOWN:
-			vm_request_stop(vm, STOP_TRIPLE_FAULT, 0,
-					"shadow mode: the monitor faulted (KVM shutdown) at rip=0x%llx",
-					(unsigned long long)run->s.regs.regs.rip);
+			vm_request_stop(
+			    vm, STOP_TRIPLE_FAULT, 0,
+			    "shadow mode: the monitor faulted (KVM shutdown) at rip=0x%llx",
+			    (unsigned long long)run->s.regs.regs.rip);
 			return;
 		case KVM_EXIT_INTERNAL_ERROR:
 		case KVM_EXIT_FAIL_ENTRY:
@@ -1272,7 +1339,7 @@ static void sh_run(struct vcpu *v)
 		default:
 			METRIC_INC(exit_other);
 			vm_request_stop(vm, STOP_KVM_ERROR, 0, "unexpected KVM exit reason %u",
-					run->exit_reason);
+			                run->exit_reason);
 			return;
 		}
 	}
@@ -1322,7 +1389,7 @@ void shadow_engine_stats(struct vm *vm, struct shadow_stats *s)
 }
 
 const struct engine shadow_engine = {
-	.name = "shadow",
-	.setup_boot_vcpu = sh_setup_boot_vcpu,
-	.run = sh_run,
+    .name = "shadow",
+    .setup_boot_vcpu = sh_setup_boot_vcpu,
+    .run = sh_run,
 };

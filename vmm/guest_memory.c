@@ -11,7 +11,7 @@ int gm_init(struct guest_memory *gm, uint64_t size)
 
 	memset(gm, 0, sizeof(*gm));
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		 -1, 0);
+	         -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	/* Huge pages make first touches ~10x cheaper (host-kvm.md); failure is harmless. */

@@ -13,9 +13,9 @@ enum host_mmu_kind {
 
 struct host_mmu {
 	enum host_mmu_kind kind;
-	bool cpl0_emulated;  /* guest ring-0 code is emulated instruction by instruction */
-	bool gbpages_ok;     /* 1 GiB guest pages work */
-	bool assumed;        /* sysfs not visible (e.g. in a jail): inferred from CPUID */
+	bool cpl0_emulated; /* guest ring-0 code is emulated instruction by instruction */
+	bool gbpages_ok;    /* 1 GiB guest pages work */
+	bool assumed;       /* sysfs not visible (e.g. in a jail): inferred from CPUID */
 };
 
 /* Detect from /sys/module/{kvm_pvm,kvm_intel,kvm_amd}; `sysfs_root` is "/sys" except in tests.

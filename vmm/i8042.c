@@ -2,10 +2,10 @@
 
 #include <string.h>
 
-#define ST_OBF    0x01 /* output buffer full */
-#define ST_SYS    0x04 /* system flag: self test passed */
-#define ST_CMD    0x08 /* last write was to the command port */
-#define ST_UNLOCK 0x10 /* keyboard not inhibited */
+#define ST_OBF      0x01 /* output buffer full */
+#define ST_SYS      0x04 /* system flag: self test passed */
+#define ST_CMD      0x08 /* last write was to the command port */
+#define ST_UNLOCK   0x10 /* keyboard not inhibited */
 #define CTR_KBD_INT 0x01
 #define CTR_XLATE   0x40
 
@@ -135,7 +135,8 @@ void i8042_send_ctrl_alt_del(struct i8042 *k)
 	/* Presses then releases of Ctrl, Alt, Delete: scancode set 1 when the controller
 	 * translates (what guests expect by default), else set 2. */
 	static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
-	static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+	static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0,
+	                               0x71, 0xf0, 0x11, 0xf0, 0x14};
 	const uint8_t *codes;
 	size_t n;
 	int irq = 0;

@@ -15,9 +15,9 @@
 
 struct i8042 {
 	pthread_mutex_t lock;
-	uint8_t ctr;          /* controller command byte */
-	uint8_t pending_cmd;  /* controller command waiting for its data byte */
-	uint8_t pending_kbd;  /* keyboard command waiting for its data byte */
+	uint8_t ctr;         /* controller command byte */
+	uint8_t pending_cmd; /* controller command waiting for its data byte */
+	uint8_t pending_kbd; /* keyboard command waiting for its data byte */
 	uint8_t buf[I8042_BUF];
 	unsigned head, count;
 	void (*reset)(void *ctx); /* 0xFE to port 0x64 */

@@ -16,12 +16,12 @@
 int kernel_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
                 enum boot_protocol want, struct kernel_image *out, struct error *err)
 {
-        if (len >= SELFMAG && memcmp(img, ELFMAG, SELFMAG) == 0)
-                return elf_load(gm, img, len, want, out, err);
-        if (len >= BZIMAGE_MAGIC_OFFSET + 4 &&
-            memcmp(img + BZIMAGE_MAGIC_OFFSET, BZIMAGE_MAGIC, 4) == 0)
-                return bzimage_load(gm, img, len, want, out, err);
-        return err_set(err, "not an ELF64 or bzImage kernel (bad magic)");
+	if (len >= SELFMAG && memcmp(img, ELFMAG, SELFMAG) == 0)
+		return elf_load(gm, img, len, want, out, err);
+	if (len >= BZIMAGE_MAGIC_OFFSET + 4 &&
+	    memcmp(img + BZIMAGE_MAGIC_OFFSET, BZIMAGE_MAGIC, 4) == 0)
+		return bzimage_load(gm, img, len, want, out, err);
+	return err_set(err, "not an ELF64 or bzImage kernel (bad magic)");
 }
 
 /* Stands in for the mapping of an empty file, so callers never see NULL. */
@@ -29,45 +29,45 @@ static const uint8_t empty_file[1];
 
 int file_map(const char *path, const uint8_t **buf, size_t *len, struct error *err)
 {
-        struct stat st;
-        void *p;
-        int fd, e;
+	struct stat st;
+	void *p;
+	int fd, e;
 
-        *buf = NULL;
-        *len = 0;
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return err_set(err, "%s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0) {
-                e = errno;
-                close(fd);
-                return err_set(err, "%s: %s", path, strerror(e));
-        }
-        if (!S_ISREG(st.st_mode)) {
-                close(fd);
-                return err_set(err, "%s: not a regular file", path);
-        }
-        if (st.st_size == 0) {
-                close(fd);
-                *buf = empty_file;
-                return 0;
-        }
-        if ((uint64_t)st.st_size > SIZE_MAX) {
-                close(fd);
-                return err_set(err, "%s: file too large to map", path);
-        }
-        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        e = errno;
-        close(fd);
-        if (p == MAP_FAILED)
-                return err_set(err, "%s: mmap: %s", path, strerror(e));
-        *buf = p;
-        *len = (size_t)st.st_size;
-        return 0;
+	*buf = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		close(fd);
+		return err_set(err, "%s: %s", path, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return err_set(err, "%s: not a regular file", path);
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		*buf = empty_file;
+		return 0;
+	}
+	if ((uint64_t)st.st_size > SIZE_MAX) {
+		close(fd);
+		return err_set(err, "%s: file too large to map", path);
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	e = errno;
+	close(fd);
+	if (p == MAP_FAILED)
+		return err_set(err, "%s: mmap: %s", path, strerror(e));
+	*buf = p;
+	*len = (size_t)st.st_size;
+	return 0;
 }
 
 void file_unmap(const uint8_t *buf, size_t len)
 {
-        if (buf && len && buf != empty_file)
-                munmap((void *)buf, len);
+	if (buf && len && buf != empty_file)
+		munmap((void *)buf, len);
 }

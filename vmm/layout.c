@@ -18,10 +18,10 @@ int layout_memory_map(uint64_t ram_size, struct mem_region *out, int max)
 
 	map[n++] = (struct mem_region){0, LAYOUT_EBDA_START, MEM_RAM};
 	map[n++] = (struct mem_region){LAYOUT_EBDA_START, LAYOUT_KERNEL_START - LAYOUT_EBDA_START,
-				       MEM_RESERVED};
+	                               MEM_RESERVED};
 	if (low > LAYOUT_KERNEL_START)
-		map[n++] = (struct mem_region){LAYOUT_KERNEL_START, low - LAYOUT_KERNEL_START,
-					       MEM_RAM};
+		map[n++] =
+		    (struct mem_region){LAYOUT_KERNEL_START, low - LAYOUT_KERNEL_START, MEM_RAM};
 	if (high)
 		map[n++] = (struct mem_region){LAYOUT_HIGH_RAM_START, high, MEM_RAM};
 	if (n > max)

@@ -15,18 +15,18 @@
 #define LAYOUT_HIGH_RAM_START (4 * GIB)
 
 /* Boot structures, all below 1 MiB. */
-#define LAYOUT_BOOT_GDT     0x0500ULL /* 4 descriptors */
-#define LAYOUT_ZERO_PAGE    0x7000ULL /* Linux boot_params, or PVH hvm_start_info */
-#define LAYOUT_PVH_MEMMAP   0x8000ULL /* PVH memory map (hvm_memmap_table_entry[]) */
-#define LAYOUT_PVH_MODLIST  0x8c00ULL /* PVH module list (the initrd) */
-#define LAYOUT_PML4         0x9000ULL /* boot page tables: identity map of the */
-#define LAYOUT_PDPT         0xa000ULL /* first 1 GiB with 2 MiB pages */
-#define LAYOUT_PD           0xb000ULL
-#define LAYOUT_CMDLINE      0x20000ULL
-#define LAYOUT_CMDLINE_MAX  0x10000ULL /* bytes reserved for the command line */
-#define LAYOUT_EBDA_START   0x9fc00ULL /* [EBDA, 1 MiB) is reserved in the e820 map */
-#define LAYOUT_MPTABLE      LAYOUT_EBDA_START
-#define LAYOUT_KERNEL_START 0x100000ULL /* kernels load at or above 1 MiB */
+#define LAYOUT_BOOT_GDT      0x0500ULL /* 4 descriptors */
+#define LAYOUT_ZERO_PAGE     0x7000ULL /* Linux boot_params, or PVH hvm_start_info */
+#define LAYOUT_PVH_MEMMAP    0x8000ULL /* PVH memory map (hvm_memmap_table_entry[]) */
+#define LAYOUT_PVH_MODLIST   0x8c00ULL /* PVH module list (the initrd) */
+#define LAYOUT_PML4          0x9000ULL /* boot page tables: identity map of the */
+#define LAYOUT_PDPT          0xa000ULL /* first 1 GiB with 2 MiB pages */
+#define LAYOUT_PD            0xb000ULL
+#define LAYOUT_CMDLINE       0x20000ULL
+#define LAYOUT_CMDLINE_MAX   0x10000ULL /* bytes reserved for the command line */
+#define LAYOUT_EBDA_START    0x9fc00ULL /* [EBDA, 1 MiB) is reserved in the e820 map */
+#define LAYOUT_MPTABLE       LAYOUT_EBDA_START
+#define LAYOUT_KERNEL_START  0x100000ULL /* kernels load at or above 1 MiB */
 #define LAYOUT_BOOT_AREA_END LAYOUT_KERNEL_START
 
 /* Device gap contents. */
@@ -50,7 +50,8 @@
 #define PORT_I8042_CMD  0x64
 #define PORT_CMOS_INDEX 0x70
 #define PORT_CMOS_DATA  0x71
-#define PORT_GUEST_EXIT 0xf4 /* hearth's guest-exit port (same address as QEMU's isa-debug-exit) */
+/* hearth's guest-exit port (the same address as QEMU's isa-debug-exit) */
+#define PORT_GUEST_EXIT 0xf4
 
 /* Memory map entry types (e820). */
 enum mem_type { MEM_RAM = 1, MEM_RESERVED = 2, MEM_ACPI = 3 };

@@ -18,14 +18,14 @@
 /* True when [off, off + size) lies inside a buffer of `len` bytes (no wrap-around). */
 static bool in_file(uint64_t off, uint64_t size, size_t len)
 {
-        uint64_t end;
+	uint64_t end;
 
-        return !__builtin_add_overflow(off, size, &end) && end <= len;
+	return !__builtin_add_overflow(off, size, &end) && end <= len;
 }
 
 static uint64_t align_up(uint64_t v, uint64_t align)
 {
-        return (v + align - 1) & ~(align - 1);
+	return (v + align - 1) & ~(align - 1);
 }
 
 /*
@@ -36,202 +36,202 @@ static uint64_t align_up(uint64_t v, uint64_t align)
 static int scan_notes(const uint8_t *img, size_t len, const Elf64_Phdr *ph, unsigned idx,
                       bool *found, uint32_t *entry, bool *linux_note, struct error *err)
 {
-        uint64_t align = ph->p_align == 8 ? 8 : 4;
-        uint64_t size = ph->p_filesz, off = 0;
-        const uint8_t *seg;
+	uint64_t align = ph->p_align == 8 ? 8 : 4;
+	uint64_t size = ph->p_filesz, off = 0;
+	const uint8_t *seg;
 
-        if (!in_file(ph->p_offset, ph->p_filesz, len))
-                return err_set(err,
-                               "ELF PT_NOTE segment %u (file offset 0x%" PRIx64 ", 0x%" PRIx64
-                               " bytes) is beyond the end of the file (%zu bytes)",
-                               idx, ph->p_offset, ph->p_filesz, len);
-        seg = img + ph->p_offset;
+	if (!in_file(ph->p_offset, ph->p_filesz, len))
+		return err_set(err,
+		               "ELF PT_NOTE segment %u (file offset 0x%" PRIx64 ", 0x%" PRIx64
+		               " bytes) is beyond the end of the file (%zu bytes)",
+		               idx, ph->p_offset, ph->p_filesz, len);
+	seg = img + ph->p_offset;
 
-        /* Fewer than sizeof(Elf64_Nhdr) trailing bytes can only be padding. */
-        while (size - off >= sizeof(Elf64_Nhdr)) {
-                Elf64_Nhdr nh;
-                uint64_t name_off, desc_off, desc_end, next;
+	/* Fewer than sizeof(Elf64_Nhdr) trailing bytes can only be padding. */
+	while (size - off >= sizeof(Elf64_Nhdr)) {
+		Elf64_Nhdr nh;
+		uint64_t name_off, desc_off, desc_end, next;
 
-                memcpy(&nh, seg + off, sizeof(nh));
-                name_off = off + sizeof(nh);
-                /* n_namesz and n_descsz are 32-bit, so these 64-bit sums cannot wrap. */
-                desc_off = name_off + align_up(nh.n_namesz, align);
-                desc_end = desc_off + nh.n_descsz;
-                next = desc_off + align_up(nh.n_descsz, align);
-                if (desc_end > size) /* desc_off >= name_off + n_namesz, so this covers the name */
-                        return err_set(err,
-                                       "ELF PT_NOTE segment %u: note at offset 0x%" PRIx64
-                                       " has bad sizes (namesz %" PRIu32 ", descsz %" PRIu32
-                                       ") for a segment of 0x%" PRIx64 " bytes",
-                                       idx, off, nh.n_namesz, nh.n_descsz, size);
-                /* Linux kernels carry notes owned by "Linux" (the vmlinux build notes). */
-                if (nh.n_namesz == 6 && memcmp(seg + name_off, "Linux", 6) == 0)
-                        *linux_note = true;
-                if (nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh.n_namesz == 4 &&
-                    memcmp(seg + name_off, "Xen", 4) == 0) {
-                        if (nh.n_descsz != 4 && nh.n_descsz != 8)
-                                return err_set(
-                                    err,
-                                    "ELF PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) has descsz "
-                                    "%" PRIu32 ", expected 4 or 8",
-                                    nh.n_descsz);
-                        if (!*found) {
-                                uint32_t v;
+		memcpy(&nh, seg + off, sizeof(nh));
+		name_off = off + sizeof(nh);
+		/* n_namesz and n_descsz are 32-bit, so these 64-bit sums cannot wrap. */
+		desc_off = name_off + align_up(nh.n_namesz, align);
+		desc_end = desc_off + nh.n_descsz;
+		next = desc_off + align_up(nh.n_descsz, align);
+		if (desc_end > size) /* desc_off >= name_off + n_namesz, so this covers the name */
+			return err_set(err,
+			               "ELF PT_NOTE segment %u: note at offset 0x%" PRIx64
+			               " has bad sizes (namesz %" PRIu32 ", descsz %" PRIu32
+			               ") for a segment of 0x%" PRIx64 " bytes",
+			               idx, off, nh.n_namesz, nh.n_descsz, size);
+		/* Linux kernels carry notes owned by "Linux" (the vmlinux build notes). */
+		if (nh.n_namesz == 6 && memcmp(seg + name_off, "Linux", 6) == 0)
+			*linux_note = true;
+		if (nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh.n_namesz == 4 &&
+		    memcmp(seg + name_off, "Xen", 4) == 0) {
+			if (nh.n_descsz != 4 && nh.n_descsz != 8)
+				return err_set(
+				    err,
+				    "ELF PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) has descsz "
+				    "%" PRIu32 ", expected 4 or 8",
+				    nh.n_descsz);
+			if (!*found) {
+				uint32_t v;
 
-                                memcpy(&v, seg + desc_off, sizeof(v)); /* low 32 bits */
-                                *entry = v;
-                                *found = true;
-                        }
-                }
-                if (next >= size)
-                        break;
-                off = next;
-        }
-        return 0;
+				memcpy(&v, seg + desc_off, sizeof(v)); /* low 32 bits */
+				*entry = v;
+				*found = true;
+			}
+		}
+		if (next >= size)
+			break;
+		off = next;
+	}
+	return 0;
 }
 
 static int ram_error(const struct guest_memory *gm, struct error *err, const char *what,
                      unsigned idx, uint64_t start, uint64_t end)
 {
-        if (gm->high_size)
-                return err_set(err,
-                               "ELF %s %u at [0x%" PRIx64 ", 0x%" PRIx64
-                               ") is not in guest RAM ([0, 0x%" PRIx64 ") and [0x%llx, 0x%" PRIx64
-                               "))",
-                               what, idx, start, end, gm->low_size, LAYOUT_HIGH_RAM_START,
-                               (uint64_t)(LAYOUT_HIGH_RAM_START + gm->high_size));
-        return err_set(err,
-                       "ELF %s %u at [0x%" PRIx64 ", 0x%" PRIx64
-                       ") is not in guest RAM ([0, 0x%" PRIx64 "))",
-                       what, idx, start, end, gm->low_size);
+	if (gm->high_size)
+		return err_set(err,
+		               "ELF %s %u at [0x%" PRIx64 ", 0x%" PRIx64
+		               ") is not in guest RAM ([0, 0x%" PRIx64 ") and [0x%llx, 0x%" PRIx64
+		               "))",
+		               what, idx, start, end, gm->low_size, LAYOUT_HIGH_RAM_START,
+		               (uint64_t)(LAYOUT_HIGH_RAM_START + gm->high_size));
+	return err_set(err,
+	               "ELF %s %u at [0x%" PRIx64 ", 0x%" PRIx64
+	               ") is not in guest RAM ([0, 0x%" PRIx64 "))",
+	               what, idx, start, end, gm->low_size);
 }
 
 /* Validate one PT_LOAD; *loads is incremented when it has bytes to load. */
 static int check_load(const struct guest_memory *gm, size_t len, const Elf64_Phdr *ph, unsigned idx,
                       int *loads, struct error *err)
 {
-        uint64_t end;
+	uint64_t end;
 
-        if (!in_file(ph->p_offset, ph->p_filesz, len))
-                return err_set(err,
-                               "ELF segment %u (file offset 0x%" PRIx64 ", 0x%" PRIx64
-                               " bytes) is beyond the end of the file (%zu bytes)",
-                               idx, ph->p_offset, ph->p_filesz, len);
-        if (ph->p_filesz > ph->p_memsz)
-                return err_set(
-                    err, "ELF segment %u: p_filesz 0x%" PRIx64 " is larger than p_memsz 0x%" PRIx64,
-                    idx, ph->p_filesz, ph->p_memsz);
-        if (ph->p_memsz == 0)
-                return 0;
-        if (__builtin_add_overflow(ph->p_paddr, ph->p_memsz, &end))
-                return err_set(
-                    err, "ELF segment %u: p_paddr 0x%" PRIx64 " + p_memsz 0x%" PRIx64 " overflows",
-                    idx, ph->p_paddr, ph->p_memsz);
-        if (ph->p_paddr < LAYOUT_KERNEL_START)
-                return err_set(err,
-                               "ELF segment %u at [0x%" PRIx64 ", 0x%" PRIx64
-                               ") overlaps the boot structures below 0x%llx (1 MiB)",
-                               idx, ph->p_paddr, end, LAYOUT_KERNEL_START);
-        if (!gm_range_ok(gm, ph->p_paddr, ph->p_memsz))
-                return ram_error(gm, err, "segment", idx, ph->p_paddr, end);
-        (*loads)++;
-        return 0;
+	if (!in_file(ph->p_offset, ph->p_filesz, len))
+		return err_set(err,
+		               "ELF segment %u (file offset 0x%" PRIx64 ", 0x%" PRIx64
+		               " bytes) is beyond the end of the file (%zu bytes)",
+		               idx, ph->p_offset, ph->p_filesz, len);
+	if (ph->p_filesz > ph->p_memsz)
+		return err_set(
+		    err, "ELF segment %u: p_filesz 0x%" PRIx64 " is larger than p_memsz 0x%" PRIx64,
+		    idx, ph->p_filesz, ph->p_memsz);
+	if (ph->p_memsz == 0)
+		return 0;
+	if (__builtin_add_overflow(ph->p_paddr, ph->p_memsz, &end))
+		return err_set(
+		    err, "ELF segment %u: p_paddr 0x%" PRIx64 " + p_memsz 0x%" PRIx64 " overflows",
+		    idx, ph->p_paddr, ph->p_memsz);
+	if (ph->p_paddr < LAYOUT_KERNEL_START)
+		return err_set(err,
+		               "ELF segment %u at [0x%" PRIx64 ", 0x%" PRIx64
+		               ") overlaps the boot structures below 0x%llx (1 MiB)",
+		               idx, ph->p_paddr, end, LAYOUT_KERNEL_START);
+	if (!gm_range_ok(gm, ph->p_paddr, ph->p_memsz))
+		return ram_error(gm, err, "segment", idx, ph->p_paddr, end);
+	(*loads)++;
+	return 0;
 }
 
 int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum boot_protocol want,
              struct kernel_image *out, struct error *err)
 {
-        uint64_t phsize, lo = UINT64_MAX, hi = 0, entry;
-        enum boot_protocol proto;
-        uint32_t pvh_entry = 0;
-        bool have_pvh = false;
-        Elf64_Ehdr eh;
-        Elf64_Phdr ph;
-        int loads = 0;
+	uint64_t phsize, lo = UINT64_MAX, hi = 0, entry;
+	enum boot_protocol proto;
+	uint32_t pvh_entry = 0;
+	bool have_pvh = false;
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	int loads = 0;
 
-        memset(out, 0, sizeof(*out));
-        if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_LINUX64 && want != BOOT_PROTO_PVH)
-                return err_set(err, "unknown boot protocol %d", (int)want);
-        if (len < sizeof(eh))
-                return err_set(err, "ELF kernel truncated: %zu bytes, the ELF header needs %zu",
-                               len, sizeof(eh));
-        memcpy(&eh, img, sizeof(eh));
-        if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
-                return err_set(err, "not an ELF file (bad magic)");
-        if (eh.e_ident[EI_CLASS] != ELFCLASS64)
-                return err_set(err, "ELF class %u is not ELFCLASS64: a 64-bit kernel is required",
-                               eh.e_ident[EI_CLASS]);
-        if (eh.e_ident[EI_DATA] != ELFDATA2LSB)
-                return err_set(err, "ELF data encoding %u is not little-endian (ELFDATA2LSB)",
-                               eh.e_ident[EI_DATA]);
-        if (eh.e_machine != EM_X86_64)
-                return err_set(err, "ELF machine %u is not x86_64 (EM_X86_64)", eh.e_machine);
-        if (eh.e_type != ET_EXEC)
-                return err_set(err, "ELF type %u is not an executable (ET_EXEC)", eh.e_type);
-        if (eh.e_phnum == 0)
-                return err_set(err, "ELF has no program headers (no PT_LOAD segment)");
-        if (eh.e_phentsize != sizeof(Elf64_Phdr))
-                return err_set(err, "ELF e_phentsize is %u, expected %zu", eh.e_phentsize,
-                               sizeof(Elf64_Phdr));
-        phsize = (uint64_t)eh.e_phnum * eh.e_phentsize; /* 16-bit * 16-bit: cannot overflow */
-        if (!in_file(eh.e_phoff, phsize, len))
-                return err_set(err,
-                               "ELF program headers (offset 0x%" PRIx64 ", %u x %u bytes) are "
-                               "beyond the end of the file (%zu bytes)",
-                               eh.e_phoff, eh.e_phnum, eh.e_phentsize, len);
+	memset(out, 0, sizeof(*out));
+	if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_LINUX64 && want != BOOT_PROTO_PVH)
+		return err_set(err, "unknown boot protocol %d", (int)want);
+	if (len < sizeof(eh))
+		return err_set(err, "ELF kernel truncated: %zu bytes, the ELF header needs %zu",
+		               len, sizeof(eh));
+	memcpy(&eh, img, sizeof(eh));
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+		return err_set(err, "not an ELF file (bad magic)");
+	if (eh.e_ident[EI_CLASS] != ELFCLASS64)
+		return err_set(err, "ELF class %u is not ELFCLASS64: a 64-bit kernel is required",
+		               eh.e_ident[EI_CLASS]);
+	if (eh.e_ident[EI_DATA] != ELFDATA2LSB)
+		return err_set(err, "ELF data encoding %u is not little-endian (ELFDATA2LSB)",
+		               eh.e_ident[EI_DATA]);
+	if (eh.e_machine != EM_X86_64)
+		return err_set(err, "ELF machine %u is not x86_64 (EM_X86_64)", eh.e_machine);
+	if (eh.e_type != ET_EXEC)
+		return err_set(err, "ELF type %u is not an executable (ET_EXEC)", eh.e_type);
+	if (eh.e_phnum == 0)
+		return err_set(err, "ELF has no program headers (no PT_LOAD segment)");
+	if (eh.e_phentsize != sizeof(Elf64_Phdr))
+		return err_set(err, "ELF e_phentsize is %u, expected %zu", eh.e_phentsize,
+		               sizeof(Elf64_Phdr));
+	phsize = (uint64_t)eh.e_phnum * eh.e_phentsize; /* 16-bit * 16-bit: cannot overflow */
+	if (!in_file(eh.e_phoff, phsize, len))
+		return err_set(err,
+		               "ELF program headers (offset 0x%" PRIx64 ", %u x %u bytes) are "
+		               "beyond the end of the file (%zu bytes)",
+		               eh.e_phoff, eh.e_phnum, eh.e_phentsize, len);
 
-        /* Pass 1: validate every segment and find the PVH note; nothing is written yet. */
-        for (unsigned i = 0; i < eh.e_phnum; i++) {
-                memcpy(&ph, img + eh.e_phoff + (uint64_t)i * eh.e_phentsize, sizeof(ph));
-                if (ph.p_type == PT_LOAD) {
-                        if (check_load(gm, len, &ph, i, &loads, err))
-                                return -1;
-                        if (ph.p_memsz == 0)
-                                continue;
-                        if (ph.p_paddr < lo)
-                                lo = ph.p_paddr;
-                        if (ph.p_paddr + ph.p_memsz > hi)
-                                hi = ph.p_paddr + ph.p_memsz;
-                } else if (ph.p_type == PT_NOTE) {
-                        if (scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, &out->linux_kernel,
-                                       err))
-                                return -1;
-                }
-        }
-        if (loads == 0)
-                return err_set(err, "ELF has no PT_LOAD segment with bytes to load");
+	/* Pass 1: validate every segment and find the PVH note; nothing is written yet. */
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		memcpy(&ph, img + eh.e_phoff + (uint64_t)i * eh.e_phentsize, sizeof(ph));
+		if (ph.p_type == PT_LOAD) {
+			if (check_load(gm, len, &ph, i, &loads, err))
+				return -1;
+			if (ph.p_memsz == 0)
+				continue;
+			if (ph.p_paddr < lo)
+				lo = ph.p_paddr;
+			if (ph.p_paddr + ph.p_memsz > hi)
+				hi = ph.p_paddr + ph.p_memsz;
+		} else if (ph.p_type == PT_NOTE) {
+			if (scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, &out->linux_kernel,
+			               err))
+				return -1;
+		}
+	}
+	if (loads == 0)
+		return err_set(err, "ELF has no PT_LOAD segment with bytes to load");
 
-        if (want == BOOT_PROTO_PVH && !have_pvh)
-                return err_set(err, "ELF kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)");
-        if (want == BOOT_PROTO_PVH || (want == BOOT_PROTO_AUTO && have_pvh)) {
-                proto = BOOT_PROTO_PVH;
-                entry = pvh_entry;
-        } else {
-                proto = BOOT_PROTO_LINUX64;
-                entry = eh.e_entry;
-        }
-        if (!gm_range_ok(gm, entry, 1))
-                return err_set(err, "ELF %s entry point 0x%" PRIx64 " is not in guest RAM",
-                               proto == BOOT_PROTO_PVH ? "PVH" : "64-bit", entry);
+	if (want == BOOT_PROTO_PVH && !have_pvh)
+		return err_set(err, "ELF kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)");
+	if (want == BOOT_PROTO_PVH || (want == BOOT_PROTO_AUTO && have_pvh)) {
+		proto = BOOT_PROTO_PVH;
+		entry = pvh_entry;
+	} else {
+		proto = BOOT_PROTO_LINUX64;
+		entry = eh.e_entry;
+	}
+	if (!gm_range_ok(gm, entry, 1))
+		return err_set(err, "ELF %s entry point 0x%" PRIx64 " is not in guest RAM",
+		               proto == BOOT_PROTO_PVH ? "PVH" : "64-bit", entry);
 
-        /* Pass 2: copy p_filesz bytes and zero the rest up to p_memsz. */
-        for (unsigned i = 0; i < eh.e_phnum; i++) {
-                memcpy(&ph, img + eh.e_phoff + (uint64_t)i * eh.e_phentsize, sizeof(ph));
-                if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
-                        continue;
-                if (gm_write(gm, ph.p_paddr, img + ph.p_offset, ph.p_filesz) ||
-                    gm_fill(gm, ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz))
-                        return ram_error(gm, err, "segment", i, ph.p_paddr,
-                                         ph.p_paddr + ph.p_memsz);
-        }
+	/* Pass 2: copy p_filesz bytes and zero the rest up to p_memsz. */
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		memcpy(&ph, img + eh.e_phoff + (uint64_t)i * eh.e_phentsize, sizeof(ph));
+		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
+			continue;
+		if (gm_write(gm, ph.p_paddr, img + ph.p_offset, ph.p_filesz) ||
+		    gm_fill(gm, ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz))
+			return ram_error(gm, err, "segment", i, ph.p_paddr,
+			                 ph.p_paddr + ph.p_memsz);
+	}
 
-        out->format = KERNEL_ELF;
-        out->proto = proto;
-        out->entry = entry;
-        out->load_start = lo;
-        out->load_end = hi;
-        out->cmdline_max = BOOT_DEFAULT_CMDLINE_MAX;
-        out->initrd_addr_max = 0;
-        out->setup_header_len = 0;
-        return 0;
+	out->format = KERNEL_ELF;
+	out->proto = proto;
+	out->entry = entry;
+	out->load_start = lo;
+	out->load_end = hi;
+	out->cmdline_max = BOOT_DEFAULT_CMDLINE_MAX;
+	out->initrd_addr_max = 0;
+	out->setup_header_len = 0;
+	return 0;
 }

@@ -20,7 +20,7 @@ static struct {
 } sink = {.fd = -1};
 
 int log_open_file(const char *path, bool has_level, enum log_level level, bool show_level,
-		  bool show_origin, const char *id, char *err, size_t errlen)
+                  bool show_origin, const char *id, char *err, size_t errlen)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
 
@@ -51,16 +51,17 @@ static void to_file(enum log_level level, const char *name, const char *msg)
 	gmtime_r(&ts.tv_sec, &tm);
 	pthread_getname_np(pthread_self(), thread, sizeof(thread));
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ [%s:%s]%s%s%s %s\n",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		     tm.tm_sec, ts.tv_nsec, sink.id, thread, sink.show_level ? " [" : "",
-		     sink.show_level ? name : "", sink.show_level ? "]" : "", msg);
-	if (n > 0 && write(sink.fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line)) < 0) {
+	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	             ts.tv_nsec, sink.id, thread, sink.show_level ? " [" : "",
+	             sink.show_level ? name : "", sink.show_level ? "]" : "", msg);
+	if (n > 0 &&
+	    write(sink.fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line)) < 0) {
 		/* a full FIFO drops the line; the VMM never blocks on its log */
 	}
 }
 
 static void vlog(enum log_level level, const char *name, const char *prefix, bool to_stderr,
-		 const char *fmt, va_list ap)
+                 const char *fmt, va_list ap)
 {
 	char buf[1024];
 

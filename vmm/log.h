@@ -17,6 +17,6 @@ void log_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* PUT /logger: also write lines to `path` (file or FIFO). */
 int log_open_file(const char *path, bool has_level, enum log_level level, bool show_level,
-		  bool show_origin, const char *id, char *err, size_t errlen);
+                  bool show_origin, const char *id, char *err, size_t errlen);
 
 #endif

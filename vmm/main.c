@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 	}
 	if (opts.no_seccomp)
 		log_warn("--no-seccomp: the seccomp filters are off; every thread may make any "
-			 "system call");
+		         "system call");
 	if (cfg.config_file && load_config_file(&cfg)) {
 		vm_config_free(&cfg);
 		return EXIT_USAGE;

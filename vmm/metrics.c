@@ -28,7 +28,7 @@ int metrics_open(const char *path, char *err, size_t errlen)
 
 	if (fd < 0) {
 		snprintf(err, errlen, "metrics_path '%s' cannot be opened: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	if (metrics_fd >= 0)

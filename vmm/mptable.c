@@ -87,7 +87,7 @@ uint64_t mptable_size(unsigned nvcpus)
 }
 
 int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus, uint32_t ioapic,
-		  struct error *err)
+                  struct error *err)
 {
 	uint64_t size = mptable_size(nvcpus);
 	uint8_t *base, *p;
@@ -99,7 +99,7 @@ int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus,
 	base = gm_ptr(gm, addr, size);
 	if (!base || addr + size > LAYOUT_KERNEL_START)
 		return err_set(err, "MP table of %llu bytes does not fit at 0x%llx",
-			       (unsigned long long)size, (unsigned long long)addr);
+		               (unsigned long long)size, (unsigned long long)addr);
 	memset(base, 0, size);
 
 	mpf = (struct mpf_intel *)base;
@@ -124,7 +124,7 @@ int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus,
 		c->apicid = (uint8_t)i;
 		c->apicver = APIC_VERSION;
 		c->cpuflag = 1 | (i == 0 ? 2 : 0);
-		c->cpufeature = 0x600; /* family 6 */
+		c->cpufeature = 0x600;                  /* family 6 */
 		c->featureflag = (1u << 9) | (1u << 0); /* APIC, FPU */
 		p += sizeof(*c);
 	}

@@ -22,30 +22,30 @@
 #define XEN_HVM_MEMMAP_TYPE_ACPI     3
 
 struct hvm_start_info {
-        uint32_t magic;          /* XEN_HVM_START_MAGIC_VALUE */
-        uint32_t version;        /* XEN_HVM_START_VERSION */
-        uint32_t flags;          /* SIF_* flags; 0 */
-        uint32_t nr_modules;     /* entries at modlist_paddr */
-        uint64_t modlist_paddr;  /* struct hvm_modlist_entry[nr_modules] */
-        uint64_t cmdline_paddr;  /* NUL-terminated command line */
-        uint64_t rsdp_paddr;     /* ACPI RSDP */
-        uint64_t memmap_paddr;   /* struct hvm_memmap_table_entry[memmap_entries] */
-        uint32_t memmap_entries; /* entries at memmap_paddr */
-        uint32_t reserved;       /* must be 0 */
+	uint32_t magic;          /* XEN_HVM_START_MAGIC_VALUE */
+	uint32_t version;        /* XEN_HVM_START_VERSION */
+	uint32_t flags;          /* SIF_* flags; 0 */
+	uint32_t nr_modules;     /* entries at modlist_paddr */
+	uint64_t modlist_paddr;  /* struct hvm_modlist_entry[nr_modules] */
+	uint64_t cmdline_paddr;  /* NUL-terminated command line */
+	uint64_t rsdp_paddr;     /* ACPI RSDP */
+	uint64_t memmap_paddr;   /* struct hvm_memmap_table_entry[memmap_entries] */
+	uint32_t memmap_entries; /* entries at memmap_paddr */
+	uint32_t reserved;       /* must be 0 */
 };
 
 struct hvm_modlist_entry {
-        uint64_t paddr;
-        uint64_t size;
-        uint64_t cmdline_paddr;
-        uint64_t reserved;
+	uint64_t paddr;
+	uint64_t size;
+	uint64_t cmdline_paddr;
+	uint64_t reserved;
 };
 
 struct hvm_memmap_table_entry {
-        uint64_t addr;
-        uint64_t size;
-        uint32_t type;
-        uint32_t reserved;
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+	uint32_t reserved;
 };
 
 _Static_assert(sizeof(struct hvm_start_info) == 56, "hvm_start_info layout");

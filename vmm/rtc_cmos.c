@@ -3,8 +3,20 @@
 #include <string.h>
 #include <time.h>
 
-enum { SEC = 0, MIN = 2, HOUR = 4, WDAY = 6, MDAY = 7, MON = 8, YEAR = 9, REG_A = 0x0a,
-       REG_B = 0x0b, REG_C = 0x0c, REG_D = 0x0d, CENTURY = 0x32 };
+enum {
+	SEC = 0,
+	MIN = 2,
+	HOUR = 4,
+	WDAY = 6,
+	MDAY = 7,
+	MON = 8,
+	YEAR = 9,
+	REG_A = 0x0a,
+	REG_B = 0x0b,
+	REG_C = 0x0c,
+	REG_D = 0x0d,
+	CENTURY = 0x32
+};
 
 void rtc_cmos_init(struct rtc_cmos *c)
 {

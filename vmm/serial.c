@@ -4,20 +4,20 @@
 
 /* Register offsets and bits (8250/16550). */
 enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
-#define IER_RDI     0x01
-#define IER_THRI    0x02
-#define IIR_NO_INT  0x01
-#define IIR_THRI    0x02
-#define IIR_RDI     0x04
-#define IIR_FIFO_ON 0xc0
-#define FCR_ENABLE  0x01
+#define IER_RDI      0x01
+#define IER_THRI     0x02
+#define IIR_NO_INT   0x01
+#define IIR_THRI     0x02
+#define IIR_RDI      0x04
+#define IIR_FIFO_ON  0xc0
+#define FCR_ENABLE   0x01
 #define FCR_CLEAR_RX 0x02
-#define LCR_DLAB    0x80
-#define MCR_LOOP    0x10
-#define LSR_DR      0x01
-#define LSR_THRE    0x20
-#define LSR_TEMT    0x40
-#define MSR_DEFAULT 0xb0 /* DCD, DSR, CTS */
+#define LCR_DLAB     0x80
+#define MCR_LOOP     0x10
+#define LSR_DR       0x01
+#define LSR_THRE     0x20
+#define LSR_TEMT     0x40
+#define MSR_DEFAULT  0xb0 /* DCD, DSR, CTS */
 
 void serial_init(struct serial *s, struct console *console)
 {
@@ -116,7 +116,7 @@ static void serial_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size
 	case MSR:
 		if (s->mcr & MCR_LOOP) /* loopback: modem outputs feed the inputs */
 			v = (uint8_t)(((s->mcr & 0x02) << 3) | ((s->mcr & 0x01) << 5) |
-				      ((s->mcr & 0x04) << 4) | ((s->mcr & 0x08) << 4));
+			              ((s->mcr & 0x04) << 4) | ((s->mcr & 0x08) << 4));
 		else
 			v = MSR_DEFAULT;
 		break;
@@ -195,7 +195,7 @@ static void serial_write(void *opaque, uint64_t off, const uint8_t *data, uint32
 
 /* `rep outsb` to THR: one console write for the whole string (one KVM exit carries it). */
 static void serial_write_rep(void *opaque, uint64_t off, const uint8_t *data, uint32_t size,
-			     uint32_t count)
+                             uint32_t count)
 {
 	struct serial *s = opaque;
 	bool irq;
@@ -217,7 +217,7 @@ static void serial_write_rep(void *opaque, uint64_t off, const uint8_t *data, ui
 }
 
 const struct bus_ops serial_bus_ops = {
-	.read = serial_read,
-	.write = serial_write,
-	.write_rep = serial_write_rep,
+    .read = serial_read,
+    .write = serial_write,
+    .write_rep = serial_write_rep,
 };

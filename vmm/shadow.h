@@ -29,7 +29,7 @@
 #define SH_OFF_CODE    0x1000 /* the halt path */
 #define SH_OFF_HALT    (SH_OFF_CODE + 0x10)
 #define SH_OFF_IDT     0x2000
-#define SH_OFF_GDT     0x3000 /* 64 KiB: the guest's descriptors mirrored, then ours */
+#define SH_OFF_GDT     0x3000  /* 64 KiB: the guest's descriptors mirrored, then ours */
 #define SH_OFF_PDPT    0x13000 /* page tables that map the monitor at SH_MON_VA */
 #define SH_OFF_PD      0x14000
 #define SH_OFF_PT      0x15000
@@ -38,12 +38,12 @@
 #define SH_MAX_VCPUS   32
 
 /* The monitor's own descriptors sit at the top of the 8192-entry GDT. */
-#define SH_GDT_ENTRIES     8192
-#define SH_GUEST_GDT_MAX   8112 /* guest descriptors 0..8111 are mirrored */
-#define SH_SEL_CS0         (8112 << 3)
-#define SH_SEL_DS0         (8113 << 3)
-#define SH_SEL_DS3         ((8114 << 3) | 3) /* flat data, DPL3: SS when the guest's is null */
-#define SH_SEL_TSS(k)      ((8120 + 2 * (k)) << 3)
+#define SH_GDT_ENTRIES   8192
+#define SH_GUEST_GDT_MAX 8112 /* guest descriptors 0..8111 are mirrored */
+#define SH_SEL_CS0       (8112 << 3)
+#define SH_SEL_DS0       (8113 << 3)
+#define SH_SEL_DS3       ((8114 << 3) | 3) /* flat data, DPL3: SS when the guest's is null */
+#define SH_SEL_TSS(k)    ((8120 + 2 * (k)) << 3)
 
 /* Trap frame: what the CPU pushed on the trap stack (TSS.RSP0) entering a stub, from RSP at
  * the exit: [error code,] RIP, CS, RFLAGS, RSP, SS. The stubs push nothing. */

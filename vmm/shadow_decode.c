@@ -77,11 +77,21 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 	case 0x00:
 		modrm(c, in, mode64);
 		switch (in->reg & 7) {
-		case 0: in->op = SH_OP_SLDT; break;
-		case 1: in->op = SH_OP_STR; break;
-		case 2: in->op = SH_OP_LLDT; break;
-		case 3: in->op = SH_OP_LTR; break;
-		default: in->op = SH_OP_OTHER; break;
+		case 0:
+			in->op = SH_OP_SLDT;
+			break;
+		case 1:
+			in->op = SH_OP_STR;
+			break;
+		case 2:
+			in->op = SH_OP_LLDT;
+			break;
+		case 3:
+			in->op = SH_OP_LTR;
+			break;
+		default:
+			in->op = SH_OP_OTHER;
+			break;
 		}
 		return 0;
 	case 0x01:
@@ -90,11 +100,21 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 			uint8_t sub = (uint8_t)(((in->reg & 7) << 3) | (in->rm & 7));
 
 			switch (sub) {
-			case 0x38: in->op = mode64 ? SH_OP_SWAPGS : SH_OP_OTHER; break;
-			case 0x39: in->op = SH_OP_RDTSCP; break;
-			case 0x11: in->op = SH_OP_XSETBV; break;
-			case 0x08: in->op = SH_OP_MONITOR; break;
-			case 0x09: in->op = SH_OP_MWAIT; break;
+			case 0x38:
+				in->op = mode64 ? SH_OP_SWAPGS : SH_OP_OTHER;
+				break;
+			case 0x39:
+				in->op = SH_OP_RDTSCP;
+				break;
+			case 0x11:
+				in->op = SH_OP_XSETBV;
+				break;
+			case 0x08:
+				in->op = SH_OP_MONITOR;
+				break;
+			case 0x09:
+				in->op = SH_OP_MWAIT;
+				break;
 			default:
 				if ((in->reg & 7) == 4)
 					in->op = SH_OP_SMSW;
@@ -106,22 +126,49 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 			return 0;
 		}
 		switch (in->reg & 7) {
-		case 0: in->op = SH_OP_SGDT; break;
-		case 1: in->op = SH_OP_SIDT; break;
-		case 2: in->op = SH_OP_LGDT; break;
-		case 3: in->op = SH_OP_LIDT; break;
-		case 4: in->op = SH_OP_SMSW; break;
-		case 6: in->op = SH_OP_LMSW; break;
-		case 7: in->op = SH_OP_INVLPG; break;
-		default: return -1;
+		case 0:
+			in->op = SH_OP_SGDT;
+			break;
+		case 1:
+			in->op = SH_OP_SIDT;
+			break;
+		case 2:
+			in->op = SH_OP_LGDT;
+			break;
+		case 3:
+			in->op = SH_OP_LIDT;
+			break;
+		case 4:
+			in->op = SH_OP_SMSW;
+			break;
+		case 6:
+			in->op = SH_OP_LMSW;
+			break;
+		case 7:
+			in->op = SH_OP_INVLPG;
+			break;
+		default:
+			return -1;
 		}
 		return 0;
-	case 0x05: in->op = mode64 ? SH_OP_SYSCALL : SH_OP_OTHER; return 0;
-	case 0x06: in->op = SH_OP_CLTS; return 0;
-	case 0x07: in->op = mode64 ? SH_OP_SYSRET : SH_OP_OTHER; return 0;
-	case 0x08: in->op = SH_OP_INVD; return 0;
-	case 0x09: in->op = SH_OP_WBINVD; return 0;
-	case 0x0b: in->op = SH_OP_UD2; return 0;
+	case 0x05:
+		in->op = mode64 ? SH_OP_SYSCALL : SH_OP_OTHER;
+		return 0;
+	case 0x06:
+		in->op = SH_OP_CLTS;
+		return 0;
+	case 0x07:
+		in->op = mode64 ? SH_OP_SYSRET : SH_OP_OTHER;
+		return 0;
+	case 0x08:
+		in->op = SH_OP_INVD;
+		return 0;
+	case 0x09:
+		in->op = SH_OP_WBINVD;
+		return 0;
+	case 0x0b:
+		in->op = SH_OP_UD2;
+		return 0;
 	case 0x20:
 	case 0x21:
 	case 0x22:
@@ -136,17 +183,31 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 		in->rm = (m & 7) | ((in->rex & 1) ? 8 : 0);
 		in->base = in->index = -1;
 		in->mem = false;
-		in->op = op == 0x20 ? SH_OP_MOV_FROM_CR : op == 0x22 ? SH_OP_MOV_TO_CR
-			 : op == 0x21 ? SH_OP_MOV_FROM_DR : SH_OP_MOV_TO_DR;
+		in->op = op == 0x20   ? SH_OP_MOV_FROM_CR
+		         : op == 0x22 ? SH_OP_MOV_TO_CR
+		         : op == 0x21 ? SH_OP_MOV_FROM_DR
+		                      : SH_OP_MOV_TO_DR;
 		in->opsize = mode64 ? 8 : 4;
 		return 0;
 	}
-	case 0x30: in->op = SH_OP_WRMSR; return 0;
-	case 0x31: in->op = SH_OP_RDTSC; return 0;
-	case 0x32: in->op = SH_OP_RDMSR; return 0;
-	case 0x33: in->op = SH_OP_RDPMC; return 0;
-	case 0x34: in->op = SH_OP_SYSENTER; return 0;
-	case 0x35: in->op = SH_OP_SYSEXIT; return 0;
+	case 0x30:
+		in->op = SH_OP_WRMSR;
+		return 0;
+	case 0x31:
+		in->op = SH_OP_RDTSC;
+		return 0;
+	case 0x32:
+		in->op = SH_OP_RDMSR;
+		return 0;
+	case 0x33:
+		in->op = SH_OP_RDPMC;
+		return 0;
+	case 0x34:
+		in->op = SH_OP_SYSENTER;
+		return 0;
+	case 0x35:
+		in->op = SH_OP_SYSEXIT;
+		return 0;
 	case 0xa1:
 	case 0xa9:
 		in->op = SH_OP_POP_SEG;
@@ -154,8 +215,12 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 		if (mode64 && in->opsize == 4)
 			in->opsize = 8; /* stack operations default to 64 bits */
 		return 0;
-	case 0xa2: in->op = SH_OP_CPUID; return 0;
-	default: in->op = SH_OP_OTHER; return 0;
+	case 0xa2:
+		in->op = SH_OP_CPUID;
+		return 0;
+	default:
+		in->op = SH_OP_OTHER;
+		return 0;
 	}
 }
 
@@ -173,18 +238,39 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		if (c.bad)
 			return -1;
 		switch (op) {
-		case 0x66: opsize_prefix = true; continue;
-		case 0x67: addr_prefix = true; continue;
-		case 0xf0: in->lock = true; continue;
+		case 0x66:
+			opsize_prefix = true;
+			continue;
+		case 0x67:
+			addr_prefix = true;
+			continue;
+		case 0xf0:
+			in->lock = true;
+			continue;
 		case 0xf2:
-		case 0xf3: in->rep = true; continue;
-		case 0x26: in->seg = SH_ES; continue;
-		case 0x2e: in->seg = SH_CS; continue;
-		case 0x36: in->seg = SH_SS; continue;
-		case 0x3e: in->seg = SH_DS; continue;
-		case 0x64: in->seg = SH_FS; continue;
-		case 0x65: in->seg = SH_GS; continue;
-		default: break;
+		case 0xf3:
+			in->rep = true;
+			continue;
+		case 0x26:
+			in->seg = SH_ES;
+			continue;
+		case 0x2e:
+			in->seg = SH_CS;
+			continue;
+		case 0x36:
+			in->seg = SH_SS;
+			continue;
+		case 0x3e:
+			in->seg = SH_DS;
+			continue;
+		case 0x64:
+			in->seg = SH_FS;
+			continue;
+		case 0x65:
+			in->seg = SH_GS;
+			continue;
+		default:
+			break;
 		}
 		if (mode64 && (op & 0xf0) == 0x40) {
 			/* REX counts only right before the opcode: a later prefix cancels it. */
@@ -218,17 +304,41 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		if (twobyte(&c, in, mode64))
 			return -1;
 		break;
-	case 0xfa: in->op = SH_OP_CLI; break;
-	case 0xfb: in->op = SH_OP_STI; break;
-	case 0xf4: in->op = SH_OP_HLT; break;
-	case 0x9c: in->op = SH_OP_PUSHF; break;
-	case 0x9d: in->op = SH_OP_POPF; break;
-	case 0xcc: in->op = SH_OP_INT3; break;
-	case 0xcd: in->op = SH_OP_INT; in->imm = next(&c); break;
-	case 0xce: in->op = mode64 ? SH_OP_OTHER : SH_OP_INTO; break;
-	case 0xcf: in->op = SH_OP_IRET; break;
-	case 0xca: in->op = SH_OP_LRET; in->imm = (uint64_t)next_signed(&c, 2) & 0xffff; break;
-	case 0xcb: in->op = SH_OP_LRET; break;
+	case 0xfa:
+		in->op = SH_OP_CLI;
+		break;
+	case 0xfb:
+		in->op = SH_OP_STI;
+		break;
+	case 0xf4:
+		in->op = SH_OP_HLT;
+		break;
+	case 0x9c:
+		in->op = SH_OP_PUSHF;
+		break;
+	case 0x9d:
+		in->op = SH_OP_POPF;
+		break;
+	case 0xcc:
+		in->op = SH_OP_INT3;
+		break;
+	case 0xcd:
+		in->op = SH_OP_INT;
+		in->imm = next(&c);
+		break;
+	case 0xce:
+		in->op = mode64 ? SH_OP_OTHER : SH_OP_INTO;
+		break;
+	case 0xcf:
+		in->op = SH_OP_IRET;
+		break;
+	case 0xca:
+		in->op = SH_OP_LRET;
+		in->imm = (uint64_t)next_signed(&c, 2) & 0xffff;
+		break;
+	case 0xcb:
+		in->op = SH_OP_LRET;
+		break;
 	case 0x89:
 		modrm(&c, in, mode64);
 		in->op = in->mem ? SH_OP_MOV_STORE : SH_OP_OTHER;
@@ -249,9 +359,18 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		if (in->reg == SH_CS || in->reg > SH_GS)
 			return -1; /* #UD */
 		break;
-	case 0x07: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_ES; break;
-	case 0x17: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_SS; break;
-	case 0x1f: in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG; in->reg = SH_DS; break;
+	case 0x07:
+		in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG;
+		in->reg = SH_ES;
+		break;
+	case 0x17:
+		in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG;
+		in->reg = SH_SS;
+		break;
+	case 0x1f:
+		in->op = mode64 ? SH_OP_OTHER : SH_OP_POP_SEG;
+		in->reg = SH_DS;
+		break;
 	case 0xe4:
 	case 0xe5:
 	case 0xe6:

@@ -12,8 +12,7 @@
  * PS-specific low bits of large pages). */
 #define RSVD_HIGH 0x000f000000000000ULL
 
-void sh_mmu_init(struct sh_mmu *m, struct sh_monitor *mon, const struct guest_memory *gm,
-		 int vm_fd)
+void sh_mmu_init(struct sh_mmu *m, struct sh_monitor *mon, const struct guest_memory *gm, int vm_fd)
 {
 	memset(m, 0, sizeof(*m));
 	m->exempt = SH_NO_EXEMPT;
@@ -145,8 +144,8 @@ void sh_mmu_untrack(struct sh_mmu *m, uint64_t gpa)
 
 /* Walk g for `va`. With `commit`, set accessed/dirty bits as hardware does and track the
  * table pages. Returns false with w->fault_error on a guest-visible fault. */
-static bool walk(struct sh_mmu *m, uint64_t cr3, uint64_t va, bool write, bool fetch,
-		 bool commit, bool *new_tracked, struct sh_walk *w)
+static bool walk(struct sh_mmu *m, uint64_t cr3, uint64_t va, bool write, bool fetch, bool commit,
+                 bool *new_tracked, struct sh_walk *w)
 {
 	uint64_t table = cr3 & PTE_ADDR;
 	bool writable = true, nx = false;
@@ -214,8 +213,7 @@ static bool walk(struct sh_mmu *m, uint64_t cr3, uint64_t va, bool write, bool f
 	return false;
 }
 
-bool sh_mmu_translate(struct sh_mmu *m, uint64_t key, uint64_t va, bool write,
-		      struct sh_walk *w)
+bool sh_mmu_translate(struct sh_mmu *m, uint64_t key, uint64_t va, bool write, struct sh_walk *w)
 {
 	bool unused = false;
 
@@ -265,12 +263,12 @@ static int root_index(struct sh_mmu *m, uint64_t key)
 }
 
 enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, uint32_t err,
-				  struct sh_walk *w)
+                                  struct sh_walk *w)
 {
 	bool write = err & PF_W, fetch = err & PF_I, new_tracked = false;
 	uint64_t tbl, leaf_flags, gpa_page, size;
 	unsigned i4 = (va >> 39) & 511, i3 = (va >> 30) & 511, i2 = (va >> 21) & 511,
-		 i1 = (va >> 12) & 511;
+	         i1 = (va >> 12) & 511;
 	int ri;
 
 	if (i4 == SH_MON_PML4_SLOT)
@@ -280,8 +278,8 @@ enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, u
 	} else {
 		if (!walk(m, key, va, write, fetch, true, &new_tracked, w)) {
 			if (new_tracked) {
-				/* The walk failed, but the tables it passed are protected from now on:
-				 * writable mappings of them must go all the same. */
+				/* The walk failed, but the tables it passed are protected from now
+				 * on: writable mappings of them must go all the same. */
 				sh_mmu_flush(m);
 				m->st.invalidations++;
 			}
@@ -313,15 +311,16 @@ enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, u
 	if (w->page_size >= SIZE_2M) {
 		uint64_t base = w->gpa & ~(SIZE_2M - 1);
 		bool ram = gm_range_ok(m->gm, base, SIZE_2M);
-		bool none = !gm_range_ok(m->gm, base, 1) && !gm_range_ok(m->gm, base + SIZE_2M - 1, 1);
+		bool none =
+		    !gm_range_ok(m->gm, base, 1) && !gm_range_ok(m->gm, base + SIZE_2M - 1, 1);
 
 		if ((ram || none) && !tracked_in_range(m, base, SIZE_2M))
 			size = SIZE_2M;
 	}
 	gpa_page = w->gpa & ~(size - 1);
 	leaf_flags = PTE_P | PTE_U | PTE_A;
-	if (w->writable && w->dirty && !(size == SIZE_4K && sh_mmu_is_tracked(m, gpa_page) &&
-					 (gpa_page >> 12) != m->exempt))
+	if (w->writable && w->dirty &&
+	    !(size == SIZE_4K && sh_mmu_is_tracked(m, gpa_page) && (gpa_page >> 12) != m->exempt))
 		leaf_flags |= PTE_W | PTE_D;
 	if (!w->executable)
 		leaf_flags |= PTE_NX;

@@ -82,23 +82,22 @@ struct sh_walk {
 };
 
 enum sh_fault_result {
-	SH_FILLED,       /* the shadow now maps the address; resume */
-	SH_GUEST_FAULT,  /* g does not allow it: reflect #PF (walk.fault_error) */
-	SH_TRACKED_WRITE,/* a write to one of the guest's page-table pages */
-	SH_BAD_GPA,      /* g maps it to a physical address hearth reserves */
+	SH_FILLED,        /* the shadow now maps the address; resume */
+	SH_GUEST_FAULT,   /* g does not allow it: reflect #PF (walk.fault_error) */
+	SH_TRACKED_WRITE, /* a write to one of the guest's page-table pages */
+	SH_BAD_GPA,       /* g maps it to a physical address hearth reserves */
 };
 
 void sh_mmu_init(struct sh_mmu *m, struct sh_monitor *mon, const struct guest_memory *gm,
-		 int vm_fd);
+                 int vm_fd);
 /* The KVM-physical address of the shadow root for `key`; builds one on a miss. */
 uint64_t sh_mmu_root(struct sh_mmu *m, uint64_t key);
 /* Handle a shadow page fault at `va` (real #PF error code `err`) under root `key`. */
 enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, uint32_t err,
-				  struct sh_walk *w);
+                                  struct sh_walk *w);
 /* Walk g without side effects (no A/D updates): for instruction fetch and emulation.
  * Returns false (with w->fault_error) when g does not map `va` for the access. */
-bool sh_mmu_translate(struct sh_mmu *m, uint64_t key, uint64_t va, bool write,
-		      struct sh_walk *w);
+bool sh_mmu_translate(struct sh_mmu *m, uint64_t key, uint64_t va, bool write, struct sh_walk *w);
 /* Drop every cached root (a new epoch). */
 void sh_mmu_flush(struct sh_mmu *m);
 bool sh_mmu_is_tracked(const struct sh_mmu *m, uint64_t gpa);

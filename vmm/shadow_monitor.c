@@ -6,9 +6,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-#define PTE_P   0x1ULL
-#define PTE_W   0x2ULL
-#define PTE_NX  (1ULL << 63)
+#define PTE_P  0x1ULL
+#define PTE_W  0x2ULL
+#define PTE_NX (1ULL << 63)
 
 /* Vectors that push an error code. */
 static int has_error_code(unsigned v)
@@ -51,7 +51,7 @@ static void write_idt(uint8_t *mon)
 		uint64_t dpl = (has_error_code(v) || v == 2) ? 0 : 3;
 
 		idt[2 * v] = (off & 0xffff) | ((uint64_t)SH_SEL_CS0 << 16) | (0xeULL << 40) |
-			     (dpl << 45) | (1ULL << 47) | (((off >> 16) & 0xffff) << 48);
+		             (dpl << 45) | (1ULL << 47) | (((off >> 16) & 0xffff) << 48);
 		idt[2 * v + 1] = off >> 32;
 	}
 }
@@ -86,7 +86,7 @@ static void write_gdt_and_tss(struct sh_monitor *m)
 		iomap[SH_TRAP_PORT / 8] |= (uint8_t)(1u << (SH_TRAP_PORT % 8));
 		iomap[8192] = 0xff;
 		gdt[idx] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89ULL << 40) |
-			   (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
+		           (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
 		gdt[idx + 1] = base >> 32;
 	}
 }
@@ -114,10 +114,10 @@ int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, struct error *err)
 	if (nvcpus > SH_MAX_VCPUS)
 		return err_set(err, "shadow mode: at most %d vCPUs", SH_MAX_VCPUS);
 	m->nvcpus = nvcpus;
-	m->mon = mmap(NULL, SH_MON_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		      0);
+	m->mon =
+	    mmap(NULL, SH_MON_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	m->pool = mmap(NULL, (size_t)SH_POOL_PAGES * 4096, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->mon == MAP_FAILED || m->pool == MAP_FAILED) {
 		m->mon = m->pool = NULL;
 		return err_set(err, "shadow mode: cannot map the monitor: %s", strerror(errno));
@@ -132,10 +132,10 @@ int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, struct error *err)
 static int set_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
 {
 	struct kvm_userspace_memory_region r = {
-		.slot = slot,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)host,
+	    .slot = slot,
+	    .guest_phys_addr = gpa,
+	    .memory_size = size,
+	    .userspace_addr = (uint64_t)(uintptr_t)host,
 	};
 
 	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &r);
@@ -168,7 +168,7 @@ static bool kept(unsigned i, const unsigned *keep, unsigned nkeep)
 }
 
 void sh_monitor_mirror_gdt(struct sh_monitor *m, const uint64_t *desc, unsigned n,
-			   const unsigned *keep, unsigned nkeep)
+                           const unsigned *keep, unsigned nkeep)
 {
 	uint64_t *gdt = (uint64_t *)(m->mon + SH_OFF_GDT);
 	unsigned old = m->guest_gdt_entries;

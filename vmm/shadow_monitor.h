@@ -28,7 +28,7 @@ int sh_monitor_reload_pool(struct sh_monitor *m, int vm_fd);
  * `keep` (segment registers in use), which keep their descriptor while the new table has
  * none there: as the CPU's hidden segment state outlives an lgdt. */
 void sh_monitor_mirror_gdt(struct sh_monitor *m, const uint64_t *desc, unsigned n,
-			   const unsigned *keep, unsigned nkeep);
+                           const unsigned *keep, unsigned nkeep);
 /* Host pointers into the monitor. */
 static inline void *sh_mon_ptr(struct sh_monitor *m, uint64_t off)
 {

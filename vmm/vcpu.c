@@ -28,22 +28,23 @@
 #define MTRR_ENABLE_WB          ((1u << 11) | 6)
 
 /* Local APIC register offsets and delivery modes. */
-#define APIC_LVT_LINT0 0x350
-#define APIC_LVT_LINT1 0x360
-#define APIC_MODE_MASK 0x700
-#define APIC_MODE_NMI  0x400
+#define APIC_LVT_LINT0   0x350
+#define APIC_LVT_LINT1   0x360
+#define APIC_MODE_MASK   0x700
+#define APIC_MODE_NMI    0x400
 #define APIC_MODE_EXTINT 0x700
 
 static int set_cpuid(struct vm *vm, struct vcpu *v, struct error *err)
 {
 	struct cpuid_params p = {
-		.apic_id = v->id,
-		.nvcpus = vm->nvcpus,
-		.tsc_khz = vm->tsc_khz,
-		.no_gbpages = !vm->host.gbpages_ok,
-		.no_xsave = vm->host.cpl0_emulated && vm->engine == MMU_HARDWARE,
+	    .apic_id = v->id,
+	    .nvcpus = vm->nvcpus,
+	    .tsc_khz = vm->tsc_khz,
+	    .no_gbpages = !vm->host.gbpages_ok,
+	    .no_xsave = vm->host.cpl0_emulated && vm->engine == MMU_HARDWARE,
 	};
-	size_t bytes = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+	size_t bytes =
+	    sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
 	struct kvm_cpuid2 *c = malloc(bytes);
 	int n, r;
 
@@ -69,11 +70,17 @@ static int set_boot_msrs(struct vcpu *v, struct error *err)
 		uint32_t index;
 		uint64_t value;
 	} boot[] = {
-		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
-		{MSR_STAR, 0},             {MSR_LSTAR, 0},             {MSR_CSTAR, 0},
-		{MSR_SYSCALL_MASK, 0},     {MSR_KERNEL_GS_BASE, 0},    {MSR_IA32_TSC, 0},
-		{MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
-		{MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
+	    {MSR_IA32_SYSENTER_CS, 0},
+	    {MSR_IA32_SYSENTER_ESP, 0},
+	    {MSR_IA32_SYSENTER_EIP, 0},
+	    {MSR_STAR, 0},
+	    {MSR_LSTAR, 0},
+	    {MSR_CSTAR, 0},
+	    {MSR_SYSCALL_MASK, 0},
+	    {MSR_KERNEL_GS_BASE, 0},
+	    {MSR_IA32_TSC, 0},
+	    {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
+	    {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
 	};
 	enum { N = sizeof(boot) / sizeof(boot[0]) };
 	struct {
@@ -171,8 +178,8 @@ void vcpu_handle_io(struct vcpu *v)
 			claimed = bus_write_rep(bus, r->io.port, data, r->io.size, r->io.count);
 	} else {
 		for (uint32_t i = 0; i < r->io.count; i++)
-			claimed &= bus_read(bus, r->io.port, data + (size_t)i * r->io.size,
-					    r->io.size);
+			claimed &=
+			    bus_read(bus, r->io.port, data + (size_t)i * r->io.size, r->io.size);
 	}
 	if (!claimed)
 		METRIC_INC(unclaimed_pio);
@@ -210,7 +217,7 @@ static void insn_bytes(struct vcpu *v, uint64_t linear, char *out, size_t outlen
 		n = 0x1000 - (t.physical_address & 0xfff);
 	if (gm_read(&v->vm->mem, t.physical_address, b, n) < 0) {
 		snprintf(out, outlen, "(rip outside RAM at gpa 0x%llx)",
-			 (unsigned long long)t.physical_address);
+		         (unsigned long long)t.physical_address);
 		return;
 	}
 	for (size_t i = 0; i < n && pos + 4 < outlen; i++)
@@ -240,10 +247,10 @@ void vcpu_report_internal_error(struct vcpu *v)
 		hint = "; hint: this host's KVM emulates guest CPL0 code and cannot run some "
 		       "instructions there (int3, xsave/xrstor, SSE, cmpxchg16b)";
 	vm_request_stop(v->vm, STOP_KVM_ERROR, 0,
-			"KVM %s on vCPU %u at rip=0x%llx (cpl %u), suberror %u, bytes: %s%s", what,
-			v->id, (unsigned long long)rip, cpl,
-			v->run->exit_reason == KVM_EXIT_FAIL_ENTRY ? 0 : v->run->internal.suberror,
-			bytes, hint);
+	                "KVM %s on vCPU %u at rip=0x%llx (cpl %u), suberror %u, bytes: %s%s", what,
+	                v->id, (unsigned long long)rip, cpl,
+	                v->run->exit_reason == KVM_EXIT_FAIL_ENTRY ? 0 : v->run->internal.suberror,
+	                bytes, hint);
 }
 
 void vcpu_report_shutdown(struct vcpu *v)
@@ -254,5 +261,5 @@ void vcpu_report_shutdown(struct vcpu *v)
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
 		rip = regs.rip;
 	vm_request_stop(v->vm, STOP_TRIPLE_FAULT, 0, "guest triple fault on vCPU %u at rip=0x%llx",
-			v->id, rip);
+	                v->id, rip);
 }

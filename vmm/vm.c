@@ -37,18 +37,17 @@
 
 #define KVM_API_VERSION_REQUIRED 12
 
-
 static const struct {
 	int cap;
 	const char *name;
 } required_caps[] = {
-	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-	{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
 };
 
 int vm_open_kvm(struct vm *vm, struct error *err)
@@ -106,14 +105,14 @@ enum mmu_mode vm_choose_engine(const struct host_mmu *host, enum mmu_mode reques
 const char *stop_reason_name(enum stop_reason r)
 {
 	static const char *const names[] = {
-		[STOP_NONE] = "none",
-		[STOP_GUEST_EXIT] = "guest-exit",
-		[STOP_RESET] = "reset",
-		[STOP_POWEROFF] = "poweroff",
-		[STOP_TRIPLE_FAULT] = "triple-fault",
-		[STOP_KVM_ERROR] = "kvm-error",
-		[STOP_TIMEOUT] = "timeout",
-		[STOP_VMM_ERROR] = "vmm-error",
+	    [STOP_NONE] = "none",
+	    [STOP_GUEST_EXIT] = "guest-exit",
+	    [STOP_RESET] = "reset",
+	    [STOP_POWEROFF] = "poweroff",
+	    [STOP_TRIPLE_FAULT] = "triple-fault",
+	    [STOP_KVM_ERROR] = "kvm-error",
+	    [STOP_TIMEOUT] = "timeout",
+	    [STOP_VMM_ERROR] = "vmm-error",
 	};
 
 	return r <= STOP_VMM_ERROR ? names[r] : "?";
@@ -141,23 +140,25 @@ int vm_exit_code(const struct vm_stop *s)
 }
 
 static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
-		       struct error *err)
+                       struct error *err)
 {
 	struct kvm_userspace_memory_region r = {
-		.slot = slot,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)host,
+	    .slot = slot,
+	    .guest_phys_addr = gpa,
+	    .memory_size = size,
+	    .userspace_addr = (uint64_t)(uintptr_t)host,
 	};
 
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		return err_set(err, "KVM_SET_USER_MEMORY_REGION slot %u: %s", slot, strerror(errno));
+		return err_set(err, "KVM_SET_USER_MEMORY_REGION slot %u: %s", slot,
+		               strerror(errno));
 	return 0;
 }
 
 static int query_cpuid(struct vm *vm, struct error *err)
 {
-	size_t bytes = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+	size_t bytes =
+	    sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
 
 	vm->cpuid = calloc(1, bytes);
 	if (!vm->cpuid)
@@ -208,17 +209,17 @@ static int add_legacy_devices(struct vm *vm, struct error *err)
 	    bus_add(b, PORT_CMOS_INDEX, 2, &rtc_cmos_bus_ops, &vm->cmos, "rtc") ||
 	    bus_add(b, PORT_GUEST_EXIT, 1, &guest_exit_bus_ops, vm, "guest-exit"))
 		return err_set(err, "port I/O bus: overlapping devices");
-	if (vm->cfg->boot_timer &&
-	    bus_add(&vm->mmio, LAYOUT_BOOT_TIMER_ADDR, LAYOUT_MMIO_SLOT_SIZE, &boot_timer_bus_ops, vm,
-		    "boot-timer"))
+	if (vm->cfg->boot_timer && bus_add(&vm->mmio, LAYOUT_BOOT_TIMER_ADDR, LAYOUT_MMIO_SLOT_SIZE,
+	                                   &boot_timer_bus_ops, vm, "boot-timer"))
 		return err_set(err, "MMIO bus: overlapping devices");
 	return 0;
 }
 
 /* A transport for the next free slot: base address and GSI follow the slot index. */
 static struct virtio_mmio *new_transport(struct vm *vm, const char *name, uint32_t device_id,
-					 uint64_t features, uint32_t config_size, unsigned nqueues,
-					 const struct virtio_dev_ops *ops, void *dev, struct error *err)
+                                         uint64_t features, uint32_t config_size, unsigned nqueues,
+                                         const struct virtio_dev_ops *ops, void *dev,
+                                         struct error *err)
 {
 	struct virtio_mmio *t;
 	unsigned slot = vm->nvirtio;
@@ -234,8 +235,9 @@ static struct virtio_mmio *new_transport(struct vm *vm, const char *name, uint32
 	}
 	vm->virtio[vm->nvirtio++] = t;
 	if (virtio_mmio_init(t, name, device_id, features, config_size, nqueues, VIRTQ_MAX_SIZE,
-			     ops, dev, &vm->mem, LAYOUT_MMIO_SLOTS_START + slot * LAYOUT_MMIO_SLOT_SIZE,
-			     VM_VIRTIO_FIRST_GSI + slot) < 0) {
+	                     ops, dev, &vm->mem,
+	                     LAYOUT_MMIO_SLOTS_START + slot * LAYOUT_MMIO_SLOT_SIZE,
+	                     VM_VIRTIO_FIRST_GSI + slot) < 0) {
 		err_set(err, "%s: cannot create eventfds: %s", name, strerror(errno));
 		return NULL;
 	}
@@ -255,7 +257,7 @@ static int add_drive(struct vm *vm, const struct drive_config *d, struct error *
 	if (b->warning[0])
 		log_warn("drive %s: %s", d->id, b->warning);
 	t = new_transport(vm, d->id, VIRTIO_ID_BLOCK, virtio_blk_features(b),
-			  sizeof(struct virtio_blk_config), 1, &virtio_blk_ops, b, err);
+	                  sizeof(struct virtio_blk_config), 1, &virtio_blk_ops, b, err);
 	if (!t)
 		return -1;
 	b->t = t;
@@ -285,7 +287,7 @@ static int open_nets(struct vm *vm, const struct vm_config *cfg, struct error *e
 			return err_set(err, "network interface %s: %s", nc->id, msg);
 		}
 		log_info("network interface %s: TAP %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, MTU %u",
-			 nc->id, n->ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], n->mtu);
+		         nc->id, n->ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], n->mtu);
 	}
 	return 0;
 }
@@ -296,7 +298,7 @@ static int add_net(struct vm *vm, unsigned i, struct error *err)
 	struct virtio_mmio *t;
 
 	t = new_transport(vm, vm->cfg->nets[i].id, VIRTIO_ID_NET, virtio_net_features(n),
-			  VIRTIO_NET_CONFIG_SIZE, VIRTIO_NET_QUEUES, &virtio_net_ops, n, err);
+	                  VIRTIO_NET_CONFIG_SIZE, VIRTIO_NET_QUEUES, &virtio_net_ops, n, err);
 	if (!t)
 		return -1;
 	n->t = t;
@@ -322,8 +324,8 @@ static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error
 		if (!vm->vcon)
 			return err_set(err, "out of memory");
 		t = new_transport(vm, "console", VIRTIO_ID_CONSOLE, 0,
-				  sizeof(struct virtio_console_config), VIRTIO_CONSOLE_QUEUES,
-				  &virtio_console_ops, vm->vcon, err);
+		                  sizeof(struct virtio_console_config), VIRTIO_CONSOLE_QUEUES,
+		                  &virtio_console_ops, vm->vcon, err);
 		if (!t)
 			return -1;
 		virtio_console_init(vm->vcon, t, &vm->console);
@@ -335,9 +337,9 @@ static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error
 		return err_set(err, "out of memory");
 	p += snprintf(p, len, "%s", cfg->cmdline ? cfg->cmdline : "");
 	for (unsigned i = 0; i < vm->nvirtio; i++)
-		p += snprintf(p, len - (size_t)(p - vm->cmdline), "%svirtio_mmio.device=4K@0x%llx:%u",
-			      p == vm->cmdline ? "" : " ", (unsigned long long)vm->virtio[i]->base,
-			      vm->virtio[i]->gsi);
+		p += snprintf(p, len - (size_t)(p - vm->cmdline),
+		              "%svirtio_mmio.device=4K@0x%llx:%u", p == vm->cmdline ? "" : " ",
+		              (unsigned long long)vm->virtio[i]->base, vm->virtio[i]->gsi);
 	return 0;
 }
 
@@ -353,19 +355,19 @@ static int wire_devices(struct vm *vm, struct error *err)
 			return err_set(err, "%s: KVM_IRQFD: %s", t->name, strerror(errno));
 		for (unsigned q = 0; q < t->nqueues; q++) {
 			struct kvm_ioeventfd io = {
-				.datamatch = q,
-				.addr = t->base + VIRTIO_MMIO_QUEUE_NOTIFY,
-				.len = 4,
-				.fd = t->notify_fd[q],
-				.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+			    .datamatch = q,
+			    .addr = t->base + VIRTIO_MMIO_QUEUE_NOTIFY,
+			    .len = 4,
+			    .fd = t->notify_fd[q],
+			    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
 			};
 
 			if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
 				return err_set(err, "%s: KVM_IOEVENTFD: %s", t->name,
-					       strerror(errno));
+				               strerror(errno));
 		}
 		if (bus_add(&vm->mmio, t->base, LAYOUT_MMIO_SLOT_SIZE, &virtio_mmio_bus_ops, t,
-			    t->name))
+		            t->name))
 			return err_set(err, "%s: MMIO slot overlaps", t->name);
 	}
 	return 0;
@@ -379,9 +381,9 @@ static int write_acpi(struct vm *vm, uint64_t *rsdp, struct error *err)
 
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		devs[i] = (struct acpi_mmio_device){vm->virtio[i]->base, LAYOUT_MMIO_SLOT_SIZE,
-						    vm->virtio[i]->gsi};
+		                                    vm->virtio[i]->gsi};
 	return acpi_write(&vm->mem, LAYOUT_ACPI_START, LAYOUT_ACPI_END - LAYOUT_ACPI_START,
-			  vm->nvcpus, devs, vm->nvirtio, rsdp, err);
+	                  vm->nvcpus, devs, vm->nvirtio, rsdp, err);
 }
 
 /* Prefix an error message with what was being loaded. */
@@ -416,7 +418,8 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 		}
 		args.initrd_size = rdlen;
 	}
-	if (write_acpi(vm, &args.rsdp_addr, err) || boot_setup(&vm->mem, &k, &args, &vm->boot_cpu, err))
+	if (write_acpi(vm, &args.rsdp_addr, err) ||
+	    boot_setup(&vm->mem, &k, &args, &vm->boot_cpu, err))
 		goto out;
 	r = mptable_write(&vm->mem, LAYOUT_MPTABLE, vm->nvcpus, LAYOUT_IOAPIC_ADDR, err);
 out:
@@ -441,9 +444,8 @@ static int create_machine(struct vm *vm, struct error *err)
 	/* Memslots before the irqchip: after it, each costs an SRCU grace period (host-kvm.md). */
 	if (set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host, err))
 		return -1;
-	if (vm->mem.high_size &&
-	    set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
-			vm->mem.host + vm->mem.low_size, err))
+	if (vm->mem.high_size && set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
+	                                     vm->mem.host + vm->mem.low_size, err))
 		return -1;
 	if (vm->engine == MMU_SHADOW &&
 	    (shadow_engine_create(vm, err) || shadow_engine_add_memslots(vm, err)))
@@ -487,7 +489,7 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	if (r < 0) {
 		*exit_code = EXIT_VMM_ERROR;
 		return err_set(err, "cannot map %llu MiB of guest memory: %s",
-			       (unsigned long long)cfg->mem_mib, strerror(-r));
+		               (unsigned long long)cfg->mem_mib, strerror(-r));
 	}
 	if (open_nets(vm, cfg, err)) {
 		*exit_code = EXIT_VMM_ERROR;
@@ -503,9 +505,10 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	if (vm->engine == MMU_SHADOW && vm->linux_kernel) {
 		if (cfg->mmu == MMU_SHADOW) {
 			*exit_code = EXIT_USAGE;
-			return err_set(err, "--mmu shadow: this is a Linux kernel, which has its own "
-					    "user mode; shadow mode runs single-address-space guests "
-					    "only (use --mmu hardware or auto)");
+			return err_set(err,
+			               "--mmu shadow: this is a Linux kernel, which has its own "
+			               "user mode; shadow mode runs single-address-space guests "
+			               "only (use --mmu hardware or auto)");
 		}
 		vm->engine = MMU_HARDWARE;
 	}
@@ -594,7 +597,8 @@ int vm_start(struct vm *vm)
 			CPU_ZERO(&set);
 			CPU_SET(cpu, &set);
 			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-			log_info("shadow mode: vCPU %u runs on host CPU %d (APIC ID %u)", i, cpu, i);
+			log_info("shadow mode: vCPU %u runs on host CPU %d (APIC ID %u)", i, cpu,
+			         i);
 		}
 		r = pthread_create(&v->thread, &attr, vcpu_thread, v);
 		pthread_attr_destroy(&attr);
@@ -668,10 +672,11 @@ void vm_pause(struct vm *vm)
 	vm->paused_at_tsc = __builtin_ia32_rdtsc();
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-					    .attr = KVM_VCPU_TSC_OFFSET,
-					    .addr = (uint64_t)(uintptr_t)&vm->vcpus[i].tsc_offset};
+		                            .attr = KVM_VCPU_TSC_OFFSET,
+		                            .addr = (uint64_t)(uintptr_t)&vm->vcpus[i].tsc_offset};
 
-		vm->vcpus[i].tsc_offset_saved = ioctl(vm->vcpus[i].fd, KVM_GET_DEVICE_ATTR, &a) == 0;
+		vm->vcpus[i].tsc_offset_saved =
+		    ioctl(vm->vcpus[i].fd, KVM_GET_DEVICE_ATTR, &a) == 0;
 	}
 }
 
@@ -686,8 +691,8 @@ void vm_resume(struct vm *vm)
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-					    .attr = KVM_VCPU_TSC_OFFSET,
-					    .addr = (uint64_t)(uintptr_t)&v->tsc_offset};
+		                            .attr = KVM_VCPU_TSC_OFFSET,
+		                            .addr = (uint64_t)(uintptr_t)&v->tsc_offset};
 
 		if (!v->tsc_offset_saved)
 			continue;

@@ -28,7 +28,7 @@ struct engine;
 
 /* virtio-mmio devices get GSIs 5..15 (ISA IRQs the MP table routes), one per 4 KiB slot. */
 #define VM_VIRTIO_FIRST_GSI 5
-#define VM_MAX_VIRTIO 11
+#define VM_MAX_VIRTIO       11
 
 enum stop_reason {
 	STOP_NONE,
@@ -87,7 +87,7 @@ struct vm {
 	struct virtio_net *net[VM_MAX_NETS]; /* cfg->nets[i] is net[i] */
 	unsigned nnet;
 	struct virtio_console *vcon;
-	char *cmdline; /* the user's command line plus the virtio_mmio.device= entries */
+	char *cmdline;            /* the user's command line plus the virtio_mmio.device= entries */
 	struct sh_engine *shadow; /* shadow mode's monitor, MMU and virtual CPU */
 
 	/* Pause: vCPU threads park outside KVM_RUN until resumed. */
@@ -124,7 +124,7 @@ bool vm_vcpu_checkpoint(struct vcpu *v);
 void vm_vcpu_park(struct vcpu *v);
 /* Ask the VM to stop; the first request wins. Safe from any thread. */
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 const char *stop_reason_name(enum stop_reason r);
 /* auto: shadow where KVM emulates guest CPL0 (PVM), hardware elsewhere. */
 enum mmu_mode vm_choose_engine(const struct host_mmu *host, enum mmu_mode requested);

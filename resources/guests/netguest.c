@@ -38,11 +38,11 @@
 #define EXIT_NO_DEVICE      14
 #define EXIT_UNKNOWN_ACTION 98
 
-#define ETH_HLEN   14
-#define ETH_P_IP   0x0800
-#define ETH_P_ARP  0x0806
-#define PORT_ECHO  7
-#define PORT_CTL   9
+#define ETH_HLEN      14
+#define ETH_P_IP      0x0800
+#define ETH_P_ARP     0x0806
+#define PORT_ECHO     7
+#define PORT_CTL      9
 #define CTL_REPLY_MAX 200
 
 struct nic {
@@ -218,7 +218,8 @@ static void control(struct nic *n, const uint8_t *eth, const uint8_t *ip, const 
 		static const uint8_t everyone[4] = {255, 255, 255, 255};
 
 		for (uint64_t i = 0; i < num[1]; i++)
-			send_udp(&nics[num[0]], broadcast, everyone, PORT_CTL, PORT_CTL, "hearth", 6);
+			send_udp(&nics[num[0]], broadcast, everyone, PORT_CTL, PORT_CTL, "hearth",
+			         6);
 		r = put_text(reply, r, "ok tx ");
 		r = put_num(reply, r, num[0]);
 		r = put_text(reply, r, " ");
@@ -411,10 +412,11 @@ void guest_main(struct hvm_start_info *si)
 		rt_copy(n->ip, want[nnics].ip, 4);
 		n->has_ip = want[nnics].has_ip;
 		m = n->v.mac;
-		con_printf("netguest: nic %u mac %02x:%02x:%02x:%02x:%02x:%02x mtu %u ip %u.%u.%u.%u "
-		           "buf %u mrg %u csum %u\n",
-		           nnics, m[0], m[1], m[2], m[3], m[4], m[5], n->v.mtu, n->ip[0], n->ip[1],
-		           n->ip[2], n->ip[3], n->v.buf_size, n->v.mrg, n->v.csum);
+		con_printf(
+		    "netguest: nic %u mac %02x:%02x:%02x:%02x:%02x:%02x mtu %u ip %u.%u.%u.%u "
+		    "buf %u mrg %u csum %u\n",
+		    nnics, m[0], m[1], m[2], m[3], m[4], m[5], n->v.mtu, n->ip[0], n->ip[1],
+		    n->ip[2], n->ip[3], n->v.buf_size, n->v.mrg, n->v.csum);
 		nnics++;
 	}
 	if (nnics == 0) {

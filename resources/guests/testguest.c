@@ -216,7 +216,7 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 
 		__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
 		con_printf("testguest: cpuid apic=%u count=%u hv=%u tsc_khz=%u\n", b >> 24,
-			   (b >> 16) & 0xff, c >> 31, (unsigned)tsc_khz());
+		           (b >> 16) & 0xff, c >> 31, (unsigned)tsc_khz());
 	} else if (rt_token_value(tok, "traps", &val)) {
 		uint64_t t0;
 
@@ -226,13 +226,13 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		for (uint64_t i = 0; i < n; i++)
 			__asm__ volatile("cli" ::: "memory");
 		con_printf("testguest: traps %lu cycles %lu\n", (unsigned long)n,
-			   (unsigned long)(rdtsc() - t0));
+		           (unsigned long)(rdtsc() - t0));
 	} else if (rt_token_is(tok, "sgdt")) {
 		struct idt_ptr g;
 
 		__asm__ volatile("sgdt %0" : "=m"(g));
 		con_printf("testguest: gdtr base=0x%lx limit=0x%x\n", (unsigned long)g.base,
-			   (unsigned)g.limit);
+		           (unsigned)g.limit);
 	} else if (rt_token_is(tok, "boottimer")) {
 		*(volatile uint32_t *)0xd0000000ULL = 123;
 	} else if (!is_foreign_param(tok)) {

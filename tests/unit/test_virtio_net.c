@@ -79,7 +79,8 @@ static int setup(void **state)
 	f->mem = calloc(1, MEM_SIZE);
 	assert_non_null(f->mem);
 	gm_wrap(&f->gm, f->mem, MEM_SIZE);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+	                 0);
 	f->peer = sv[1];
 	assert_int_equal(virtio_net_init(&f->n, sv[0], "faketap", test_mac, 1500), 0);
 	virtio_net_set_watch(&f->n, watch, f, 42);
@@ -158,9 +159,8 @@ static uint16_t post(struct fixture *f, unsigned q, const uint64_t *gpa, const u
 		assert_int_equal(gm_write(&f->gm, ring_gpa[q][0] + 16ULL * d, &desc, 16), 0);
 	}
 	f->next_desc[q] = (uint16_t)((head + n) % QSIZE);
-	assert_int_equal(gm_write(&f->gm, ring_gpa[q][1] + 4 + 2ULL * (f->avail_idx[q] % QSIZE),
-	                          &head, 2),
-	                 0);
+	assert_int_equal(
+	    gm_write(&f->gm, ring_gpa[q][1] + 4 + 2ULL * (f->avail_idx[q] % QSIZE), &head, 2), 0);
 	idx = ++f->avail_idx[q];
 	assert_int_equal(gm_write(&f->gm, ring_gpa[q][1] + 2, &idx, 2), 0);
 	return head;
@@ -260,7 +260,7 @@ static void test_features_and_config(void **state)
 		virtio_net_ops.config_read(&f->t, off, &cfg[off], 1);
 	assert_memory_equal(cfg, test_mac, 6);
 	assert_int_equal(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
-	assert_int_equal(cfg[8] | cfg[9] << 8, 1);     /* one queue pair */
+	assert_int_equal(cfg[8] | cfg[9] << 8, 1);      /* one queue pair */
 	assert_int_equal(cfg[10] | cfg[11] << 8, 1500); /* mtu */
 	/* Nothing is watched before DRIVER_OK. */
 	assert_int_equal(f->watch_calls, 0);

@@ -223,12 +223,12 @@ void rt_vcon_write(struct rt_vcon *c, const char *s, size_t n);
 struct rt_vnet {
 	struct rt_virtio_dev *dev;
 	uint8_t mac[6];
-	uint16_t mtu;       /* from the config space (VIRTIO_NET_F_MTU), else 1500 */
-	bool mrg;           /* VIRTIO_NET_F_MRG_RXBUF negotiated */
-	bool csum;          /* CSUM and GUEST_CSUM negotiated: partial checksums both ways */
-	uint32_t buf_size;  /* bytes per receive buffer */
-	uint8_t *bufs;      /* receive buffer i at bufs + i * buf_size (descriptor i) */
-	uint16_t nbufs;     /* = the receive queue's size */
+	uint16_t mtu;              /* from the config space (VIRTIO_NET_F_MTU), else 1500 */
+	bool mrg;                  /* VIRTIO_NET_F_MRG_RXBUF negotiated */
+	bool csum;                 /* CSUM and GUEST_CSUM negotiated: partial checksums both ways */
+	uint32_t buf_size;         /* bytes per receive buffer */
+	uint8_t *bufs;             /* receive buffer i at bufs + i * buf_size (descriptor i) */
+	uint16_t nbufs;            /* = the receive queue's size */
 	uint16_t held[RT_VQ_SIZE]; /* the buffers of the frame last returned by rt_vnet_rx */
 	uint16_t nheld;
 	uint64_t rx_frames, tx_frames;

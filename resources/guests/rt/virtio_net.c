@@ -41,9 +41,10 @@ static void wait_used(const struct rt_virtio_dev *d, unsigned q, uint32_t *id, u
 			}
 			if ((spin >= RT_VQ_SPIN_MIN && cycles >= RT_VQ_TSC_LIMIT) ||
 			    spin >= RT_VQ_SPIN_MAX) {
-				con_printf("virtio-net: 0x%lx queue %u: no completion after %u spins "
-				           "(%lu TSC cycles)\n",
-				           d->base, q, spin, cycles);
+				con_printf(
+				    "virtio-net: 0x%lx queue %u: no completion after %u spins "
+				    "(%lu TSC cycles)\n",
+				    d->base, q, spin, cycles);
 				guest_exit(RT_EXIT_VIRTIO_TIMEOUT);
 			}
 		}
@@ -61,10 +62,9 @@ static _Noreturn void protocol_error(const struct rt_vnet *v, const char *what, 
 bool rt_vnet_init(struct rt_vnet *v, struct rt_virtio_dev *d, bool mrg, bool csum,
                   uint32_t buf_size, uint8_t *mem)
 {
-	uint64_t wanted = RT_VIRTIO_FEATURE(VIRTIO_F_VERSION_1) |
-	                  RT_VIRTIO_FEATURE(VIRTIO_NET_F_MAC) |
-	                  RT_VIRTIO_FEATURE(VIRTIO_NET_F_MTU) |
-	                  RT_VIRTIO_FEATURE(VIRTIO_NET_F_STATUS);
+	uint64_t wanted =
+	    RT_VIRTIO_FEATURE(VIRTIO_F_VERSION_1) | RT_VIRTIO_FEATURE(VIRTIO_NET_F_MAC) |
+	    RT_VIRTIO_FEATURE(VIRTIO_NET_F_MTU) | RT_VIRTIO_FEATURE(VIRTIO_NET_F_STATUS);
 	struct rt_vq *rx, *tx;
 	uint32_t w;
 
@@ -115,8 +115,8 @@ bool rt_vnet_init(struct rt_vnet *v, struct rt_virtio_dev *d, bool mrg, bool csu
 	tx->avail.flags = VRING_AVAIL_F_NO_INTERRUPT;
 	v->nbufs = rx->size;
 	for (uint16_t i = 0; i < v->nbufs; i++) {
-		rx->desc[i] = (struct vring_desc){(uintptr_t)(mem + (uint32_t)i * buf_size), buf_size,
-		                                  VRING_DESC_F_WRITE, 0};
+		rx->desc[i] = (struct vring_desc){(uintptr_t)(mem + (uint32_t)i * buf_size),
+		                                  buf_size, VRING_DESC_F_WRITE, 0};
 		rx->avail.ring[i] = i;
 	}
 	rt_virtio_driver_ok(d);
