@@ -6,14 +6,15 @@ VERSION := 0.1.0
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP \
            -DHEARTH_VERSION='"$(VERSION)"'
-LDLIBS  += -lcjson -lseccomp -ldl -lpthread
+LDLIBS  += -lcjson -ldl -lpthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRCS  := $(filter-out vmm/main.c api/server.c,$(wildcard vmm/*.c virtio/*.c api/*.c seccomp/*.c))
+LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c,\
+               $(wildcard vmm/*.c virtio/*.c api/*.c seccomp/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -59,9 +60,20 @@ SECCOMP_TEST := $(BUILD)/hearth-seccomp-test
 $(SECCOMP_TEST): $(BUILD)/vmm/main.o $(BUILD)/seccomp-test/filters.o $(BUILD)/libhearth.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
 
-$(BUILD)/seccomp-test/filters.o: seccomp/filters.c
+$(BUILD)/seccomp-test/filters.o: seccomp/filters.c $(BUILD)/seccomp/filters_bpf.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DHEARTH_SECCOMP_TEST -c -o $@ $<
+	$(CC) $(CFLAGS) -I$(BUILD)/seccomp -DHEARTH_SECCOMP_TEST -c -o $@ $<
+
+# The allowlists are compiled to BPF at build time, with libseccomp (seccomp/rules.c); hearth
+# loads the programs from the generated header and does not link libseccomp.
+$(BUILD)/seccomp/gen_bpf: seccomp/gen_bpf.c seccomp/rules.c vmm/error.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lseccomp
+
+$(BUILD)/seccomp/filters_bpf.h: $(BUILD)/seccomp/gen_bpf
+	$< > $@.tmp && mv $@.tmp $@
+$(BUILD)/seccomp/filters.o: $(BUILD)/seccomp/filters_bpf.h
+$(BUILD)/seccomp/filters.o: CFLAGS += -I$(BUILD)/seccomp
 
 # System call names for the SIGSYS report, from the kernel headers (seccomp/sigsys.c).
 $(BUILD)/seccomp/syscall_names.h:

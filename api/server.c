@@ -34,6 +34,7 @@
  * instead of an mmap/munmap (and 17 page faults) per connection. */
 #define API_CONN_MEMORY ((size_t)32 * 1024)
 #define API_BACKLOG     64
+#define API_DRAIN_MAX   (1u << 20) /* an oversized body up to this is read before the 400 */
 
 struct api_server {
 	struct MHD_Daemon *mhd;
@@ -56,7 +57,8 @@ struct request {
 	char *buf;
 	size_t len, cap;
 	bool too_big;
-	bool replied; /* a response is queued: counted in replying until completed */
+	size_t dropped; /* bytes read and dropped past the limit */
+	bool replied;   /* a response is queued: counted in replying until completed */
 	struct api_server *server;
 };
 
@@ -120,8 +122,12 @@ static enum MHD_Result send_fault(struct MHD_Connection *conn, const char *msg)
 
 static bool append(struct request *r, const char *data, size_t n)
 {
-	if (r->too_big)
-		return true; /* past the limit: the rest is read and dropped */
+	if (r->too_big) {
+		/* Past the limit: the rest is read and dropped, so that the client, still
+		 * writing, gets its 400 rather than a reset connection; up to a point. */
+		r->dropped += n;
+		return r->dropped <= API_DRAIN_MAX;
+	}
 	if (n > API_MAX_BODY - r->len) {
 		r->too_big = true;
 		free(r->buf);
@@ -171,6 +177,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY) {
 			r->too_big = true;
+			if (strtoull(cl, NULL, 10) <= API_DRAIN_MAX)
+				return MHD_YES; /* refused once it has been read */
 			mark_replied(r);
 			return send_fault(conn, "request body exceeds 51200 bytes");
 		}

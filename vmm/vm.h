@@ -70,6 +70,9 @@ struct vm {
 	int run_size;
 	struct guest_memory mem;
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, queried once */
+	pthread_t cpuid_thread;   /* queries it while the guest is loaded (vm_open_kvm) */
+	bool cpuid_thread_started;
+	int cpuid_errno;
 	uint32_t tsc_khz;
 	unsigned nvcpus;
 	struct vcpu *vcpus;
