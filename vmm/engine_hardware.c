@@ -1,6 +1,7 @@
 /* The hardware engine: KVM runs the guest as it is (EPT/NPT, or KVM's own shadow paging). */
 #include "boot_gdt.h"
 #include "engine.h"
+#include "guest_memory.h"
 #include "layout.h"
 #include "metrics.h"
 #include "vcpu.h"
@@ -78,12 +79,55 @@ static int hw_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	return 0;
 }
 
+/* Guest-linear memory through KVM's own translation (any paging mode), a page at a time. */
+static bool hw_vread(void *ctx, uint64_t linear, void *buf, size_t len)
+{
+	struct vcpu *v = ctx;
+	uint8_t *p = buf;
+
+	while (len) {
+		struct kvm_translation t = {.linear_address = linear};
+		size_t chunk = 4096 - (linear & 4095);
+
+		if (chunk > len)
+			chunk = len;
+		if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid ||
+		    gm_read(&v->vm->mem, t.physical_address, p, chunk))
+			return false;
+		p += chunk;
+		linear += chunk;
+		len -= chunk;
+	}
+	return true;
+}
+
+/* A port-output exit that repeats the previous one at the same RIP may be a `rep outs`:
+ * finish it here (string_io.h). The special registers are fetched only then. */
+static void hw_string_out(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct kvm_sregs s;
+
+	if (run->io.direction != KVM_EXIT_IO_OUT || run->io.count != 1 ||
+	    !string_io_repeats(&v->sio, run->s.regs.regs.rip, run->io.port))
+		return;
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) == 0 &&
+	    rep_outs_finish(&run->s.regs.regs, &s, run->io.port, run->io.size, &v->vm->pio,
+	                    hw_vread, v, 65536))
+		run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+	else
+		string_io_not_outs(&v->sio, run->s.regs.regs.rip);
+}
+
 static void hw_run(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	struct vm *vm = v->vm;
 
 	while (vm_vcpu_checkpoint(v)) {
+		/* General registers come back with every exit (KVM_SYNC_REGS): RIP tells a
+		 * string output apart, without an ioctl. */
+		run->kvm_valid_regs = KVM_SYNC_X86_REGS;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				METRIC_INC(exit_intr);
@@ -98,6 +142,7 @@ static void hw_run(struct vcpu *v)
 		case KVM_EXIT_IO:
 			METRIC_INC(exit_io);
 			vcpu_handle_io(v);
+			hw_string_out(v);
 			break;
 		case KVM_EXIT_MMIO:
 			METRIC_INC(exit_mmio);

@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "console.h"
 #include "error.h"
+#include "string_io.h"
 #include "guest_memory.h"
 #include "host_mmu.h"
 #include "i8042.h"
@@ -57,7 +58,8 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	bool tsc_offset_saved;
-	uint64_t tsc_offset; /* while paused */
+	uint64_t tsc_offset;        /* while paused */
+	struct string_io_state sio; /* rep outs batching (string_io.h) */
 };
 
 struct vm {
