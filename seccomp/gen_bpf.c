@@ -5,6 +5,7 @@
 #include "rules.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static const char *const names[THREAD_KINDS] = {
     [THREAD_VMM] = "vmm",
@@ -29,6 +30,7 @@ int main(void)
 			printf("\t{0x%04x, %u, %u, 0x%08x},\n", p.filter[i].code, p.filter[i].jt,
 			       p.filter[i].jf, p.filter[i].k);
 		printf("};\n");
+		free(p.filter);
 	}
 	printf("static const struct {\n\tconst struct sock_filter *insns;\n\tunsigned short len;\n"
 	       "} bpf_programs[%d] = {\n",
