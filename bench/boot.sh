@@ -109,8 +109,8 @@ QEMU_RSS=$(peak_rss "$QEMU_OK_STATUS" $QEMU_CMD)
 
 # 5. Memory outside guest RAM: a guest that stays up (testguest "halt": prints "testguest:
 # ready", then cli; hlt), /proc/PID/smaps read while it runs; the sum of Rss over every
-# mapping except guest RAM, which is the one anonymous mapping whose size is exactly the
-# guest's RAM. Prints "outside-RAM guest-RAM total", in KiB.
+# mapping except guest RAM, the anonymous mapping (possibly split in adjacent parts) whose
+# size is exactly the guest's RAM. Prints "outside-RAM guest-RAM total", in KiB.
 outside_ram() { # pid console-file breakdown-file
 	local pid=$1 con=$2 breakdown=$3
 	for ((i = 0; i < 100; i++)); do
@@ -128,7 +128,8 @@ with open(f"/proc/{pid}/smaps") as f:
     for line in f:
         m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$", line)
         if m:
-            cur = {"name": m.group(3), "size": 0, "rss": 0, "priv": 0}
+            cur = {"name": m.group(3), "size": 0, "rss": 0, "priv": 0,
+                   "start": int(m.group(1), 16), "end": int(m.group(2), 16)}
             maps.append(cur)
         elif line.startswith("Size:"):
             cur["size"] = int(line.split()[1])
@@ -136,18 +137,34 @@ with open(f"/proc/{pid}/smaps") as f:
             cur["rss"] = int(line.split()[1])
         elif line.startswith(("Private_Clean:", "Private_Dirty:")):
             cur["priv"] += int(line.split()[1])
-ram = [m for m in maps if m["name"] == "" and m["size"] == mem_kib]
-if len(ram) != 1:
-    sys.exit(f"expected one anonymous {mem_kib} KiB mapping, found {len(ram)}")
+# Guest RAM: adjacent anonymous mappings that add up to its size (one mapping, which the
+# kernel splits where hearth's madvise differs: small pages below 2 MiB, huge above).
+ram = None
+for i in range(len(maps)):
+    run, size = [], 0
+    for m in maps[i:]:
+        if m["name"] != "" or (run and m["start"] != run[-1]["end"]):
+            break
+        run.append(m)
+        size += m["size"]
+        if size >= mem_kib:
+            break
+    if size == mem_kib:
+        ram = run
+        break
+if ram is None:
+    sys.exit(f"no anonymous mapping (or adjacent run of them) of {mem_kib} KiB")
+in_ram = {id(m) for m in ram}
+ram_rss = sum(m["rss"] for m in ram)
 total = sum(m["rss"] for m in maps)
 # Private memory (USS) outside guest RAM: what one more microVM costs; shared library pages
 # (libc above all) are in every process's Rss but in memory once.
-private = sum(m["priv"] for m in maps if m is not ram[0])
-print(total - ram[0]["rss"], ram[0]["rss"], total, private)
+private = sum(m["priv"] for m in maps if id(m) not in in_ram)
+print(total - ram_rss, ram_rss, total, private)
 # Rss outside guest RAM by file (or [anon], [heap], ...), largest first.
 by = collections.Counter()
 for m in maps:
-    if m is not ram[0]:
+    if id(m) not in in_ram:
         by[m["name"].rsplit("/", 1)[-1] or "[anon]"] += m["rss"]
 with open(breakdown, "w") as f:
     for name, kib in by.most_common():
