@@ -177,7 +177,7 @@ L.append(row_ms("hearth: CPU at first `GET /` answered", h["start_cpu_first_repl
 L.append(row_ms("hearth: CPU, whole life (start, one GET, SIGTERM, exit)",
                 h["start_cpu_lifetime_us"]))
 L.append(row_ms("↳ CPU before `dlopen(hearth-api.so)` (exec, ld.so, libc, libcjson, "
-                "libseccomp, shim, `main`)", hm["start_cpu_before_dlopen_us"]))
+                "shim, `main`)", hm["start_cpu_before_dlopen_us"]))
 L.append(row_ms("↳ CPU in `dlopen(hearth-api.so)` (libmicrohttpd, GnuTLS and its 8 "
                 "libraries)", hm["start_cpu_dlopen_api_us"]))
 L.append(row_ms("↳ CPU from `dlopen` to `listen()`", hm["start_cpu_dlopen_to_listen_us"]))
