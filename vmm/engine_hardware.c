@@ -101,22 +101,13 @@ static bool hw_vread(void *ctx, uint64_t linear, void *buf, size_t len)
 	return true;
 }
 
-/* A port-output exit that repeats the previous one at the same RIP may be a `rep outs`:
- * finish it here (string_io.h). The special registers are fetched only then. */
-static void hw_string_out(struct vcpu *v)
+/* The special registers by ioctl: only needed when an output exit repeats (string_io.h). */
+static const struct kvm_sregs *hw_sregs(void *ctx)
 {
-	struct kvm_run *run = v->run;
-	struct kvm_sregs s;
+	static __thread struct kvm_sregs s;
+	struct vcpu *v = ctx;
 
-	if (run->io.direction != KVM_EXIT_IO_OUT || run->io.count != 1 ||
-	    !string_io_repeats(&v->sio, run->s.regs.regs.rip, run->io.port))
-		return;
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) == 0 &&
-	    rep_outs_finish(&run->s.regs.regs, &s, run->io.port, run->io.size, &v->vm->pio,
-	                    hw_vread, v, 65536))
-		run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
-	else
-		string_io_not_outs(&v->sio, run->s.regs.regs.rip);
+	return ioctl(v->fd, KVM_GET_SREGS, &s) == 0 ? &s : NULL;
 }
 
 static void hw_run(struct vcpu *v)
@@ -142,7 +133,7 @@ static void hw_run(struct vcpu *v)
 		case KVM_EXIT_IO:
 			METRIC_INC(exit_io);
 			vcpu_handle_io(v);
-			hw_string_out(v);
+			string_io_after_exit(&v->sio, run, &vm->pio, hw_sregs, hw_vread, v);
 			break;
 		case KVM_EXIT_MMIO:
 			METRIC_INC(exit_mmio);

@@ -1270,20 +1270,9 @@ static bool sh_vread(void *ctx, uint64_t va, void *buf, size_t len)
 	return vcopy(ctx, va, buf, len, false);
 }
 
-/* A port-output exit that repeats the previous one at the same RIP may be a `rep outs`:
- * finish it here (string_io.h), through the guest's own mapping. */
-static void sh_string_out(struct sh_engine *e)
+static const struct kvm_sregs *sh_sregs(void *ctx)
 {
-	struct kvm_run *run = e->v->run;
-
-	if (run->io.direction != KVM_EXIT_IO_OUT || run->io.count != 1 ||
-	    !string_io_repeats(&e->v->sio, run->s.regs.regs.rip, run->io.port))
-		return;
-	if (rep_outs_finish(&run->s.regs.regs, sregs(e), run->io.port, run->io.size, &e->v->vm->pio,
-	                    sh_vread, e, 65536))
-		run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
-	else
-		string_io_not_outs(&e->v->sio, run->s.regs.regs.rip);
+	return sregs(ctx);
 }
 
 static void sh_run(struct vcpu *v)
@@ -1339,7 +1328,7 @@ static void sh_run(struct vcpu *v)
 			METRIC_INC(exit_io);
 			e->cpu.exits_io++;
 			vcpu_handle_io(v);
-			sh_string_out(e);
+			string_io_after_exit(&v->sio, run, &vm->pio, sh_sregs, sh_vread, e);
 			break;
 		case KVM_EXIT_MMIO:
 			METRIC_INC(exit_mmio);

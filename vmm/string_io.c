@@ -143,3 +143,19 @@ void string_io_not_outs(struct string_io_state *st, uint64_t rip)
 	st->not_outs_rip = rip;
 	st->have_not_outs = true;
 }
+
+void string_io_after_exit(struct string_io_state *st, struct kvm_run *run, const struct bus *bus,
+                          sregs_fn sregs, vread_fn vread, void *ctx)
+{
+	struct kvm_regs *r = &run->s.regs.regs;
+	const struct kvm_sregs *s;
+
+	if (run->io.direction != KVM_EXIT_IO_OUT || run->io.count != 1 ||
+	    !string_io_repeats(st, r->rip, run->io.port))
+		return;
+	if ((s = sregs(ctx)) &&
+	    rep_outs_finish(r, s, run->io.port, run->io.size, bus, vread, ctx, 65536))
+		run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+	else
+		string_io_not_outs(st, r->rip);
+}

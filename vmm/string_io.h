@@ -54,4 +54,12 @@ struct string_io_state {
 bool string_io_repeats(struct string_io_state *st, uint64_t rip, uint16_t port);
 void string_io_not_outs(struct string_io_state *st, uint64_t rip);
 
+/* The special registers, fetched only when a repeat makes them needed (NULL: unavailable). */
+typedef const struct kvm_sregs *(*sregs_fn)(void *ctx);
+
+/* Call after a KVM_EXIT_IO has been handled, with run->s.regs.regs valid: on a repeated
+ * single-element output, finish a `rep outs` there and mark the registers dirty. */
+void string_io_after_exit(struct string_io_state *st, struct kvm_run *run, const struct bus *bus,
+                          sregs_fn sregs, vread_fn vread, void *ctx);
+
 #endif
