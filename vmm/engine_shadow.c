@@ -121,8 +121,8 @@ static struct sh_engine *engine_of(struct vcpu *v)
 	return v->vm->shadow;
 }
 
-/* The special registers, fetched only when a trap needs them (CR3/CR8/FS/GS changes): the
- * hot path syncs general registers only. */
+/* The special registers: KVM leaves them in the sync area at every exit (kvm_valid_regs),
+ * and the setup fills it before the first run; the ioctl is only a fallback. */
 static struct kvm_sregs *sregs(struct sh_engine *e)
 {
 	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
