@@ -26,8 +26,12 @@ class Api:
 
     def __init__(self, tmp, *args, prefix=(), env=None):
         self.sock = str(tmp / "api.sock")
-        self.out = open(tmp / "stdout", "wb+")
-        self.err = open(tmp / "stderr", "wb+")
+        # hearth writes through these; the test reads the files by path. Seeking these
+        # objects would move hearth's own write offset (one open file description), so
+        # output written meanwhile would land over earlier output.
+        self.out_path, self.err_path = tmp / "stdout", tmp / "stderr"
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen([*map(str, prefix), str(HEARTH), "--api-sock", self.sock,
                                       *map(str, args)],
                                      stdin=subprocess.DEVNULL, stdout=self.out,
@@ -69,14 +73,10 @@ class Api:
         return self.request("PATCH", path, body)
 
     def stdout(self):
-        self.out.flush()
-        self.out.seek(0)
-        return self.out.read().decode(errors="replace")
+        return self.out_path.read_bytes().decode(errors="replace")
 
     def stderr(self):
-        self.err.flush()
-        self.err.seek(0)
-        return self.err.read().decode(errors="replace")
+        return self.err_path.read_bytes().decode(errors="replace")
 
     def wait_stdout(self, needle, timeout=20):
         deadline = time.monotonic() + timeout
