@@ -60,39 +60,37 @@ def test_every_thread_of_a_running_vm_is_filtered(tmp_path, mmu):
         p.wait(10)
 
 
-def test_every_thread_with_the_api_is_filtered(tmp_path):
+@pytest.fixture
+def running_api(tmp_path):
+    """hearth with its API, running testguest, which halts for good."""
     api = Api(tmp_path)
     try:
         api.put("/boot-source", {"kernel_image_path": str(GUESTS / "testguest.elf"),
                                  "boot_args": "halt"})
         assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
         api.wait_stdout("testguest: ready")
-        threads = thread_status(api.proc.pid)
-        assert len(threads) >= 3, threads  # VMM, API, vCPU
-        assert all(mode == 2 for _, mode in threads.values()), threads
-        # A client still gets answers through the filtered API thread.
-        assert api.get("/")[1]["state"] == "Running"
+        yield api
     finally:
         api.stop()
 
 
-def test_stop_and_continue_does_not_kill_a_filtered_hearth(tmp_path):
+def test_every_thread_with_the_api_is_filtered(running_api):
+    threads = thread_status(running_api.proc.pid)
+    assert len(threads) >= 3, threads  # VMM, API, vCPU
+    assert all(mode == 2 for _, mode in threads.values()), threads
+    # A client still gets answers through the filtered API thread.
+    assert running_api.get("/")[1]["state"] == "Running"
+
+
+def test_stop_and_continue_does_not_kill_a_filtered_hearth(running_api):
     # A stopped and continued poll() comes back as restart_syscall, on every thread.
-    api = Api(tmp_path)
-    try:
-        api.put("/boot-source", {"kernel_image_path": str(GUESTS / "testguest.elf"),
-                                 "boot_args": "halt"})
-        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
-        api.wait_stdout("testguest: ready")
-        for _ in range(3):
-            os.kill(api.proc.pid, signal.SIGSTOP)
-            time.sleep(0.05)
-            os.kill(api.proc.pid, signal.SIGCONT)
-            time.sleep(0.05)
-        assert api.proc.poll() is None, api.stderr()
-        assert api.get("/")[1]["state"] == "Running"
-    finally:
-        api.stop()
+    for _ in range(3):
+        os.kill(running_api.proc.pid, signal.SIGSTOP)
+        time.sleep(0.05)
+        os.kill(running_api.proc.pid, signal.SIGCONT)
+        time.sleep(0.05)
+    assert running_api.proc.poll() is None, running_api.stderr()
+    assert running_api.get("/")[1]["state"] == "Running"
 
 
 @pytest.fixture(scope="module")
