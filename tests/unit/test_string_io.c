@@ -100,11 +100,15 @@ static void setup_bus(struct bus *b)
 	unmapped_from = UINT64_MAX;
 }
 
-static void long_mode(struct kvm_sregs *s)
+/* A fresh bus, 64-bit code, and `rep outsb` at 0x100. */
+static void setup_long_mode(struct bus *b, struct kvm_sregs *s)
 {
+	setup_bus(b);
 	memset(s, 0, sizeof(*s));
 	s->efer = 1ULL << 10;
 	s->cs.l = 1;
+	mem[0x100] = 0xf3;
+	mem[0x101] = 0x6e;
 }
 
 static void test_finish_forward(void **state)
@@ -114,10 +118,7 @@ static void test_finish_forward(void **state)
 	struct kvm_regs r = {0};
 
 	(void)state;
-	setup_bus(&b);
-	long_mode(&s);
-	mem[0x100] = 0xf3;
-	mem[0x101] = 0x6e;
+	setup_long_mode(&b, &s);
 	memcpy(mem + 0x2000, "hello, world\n", 13);
 	/* KVM retired 'h': RSI past it, RCX one less, RIP still at the instruction. */
 	r.rip = 0x100;
@@ -139,10 +140,7 @@ static void test_finish_limits(void **state)
 	struct kvm_regs r = {0};
 
 	(void)state;
-	setup_bus(&b);
-	long_mode(&s);
-	mem[0x100] = 0xf3;
-	mem[0x101] = 0x6e;
+	setup_long_mode(&b, &s);
 	/* At most `max` elements: RIP stays, the guest re-executes for the rest. */
 	r = (struct kvm_regs){.rip = 0x100, .rsi = 0x2000, .rcx = 100, .rdx = 0x3f8};
 	assert_int_equal(rep_outs_finish(&r, &s, 0x3f8, 1, &b, fake_vread, NULL, 10), 10);
@@ -179,10 +177,7 @@ static void test_finish_backward_and_32bit(void **state)
 	struct kvm_regs r = {0};
 
 	(void)state;
-	setup_bus(&b);
-	long_mode(&s);
-	mem[0x100] = 0xf3;
-	mem[0x101] = 0x6e;
+	setup_long_mode(&b, &s);
 	memcpy(mem + 0x3000, "abcd", 4);
 	/* DF set: bytes from high to low. */
 	r = (struct kvm_regs){
