@@ -747,6 +747,9 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 	int ret;
 
 	memset(m, 0, sizeof(*m));
+	/* As Firecracker: a body on a GET is an error, whatever the path. */
+	if (mb == M_GET && len)
+		return fail(&c, "GET request cannot have a body");
 	r = find_route(url, plen, &idp, &idlen);
 	if (!r)
 		return fail(&c, "Invalid request method and/or path: %.16s %.*s", method, pl, url);
@@ -777,7 +780,6 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 	}
 
 	if (mb == M_GET) {
-		/* GETs take no body; one that is sent anyway is ignored. */
 		if (!strcmp(r->path, "/"))
 			m->op = API_GET_INFO;
 		else if (!strcmp(r->path, "/version"))

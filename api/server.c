@@ -52,8 +52,12 @@ struct api_server {
 	char start_err[512];
 };
 
-/* Per-request state, in MHD's con_cls. */
+/* Per-request state, in MHD's con_cls (made by uri_seen, before the headers are parsed). */
 struct request {
+	const char *raw_uri; /* the request line's URI as received, in MHD's buffer */
+	size_t raw_len;      /* its length up to the first NUL */
+	bool nul_in_uri;     /* a NUL byte in the path: raw, or escaped as %00 */
+	bool started;
 	char *buf;
 	size_t len, cap;
 	bool too_big;
@@ -154,25 +158,50 @@ static bool append(struct request *r, const char *data, size_t n)
 	return true;
 }
 
+/* MHD's URI callback: the request line's URI before MHD unescapes it in place. */
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct request *r = calloc(1, sizeof(*r));
+
+	(void)conn;
+	if (r) {
+		r->server = cls;
+		r->raw_uri = uri;
+		r->raw_len = strlen(uri);
+		r->nul_in_uri = strstr(uri, "%00") != NULL;
+	}
+	return r;
+}
+
+/* MHD parses the request line in place: the version follows the URI and its terminator. A
+ * raw NUL in the URI ends MHD's string early, so the version then lies further on. */
+static bool raw_nul_in_uri(const struct request *r, const char *version)
+{
+	return version && version > r->raw_uri && version != r->raw_uri + r->raw_len + 1;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
 {
-	struct api_server *s = cls;
 	struct request *r = *con_cls;
 	struct api_msg m;
 	char err[1024];
 	enum MHD_Result ret;
 
-	(void)version;
-	if (!r) {
+	(void)cls;
+	if (!r)
+		return MHD_NO; /* uri_seen is out of memory */
+	if (!r->started) {
 		const char *cl;
 
+		r->started = true;
+		if (r->nul_in_uri || raw_nul_in_uri(r, version)) {
+			r->nul_in_uri = true;
+			r->too_big = true; /* the body, if any, is read and dropped */
+			return MHD_YES;
+		}
 		/* Headers are in: refuse an oversized body before reading any of it. */
-		if (!(r = calloc(1, sizeof(*r))))
-			return MHD_NO;
-		r->server = s;
-		*con_cls = r;
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY) {
@@ -193,12 +222,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (r->replied)
 		return MHD_YES;
 	mark_replied(r);
+	if (r->nul_in_uri)
+		return send_fault(conn, "the request path contains a NUL byte");
 	if (r->too_big)
 		return send_fault(conn, "request body exceeds 51200 bytes");
 
 	if (api_route(method, url, r->buf, r->len, &m, err, sizeof(err)))
 		return send_fault(conn, err);
-	api_channel_call(s->ch, &m);
+	api_channel_call(r->server->ch, &m);
 	ret = send_reply(conn, m.status >= 100 && m.status <= 599 ? (unsigned)m.status : 500,
 	                 m.status == 204 ? NULL : m.body);
 	if (m.status != 204)
@@ -406,7 +437,8 @@ struct api_server *hearth_api_server_start(const char *path, struct api_channel 
 	                          fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_TIMEOUT_SEC,
 	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNS,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONN_MEMORY,
-	                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+	                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+	                          MHD_OPTION_URI_LOG_CALLBACK, uri_seen, s, MHD_OPTION_END);
 	if (!s->mhd) {
 		srv_fail(err, errlen, "cannot start the API server on %s", path);
 		unlink(path);

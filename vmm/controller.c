@@ -230,6 +230,9 @@ static char *info_json(struct controller *c)
 	cJSON_AddStringToObject(o, "app_name", "hearth");
 	/* hearth's additions */
 	cJSON_AddStringToObject(o, "host_mmu", host_mmu_describe(&c->vm->host));
+	cJSON_AddStringToObject(o, "kvm", host_kvm_state_name(c->vm->kvm.state));
+	if (c->vm->kvm.detail[0])
+		cJSON_AddStringToObject(o, "kvm_detail", c->vm->kvm.detail);
 	if (c->state != VM_NOT_STARTED)
 		cJSON_AddStringToObject(o, "engine", mmu_mode_name(c->vm->engine));
 	if (c->state != VM_NOT_STARTED && c->vm->engine == MMU_SHADOW) {
@@ -428,15 +431,13 @@ static void action(struct controller *c, struct api_msg *m)
 			/* Leave a clean, unstarted VM behind so the call can be retried. */
 			struct vm *vm = c->vm;
 			struct host_mmu host = vm->host;
-			int kvm_fd = vm->kvm_fd, run_size = vm->run_size;
+			struct host_kvm kvm = vm->kvm;
 
-			vm->kvm_fd = -1;
 			vm_destroy(vm);
 			memset(vm, 0, sizeof(*vm));
-			vm->kvm_fd = kvm_fd;
-			vm->run_size = run_size;
 			vm->host = host;
-			vm->vm_fd = vm->stop_fd = -1;
+			vm->kvm = kvm;
+			vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
 			api_reply_error(m, "InstanceStart failed: %s", msg);
 			return;
 		}

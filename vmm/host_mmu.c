@@ -95,6 +95,8 @@ const char *host_mmu_describe(const struct host_mmu *h)
 		return "kvm shadow paging (no EPT/NPT)";
 	case HOST_MMU_PVM:
 		return "pvm (kvm_pvm: shadow paging, guest CPL0 emulated)";
+	case HOST_MMU_NONE:
+		return "none (no usable /dev/kvm)";
 	}
 	return "unknown";
 }

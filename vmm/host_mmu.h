@@ -9,6 +9,7 @@ enum host_mmu_kind {
 	HOST_MMU_NPT,    /* AMD SVM with NPT */
 	HOST_MMU_SHADOW, /* VMX/SVM without EPT/NPT: KVM's own shadow paging */
 	HOST_MMU_PVM,    /* kvm_pvm: shadow paging, guest CPL0 code emulated */
+	HOST_MMU_NONE,   /* no usable /dev/kvm */
 };
 
 struct host_mmu {

@@ -87,10 +87,11 @@ int main(int argc, char **argv)
 		if (opts.help) {
 			cli_usage(stdout);
 		} else {
-			struct host_mmu h;
-
-			host_mmu_detect(&h, "/sys");
-			printf("hearth %s\nhost mmu: %s\n", HEARTH_VERSION, host_mmu_describe(&h));
+			vm_probe_host(&vm);
+			printf("hearth %s\nhost mmu: %s\nkvm: %s%s%s%s\n", HEARTH_VERSION,
+			       host_mmu_describe(&vm.host), host_kvm_state_name(vm.kvm.state),
+			       vm.kvm.detail[0] ? " (" : "", vm.kvm.detail,
+			       vm.kvm.detail[0] ? ")" : "");
 		}
 		vm_config_free(&cfg);
 		return 0;
@@ -112,11 +113,9 @@ int main(int argc, char **argv)
 		vm_config_free(&cfg);
 		return EXIT_USAGE;
 	}
-	if (vm_open_kvm(&vm, &err)) {
-		log_error("%s", err.msg);
-		vm_config_free(&cfg);
-		return EXIT_VMM_ERROR;
-	}
+	/* /dev/kvm is opened when a VM is built: without it hearth still configures and
+	 * serves its API, and says so when asked to run a guest. */
+	vm_probe_host(&vm);
 
 	ctl.cfg = &cfg;
 	ctl.vm = &vm;

@@ -52,13 +52,28 @@ static const struct {
 
 static void start_cpuid_query(struct vm *vm);
 
+void vm_probe_host(struct vm *vm)
+{
+	host_kvm_probe(&vm->kvm, "/dev/kvm", "/sys");
+	host_mmu_detect(&vm->host, "/sys");
+	if (vm->kvm.state != KVM_AVAILABLE)
+		vm->host.kind = HOST_MMU_NONE;
+}
+
 int vm_open_kvm(struct vm *vm, struct error *err)
 {
 	int v;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0)
-		return err_set(err, "cannot open /dev/kvm: %s", strerror(errno));
+	if (vm->kvm_fd < 0) {
+		vm_probe_host(vm); /* the reason now, not at start */
+		return err_set(err,
+		               "cannot run a guest: %s. hearth runs guests with KVM: use a host "
+		               "where /dev/kvm exists and this user may open it",
+		               vm->kvm.detail[0] ? vm->kvm.detail : strerror(errno));
+	}
+	if (vm->kvm.state != KVM_AVAILABLE)
+		vm_probe_host(vm); /* /dev/kvm appeared since start */
 	v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (v != KVM_API_VERSION_REQUIRED)
 		return err_set(err, "KVM API version %d, need %d", v, KVM_API_VERSION_REQUIRED);
@@ -68,7 +83,6 @@ int vm_open_kvm(struct vm *vm, struct error *err)
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (vm->run_size <= 0)
 		return err_set(err, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
-	host_mmu_detect(&vm->host, "/sys");
 	start_cpuid_query(vm);
 	return 0;
 }
@@ -504,7 +518,8 @@ static int create_machine(struct vm *vm, struct error *err)
 
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code)
 {
-	int r;
+	struct error kvm_err = {""};
+	int r, kvm_r;
 
 	clock_gettime(CLOCK_MONOTONIC, &vm->t_start);
 	vm->cfg = cfg;
@@ -518,6 +533,9 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		*exit_code = EXIT_VMM_ERROR;
 		return err_set(err, "eventfd: %s", strerror(errno));
 	}
+	/* First: the CPUID query it starts runs while the guest is loaded. Without KVM the
+	 * images are still checked, so that a bad one is reported as such on any host. */
+	kvm_r = vm_open_kvm(vm, &kvm_err);
 	r = gm_init(&vm->mem, cfg->mem_mib * MIB);
 	if (r < 0) {
 		*exit_code = EXIT_VMM_ERROR;
@@ -546,6 +564,11 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		vm->engine = MMU_HARDWARE;
 	}
 	vm->eng = vm->engine == MMU_SHADOW ? &shadow_engine : &hardware_engine;
+	if (kvm_r) {
+		*err = kvm_err;
+		*exit_code = EXIT_VMM_ERROR;
+		return -1;
+	}
 	if (console_open(&vm->console, cfg->console, cfg->console_path, err)) {
 		*exit_code = EXIT_USAGE;
 		return -1;

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "string_io.h"
 #include "guest_memory.h"
+#include "host_kvm.h"
 #include "host_mmu.h"
 #include "i8042.h"
 #include "rtc_cmos.h"
@@ -65,6 +66,7 @@ struct vcpu {
 struct vm {
 	const struct vm_config *cfg;
 	struct host_mmu host;
+	struct host_kvm kvm;  /* probed at start; /dev/kvm is opened only to build a VM */
 	enum mmu_mode engine; /* the engine in use: MMU_HARDWARE or MMU_SHADOW */
 	const struct engine *eng;
 	bool linux_kernel; /* the loaded kernel is Linux: never the shadow engine */
@@ -110,7 +112,10 @@ struct vm {
 	int stop_fd; /* eventfd: written once when the VM must stop */
 };
 
-/* Open /dev/kvm, check its API; fills vm->kvm_fd and vm->host. */
+/* Probe the host (no /dev/kvm needed): fills vm->kvm and vm->host. */
+void vm_probe_host(struct vm *vm);
+/* Open /dev/kvm, check its API; fills vm->kvm_fd. A host without it gets one line saying so
+ * and what to do. */
 int vm_open_kvm(struct vm *vm, struct error *err);
 /* Create the VM, memory, irqchip, PIT, vCPUs, legacy devices; load the kernel; build boot data. */
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code);

@@ -20,6 +20,24 @@ EXIT_KVM_ERROR = 244
 EXIT_TIMEOUT = 245
 
 
+def _kvm_usable():
+    """Whether this process can open /dev/kvm read-write, and if not, why."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+        return True, ""
+    except OSError as e:
+        return False, f"/dev/kvm: {e.strerror}"
+
+
+KVM, _KVM_WHY = _kvm_usable()
+NO_KVM_REASON = (f"needs /dev/kvm, which this host lacks ({_KVM_WHY}); "
+                 "`make test-nested` runs it under QEMU with a nested SVM CPU")
+# A test that boots a guest in a KVM engine: skipped, with the reason, only without /dev/kvm.
+needs_kvm = pytest.mark.skipif(not KVM, reason=NO_KVM_REASON)
+# The engines that boot guests; a test that takes the `hearth` fixture runs once in each.
+ENGINES = [pytest.param("hardware", marks=needs_kvm), pytest.param("shadow", marks=needs_kvm)]
+
+
 @dataclass
 class Run:
     code: int
@@ -39,7 +57,7 @@ def run_hearth(*args, timeout=60, input=None, env=None):
     return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
 
 
-@pytest.fixture(scope="session", params=["hardware", "shadow"])
+@pytest.fixture(scope="session", params=ENGINES)
 def hearth(request):
     """A runner for the bundled guests, once per execution engine: every such test runs in
     both modes and must give the same results."""
@@ -50,6 +68,13 @@ def hearth(request):
 
     run.mmu = request.param
     return run
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """hearth with no engine chosen: for what it refuses before any guest runs, on any host."""
+    assert HEARTH.exists(), f"{HEARTH} not built (make all)"
+    return run_hearth
 
 
 @pytest.fixture(scope="session")

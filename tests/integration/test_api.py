@@ -9,7 +9,7 @@ import time
 import pytest
 
 from api_client import Api, UnixHTTPConnection
-from conftest import GUESTS, HEARTH, run_hearth
+from conftest import EXIT_VMM_ERROR, GUESTS, HEARTH, KVM, needs_kvm, run_hearth
 
 
 @pytest.fixture
@@ -32,6 +32,13 @@ def test_get_root_before_boot(api):
     assert info["app_name"] == "hearth"
     assert info["id"] == "anonymous-instance"
     assert "vmm_version" in info and "host_mmu" in info
+    # The host as it is, KVM or not: the API works either way.
+    if KVM:
+        assert info["kvm"] == "available" and "kvm_detail" not in info
+    else:
+        assert info["kvm"] in ("absent", "no-access", "unusable")
+        assert "/dev/kvm" in info["kvm_detail"]
+        assert info["host_mmu"].startswith("none")
 
 
 def test_version(api):
@@ -55,6 +62,7 @@ def test_machine_config_put_get_patch(api):
     assert api.get("/machine-config")[1]["mmu"] == "hardware"
 
 
+@needs_kvm
 def test_full_boot_through_the_api(api, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * (1 << 20))
@@ -79,6 +87,7 @@ def test_full_boot_through_the_api(api, tmp_path):
     assert api.get("/machine-config")[1]["vcpu_count"] == 2
 
 
+@needs_kvm
 def test_pause_and_resume_are_seen_by_the_guest(api):
     assert boot(api, "ticks=1000")[0] == 204
     api.wait_stdout("testguest: tick 3")
@@ -95,6 +104,7 @@ def test_pause_and_resume_are_seen_by_the_guest(api):
         time.sleep(0.02)
 
 
+@needs_kvm
 def test_send_ctrl_alt_del_reaches_the_guest(api):
     assert boot(api, "cad")[0] == 204
     api.wait_stdout("testguest: ready")
@@ -104,6 +114,7 @@ def test_send_ctrl_alt_del_reaches_the_guest(api):
     assert info["exit"]["reason"] == "reset"
 
 
+@needs_kvm
 def test_patch_drive_swaps_the_medium(api, tmp_path):
     a = tmp_path / "a.img"
     b = tmp_path / "b.img"
@@ -123,6 +134,7 @@ def test_patch_drive_swaps_the_medium(api, tmp_path):
     assert api.get("/vm/config")[1]["drives"][0]["path_on_host"] == str(b)
 
 
+@needs_kvm
 def test_logger_and_metrics(api, tmp_path):
     log = tmp_path / "log"
     met = tmp_path / "metrics"
@@ -154,6 +166,7 @@ def test_instance_start_without_boot_source_is_refused(api):
     assert api.get("/")[1]["state"] == "Not started"
 
 
+@needs_kvm
 def test_failed_instance_start_leaves_a_usable_vmm(api, tmp_path):
     bad = tmp_path / "bad.elf"
     bad.write_bytes(b"\x7fELF" + b"\0" * 100)
@@ -193,6 +206,12 @@ BAD = [
     ("PUT", "/balloon", '{}', "not implemented"),
     ("PUT", "/boot-source", "[]", "object"),
     ("PUT", "/boot-source", "", "body"),
+    # Firecracker answers these with 400 too
+    ("GET", "/", "{}", "GET request cannot have a body"),
+    ("GET", "/machine-config", '{"vcpu_count": 2}', "GET request cannot have a body"),
+    ("GET", "/machine-config%00", None, "NUL"),
+    ("PUT", "/machine-config%00x", '{"vcpu_count": 2, "mem_size_mib": 64}', "NUL"),
+    ("GET", "/?x=%00", None, "NUL"),
 ]
 
 
@@ -204,6 +223,53 @@ def test_bad_requests_change_nothing(api, method, path, body, needle):
     assert needle.lower() in reply["fault_message"].lower(), reply
     assert api.get("/vm/config")[1] == before
     assert api.get("/")[1]["state"] == "Not started"
+
+
+@pytest.mark.parametrize("line", [b"GET /machine-config\0 HTTP/1.1",
+                                  b"GET /\0/version HTTP/1.1",
+                                  b"PUT /machine-config\0abc HTTP/1.1"])
+def test_raw_nul_in_the_path_is_refused(api, line):
+    before = api.get("/vm/config")[1]
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(api.sock)
+    body = b'{"vcpu_count": 2, "mem_size_mib": 64}' if line.startswith(b"PUT") else b""
+    s.sendall(line + b"\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    reply = b""
+    while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    s.close()
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert b"NUL" in reply
+    assert api.get("/vm/config")[1] == before
+
+
+@pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
+def test_instance_start_without_kvm_is_a_clear_400_and_the_vmm_stays(api):
+    assert api.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 64})[0] == 204
+    for _ in range(2):  # and again: the failure left a clean, unstarted VMM
+        status, body = boot(api, "print=x")
+        assert status == 400, body
+        msg = body["fault_message"]
+        assert "/dev/kvm" in msg and "InstanceStart" in msg and "\n" not in msg
+        info = api.get("/")[1]
+        assert info["state"] == "Not started" and info["kvm"] == "absent"
+    assert api.get("/machine-config")[1]["vcpu_count"] == 2
+    assert api.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 32})[0] == 204
+    assert api.proc.poll() is None
+
+
+@pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
+def test_config_file_without_kvm_exits_with_the_documented_status(tmp_path):
+    f = tmp_path / "vm.json"
+    f.write_text(json.dumps({"boot-source": {"kernel_image_path": str(GUESTS / "hello.elf")}}))
+    r = run_hearth("--config-file", f, "--no-api", timeout=30)
+    assert r.code == EXIT_VMM_ERROR, r.err
+    assert "/dev/kvm" in r.err
 
 
 def test_oversized_body_is_refused(api):
@@ -272,6 +338,7 @@ def test_stale_socket_is_replaced(tmp_path):
         a.stop()
 
 
+@needs_kvm
 def test_config_file_boots_without_api(tmp_path):
     cfg = {
         "boot-source": {"kernel_image_path": str(GUESTS / "testguest.elf"),
@@ -300,6 +367,7 @@ def test_bad_config_files_name_the_field(tmp_path, cfg, needle):
     assert needle in r.err
 
 
+@needs_kvm
 def test_boot_timer(tmp_path):
     r = run_hearth("--kernel", GUESTS / "testguest.elf", "--cmdline", "boottimer",
                    "--boot-timer", timeout=30)

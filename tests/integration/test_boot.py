@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import (EXIT_BAD_IMAGE, EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_TRIPLE_FAULT,
-                      EXIT_USAGE, HEARTH, host_mmu)
+                      EXIT_USAGE, EXIT_VMM_ERROR, HEARTH, KVM, host_mmu, needs_kvm)
 
 BANNER = re.compile(r'(\d+) MiB RAM \((\d+) map entries\), (\S+) CPU\(s\), cmdline "([^"]*)"')
 
@@ -52,8 +52,8 @@ def test_command_line_reaches_the_guest_verbatim(hearth, guest):
     assert banner(r.out)[3] == line
 
 
-def test_command_line_over_the_limit_is_refused(hearth, guest):
-    r = hearth("--kernel", guest("hello"), "--cmdline", "x" * 2048)
+def test_command_line_over_the_limit_is_refused(cli, guest):
+    r = cli("--kernel", guest("hello"), "--cmdline", "x" * 2048)
     assert r.code == EXIT_BAD_IMAGE
     assert "command line" in r.err and "2048" in r.err
 
@@ -151,6 +151,7 @@ def test_console_none(hearth, guest):
     assert r.out == ""
 
 
+@needs_kvm
 def test_closed_stdout_does_not_stop_the_vmm(guest):
     p = subprocess.Popen([str(HEARTH), "--kernel", str(guest("testguest")), "--cmdline",
                           "banner banner exit=5"], stdout=subprocess.PIPE,
@@ -164,6 +165,12 @@ def test_version_and_help():
     out = subprocess.run([str(HEARTH), "--version"], capture_output=True, text=True)
     assert out.returncode == 0
     assert re.match(r"hearth \d+\.\d+\.\d+\nhost mmu: \S+", out.stdout)
+    # The host as it is: KVM's presence, and why not when it is missing.
+    if KVM:
+        assert "\nkvm: available\n" in out.stdout
+    else:
+        assert re.search(r"\nkvm: (absent|no-access|unusable) \(/dev/kvm", out.stdout), out.stdout
+        assert "host mmu: none" in out.stdout
     out = subprocess.run([str(HEARTH), "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for flag in ["--kernel", "--initrd", "--cmdline", "--mem", "--vcpus", "--console", "--mmu",
@@ -192,9 +199,9 @@ def test_version_and_help():
     (["--id", "bad id!"], "--id"),
     (["stray"], "unexpected argument 'stray'"),
 ])
-def test_bad_flags_get_a_clear_error(hearth, guest, args, needle):
+def test_bad_flags_get_a_clear_error(cli, guest, args, needle):
     full = args if args == [] or args[0] == "--kernel" else ["--kernel", guest("hello"), *args]
-    r = hearth(*full)
+    r = cli(*full)
     assert r.code == EXIT_USAGE, r.err
     assert needle in r.err
     assert "error:" in r.err
@@ -213,7 +220,7 @@ def _elf_with(path, data):
     ("phoff", "program header"),
     ("directory", "kernel"),
 ])
-def test_bad_images_get_a_clear_error(hearth, guest, tmp_path, kind, needle):
+def test_bad_images_get_a_clear_error(cli, guest, tmp_path, kind, needle):
     hello = guest("hello").read_bytes()
     p = tmp_path / "kernel"
     if kind == "empty":
@@ -226,22 +233,22 @@ def test_bad_images_get_a_clear_error(hearth, guest, tmp_path, kind, needle):
         p.write_bytes(hello[:0x20] + struct.pack("<Q", 1 << 40) + hello[0x28:])
     elif kind == "directory":
         p = tmp_path
-    r = hearth("--kernel", p)
+    r = cli("--kernel", p)
     assert r.code == EXIT_BAD_IMAGE, r.err
     assert needle.lower() in r.err.lower()
 
 
-def test_missing_initrd_is_a_bad_image(hearth, guest, tmp_path):
-    r = hearth("--kernel", guest("hello"), "--initrd", tmp_path / "nope")
+def test_missing_initrd_is_a_bad_image(cli, guest, tmp_path):
+    r = cli("--kernel", guest("hello"), "--initrd", tmp_path / "nope")
     assert r.code == EXIT_BAD_IMAGE
     assert "nope" in r.err
 
 
-def test_initrd_too_big_for_ram(hearth, guest, tmp_path):
+def test_initrd_too_big_for_ram(cli, guest, tmp_path):
     rd = tmp_path / "rd"
     with open(rd, "wb") as f:
         f.truncate(64 << 20)
-    r = hearth("--kernel", guest("hello"), "--initrd", rd, "--mem", "32")
+    r = cli("--kernel", guest("hello"), "--initrd", rd, "--mem", "32")
     assert r.code == EXIT_BAD_IMAGE
     assert "initrd" in r.err
 
@@ -270,3 +277,22 @@ def test_sgdt_shows_the_guests_own_gdt(hearth, guest):
     assert m, r.out
     base, limit = int(m.group(1), 16), int(m.group(2), 16)
     assert base < 0x40000000 and limit < 0x100, (hex(base), hex(limit))
+
+
+@pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
+def test_without_kvm_a_boot_fails_with_one_clear_line(cli, guest):
+    r = cli("--kernel", guest("hello"))
+    assert r.code == EXIT_VMM_ERROR, r.err
+    lines = [l for l in r.err.splitlines() if "error:" in l]
+    assert len(lines) == 1, r.err
+    assert "/dev/kvm" in lines[0] and "cannot run a guest" in lines[0]
+    assert r.out == ""
+
+
+@pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
+def test_without_kvm_a_bad_image_is_still_a_bad_image(cli, tmp_path):
+    p = tmp_path / "k"
+    p.write_bytes(b"\x7fELF" + b"\0" * 60)
+    r = cli("--kernel", p)
+    assert r.code == EXIT_BAD_IMAGE, r.err
+    assert "/dev/kvm" not in r.err

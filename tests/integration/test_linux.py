@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_TRIPLE_FAULT, HEARTH, host_mmu
+from conftest import (EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_TRIPLE_FAULT, HEARTH, KVM, NO_KVM_REASON,
+                      host_mmu)
 
 FETCH = Path(__file__).resolve().with_name("fetch_debian_kernel.sh")
 FETCH_NO_REGISTRY = 2  # fetch_debian_kernel.sh: apt cannot reach the package registry
@@ -75,6 +76,8 @@ E820_LINE = re.compile(r"BIOS-e820: (\[mem 0x[0-9a-f]{16}-0x[0-9a-f]{16}\] .*?)\
 def debian_kernel():
     """Paths of the fetched bzImage and extracted vmlinux; skips only when apt cannot reach
     the package registry, fails on any other fetch error."""
+    if not KVM:
+        pytest.skip(NO_KVM_REASON)  # before anything is fetched
     try:
         p = subprocess.run(["bash", str(FETCH)], capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired:
@@ -165,6 +168,8 @@ class Boots(dict):
 def linux_boots(request, debian_kernel, tmp_path_factory):
     """Starts, together, the boots of every selected test of this module."""
     assert HEARTH.exists(), f"{HEARTH} not built (make all)"
+    if not KVM:
+        pytest.skip(NO_KVM_REASON)
     boots = Boots(debian_kernel, tmp_path_factory.mktemp("linux"))
     boots.mmu = host_mmu()
     selected = {getattr(i, "originalname", i.name) for i in request.session.items}

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HEARTH, host_mmu, run_hearth
+from conftest import HEARTH, KVM, NO_KVM_REASON, host_mmu, run_hearth
 
 FETCH = Path(__file__).resolve().with_name("fetch_debian_kernel.sh")
 FETCH_NO_REGISTRY = 2  # fetch_debian_kernel.sh: apt cannot reach the package registry
@@ -184,6 +184,8 @@ def build_initramfs(out, modules_dir, busybox=BUSYBOX, init=INIT):
 def linux_host():
     """Skips, first and fast, where Linux cannot boot."""
     assert HEARTH.exists(), f"{HEARTH} not built (make all)"
+    if not KVM:
+        pytest.skip(NO_KVM_REASON)
     mmu = host_mmu()
     if mmu == "pvm":
         pytest.skip("host mmu: pvm — KVM emulates guest CPL0 on this host (kvm_pvm, no "

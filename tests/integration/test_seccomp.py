@@ -15,7 +15,7 @@ import time
 import pytest
 
 from api_client import Api
-from conftest import BUILD, GUESTS, HEARTH
+from conftest import BUILD, GUESTS, HEARTH, needs_kvm
 
 EXIT_SECCOMP = 246
 SECCOMP_TEST = BUILD / "hearth-seccomp-test"
@@ -41,6 +41,7 @@ def wait_for(pred, what, timeout=10):
         time.sleep(0.01)
 
 
+@needs_kvm
 @pytest.mark.parametrize("mmu", ["hardware", "shadow"])
 def test_every_thread_of_a_running_vm_is_filtered(tmp_path, mmu):
     # testguest halts for good (cli; hlt): the vCPU stays alive, the VM keeps running.
@@ -74,6 +75,7 @@ def running_api(tmp_path):
         api.stop()
 
 
+@needs_kvm
 def test_every_thread_with_the_api_is_filtered(running_api):
     threads = thread_status(running_api.proc.pid)
     assert len(threads) >= 3, threads  # VMM, API, vCPU
@@ -82,6 +84,7 @@ def test_every_thread_with_the_api_is_filtered(running_api):
     assert running_api.get("/")[1]["state"] == "Running"
 
 
+@needs_kvm
 def test_stop_and_continue_does_not_kill_a_filtered_hearth(running_api):
     # A stopped and continued poll() comes back as restart_syscall, on every thread.
     for _ in range(3):
@@ -100,11 +103,14 @@ def config_file(tmp_path_factory):
     return cfg
 
 
-@pytest.mark.parametrize("kind", ["vmm", "api", "vcpu"])
+# The VMM and vCPU threads load their filters when a guest starts; the API thread's is on
+# before the socket accepts anything, guest or not.
+@pytest.mark.parametrize("kind", [pytest.param("vmm", marks=needs_kvm), "api",
+                                  pytest.param("vcpu", marks=needs_kvm)])
 def test_forbidden_call_kills_with_the_report(tmp_path, config_file, kind):
     assert SECCOMP_TEST.exists(), f"{SECCOMP_TEST} not built (make {SECCOMP_TEST})"
-    p = subprocess.run([str(SECCOMP_TEST), "--api-sock", str(tmp_path / "api.sock"),
-                        "--config-file", str(config_file)],
+    boot = [] if kind == "api" else ["--config-file", str(config_file)]
+    p = subprocess.run([str(SECCOMP_TEST), "--api-sock", str(tmp_path / "api.sock"), *boot],
                        env={**os.environ, "HEARTH_SECCOMP_TEST": kind},
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert p.returncode == EXIT_SECCOMP, p.stderr
@@ -112,6 +118,17 @@ def test_forbidden_call_kills_with_the_report(tmp_path, config_file, kind):
     assert p.stderr.count("hearth: seccomp:") == 1, p.stderr
 
 
+def test_normal_build_has_no_test_path_on_the_api_thread(tmp_path):
+    api = Api(tmp_path, env={"HEARTH_SECCOMP_TEST": "api"})
+    try:
+        for _ in range(3):
+            assert api.get("/")[0] == 200
+        assert api.proc.poll() is None
+    finally:
+        api.stop()
+
+
+@needs_kvm
 def test_normal_build_has_no_test_path(tmp_path, config_file):
     # The same environment on the normal build: the guest runs and hearth answers.
     api = Api(tmp_path, "--config-file", config_file, env={"HEARTH_SECCOMP_TEST": "vcpu"})

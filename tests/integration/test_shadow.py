@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXIT_KVM_ERROR, EXIT_USAGE, EXIT_VMM_ERROR, ROOT, host_mmu, run_hearth
+from conftest import (EXIT_KVM_ERROR, EXIT_USAGE, EXIT_VMM_ERROR, ROOT, host_mmu, needs_kvm,
+                      run_hearth)
 
 # The #PF line: the read-only page is the second page of mmuguest's window of 4 KiB pages
 # (PG_WINDOW_VA in resources/guests/rt/paging.h).
@@ -44,6 +45,7 @@ def mmuguest(guest, mmu, *cmdline, extra=(), limit=60):
     return run_hearth(*args, timeout=90)
 
 
+@needs_kvm
 def test_mmuguest_passes_every_check_in_shadow_mode(guest):
     r = mmuguest(guest, "shadow")
     assert r.code == 0, r.err
@@ -54,6 +56,7 @@ def test_mmuguest_passes_every_check_in_shadow_mode(guest):
     assert "engine: shadow" in r.err
 
 
+@needs_kvm
 def test_mmuguest_in_hardware_mode(guest):
     r = mmuguest(guest, "hardware")
     if host_mmu() == "pvm":
@@ -67,6 +70,7 @@ def test_mmuguest_in_hardware_mode(guest):
         assert lines(r.out)[:5] == MMU_LINES
 
 
+@needs_kvm
 def test_avx_in_hardware_mode_on_pvm_is_reported(guest):
     """guest-compat.md: on PVM hosts CPUID keeps XSAVE/AVX set even when hearth clears them
     with KVM_SET_CPUID2, so a guest that uses AVX in its kernel hits an emulation failure in
@@ -79,12 +83,14 @@ def test_avx_in_hardware_mode_on_pvm_is_reported(guest):
 
 
 @pytest.mark.parametrize("action", ["roots", "remap", "pf", "timer", "sse"])
+@needs_kvm
 def test_each_check_alone_in_shadow_mode(guest, action):
     r = mmuguest(guest, "shadow", action)
     assert r.code == 0, r.err
     assert len(lines(r.out)) == 1 and lines(r.out)[0] in MMU_LINES, r.out
 
 
+@needs_kvm
 def test_unknown_action_is_reported(guest):
     r = mmuguest(guest, "shadow", "bogus")
     assert r.code == 98
@@ -94,6 +100,7 @@ def test_unknown_action_is_reported(guest):
 # ---- guest user mode: shadow mode refuses it, hardware mode runs it ----
 
 
+@needs_kvm
 def test_iretq_to_user_mode_is_refused_in_shadow_mode(guest):
     r = mmuguest(guest, "shadow", "usermode", limit=5)
     assert r.code == EXIT_VMM_ERROR, (r.code, r.out, r.err)
@@ -101,6 +108,7 @@ def test_iretq_to_user_mode_is_refused_in_shadow_mode(guest):
     assert "mmuguest: user mode ok" not in r.out
 
 
+@needs_kvm
 def test_enabling_syscall_is_refused_in_shadow_mode(guest):
     r = mmuguest(guest, "shadow", "syscall")
     assert r.code == EXIT_VMM_ERROR, (r.code, r.out, r.err)
@@ -112,6 +120,7 @@ def test_enabling_syscall_is_refused_in_shadow_mode(guest):
     ("usermode", "mmuguest: user mode ok (#GP from hlt at cs=0x23)"),
     ("syscall", "mmuguest: EFER.SCE ok"),
 ])
+@needs_kvm
 def test_user_mode_runs_in_hardware_mode(guest, action, line):
     r = mmuguest(guest, "hardware", action)
     assert r.code == 0, r.err
@@ -146,6 +155,7 @@ def test_linux_kernel_is_refused_in_shadow_mode(tmp_path):
     assert "Linux kernel" in r.err and "shadow" in r.err
 
 
+@needs_kvm
 def test_auto_picks_hardware_for_a_linux_kernel(tmp_path):
     r = run_hearth("--mmu", "auto", "--kernel", fake_linux_elf(tmp_path / "vmlinux"),
                    "--timeout", "30")
@@ -166,6 +176,7 @@ def test_real_linux_kernel_is_refused_in_shadow_mode(image):
 # ---- counters ----
 
 
+@needs_kvm
 def test_shadow_counters_at_exit(guest):
     r = mmuguest(guest, "shadow", "roots", "remap", "pf", extra=["--verbose"])
     assert r.code == 0, r.err
@@ -180,6 +191,7 @@ def test_shadow_counters_at_exit(guest):
     assert s["epochs"] >= s["ptwrites"]
 
 
+@needs_kvm
 def test_shadow_pool_reload(guest):
     # Each PTE change starts new epochs whose roots come from fresh pool pages: about 15 pages
     # a loop, so 1200 loops use the 8192-page pool up at least twice.
@@ -196,6 +208,7 @@ def test_shadow_pool_reload(guest):
     assert int(m.group("ptwrites")) >= 1200 - 1 - reloads
 
 
+@needs_kvm
 def test_no_shadow_counters_in_hardware_mode(guest):
     r = run_hearth("--mmu", "hardware", "--verbose", "--kernel", guest("hello"))
     assert r.code == 0, r.err
@@ -224,6 +237,7 @@ def test_sha256guest_digest(hearth, guest, n):
     assert m.group(2) == bench_pattern_sha256(n)
 
 
+@needs_kvm
 def test_sha256guest_refuses_a_buffer_beyond_ram(guest):
     r = run_hearth("--mmu", "shadow", "--mem", "32", "--kernel", guest("sha256guest"),
                    "--cmdline", f"bytes={64 << 20}")

@@ -129,15 +129,15 @@ def test_devices_are_announced_on_the_command_line(hearth, guest, tmp_path):
     ("{tmp}/disk.img,bogus", "unknown option 'bogus'"),
     ("{tmp}/disk.img,id=bad-id!", "id 'bad-id!'"),
 ])
-def test_bad_drives_get_clear_errors(hearth, guest, tmp_path, spec, needle):
+def test_bad_drives_get_clear_errors(cli, guest, tmp_path, spec, needle):
     image(tmp_path, "disk.img", 1 << 20)
-    r = devguest(hearth, guest, "exit=0", "--drive", spec.format(tmp=tmp_path))
+    r = devguest(cli, guest, "exit=0", "--drive", spec.format(tmp=tmp_path))
     assert r.code in (EXIT_USAGE, EXIT_BAD_IMAGE), r.err
     assert needle in r.err
 
 
-def test_duplicate_drive_ids_are_refused(hearth, guest, tmp_path):
+def test_duplicate_drive_ids_are_refused(cli, guest, tmp_path):
     img = image(tmp_path, "disk.img", 1 << 20)
-    r = devguest(hearth, guest, "exit=0", "--drive", f"{img},id=a", "--drive", f"{img},id=a")
+    r = devguest(cli, guest, "exit=0", "--drive", f"{img},id=a", "--drive", f"{img},id=a")
     assert r.code == EXIT_USAGE
     assert "used twice" in r.err

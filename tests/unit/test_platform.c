@@ -28,6 +28,7 @@
 #include "vmm/console.h"
 #include "vmm/cpuid.h"
 #include "vmm/guest_memory.h"
+#include "vmm/host_kvm.h"
 #include "vmm/host_mmu.h"
 #include "vmm/layout.h"
 #include "vmm/mptable.h"
@@ -1329,6 +1330,38 @@ static void test_host_mmu_none(void **state)
 	assert_int_equal(h.kind, HOST_MMU_SHADOW);
 }
 
+/* /dev/kvm: present or not, and why not, in words that name the device. */
+static void test_host_kvm_probe(void **state)
+{
+	char root[] = "/tmp/hearth-test-kvm-XXXXXX", dev[64];
+	struct host_kvm k;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(dev, sizeof(dev), "%s/kvm", root);
+	/* Absent, with kvm_pvm loaded and nothing else: the PVM-guest case. */
+	make_path(root, "module/kvm_pvm", NULL);
+	make_path(root, "module/kvm", NULL);
+	host_kvm_probe(&k, dev, root);
+	assert_int_equal(k.state, KVM_ABSENT);
+	assert_non_null(strstr(k.detail, dev));
+	assert_non_null(strstr(k.detail, "does not exist"));
+	assert_non_null(strstr(k.detail, "kvm_pvm"));
+	assert_string_equal(host_kvm_state_name(k.state), "absent");
+	/* Present and openable. */
+	make_path(root, "kvm", "");
+	host_kvm_probe(&k, dev, root);
+	assert_int_equal(k.state, KVM_AVAILABLE);
+	assert_string_equal(k.detail, "");
+	assert_string_equal(host_kvm_state_name(k.state), "available");
+	/* Cannot be opened for another reason. */
+	snprintf(dev, sizeof(dev), "%s/kvm/x", root);
+	host_kvm_probe(&k, dev, root);
+	assert_int_equal(k.state, KVM_UNUSABLE);
+	assert_non_null(strstr(k.detail, "Not a directory"));
+	rm_tree(root);
+}
+
 /* No sysfs (a jail): the host CPU decides, and the description says it is an assumption. */
 static void test_host_mmu_without_sysfs(void **state)
 {
@@ -1835,6 +1868,7 @@ int main(void)
 	    cmocka_unit_test(test_host_mmu_npt),
 	    cmocka_unit_test(test_host_mmu_none),
 	    cmocka_unit_test(test_host_mmu_without_sysfs),
+	    cmocka_unit_test(test_host_kvm_probe),
 	    cmocka_unit_test(test_cli_defaults),
 	    cmocka_unit_test(test_cli_every_flag),
 	    cmocka_unit_test(test_cli_control_plane),
