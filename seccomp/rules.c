@@ -111,7 +111,8 @@ static const struct rule vmm_rules[] = {
     IOCTL(KVM_GET_DEVICE_ATTR),
     IOCTL(KVM_SET_DEVICE_ATTR),
     IOCTL(TUNSETOFFLOAD), /* virtio-net offloads follow the driver */
-    IOCTL(TCSETS),        /* the terminal is restored at exit (tcsetattr) */
+    IOCTL(TCSETS),        /* the terminal is restored at exit (tcsetattr), */
+    IOCTL(TCGETS),        /* which reads the settings back to check them */
     /* kicking a vCPU out of KVM_RUN: pthread_kill = getpid + tgkill with the kick signal
      * (the process id is filled in when the filter is built), signals blocked around it */
     ALLOW(getpid),

@@ -117,9 +117,13 @@ struct __attribute__((packed)) acpi_fadt {
 
 /* FADT flags (ACPI 6.3, table 5-34). */
 #define FADT_WBINVD          (1u << 0)
-#define FADT_PWR_BUTTON      (1u << 4) /* set: no fixed-feature power button */
-#define FADT_SLP_BUTTON      (1u << 5) /* set: no fixed-feature sleep button */
+#define FADT_PWR_BUTTON      (1u << 4)  /* set: no fixed-feature power button */
+#define FADT_SLP_BUTTON      (1u << 5)  /* set: no fixed-feature sleep button */
+#define FADT_RESET_REG_SUP   (1u << 10) /* reset_reg/reset_value are valid */
 #define FADT_HW_REDUCED_ACPI (1u << 20)
+#define GAS_SYSTEM_IO        1
+#define GAS_ACCESS_BYTE      1
+#define RESET_VALUE          0x06 /* RST_CPU | SYS_RST at the reset control port */
 
 /* IA-PC boot architecture flags (table 5-35). */
 #define IAPC_LEGACY_DEVICES  (1u << 0) /* user-visible ISA devices: COM1 */
@@ -245,6 +249,25 @@ static void dsdt_com1(struct aml *a)
 	aml_end(a, dev);
 }
 
+/* The keyboard controller with its IRQ: Linux's i8042 driver looks for a PNP0303 device and
+ * takes the IRQ from it; without one it assumes ISA IRQ 1, which hardware-reduced ACPI does
+ * not map, and the probe fails (EINVAL from request_irq). No PS/2 aux port (no PNP0F13). */
+static void dsdt_kbd(struct aml *a)
+{
+	uint8_t buf[32];
+	struct aml res;
+	size_t dev = aml_device(a, "KBD");
+
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0303"); /* IBM enhanced keyboard (101/102-key, PS/2) */
+	aml_init(&res, buf, sizeof(buf));
+	aml_res_io(&res, PORT_I8042_DATA, 1);
+	aml_res_io(&res, PORT_I8042_CMD, 1);
+	aml_res_irq_noflags(&res, IRQ_I8042);
+	crs_end(a, &res);
+	aml_end(a, dev);
+}
+
 /* The RTC without an interrupt: hearth's CMOS raises none, and ACPI kernels in hardware-reduced
  * mode map no ISA IRQs by default (the rtc_cmos driver then runs without alarms). */
 static void dsdt_rtc(struct aml *a)
@@ -289,6 +312,7 @@ static void dsdt_aml(struct aml *a, const struct acpi_mmio_device *devs, unsigne
 	size_t sb = aml_scope(a, "\\_SB");
 
 	dsdt_com1(a);
+	dsdt_kbd(a);
 	dsdt_rtc(a);
 	for (unsigned i = 0; i < ndevs; i++)
 		dsdt_virtio(a, i, &devs[i]);
@@ -312,7 +336,7 @@ static int check_devices(const struct acpi_mmio_device *devs, unsigned ndevs, st
 			               "ACPI: device %u window 0x%llx+0x%x is empty or not below "
 			               "4 GiB",
 			               i, (unsigned long long)d->base, d->size);
-		if (d->gsi >= ACPI_IOAPIC_PINS || d->gsi == IRQ_COM1)
+		if (d->gsi >= ACPI_IOAPIC_PINS || d->gsi == IRQ_COM1 || d->gsi == IRQ_I8042)
 			return err_set(err, "ACPI: device %u GSI %u is not a free IOAPIC pin", i,
 			               d->gsi);
 		if (gsis_seen & (1u << d->gsi))
@@ -382,7 +406,14 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 		header_init(&f->h, "FACP", sizeof(*f), FADT_REVISION);
 		f->century = CMOS_CENTURY_INDEX;
 		f->iapc_boot_arch = IAPC_LEGACY_DEVICES | IAPC_8042 | IAPC_VGA_NOT_PRESENT;
-		f->flags = FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_HW_REDUCED_ACPI;
+		f->flags = FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_HW_REDUCED_ACPI |
+		           FADT_RESET_REG_SUP;
+		/* An OS that resets through ACPI writes RESET_VALUE to the reset control port. */
+		f->reset_reg = (struct acpi_gas){.space_id = GAS_SYSTEM_IO,
+		                                 .bit_width = 8,
+		                                 .access_size = GAS_ACCESS_BYTE,
+		                                 .address = PORT_RESET_CTRL};
+		f->reset_value = RESET_VALUE;
 		f->minor_version = FADT_MINOR_VERSION;
 		f->x_dsdt = addr + dsdt_off;
 		memcpy(&f->hypervisor_vendor_id, "HEARTH\0\0", 8);

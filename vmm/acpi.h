@@ -16,14 +16,15 @@
 #include "guest_memory.h"
 
 /* Where the tables go: inside the reserved [EBDA, 1 MiB) range of the memory map and in the
- * window [0xe0000, 0x100000) that legacy RSDP scans search. The RSDP comes first. */
+ * window [0xe0000, 0x100000) that legacy RSDP scans search, below the reset vector's page
+ * (LAYOUT_RESET_VECTOR). The RSDP comes first. */
 #define LAYOUT_ACPI_START 0xe0000ULL
-#define LAYOUT_ACPI_END   0x100000ULL
+#define LAYOUT_ACPI_END   0xf0000ULL
 
 #define ACPI_MAX_VCPUS   254 /* 8-bit APIC IDs; the IOAPIC takes ID nvcpus */
 #define ACPI_IOAPIC_PINS 24  /* KVM's in-kernel IOAPIC: GSIs 0..23 */
-/* Each device has a GSI of its own: every IOAPIC pin but COM1's. */
-#define ACPI_MAX_MMIO_DEVICES (ACPI_IOAPIC_PINS - 1)
+/* Each device has a GSI of its own: every IOAPIC pin but COM1's and the i8042's. */
+#define ACPI_MAX_MMIO_DEVICES (ACPI_IOAPIC_PINS - 2)
 
 struct acpi_mmio_device {
 	uint64_t base; /* the window must lie below 4 GiB */

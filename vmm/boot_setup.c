@@ -47,6 +47,9 @@ _Static_assert(LAYOUT_PD + PAGE_SIZE <= LAYOUT_CMDLINE, "PD overlaps command lin
 _Static_assert(LAYOUT_CMDLINE + LAYOUT_CMDLINE_MAX <= LAYOUT_EBDA_START,
                "command line overlaps EBDA");
 _Static_assert(LAYOUT_EBDA_START <= LAYOUT_KERNEL_START, "EBDA overlaps kernel");
+_Static_assert(LAYOUT_RESET_VECTOR >= LAYOUT_EBDA_START &&
+                   LAYOUT_RESET_VECTOR + 16 <= LAYOUT_KERNEL_START,
+               "the reset vector lies in the reserved area below 1 MiB");
 _Static_assert(LAYOUT_CMDLINE + LAYOUT_CMDLINE_MAX <= (1ULL << 32), "cmd_line_ptr is 32-bit");
 _Static_assert(LAYOUT_MAX_REGIONS <= E820_MAX_ENTRIES_ZEROPAGE, "e820_table too small");
 _Static_assert(LAYOUT_KERNEL_START < IDENT_MAP_END, "boot page tables must map the kernel");
@@ -239,6 +242,22 @@ static int check_initrd(const struct guest_memory *gm, const struct kernel_image
 	return 0;
 }
 
+/* The firmware at the reset vector, for a guest that jumps there to reboot (Linux's last
+ * resort; with hardware-reduced ACPI and no EFI it is Linux's default path): reset the
+ * machine through the keyboard controller, as a PC BIOS does. Real-mode code at F000:FFF0. */
+static int write_reset_vector(const struct guest_memory *gm, struct error *err)
+{
+	static const uint8_t code[] = {
+	    0xfa,       /* cli */
+	    0xb0, 0xfe, /* mov $0xfe, %al: pulse the reset line */
+	    0xe6, 0x64, /* out %al, $0x64 */
+	    0xf4,       /* hlt */
+	    0xeb, 0xfd, /* jmp back to hlt */
+	};
+
+	return put(gm, LAYOUT_RESET_VECTOR, code, sizeof(code), "reset vector", err);
+}
+
 int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
                const struct boot_args *args, struct boot_cpu_state *cpu, struct error *err)
 {
@@ -261,7 +280,8 @@ int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
 			               ") is not backed by guest memory",
 			               map[i].addr, map[i].addr + map[i].size);
 
-	if (write_cmdline(gm, k, args->cmdline, err) || write_gdt(gm, err))
+	if (write_cmdline(gm, k, args->cmdline, err) || write_gdt(gm, err) ||
+	    write_reset_vector(gm, err))
 		return -1;
 	if (k->proto == BOOT_PROTO_LINUX64)
 		return setup_linux(gm, k, args, map, nmap, cpu, err);

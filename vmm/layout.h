@@ -26,6 +26,7 @@
 #define LAYOUT_CMDLINE_MAX   0x10000ULL /* bytes reserved for the command line */
 #define LAYOUT_EBDA_START    0x9fc00ULL /* [EBDA, 1 MiB) is reserved in the e820 map */
 #define LAYOUT_MPTABLE       LAYOUT_EBDA_START
+#define LAYOUT_RESET_VECTOR  0xffff0ULL  /* F000:FFF0, where a CPU reset starts */
 #define LAYOUT_KERNEL_START  0x100000ULL /* kernels load at or above 1 MiB */
 #define LAYOUT_BOOT_AREA_END LAYOUT_KERNEL_START
 
@@ -46,12 +47,14 @@
 /* Legacy I/O ports. */
 #define PORT_COM1       0x3f8
 #define IRQ_COM1        4
+#define IRQ_I8042       1
 #define PORT_I8042_DATA 0x60
 #define PORT_I8042_CMD  0x64
 #define PORT_CMOS_INDEX 0x70
 #define PORT_CMOS_DATA  0x71
 /* hearth's guest-exit port (the same address as QEMU's isa-debug-exit) */
 #define PORT_GUEST_EXIT 0xf4
+#define PORT_RESET_CTRL 0xcf9 /* reset control: the FADT reset register */
 
 /* Memory map entry types (e820). */
 enum mem_type { MEM_RAM = 1, MEM_RESERVED = 2, MEM_ACPI = 3 };

@@ -15,6 +15,27 @@ static void guest_exit_write(void *opaque, uint64_t off, const uint8_t *data, ui
 
 const struct bus_ops guest_exit_bus_ops = {.write = guest_exit_write};
 
+/* The reset control register (0xcf9), which the FADT names as the ACPI reset register: a write
+ * with RST_CPU set resets the machine, i.e. ends the VM like an i8042 reset. */
+#define RESET_CTRL_RST_CPU 0x04
+
+static void reset_ctrl_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+	(void)opaque;
+	(void)off;
+	memset(data, 0, size);
+}
+
+static void reset_ctrl_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	(void)off;
+	(void)size;
+	if (data[0] & RESET_CTRL_RST_CPU)
+		vm_request_stop(opaque, STOP_RESET, 0, "guest reset the VM (port 0xcf9)");
+}
+
+const struct bus_ops reset_ctrl_bus_ops = {.read = reset_ctrl_read, .write = reset_ctrl_write};
+
 static void ignore_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
 {
 	(void)opaque;

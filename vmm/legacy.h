@@ -1,4 +1,4 @@
-/* The guest-exit port, and ports hearth accepts silently. */
+/* The guest-exit port, the reset control port, and ports hearth accepts silently. */
 #ifndef HEARTH_LEGACY_H
 #define HEARTH_LEGACY_H
 
@@ -6,6 +6,8 @@
 
 /* opaque = struct vm *. A write of byte N to port 0xf4 ends the VM with exit status N. */
 extern const struct bus_ops guest_exit_bus_ops;
+/* opaque = struct vm *. Port 0xcf9 (the ACPI reset register): RST_CPU ends the VM as a reset. */
+extern const struct bus_ops reset_ctrl_bus_ops;
 /* Ports written by firmware-style code that hearth accepts silently (POST codes, 0x80). */
 extern const struct bus_ops ignore_bus_ops;
 

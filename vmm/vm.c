@@ -234,7 +234,7 @@ static void i8042_reset(void *ctx)
 
 static void i8042_irq(void *ctx)
 {
-	irq_pulse(ctx, 1);
+	irq_pulse(ctx, IRQ_I8042);
 }
 
 static void uart_irq(void *ctx)
@@ -254,7 +254,8 @@ static int add_legacy_devices(struct vm *vm, struct error *err)
 	if (bus_add(b, PORT_COM1, 8, &serial_bus_ops, &vm->uart, "uart") ||
 	    bus_add(b, PORT_I8042_DATA, 5, &i8042_bus_ops, &vm->i8042, "i8042") ||
 	    bus_add(b, PORT_CMOS_INDEX, 2, &rtc_cmos_bus_ops, &vm->cmos, "rtc") ||
-	    bus_add(b, PORT_GUEST_EXIT, 1, &guest_exit_bus_ops, vm, "guest-exit"))
+	    bus_add(b, PORT_GUEST_EXIT, 1, &guest_exit_bus_ops, vm, "guest-exit") ||
+	    bus_add(b, PORT_RESET_CTRL, 1, &reset_ctrl_bus_ops, vm, "reset-control"))
 		return err_set(err, "port I/O bus: overlapping devices");
 	if (vm->cfg->boot_timer && bus_add(&vm->mmio, LAYOUT_BOOT_TIMER_ADDR, LAYOUT_MMIO_SLOT_SIZE,
 	                                   &boot_timer_bus_ops, vm, "boot-timer"))

@@ -11,6 +11,9 @@
  *   halt            cli; hlt forever (the VM idles)
  *   triple          triple fault: load an IDT with a zero limit, then ud2
  *   reset           write 0xfe to the i8042 command port; exit 99 if that returns
+ *   acpireset       write the FADT's reset value to its reset register (found through the
+ *                   RSDP in the boot information); exit 99 if that returns, 96 if the
+ *                   FADT has no usable I/O-port reset register
  *   int3            int3 with a zero-limit IDT (a triple fault on real hardware);
  *                   exit 97 if execution somehow continues
  *   echo            echo COM1 input back until a 'q' (not echoed), then print
@@ -37,6 +40,7 @@
 #define EXIT_UNKNOWN_ACTION 98
 #define EXIT_RESET_FAILED   99
 #define EXIT_FAULT_RETURNED 97
+#define EXIT_NO_RESET_REG   96
 
 #define LSR_DATA_READY 0x01
 
@@ -78,6 +82,41 @@ static _Noreturn void reset(void)
 {
 	outb(RT_PORT_I8042_CMD, 0xfe);
 	con_puts("testguest: reset via i8042 did not happen");
+	guest_exit(EXIT_RESET_FAILED);
+}
+
+/* ACPI's reset path, as an OS takes it: RSDP -> XSDT -> FACP -> RESET_REG (system I/O). */
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static _Noreturn void acpi_reset(const struct hvm_start_info *si)
+{
+	const uint8_t *rsdp = (const uint8_t *)(uintptr_t)si->rsdp_paddr;
+	const uint8_t *xsdt, *fadt = 0;
+	uint32_t len;
+
+	if (!rsdp || rsdp[15] < 2)
+		guest_exit(EXIT_NO_RESET_REG);
+	xsdt = (const uint8_t *)(uintptr_t)get64(rsdp + 24);
+	len = get32(xsdt + 4);
+	for (uint32_t off = 36; off + 8 <= len; off += 8) {
+		const uint8_t *t = (const uint8_t *)(uintptr_t)get64(xsdt + off);
+
+		if (!memcmp(t, "FACP", 4))
+			fadt = t;
+	}
+	/* flags bit 10: RESET_REG_SUP; reset_reg at 116 (GAS, space 1 = I/O), value at 128 */
+	if (!fadt || !(get32(fadt + 112) & (1u << 10)) || fadt[116] != 1)
+		guest_exit(EXIT_NO_RESET_REG);
+	outb((uint16_t)get64(fadt + 120), fadt[128]);
+	con_puts("testguest: reset via the ACPI reset register did not happen");
 	guest_exit(EXIT_RESET_FAILED);
 }
 
@@ -197,6 +236,8 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		triple_fault();
 	} else if (rt_token_is(tok, "reset")) {
 		reset();
+	} else if (rt_token_is(tok, "acpireset")) {
+		acpi_reset(si);
 	} else if (rt_token_is(tok, "int3")) {
 		breakpoint();
 	} else if (rt_token_is(tok, "echo")) {

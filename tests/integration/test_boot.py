@@ -24,7 +24,7 @@ def test_hello_boots_and_prints_its_banner(hearth, guest):
     assert r.code == 0, r.err
     assert "hello from hearth:" in r.out
     mem, entries, cpus, cmdline = banner(r.out)
-    # RAM in the map: [0, 0x9fc00) and [1 MiB, 128 MiB): 127.6 MiB, printed as 127.
+#RAM in the map : [0, 0x9fc00) and[1 MiB, 128 MiB) : 127.6 MiB, printed as 127.
     assert (mem, entries, cpus, cmdline) == (127, 3, "1", "hi there")
     assert "guest exited with status 0" in r.err
     assert "host mmu:" in r.err
@@ -77,6 +77,13 @@ def test_i8042_reset_ends_the_vm_with_status_0(hearth, guest):
     r = hearth("--kernel", guest("testguest"), "--cmdline", "reset")
     assert r.code == 0, r.err
     assert "reset" in r.err
+
+
+def test_acpi_reset_register_ends_the_vm_with_status_0(hearth, guest):
+#The FADT's reset register (port 0xcf9), as an OS that resets through ACPI finds it.
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "acpireset")
+    assert r.code == 0, (r.code, r.out, r.err)
+    assert "reset the VM (port 0xcf9)" in r.err
 
 
 def test_triple_fault_is_reported_with_rip(hearth, guest):
@@ -151,6 +158,28 @@ def test_console_none(hearth, guest):
     assert r.out == ""
 
 
+def test_console_on_a_terminal_is_restored_at_exit(hearth, guest):
+    """stdin a terminal: hearth puts it in raw mode and restores it at exit, from the filtered
+    VMM thread (glibc's tcsetattr is TCSETS then TCGETS)."""
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        p = subprocess.run([str(HEARTH), "--mmu", hearth.mmu, "--kernel",
+                            str(guest("testguest")), "--cmdline", "print=on-a-tty exit=3"],
+                           stdin=slave, capture_output=True, timeout=60)
+        err = p.stderr.decode(errors="replace")
+        assert p.returncode == 3, err
+        assert "seccomp" not in err
+        assert b"testguest: on-a-tty" in p.stdout
+        assert termios.tcgetattr(slave) == before, "the terminal was not restored"
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 @needs_kvm
 def test_closed_stdout_does_not_stop_the_vmm(guest):
     p = subprocess.Popen([str(HEARTH), "--kernel", str(guest("testguest")), "--cmdline",
@@ -165,7 +194,7 @@ def test_version_and_help():
     out = subprocess.run([str(HEARTH), "--version"], capture_output=True, text=True)
     assert out.returncode == 0
     assert re.match(r"hearth \d+\.\d+\.\d+\nhost mmu: \S+", out.stdout)
-    # The host as it is: KVM's presence, and why not when it is missing.
+#The host as it is : KVM's presence, and why not when it is missing.
     if KVM:
         assert "\nkvm: available\n" in out.stdout
     else:

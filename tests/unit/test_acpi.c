@@ -270,7 +270,7 @@ static void make_devs(struct acpi_mmio_device *devs, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		devs[i].base = LAYOUT_MMIO_SLOTS_START + i * LAYOUT_MMIO_SLOT_SIZE;
 		devs[i].size = (uint32_t)LAYOUT_MMIO_SLOT_SIZE;
-		devs[i].gsi = i < 19 ? 5 + i : i - 19; /* 5..23, then 0..3 */
+		devs[i].gsi = i < 19 ? 5 + i : i == 19 ? 0 : i - 18; /* 5..23, 0, then 2..3 */
 	}
 }
 
@@ -278,7 +278,7 @@ static void make_devs(struct acpi_mmio_device *devs, unsigned n)
 static void check_tables(struct fx *f, unsigned nvcpus, unsigned ndevs)
 {
 	struct acpi_mmio_device devs[ACPI_MAX_MMIO_DEVICES];
-	struct aml_dev found[ACPI_MAX_MMIO_DEVICES + 2];
+	struct aml_dev found[ACPI_MAX_MMIO_DEVICES + 3];
 	struct error err = {{0}};
 	uint64_t rsdp = 0, xsdt, fadt_addr = 0, madt_addr = 0, dsdt_addr;
 	const uint8_t *r, *x, *fadt, *madt, *dsdt, *e;
@@ -335,6 +335,14 @@ static void check_tables(struct fx *f, unsigned nvcpus, unsigned ndevs)
 	assert_true(rd16(fadt + 109) & (1u << 2));  /* no VGA */
 	assert_false(rd16(fadt + 109) & (1u << 5)); /* the CMOS RTC is there */
 	assert_int_equal(fadt[108], 0x32);          /* century register */
+	/* The reset register: byte 6 to the reset control port (Linux's ACPI reboot path). */
+	assert_true(rd32(fadt + 112) & (1u << 10)); /* RESET_REG_SUP */
+	assert_int_equal(fadt[116], 1);             /* system I/O space */
+	assert_int_equal(fadt[117], 8);             /* 8 bits wide */
+	assert_int_equal(fadt[118], 0);             /* at bit 0 */
+	assert_int_equal(fadt[119], 1);             /* byte access */
+	assert_int_equal(rd64(fadt + 120), 0xcf9);
+	assert_int_equal(fadt[128], 6);
 	dsdt_addr = rd64(fadt + 140);
 
 	/* MADT: one enabled local APIC per vCPU, the IOAPIC, LINT1 NMI, no overrides. */
@@ -375,10 +383,10 @@ static void check_tables(struct fx *f, unsigned nvcpus, unsigned ndevs)
 	assert_int_equal(n_ioapic, 1);
 	assert_int_equal(n_nmi, 1);
 
-	/* DSDT: COM1, RTC and the virtio-mmio devices. */
+	/* DSDT: COM1, the keyboard controller, RTC and the virtio-mmio devices. */
 	dsdt = table_at(f, dsdt_addr, "DSDT", 2);
-	nfound = parse_dsdt(dsdt + 36, rd32(dsdt + 4) - 36, found, ndevs + 2);
-	assert_int_equal(nfound, ndevs + 2);
+	nfound = parse_dsdt(dsdt + 36, rd32(dsdt + 4) - 36, found, ndevs + 3);
+	assert_int_equal(nfound, ndevs + 3);
 	assert_int_equal(count_bytes(dsdt, rd32(dsdt + 4), "LNRO0005", 9), ndevs);
 	{
 		const struct aml_dev *com1 = find_dev(found, nfound, "COM1");
@@ -392,6 +400,18 @@ static void check_tables(struct fx *f, unsigned nvcpus, unsigned ndevs)
 		assert_int_equal(com1->crs_len, sizeof(com1_crs) + 1);
 		assert_memory_equal(com1->crs, com1_crs, sizeof(com1_crs));
 		assert_int_equal(sum8(com1->crs, com1->crs_len), 0);
+		{
+			/* IO 0x60, IO 0x64, IRQNoFlags {1}: i8042 finds its IRQ here. */
+			const struct aml_dev *kbd = find_dev(found, nfound, "KBD_");
+			static const uint8_t kbd_crs[] = {0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01,
+			                                  0x01, 0x47, 0x01, 0x64, 0x00, 0x64, 0x00,
+			                                  0x01, 0x01, 0x22, 0x02, 0x00, 0x79};
+
+			assert_int_equal(kbd->hid_eisa, 0x0303d041); /* EisaId ("PNP0303") */
+			assert_int_equal(kbd->crs_len, sizeof(kbd_crs) + 1);
+			assert_memory_equal(kbd->crs, kbd_crs, sizeof(kbd_crs));
+			assert_int_equal(sum8(kbd->crs, kbd->crs_len), 0);
+		}
 		assert_int_equal(rtc->hid_eisa, 0x000bd041); /* EisaId ("PNP0B00") */
 		assert_int_equal(rtc->crs_len, sizeof(rtc_crs) + 1);
 		assert_memory_equal(rtc->crs, rtc_crs, sizeof(rtc_crs));
@@ -567,6 +587,8 @@ static void test_bad_input(void **state)
 	assert_int_equal(acpi_write(&f->gm, LAYOUT_ACPI_START, len, 1, devs, 2, &rsdp, &err), -1);
 	assert_non_null(strstr(err.msg, "GSI"));
 	devs[1].gsi = IRQ_COM1;
+	assert_int_equal(acpi_write(&f->gm, LAYOUT_ACPI_START, len, 1, devs, 2, &rsdp, &err), -1);
+	devs[1].gsi = IRQ_I8042;
 	assert_int_equal(acpi_write(&f->gm, LAYOUT_ACPI_START, len, 1, devs, 2, &rsdp, &err), -1);
 	devs[1].gsi = devs[0].gsi;
 	assert_int_equal(acpi_write(&f->gm, LAYOUT_ACPI_START, len, 1, devs, 2, &rsdp, &err), -1);

@@ -107,6 +107,17 @@ static void expect_gdt(struct fixture *f)
 	assert_int_equal(BOOT_GDT_SIZE, 32);
 }
 
+/* The firmware at F000:FFF0 resets through the i8042: cli; mov $0xfe,%al; out %al,$0x64. */
+static void expect_reset_vector(struct fixture *f)
+{
+	static const uint8_t want[] = {0xfa, 0xb0, 0xfe, 0xe6, 0x64, 0xf4};
+	uint8_t got[sizeof(want)];
+
+	assert_int_equal(gm_read(&f->gm, LAYOUT_RESET_VECTOR, got, sizeof(got)), 0);
+	assert_memory_equal(got, want, sizeof(want));
+	assert_int_equal(LAYOUT_RESET_VECTOR, 0xf0000 + 0xfff0);
+}
+
 static const char *cmdline_in_guest(struct fixture *f)
 {
 	return gm_ptr(&f->gm, LAYOUT_CMDLINE, 1);
@@ -154,6 +165,7 @@ static void test_linux_elf_boot_params(void **state)
 	assert_int_equal(f->cpu.cr3, LAYOUT_PML4);
 	assert_int_equal(f->cpu.rbx, 0);
 	expect_gdt(f);
+	expect_reset_vector(f);
 }
 
 static void test_linux_no_initrd_no_cmdline(void **state)
@@ -365,6 +377,7 @@ static void test_pvh(void **state)
 	assert_int_equal(f->cpu.rsi, 0);
 	assert_int_equal(f->cpu.cr3, 0);
 	expect_gdt(f);
+	expect_reset_vector(f);
 }
 
 static void test_pvh_no_initrd(void **state)
