@@ -50,7 +50,7 @@ mkdir -p "$OUT"
 # through PVH: no option ROMs, ACPI, RTC, PIT, PIC or second IOAPIC, no default devices.
 # Each of acpi=off, pit=off, pic=off and rtc=off removes a few ms; kernel-irqchip=off
 # would be faster but aborts on this host (QEMU asserts on setting a KVM MSR).
-# -cpu: host-kvm.md (plain "host" fails on MSR 0x10a under kvm_pvm).
+# -cpu: docs/HOST_FACTS.md (plain "host" fails on MSR 0x10a under kvm_pvm).
 HEARTH_CMD="$HEARTH --kernel $HELLO --console none --mem $MEM_MIB"
 QEMU_ARGS="-M microvm,accel=kvm,x-option-roms=off,acpi=off,rtc=off,pit=off,pic=off"
 QEMU_ARGS+=",ioapic2=off,isa-serial=on,auto-kernel-cmdline=off"

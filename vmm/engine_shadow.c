@@ -1238,7 +1238,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 
 /* cpuid is not intercepted at CPL3 on hosts like PVM's: the guest sees the host CPU's own
  * leaves, including its APIC ID. Running vCPU k on the host CPU whose APIC ID is k makes
- * that ID the vCPU's own (guest-compat.md: guests index per-CPU data by it). Probed from
+ * that ID the vCPU's own (docs/HOST_FACTS.md, Guests: guests index per-CPU data by it). Probed from
  * the VMM thread (it runs cpuid on each allowed CPU in turn); -1 when no CPU matches. */
 int shadow_engine_pin_cpu(unsigned vcpu_id)
 {

@@ -16,7 +16,7 @@ int gm_init(struct guest_memory *gm, uint64_t size)
 	         -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	/* Huge pages make first touches ~10x cheaper (host-kvm.md); failure is harmless. The
+	/* Huge pages make first touches ~10x cheaper (docs/HOST_FACTS.md); failure is harmless. The
 	 * first 2 MiB (boot structures, the start of a small guest) stay in 4 KiB pages: a
 	 * guest touches a few pages there, and a huge page would be zeroed whole (~0.3 ms) on
 	 * every boot. */

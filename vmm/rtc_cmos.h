@@ -1,5 +1,5 @@
 /* CMOS RTC at ports 0x70/0x71: the host's UTC time in BCD, 24-hour mode; other registers 0.
- * Guests that probe the RTC must not read 0xff here (guest-compat.md). */
+ * Guests that probe the RTC must not read 0xff here (docs/HOST_FACTS.md, Guests). */
 #ifndef HEARTH_RTC_CMOS_H
 #define HEARTH_RTC_CMOS_H
 

@@ -5,7 +5,7 @@
  * roots are cached per guest CR3 (LRU); the guest's page-table pages are write-protected
  * in the shadow, so a cached root is never more permissive than g.
  *
- * Double shadowing (host-kvm.md): KVM shadows these tables in turn and does not see
+ * Double shadowing (docs/HOST_FACTS.md): KVM shadows these tables in turn and does not see
  * userspace stores that remove or narrow an entry. So an existing shadow entry is only
  * ever widened in place; anything that must narrow or drop an entry starts a new epoch:
  * every cached root is dropped and new ones are built from pages KVM has never seen. When

@@ -18,10 +18,10 @@ struct sh_monitor {
 };
 
 int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, struct error *err);
-/* Register the monitor and pool memslots (before the irqchip: host-kvm.md). */
+/* Register the monitor and pool memslots (before the irqchip: docs/HOST_FACTS.md). */
 int sh_monitor_add_memslots(struct sh_monitor *m, int vm_fd, struct error *err);
 /* Delete and re-add the pool memslot: KVM forgets every shadow of the pool's pages, so
- * pages may be reused with new contents (host-kvm.md, double shadowing). */
+ * pages may be reused with new contents (docs/HOST_FACTS.md, double shadowing). */
 int sh_monitor_reload_pool(struct sh_monitor *m, int vm_fd);
 /* Mirror `n` guest descriptors (8 bytes each) into the real GDT, deprivileged to DPL3;
  * system descriptors are not mirrored. Entries beyond n are cleared, except the indices in

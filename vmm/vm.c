@@ -489,7 +489,8 @@ static int create_machine(struct vm *vm, struct error *err)
 	/* VMX needs these pages in the gap; other backends ignore or refuse them harmlessly. */
 	ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS_ADDR);
 	ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity);
-	/* Memslots before the irqchip: after it, each costs an SRCU grace period (host-kvm.md). */
+	/* Memslots before the irqchip: after it, each costs an SRCU grace period
+	 * (docs/HOST_FACTS.md). */
 	if (set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host, err))
 		return -1;
 	if (vm->mem.high_size && set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
@@ -820,7 +821,7 @@ void vm_detach_teardown(struct vm *vm)
 
 	console_close(&vm->console);
 	/* Destroying a VM within ~16 ms of creating its irqchip waits for an SRCU grace period
-	 * (~10-15 ms, host-kvm.md). A process sharing our memory but holding its own copy of
+	 * (~10-15 ms, docs/HOST_FACTS.md). A process sharing our memory but holding its own copy of
 	 * the fd table keeps the VM alive past our exit and pays that wait off the clock; with
 	 * no exit signal, init reaps it. */
 	if (pidfd >= 0)

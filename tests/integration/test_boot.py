@@ -290,7 +290,7 @@ def test_initrd_is_accepted(hearth, guest, tmp_path):
 
 
 def test_cpuid_apic_id_is_the_vcpus_own(hearth, guest):
-    """guest-compat.md: guests index per-CPU data by the APIC ID cpuid reports."""
+    """docs/HOST_FACTS.md, Guests: guests index per-CPU data by the APIC ID cpuid reports."""
     r = hearth("--kernel", guest("testguest"), "--cmdline", "cpuid")
     assert r.code == 0, r.err
     m = re.search(r"cpuid apic=(\d+) count=(\d+) hv=(\d)", r.out)

@@ -72,7 +72,7 @@ def test_mmuguest_in_hardware_mode(guest):
 
 @needs_kvm
 def test_avx_in_hardware_mode_on_pvm_is_reported(guest):
-    """guest-compat.md: on PVM hosts CPUID keeps XSAVE/AVX set even when hearth clears them
+    """docs/HOST_FACTS.md: on PVM hosts CPUID keeps XSAVE/AVX set even when hearth clears them
     with KVM_SET_CPUID2, so a guest that uses AVX in its kernel hits an emulation failure in
     hardware mode; hearth reports it with the bytes and a hint (shadow mode runs it)."""
     if host_mmu() != "pvm":
