@@ -13,6 +13,7 @@
  * docs/SHADOW_MMU.md has the whole design.
  */
 #include "boot_gdt.h"
+#include "cpuid.h"
 #include "engine.h"
 #include "layout.h"
 #include "log.h"
@@ -644,6 +645,80 @@ fault:
 
 enum emu { EMU_DONE, EMU_STAY, EMU_HALT };
 
+/* Elements of a rep ins/outs handled per trap: a longer string resumes at the same
+ * instruction (RCX counts down), so a huge count cannot hold the vCPU thread. */
+#define PIO_STRING_BATCH 4096
+
+static void set_io_result(struct sh_engine *e, uint32_t v, unsigned size)
+{
+	uint64_t mask = size == 4 ? 0xffffffffULL : size == 2 ? 0xffffULL : 0xffULL;
+
+	/* in %dx, %eax zeroes the upper half; in %dx, %al/%ax keep the rest of RAX */
+	e->g.rax = size == 4 ? v : (e->g.rax & ~mask) | (v & mask);
+}
+
+/* Port I/O that faulted: hearth's own trap port is closed to the guest (nothing answers,
+ * reads give all ones); every other port is open in the TSS I/O bitmap, but a CPU that does
+ * not honour the bitmap from a busy TSS (QEMU's TCG, as an outer hypervisor) faults there
+ * too, so the access is emulated through the port bus. False for a memory fault. */
+static bool emulate_port_io(struct sh_engine *e, const struct sh_insn *in, bool *again)
+{
+	struct bus *pio = &e->v->vm->pio;
+	uint16_t port = in->io_port_imm ? (uint16_t)in->imm : (uint16_t)e->g.rdx;
+	unsigned size = in->io_size;
+	uint64_t amask = in->addrsize == 4 ? 0xffffffffULL : ~0ULL;
+	uint64_t count = 1, done;
+	int64_t step = (e->g.rflags & (1ULL << 10)) ? -(int64_t)size : (int64_t)size;
+	uint32_t v = 0;
+
+	*again = false;
+	e->cpu.exits_io++;
+	METRIC_INC(exit_io);
+	if (in->op == SH_OP_IN || in->op == SH_OP_OUT) {
+		v = (uint32_t)e->g.rax;
+		if (port == SH_TRAP_PORT) {
+			if (in->op == SH_OP_IN)
+				set_io_result(e, ~0U, size);
+			return true;
+		}
+		if (in->op == SH_OP_OUT) {
+			bus_write(pio, port, (const uint8_t *)&v, size);
+		} else {
+			bus_read(pio, port, (uint8_t *)&v, size);
+			set_io_result(e, v, size);
+		}
+		return true;
+	}
+	if (in->rep) {
+		count = e->g.rcx & amask;
+		if (count > PIO_STRING_BATCH) {
+			count = PIO_STRING_BATCH;
+			*again = true;
+		}
+	}
+	for (done = 0; done < count; done++) {
+		if (in->op == SH_OP_OUTS) {
+			uint64_t va = (e->g.rsi & amask) + seg_base(e, in->seg);
+
+			if (!vcopy(e, va, &v, size, false))
+				return false;
+			if (port != SH_TRAP_PORT)
+				bus_write(pio, port, (const uint8_t *)&v, size);
+			e->g.rsi = (e->g.rsi & ~amask) | ((e->g.rsi + (uint64_t)step) & amask);
+		} else {
+			v = ~0U;
+			if (port != SH_TRAP_PORT)
+				bus_read(pio, port, (uint8_t *)&v, size);
+			if (!vcopy(e, e->g.rdi & amask, &v, size, true))
+				return false;
+			e->g.rdi = (e->g.rdi & ~amask) | ((e->g.rdi + (uint64_t)step) & amask);
+		}
+		if (in->rep)
+			e->g.rcx = (e->g.rcx & ~amask) | ((e->g.rcx - 1) & amask);
+	}
+	return true;
+}
+
 /* Emulate the instruction at the guest's RIP after a #GP. */
 static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 {
@@ -883,11 +958,17 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 	case SH_OP_IN:
 	case SH_OP_OUT:
 	case SH_OP_INS:
-	case SH_OP_OUTS:
-		/* Only hearth's trap port is closed in the I/O bitmap: nothing answers there. */
-		if (in.op == SH_OP_IN)
-			set_gpr(e, 0, ~0ULL, in.io_size == 4 ? 4 : in.io_size);
+	case SH_OP_OUTS: {
+		bool again;
+
+		if (!emulate_port_io(e, &in, &again)) {
+			reflect(e, V_GP, 0, false);
+			return EMU_STAY;
+		}
+		if (again)
+			return EMU_DONE; /* the rest of the string: the same instruction again */
 		break;
+	}
 	case SH_OP_SYSRET:
 	case SH_OP_SYSEXIT:
 		user_mode_refused(e, in.op == SH_OP_SYSRET ? "sysret" : "sysexit");
@@ -978,7 +1059,7 @@ static void handle_pf(struct sh_engine *e, uint32_t err)
 		                "shadow mode: the guest maps virtual address 0x%llx into memory "
 		                "hearth reserves (PML4 slot %d or physical 0x%llx and above)",
 		                (unsigned long long)va, SH_MON_PML4_SLOT,
-		                (unsigned long long)SH_MON_GPA);
+		                (unsigned long long)e->mon.gpa);
 		return;
 	}
 }
@@ -1359,11 +1440,20 @@ static void sh_run(struct vcpu *v)
 int shadow_engine_create(struct vm *vm, struct error *err)
 {
 	struct sh_engine *e = calloc(1, sizeof(*e));
+	struct kvm_cpuid_entry2 *widths =
+	    cpuid_find(vm->cpuid->entries, (int)vm->cpuid->nent, 0x80000008, 0);
+	uint64_t guest_end =
+	    vm->mem.high_size ? LAYOUT_HIGH_RAM_START + vm->mem.high_size : LAYOUT_GAP_END;
+	uint64_t gpa;
 
 	if (!e)
 		return err_set(err, "out of memory");
 	vm->shadow = e;
-	return sh_monitor_init(&e->mon, vm->nvcpus, err);
+	/* The monitor sits inside the guest-physical width KVM supports (39 or 40 bits on some
+	 * CPUs, and in nested setups), above everything the guest has. */
+	if (sh_monitor_place(widths ? widths->eax & 0xff : 36, guest_end, &gpa, err))
+		return -1;
+	return sh_monitor_init(&e->mon, vm->nvcpus, gpa, err);
 }
 
 int shadow_engine_add_memslots(struct vm *vm, struct error *err)

@@ -6,22 +6,25 @@
  * Address spaces:
  *   guest-virtual --g (guest page tables)--> guest-physical --f--> KVM-physical
  * f is the identity for guest RAM and device addresses. The monitor (stub code, IDT, GDT,
- * TSS, trap stacks, the shadow-page pool) lives at KVM-physical addresses from
- * SH_MON_GPA, far above anything the guest's memory map describes, and is mapped at the
- * fixed virtual address SH_MON_VA (PML4 slot 510, supervisor-only) in every shadow root.
+ * TSS, trap stacks, the shadow-page pool) lives at KVM-physical addresses from the
+ * monitor's base (struct sh_monitor's gpa: sh_monitor_place), far above anything the guest's
+ * memory map describes, and is mapped at the fixed virtual address SH_MON_VA (PML4 slot 510,
+ * supervisor-only) in every shadow root.
  */
 #ifndef HEARTH_SHADOW_H
 #define HEARTH_SHADOW_H
 
 #include <stdint.h>
 
-#define SH_MON_GPA       0x7f0000000000ULL
-#define SH_MON_VA        0xffffff0000000000ULL
-#define SH_MON_PML4_SLOT 510
-#define SH_MON_SIZE      (2ULL << 20)
-#define SH_POOL_GPA      (SH_MON_GPA + SH_MON_SIZE)
-#define SH_POOL_PAGES    8192 /* 32 MiB of shadow page tables */
-#define SH_TRAP_PORT     0xea /* the stubs' exit: out %al, $SH_TRAP_PORT */
+/* The monitor's base: here where the host's guest-physical width allows (47 bits or more),
+ * else just below the top of that width (sh_monitor_place). */
+#define SH_MON_GPA_DEFAULT 0x7f0000000000ULL
+#define SH_MON_VA          0xffffff0000000000ULL
+#define SH_MON_PML4_SLOT   510
+#define SH_MON_SIZE        (2ULL << 20)
+#define SH_POOL_PAGES      8192          /* 32 MiB of shadow page tables, after the monitor */
+#define SH_MON_SPAN        (64ULL << 20) /* what the monitor and its pool reserve */
+#define SH_TRAP_PORT       0xea          /* the stubs' exit: out %al, $SH_TRAP_PORT */
 
 /* Offsets inside the fixed monitor area. */
 #define SH_OFF_VECTORS 0x0000 /* 256 entry stubs, 16 bytes each: the exit RIP names the vector */

@@ -27,9 +27,9 @@ static uint64_t *pool_page(struct sh_mmu *m, uint64_t idx)
 	return (uint64_t *)(m->mon->pool + idx * SIZE_4K);
 }
 
-static uint64_t pool_gpa(uint64_t idx)
+static uint64_t pool_gpa(const struct sh_mmu *m, uint64_t idx)
 {
-	return SH_POOL_GPA + idx * SIZE_4K;
+	return sh_pool_gpa(m->mon) + idx * SIZE_4K;
 }
 
 void sh_mmu_flush(struct sh_mmu *m)
@@ -65,7 +65,7 @@ static uint64_t new_root(struct sh_mmu *m)
 	if (idx == UINT64_MAX)
 		idx = alloc_page(m); /* a fresh pool always has a page */
 	/* Every root maps the monitor, supervisor-only. */
-	pool_page(m, idx)[SH_MON_PML4_SLOT] = (SH_MON_GPA + SH_OFF_PDPT) | PTE_P | PTE_W;
+	pool_page(m, idx)[SH_MON_PML4_SLOT] = (m->mon->gpa + SH_OFF_PDPT) | PTE_P | PTE_W;
 	return idx;
 }
 
@@ -80,7 +80,7 @@ uint64_t sh_mmu_root(struct sh_mmu *m, uint64_t key)
 		if (r->valid && r->key == key) {
 			r->last_use = m->tick;
 			m->st.hits++;
-			return pool_gpa(r->page);
+			return pool_gpa(m, r->page);
 		}
 		if (!r->valid || (lru->valid && r->last_use < lru->last_use))
 			lru = r;
@@ -92,7 +92,7 @@ uint64_t sh_mmu_root(struct sh_mmu *m, uint64_t key)
 	lru->key = key;
 	lru->last_use = m->tick;
 	lru->valid = true;
-	return pool_gpa(lru->page);
+	return pool_gpa(m, lru->page);
 }
 
 bool sh_mmu_is_tracked(const struct sh_mmu *m, uint64_t gpa)
@@ -239,17 +239,16 @@ static uint64_t descend(struct sh_mmu *m, uint64_t tbl, unsigned idx)
 
 		/* A large leaf where a table is now needed would have to narrow in place,
 		 * which KVM would not see: start a new epoch instead; the guest faults again. */
-		if ((*e & PTE_PS) || addr < SH_POOL_GPA ||
-		    addr >= SH_POOL_GPA + (uint64_t)SH_POOL_PAGES * SIZE_4K) {
+		if ((*e & PTE_PS) || addr < pool_gpa(m, 0) || addr >= pool_gpa(m, SH_POOL_PAGES)) {
 			sh_mmu_flush(m);
 			return UINT64_MAX;
 		}
-		return (addr - SH_POOL_GPA) >> 12;
+		return (addr - pool_gpa(m, 0)) >> 12;
 	}
 	child = alloc_page(m);
 	if (child == UINT64_MAX)
 		return UINT64_MAX;
-	*e = pool_gpa(child) | PTE_P | PTE_W | PTE_U; /* adding an entry: safe in place */
+	*e = pool_gpa(m, child) | PTE_P | PTE_W | PTE_U; /* adding an entry: safe in place */
 	return child;
 }
 
@@ -292,7 +291,7 @@ enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, u
 			sh_mmu_root(m, key);
 		}
 	}
-	if (w->gpa >= SH_MON_GPA)
+	if (w->gpa >= m->mon->gpa)
 		return SH_BAD_GPA;
 	if (write && sh_mmu_is_tracked(m, w->gpa) && (w->gpa >> 12) != m->exempt) {
 		m->st.tracked_writes++;

@@ -91,28 +91,49 @@ static void write_gdt_and_tss(struct sh_monitor *m)
 	}
 }
 
-/* Page tables mapping SH_MON_VA -> SH_MON_GPA for the fixed area (supervisor only). */
-static void write_monitor_page_tables(uint8_t *mon)
+/* Page tables mapping SH_MON_VA -> the monitor's base for the fixed area (supervisor only). */
+static void write_monitor_page_tables(uint8_t *mon, uint64_t gpa)
 {
 	uint64_t *pdpt = (uint64_t *)(mon + SH_OFF_PDPT);
 	uint64_t *pd = (uint64_t *)(mon + SH_OFF_PD);
 	uint64_t *pt = (uint64_t *)(mon + SH_OFF_PT);
 
-	pdpt[0] = (SH_MON_GPA + SH_OFF_PD) | PTE_P | PTE_W;
-	pd[0] = (SH_MON_GPA + SH_OFF_PT) | PTE_P | PTE_W;
+	pdpt[0] = (gpa + SH_OFF_PD) | PTE_P | PTE_W;
+	pd[0] = (gpa + SH_OFF_PT) | PTE_P | PTE_W;
 	for (unsigned i = 0; i < SH_MON_SIZE / 4096; i++) {
 		uint64_t off = (uint64_t)i * 4096;
 		bool code = off < SH_OFF_IDT;
 
-		pt[i] = (SH_MON_GPA + off) | PTE_P | (code ? 0 : PTE_W | PTE_NX);
+		pt[i] = (gpa + off) | PTE_P | (code ? 0 : PTE_W | PTE_NX);
 	}
 }
 
-int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, struct error *err)
+int sh_monitor_place(unsigned phys_bits, uint64_t guest_end, uint64_t *gpa, struct error *err)
+{
+	uint64_t top;
+
+	if (phys_bits < 32 || phys_bits > 52)
+		return err_set(err, "shadow mode: the host reports %u guest-physical address bits",
+		               phys_bits);
+	top = 1ULL << phys_bits;
+	*gpa = top - SH_MON_SPAN < SH_MON_GPA_DEFAULT ? top - SH_MON_SPAN : SH_MON_GPA_DEFAULT;
+	if (guest_end > *gpa)
+		return err_set(err,
+		               "shadow mode: guest memory up to 0x%llx leaves no room for the "
+		               "monitor below the host's %u-bit guest-physical limit",
+		               (unsigned long long)guest_end, phys_bits);
+	return 0;
+}
+
+int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, uint64_t gpa, struct error *err)
 {
 	memset(m, 0, sizeof(*m));
 	if (nvcpus > SH_MAX_VCPUS)
 		return err_set(err, "shadow mode: at most %d vCPUs", SH_MAX_VCPUS);
+	if (gpa & (SH_MON_SIZE - 1))
+		return err_set(err, "shadow mode: monitor base 0x%llx is not 2 MiB aligned",
+		               (unsigned long long)gpa);
+	m->gpa = gpa;
 	m->nvcpus = nvcpus;
 	m->mon =
 	    mmap(NULL, SH_MON_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -125,7 +146,7 @@ int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, struct error *err)
 	write_code(m->mon);
 	write_idt(m->mon);
 	write_gdt_and_tss(m);
-	write_monitor_page_tables(m->mon);
+	write_monitor_page_tables(m->mon, gpa);
 	return 0;
 }
 
@@ -146,17 +167,19 @@ static int set_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, void 
 
 int sh_monitor_add_memslots(struct sh_monitor *m, int vm_fd, struct error *err)
 {
-	if (set_slot(vm_fd, SH_SLOT_MON, SH_MON_GPA, SH_MON_SIZE, m->mon) ||
-	    set_slot(vm_fd, SH_SLOT_POOL, SH_POOL_GPA, (uint64_t)SH_POOL_PAGES * 4096, m->pool))
-		return err_set(err, "shadow mode: monitor memslot: %s", strerror(errno));
+	if (set_slot(vm_fd, SH_SLOT_MON, m->gpa, SH_MON_SIZE, m->mon) ||
+	    set_slot(vm_fd, SH_SLOT_POOL, sh_pool_gpa(m), (uint64_t)SH_POOL_PAGES * 4096, m->pool))
+		return err_set(err, "shadow mode: monitor memslot at 0x%llx: %s",
+		               (unsigned long long)m->gpa, strerror(errno));
 	return 0;
 }
 
 int sh_monitor_reload_pool(struct sh_monitor *m, int vm_fd)
 {
-	if (set_slot(vm_fd, SH_SLOT_POOL, SH_POOL_GPA, 0, m->pool))
+	if (set_slot(vm_fd, SH_SLOT_POOL, sh_pool_gpa(m), 0, m->pool))
 		return -1;
-	return set_slot(vm_fd, SH_SLOT_POOL, SH_POOL_GPA, (uint64_t)SH_POOL_PAGES * 4096, m->pool);
+	return set_slot(vm_fd, SH_SLOT_POOL, sh_pool_gpa(m), (uint64_t)SH_POOL_PAGES * 4096,
+	                m->pool);
 }
 
 static bool kept(unsigned i, const unsigned *keep, unsigned nkeep)

@@ -11,13 +11,21 @@
 #include "shadow.h"
 
 struct sh_monitor {
-	uint8_t *mon;  /* host view of [SH_MON_GPA, + SH_MON_SIZE) */
+	uint64_t gpa;  /* the monitor's guest-physical base; the pool follows at + SH_MON_SIZE */
+	uint8_t *mon;  /* host view of [gpa, + SH_MON_SIZE) */
 	uint8_t *pool; /* host view of the shadow-page pool */
 	unsigned nvcpus;
 	unsigned guest_gdt_entries; /* mirrored so far */
 };
 
-int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, struct error *err);
+/* Where the monitor goes for a host whose guest-physical addresses have `phys_bits` bits (KVM's
+ * CPUID leaf 0x80000008) and a guest whose RAM and devices end below `guest_end`. */
+int sh_monitor_place(unsigned phys_bits, uint64_t guest_end, uint64_t *gpa, struct error *err);
+int sh_monitor_init(struct sh_monitor *m, unsigned nvcpus, uint64_t gpa, struct error *err);
+static inline uint64_t sh_pool_gpa(const struct sh_monitor *m)
+{
+	return m->gpa + SH_MON_SIZE;
+}
 /* Register the monitor and pool memslots (before the irqchip: docs/HOST_FACTS.md). */
 int sh_monitor_add_memslots(struct sh_monitor *m, int vm_fd, struct error *err);
 /* Delete and re-add the pool memslot: KVM forgets every shadow of the pool's pages, so

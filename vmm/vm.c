@@ -496,6 +496,10 @@ static int create_machine(struct vm *vm, struct error *err)
 	if (vm->mem.high_size && set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
 	                                     vm->mem.host + vm->mem.low_size, err))
 		return -1;
+	/* The CPUID query (started with /dev/kvm) is done by now: the shadow monitor's place
+	 * depends on the guest-physical width it reports. */
+	if (query_cpuid(vm, err))
+		return -1;
 	if (vm->engine == MMU_SHADOW &&
 	    (shadow_engine_create(vm, err) || shadow_engine_add_memslots(vm, err)))
 		return -1;
@@ -504,8 +508,6 @@ static int create_machine(struct vm *vm, struct error *err)
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_set(err, "KVM_CREATE_PIT2: %s", strerror(errno));
 	if (wire_devices(vm, err))
-		return -1;
-	if (query_cpuid(vm, err))
 		return -1;
 	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)

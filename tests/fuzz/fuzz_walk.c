@@ -30,13 +30,15 @@
 #include "vmm/shadow_mmu.h"
 #include "vmm/shadow_monitor.h"
 
-#define RAM_SIZE  (1u << 20)
-#define RAM_PAGES (RAM_SIZE >> 12)
-#define SZ_4K     0x1000ULL
-#define SZ_2M     0x200000ULL
-#define SZ_1G     0x40000000ULL
-#define POOL_END  (SH_POOL_GPA + (uint64_t)SH_POOL_PAGES * SZ_4K)
-#define MON_ENTRY ((SH_MON_GPA + SH_OFF_PDPT) | PTE_P | PTE_W)
+#define RAM_SIZE    (1u << 20)
+#define RAM_PAGES   (RAM_SIZE >> 12)
+#define SZ_4K       0x1000ULL
+#define SZ_2M       0x200000ULL
+#define SZ_1G       0x40000000ULL
+#define SH_MON_GPA  SH_MON_GPA_DEFAULT
+#define SH_POOL_GPA (SH_MON_GPA + SH_MON_SIZE)
+#define POOL_END    (SH_POOL_GPA + (uint64_t)SH_POOL_PAGES * SZ_4K)
+#define MON_ENTRY   ((SH_MON_GPA + SH_OFF_PDPT) | PTE_P | PTE_W)
 
 static uint8_t ram[RAM_SIZE] __attribute__((aligned(4096)));
 static struct guest_memory gm;
@@ -414,7 +416,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!ready) {
 		struct error err;
 
-		if (sh_monitor_init(&mon, 1, &err))
+		if (sh_monitor_init(&mon, 1, SH_MON_GPA, &err))
 			abort();
 		gm_wrap(&gm, ram, RAM_SIZE);
 		ready = true;

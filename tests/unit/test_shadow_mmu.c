@@ -40,8 +40,11 @@
 #define SIZE_2M    0x200000ULL
 #define SIZE_1G    0x40000000ULL
 #define TBL        (PTE_P | PTE_W) /* intermediate guest entries: A clear, to see it set */
-#define POOL_END   (SH_POOL_GPA + (uint64_t)SH_POOL_PAGES * SIZE_4K)
-#define MON_ENTRY  ((SH_MON_GPA + SH_OFF_PDPT) | PTE_P | PTE_W)
+/* The monitor where a host with 40-bit guest-physical addresses has it (sh_monitor_place). */
+#define SH_MON_GPA  ((1ULL << 40) - SH_MON_SPAN)
+#define SH_POOL_GPA (SH_MON_GPA + SH_MON_SIZE)
+#define POOL_END    (SH_POOL_GPA + (uint64_t)SH_POOL_PAGES * SIZE_4K)
+#define MON_ENTRY   ((SH_MON_GPA + SH_OFF_PDPT) | PTE_P | PTE_W)
 
 /* The real #PF error code of a CPL3 access, as the CPU reports it through the shadow. */
 #define HW_READ  (PF_U)
@@ -66,7 +69,7 @@ static int setup(void **state)
 	f->ram = calloc(1, RAM_SIZE);
 	assert_non_null(f->ram);
 	gm_wrap(&f->gm, f->ram, RAM_SIZE);
-	assert_int_equal(sh_monitor_init(&f->mon, 1, &err), 0);
+	assert_int_equal(sh_monitor_init(&f->mon, 1, SH_MON_GPA, &err), 0);
 	sh_mmu_init(&f->mmu, &f->mon, &f->gm, -1);
 	f->no_exempt = f->mmu.exempt;
 	f->next_table = TABLES_GPA;
@@ -1071,10 +1074,13 @@ static void test_bad_gpa(void **state)
 	    {0x0000fffffffff000ULL, 1, SH_BAD_GPA},
 	    {SH_MON_GPA, 2, SH_BAD_GPA},
 	    {SH_POOL_GPA, 2, SH_BAD_GPA},
-	    {SH_MON_GPA, 3, SH_BAD_GPA},
+	    {(SH_MON_GPA + SIZE_1G - 1) & ~(SIZE_1G - 1), 3, SH_BAD_GPA}, /* 1 GiB aligned */
 	    {SH_MON_GPA - SIZE_4K, 1, SH_FILLED}, /* not RAM, but not hearth's either */
 	    {SH_MON_GPA - SIZE_2M, 2, SH_FILLED},
-	    {SH_MON_GPA - SIZE_1G, 3, SH_FILLED},
+	    {(SH_MON_GPA & ~(SIZE_1G - 1)) - SIZE_1G, 3, SH_FILLED},
+	    /* a 1 GiB guest page whose start is below the monitor and which covers it: only
+	     * its 2 MiB pieces below the monitor are the guest's */
+	    {SH_MON_GPA & ~(SIZE_1G - 1), 3, SH_FILLED},
 	};
 	struct sh_walk w;
 
@@ -1594,9 +1600,34 @@ static void test_identity_monitor_slot(void **state)
 	assert_int_equal(isolated(child_identity_monitor_slot, *state), 0);
 }
 
+/* The monitor goes inside the host's guest-physical width, above all of the guest. */
+static void test_monitor_place(void **state)
+{
+	struct error err = {""};
+	uint64_t gpa;
+
+	(void)state;
+	assert_int_equal(sh_monitor_place(48, 4ULL << 30, &gpa, &err), 0);
+	assert_int_equal(gpa, SH_MON_GPA_DEFAULT);
+	assert_int_equal(sh_monitor_place(52, 4ULL << 30, &gpa, &err), 0);
+	assert_int_equal(gpa, SH_MON_GPA_DEFAULT);
+	assert_int_equal(sh_monitor_place(40, 4ULL << 30, &gpa, &err), 0);
+	assert_int_equal(gpa, (1ULL << 40) - SH_MON_SPAN);
+	assert_true(gpa + SH_MON_SIZE + (uint64_t)SH_POOL_PAGES * 4096 <= 1ULL << 40);
+	assert_int_equal(sh_monitor_place(39, 4ULL << 30, &gpa, &err), 0);
+	assert_int_equal(gpa, (1ULL << 39) - SH_MON_SPAN);
+	assert_int_equal(gpa % SH_MON_SIZE, 0);
+	/* Guest RAM up to the top of a 39-bit space leaves no room. */
+	assert_int_equal(sh_monitor_place(39, (1ULL << 39) - (32ULL << 20), &gpa, &err), -1);
+	assert_non_null(strstr(err.msg, "39-bit"));
+	assert_int_equal(sh_monitor_place(20, 4ULL << 30, &gpa, &err), -1);
+	assert_int_equal(sh_monitor_place(64, 4ULL << 30, &gpa, &err), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_monitor_place),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	    T(test_walk_4k),
 	    T(test_walk_2m),
