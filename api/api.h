@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vm_config.h"
+#include "config/vm_config.h"
 
 #define API_MAX_BODY 51200 /* Firecracker's limit on request bodies */
 

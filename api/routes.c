@@ -3,6 +3,7 @@
  * no sockets, no VM state, so the unit tests and the fuzzer drive it directly.
  */
 #include "routes.h"
+#include "config/validate.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -13,8 +14,6 @@
 #include <strings.h>
 
 #define MAX_SAFE_INT 9007199254740992.0 /* 2^53: larger doubles are not exact integers */
-#define MEM_MIB_MIN  4
-#define MEM_MIB_MAX  1048576 /* 1 TiB */
 #define NAME_LEN     160
 
 static int fail(const struct api_pctx *c, const char *fmt, ...)
@@ -92,19 +91,21 @@ static int missing(const struct api_pctx *c, const char *key)
 	return fail(c, "missing required field '%s'", full_name(c, key, name));
 }
 
-/* The getters return 1 when the field is there, 0 when it is absent, -1 on error. */
+/* The getters return 1 when the field is there, 0 when it is absent, -1 on error. With
+ * path, the string is a host path and must pass validate_path. */
 static int get_str(const struct api_pctx *c, const cJSON *o, const char *key, bool required,
-                   bool nonempty, const char **out)
+                   bool path, const char **out)
 {
 	const cJSON *it = member(o, key);
 	char name[NAME_LEN];
+	const char *rule;
 
 	if (!it)
 		return required ? missing(c, key) : 0;
 	if (!cJSON_IsString(it) || !it->valuestring)
 		return fail(c, "%s must be a string", subject(c, key, name));
-	if (nonempty && !it->valuestring[0])
-		return fail(c, "%s must not be empty", subject(c, key, name));
+	if (path && (rule = validate_path(it->valuestring)))
+		return fail(c, "%s %s", subject(c, key, name), rule);
 	*out = it->valuestring;
 	return 1;
 }
@@ -123,23 +124,27 @@ static int get_bool(const struct api_pctx *c, const cJSON *o, const char *key, b
 	return 1;
 }
 
-/* A whole number in [lo, hi] (hi <= 2^53); 1.5, -1 and 1e300 are refused. */
+/* A whole number that passes check (a config/validate.h range); 1.5 and 1e400 are not whole
+ * numbers. check sees a negative number as 0 and one above 2^53 (not exact in a double) as
+ * UINT64_MAX: out of every range it has. */
 static int get_uint(const struct api_pctx *c, const cJSON *o, const char *key, bool required,
-                    uint64_t lo, uint64_t hi, uint64_t *out)
+                    const char *(*check)(uint64_t), uint64_t *out)
 {
 	const cJSON *it = member(o, key);
 	char name[NAME_LEN];
+	const char *rule;
+	uint64_t v;
 	double d;
 
 	if (!it)
 		return required ? missing(c, key) : 0;
 	d = it->valuedouble;
 	if (!cJSON_IsNumber(it) || !isfinite(d) || d != floor(d))
-		return fail(c, "%s must be an integer", subject(c, key, name));
-	if (!(d >= (double)lo && d <= (double)hi && d <= MAX_SAFE_INT))
-		return fail(c, "%s must be between %llu and %llu", subject(c, key, name),
-		            (unsigned long long)lo, (unsigned long long)hi);
-	*out = (uint64_t)d;
+		return fail(c, "%s " VALIDATE_NOT_INTEGER, subject(c, key, name));
+	v = d < 0 ? 0 : d > MAX_SAFE_INT ? UINT64_MAX : (uint64_t)d;
+	if ((rule = check(v)))
+		return fail(c, "%s %s", subject(c, key, name), rule);
+	*out = v;
 	return 1;
 }
 
@@ -179,7 +184,7 @@ static int dup_str(const struct api_pctx *c, const char *s, char **out)
 static int get_id(const struct api_pctx *c, const cJSON *o, const char *key, const char *path_id,
                   char out[DRIVE_ID_MAX + 1])
 {
-	const char *id;
+	const char *id, *rule;
 	char name[NAME_LEN];
 
 	if (get_str(c, o, key, true, false, &id) < 0)
@@ -188,9 +193,8 @@ static int get_id(const struct api_pctx *c, const cJSON *o, const char *key, con
 		if (strcmp(id, path_id))
 			return fail(c, "%s '%.64s' in the body does not match '%s' in the path",
 			            key, id, path_id);
-	} else if (!config_id_valid(id, DRIVE_ID_MAX)) {
-		return fail(c, "%s '%.64s' is invalid: use 1..%d characters from [A-Za-z0-9_]",
-		            full_name(c, key, name), id, DRIVE_ID_MAX);
+	} else if ((rule = validate_id(id))) {
+		return fail(c, "%s '%.64s' %s", full_name(c, key, name), id, rule);
 	}
 	strcpy(out, id);
 	return 0;
@@ -380,13 +384,13 @@ int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patc
 	mc->mmu = MMU_AUTO;
 	if (check_fields(c, o, known))
 		return -1;
-	if ((r = get_uint(c, o, "vcpu_count", !patch, 1, VM_MAX_VCPUS, &v)) < 0)
+	if ((r = get_uint(c, o, "vcpu_count", !patch, validate_vcpus, &v)) < 0)
 		return -1;
 	if (r) {
 		mc->vcpus = (unsigned)v;
 		mc->has |= MC_VCPUS;
 	}
-	if ((r = get_uint(c, o, "mem_size_mib", !patch, MEM_MIB_MIN, MEM_MIB_MAX, &v)) < 0)
+	if ((r = get_uint(c, o, "mem_size_mib", !patch, validate_mem_mib, &v)) < 0)
 		return -1;
 	if (r) {
 		mc->mem_mib = v;
@@ -480,51 +484,13 @@ int api_parse_drive_patch(const struct api_pctx *c, const cJSON *o, const char *
 	return dup_str(c, path, &d->path);
 }
 
-bool api_parse_mac(const char *s, uint8_t mac[6])
-{
-	for (int i = 0; i < 6; i++) {
-		unsigned v = 0;
-
-		for (int j = 0; j < 2; j++) {
-			char ch = *s++;
-
-			v <<= 4;
-			if (ch >= '0' && ch <= '9')
-				v |= (unsigned)(ch - '0');
-			else if (ch >= 'a' && ch <= 'f')
-				v |= (unsigned)(ch - 'a' + 10);
-			else if (ch >= 'A' && ch <= 'F')
-				v |= (unsigned)(ch - 'A' + 10);
-			else
-				return false;
-		}
-		mac[i] = (uint8_t)v;
-		if (*s++ != (i < 5 ? ':' : '\0'))
-			return false;
-	}
-	return true;
-}
-
-/* A Linux interface name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
-static bool ifname_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > IFACE_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] == '/' || s[i] == ':' || s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r'))
-			return false;
-	return true;
-}
-
 int api_parse_net(const struct api_pctx *c, const cJSON *o, const char *path_id,
                   struct net_config *n)
 {
 	static const char *const known[] = {
 	    "iface_id",        "host_dev_name", "guest_mac", "rx_rate_limiter",
 	    "tx_rate_limiter", "mtu",           NULL};
-	const char *dev, *mac;
+	const char *dev, *mac, *rule;
 	char name[NAME_LEN];
 	int r;
 
@@ -532,15 +498,13 @@ int api_parse_net(const struct api_pctx *c, const cJSON *o, const char *path_id,
 	if (check_fields(c, o, known) || get_id(c, o, "iface_id", path_id, n->id) ||
 	    get_str(c, o, "host_dev_name", true, false, &dev) < 0)
 		return -1;
-	if (!ifname_valid(dev))
-		return fail(c, "%s must be 1..%d characters, without '/', ':' or whitespace",
-		            subject(c, "host_dev_name", name), IFACE_NAME_MAX);
+	if ((rule = validate_ifname(dev)))
+		return fail(c, "%s '%.64s' %s", full_name(c, "host_dev_name", name), dev, rule);
 	strcpy(n->host_dev_name, dev);
 	if ((r = get_str(c, o, "guest_mac", false, false, &mac)) < 0)
 		return -1;
-	if (r && !api_parse_mac(mac, n->mac))
-		return fail(c, "%s must be a MAC address like 06:00:ac:10:00:02",
-		            subject(c, "guest_mac", name));
+	if (r && (rule = validate_mac(mac, n->mac)))
+		return fail(c, "%s '%.64s' %s", full_name(c, "guest_mac", name), mac, rule);
 	n->has_mac = r;
 	if (forbid(c, o, "rx_rate_limiter") || forbid(c, o, "tx_rate_limiter") ||
 	    forbid(c, o, "mtu"))
@@ -741,7 +705,8 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 	const char *idp = NULL;
 	const struct route *r;
 	unsigned mb = method_bit(method);
-	char id[DRIVE_ID_MAX + 1];
+	char id[DRIVE_ID_MAX + 2]; /* one more: an over-long id stays over-long */
+	const char *rule;
 	int pl = plen > 256 ? 256 : (int)plen; /* how much of the path messages quote */
 	cJSON *root;
 	int ret;
@@ -771,12 +736,11 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 		if (!idlen)
 			return fail(&c, "%s %.*s: missing %s in the path (%s/{%s})", method, pl,
 			            url, r->id_name, r->path, r->id_name);
-		if (idlen > DRIVE_ID_MAX ||
-		    (memcpy(id, idp, idlen), id[idlen] = 0, !config_id_valid(id, DRIVE_ID_MAX)))
-			return fail(&c,
-			            "invalid %s '%.*s' in the path: use 1..%d characters from "
-			            "[A-Za-z0-9_]",
-			            r->id_name, idlen > 64 ? 64 : (int)idlen, idp, DRIVE_ID_MAX);
+		memcpy(id, idp, idlen > DRIVE_ID_MAX ? DRIVE_ID_MAX + 1 : idlen);
+		id[idlen > DRIVE_ID_MAX ? DRIVE_ID_MAX + 1 : idlen] = 0;
+		if ((rule = validate_id(id)))
+			return fail(&c, "%s '%.*s' in the path %s", r->id_name,
+			            idlen > 64 ? 64 : (int)idlen, idp, rule);
 	}
 
 	if (mb == M_GET) {

@@ -2,7 +2,8 @@
  * The request layer of the API: HTTP method + path + body -> struct api_msg, with every
  * check that does not depend on the VM's state (JSON syntax, field names and types, ranges,
  * ids, features hearth does not have). The same per-section parsers read --config-file
- * (api/config_json.c), so a field means the same thing, and fails the same way, in both.
+ * (api/config_json.c), so a field means the same thing, and fails the same way, in both; the
+ * rules for the values themselves are config/validate.h's, which the command line uses too.
  *
  * Error messages name the field: in a request body "field 'vcpu_count' must be an integer",
  * in a config file "machine-config.vcpu_count must be an integer".
@@ -64,8 +65,5 @@ int api_parse_action(const struct api_pctx *c, const cJSON *o, struct api_msg *m
 int api_parse_vm_state(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_logger(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_metrics(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
-
-/* "06:00:ac:10:00:02" (either case) -> mac; false when malformed. */
-bool api_parse_mac(const char *s, uint8_t mac[6]);
 
 #endif

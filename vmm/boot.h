@@ -15,14 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/vm_config.h" /* enum boot_protocol */
 #include "error.h"
 #include "guest_memory.h"
-
-enum boot_protocol {
-	BOOT_PROTO_AUTO,    /* PVH when the ELF has a PVH note, else Linux 64-bit */
-	BOOT_PROTO_LINUX64, /* Linux 64-bit boot protocol: long mode, %rsi = boot_params */
-	BOOT_PROTO_PVH,     /* PVH: 32-bit protected mode, %ebx = hvm_start_info */
-};
 
 enum kernel_format { KERNEL_ELF, KERNEL_BZIMAGE };
 

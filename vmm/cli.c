@@ -1,7 +1,7 @@
 #include "cli.h"
 #include "exit_codes.h"
 #include "layout.h"
-#include "api/routes.h"
+#include "config/validate.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -124,33 +124,41 @@ void cli_usage(FILE *f)
 	    EXIT_SECCOMP);
 }
 
-/* Parse a whole decimal number in [min, max]. */
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
+/* The usage text and the config model state the same RAM limits as the memory layout. */
+_Static_assert(VM_MIN_MEM_MIB *MIB == LAYOUT_MIN_RAM, "VM_MIN_MEM_MIB != LAYOUT_MIN_RAM");
+_Static_assert(VM_MAX_MEM_MIB *MIB == LAYOUT_MAX_RAM, "VM_MAX_MEM_MIB != LAYOUT_MAX_RAM");
 
-	if (!*s || *s == '-' || *s == '+')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = v;
+/* "<what> '<value>' <rule>" (a config/validate.h rule); a long value is cut short so the
+ * rule always fits in the message. */
+static int bad_value(struct error *err, const char *what, const char *value, const char *rule)
+{
+	size_t n = strlen(value);
+
+	return err_set(err, "%s '%.*s%s' %s", what, n > 160 ? 157 : (int)n, value,
+	               n > 160 ? "..." : "", rule);
+}
+
+/* A count flag: digits only, then the field's range. */
+static int parse_count(const char *flag, const char *s, const char *(*check)(uint64_t),
+                       uint64_t *out, struct error *err)
+{
+	const char *rule = validate_uint_text(s, out);
+
+	if (rule || (rule = check(*out)))
+		return bad_value(err, flag, s, rule);
 	return 0;
 }
 
-static bool valid_id(const char *s)
+/* A path flag (--kernel, --initrd, ...): the path rules, then a copy in *field. */
+static int set_path(const char *flag, char **field, const char *s, struct error *err)
 {
-	size_t n = strlen(s);
+	const char *rule = validate_path(s);
 
-	if (n == 0 || n > VM_ID_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
+	if (rule)
+		return bad_value(err, flag, s, rule);
+	if (config_set_str(field, s))
+		return err_set(err, "out of memory");
+	return 0;
 }
 
 static enum cli_result oom(struct error *err)
@@ -164,6 +172,7 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 {
 	struct drive_config *d;
 	char *opt, *save = NULL;
+	const char *rule;
 
 	if (cfg->ndrives >= VM_MAX_DRIVES)
 		return err_set(err, "--drive: at most %d drives", VM_MAX_DRIVES);
@@ -172,19 +181,16 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 	opt = strtok_r(arg, ",", &save);
 	if (!opt || !*opt || arg[0] == ',')
 		return err_set(err, "--drive: expected PATH[,ro][,id=NAME]");
-	if (config_set_str(&d->path, opt))
-		return err_set(err, "out of memory");
+	if (set_path("--drive: path", &d->path, opt, err))
+		return -1;
 	cfg->ndrives++; /* owned by cfg from here on, also on the error paths below */
 	snprintf(d->id, sizeof(d->id), "drive%u", cfg->ndrives - 1);
 	while ((opt = strtok_r(NULL, ",", &save))) {
 		if (!strcmp(opt, "ro")) {
 			d->read_only = true;
 		} else if (!strncmp(opt, "id=", 3)) {
-			if (!config_id_valid(opt + 3, DRIVE_ID_MAX))
-				return err_set(err,
-				               "--drive: id '%s': use 1..%d characters from "
-				               "[A-Za-z0-9_]",
-				               opt + 3, DRIVE_ID_MAX);
+			if ((rule = validate_id(opt + 3)))
+				return bad_value(err, "--drive: id", opt + 3, rule);
 			strcpy(d->id, opt + 3);
 		} else {
 			return err_set(err, "--drive: unknown option '%s' (expected ro or id=NAME)",
@@ -197,24 +203,12 @@ static int parse_drive(char *arg, struct vm_config *cfg, struct error *err)
 	return 0;
 }
 
-/* A Linux interface name: 1..15 bytes, no '/', ':' or whitespace, not "." or "..". */
-static bool ifname_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > IFACE_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] == '/' || s[i] == ':' || s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r'))
-			return false;
-	return true;
-}
-
 /* TAP[,mac=XX:XX:XX:XX:XX:XX][,id=NAME] */
 static int parse_net(char *arg, struct vm_config *cfg, struct error *err)
 {
 	struct net_config *n;
 	char *opt, *save = NULL;
+	const char *rule;
 
 	if (cfg->nnets >= VM_MAX_NETS)
 		return err_set(err, "--net: at most %d network interfaces", VM_MAX_NETS);
@@ -223,30 +217,18 @@ static int parse_net(char *arg, struct vm_config *cfg, struct error *err)
 	opt = strtok_r(arg, ",", &save);
 	if (!opt || !*opt || arg[0] == ',')
 		return err_set(err, "--net: expected TAP[,mac=XX:XX:XX:XX:XX:XX][,id=NAME]");
-	if (!ifname_ok(opt))
-		return err_set(err,
-		               "--net: TAP name '%s': use 1..%d characters, without '/', ':' "
-		               "or whitespace",
-		               opt, IFACE_NAME_MAX);
+	if ((rule = validate_ifname(opt)))
+		return bad_value(err, "--net: TAP name", opt, rule);
 	strcpy(n->host_dev_name, opt);
 	snprintf(n->id, sizeof(n->id), "net%u", cfg->nnets);
 	while ((opt = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(opt, "mac=", 4)) {
-			if (!api_parse_mac(opt + 4, n->mac))
-				return err_set(err,
-				               "--net: mac '%s': expected six hex bytes like "
-				               "06:00:ac:10:00:02",
-				               opt + 4);
-			if (n->mac[0] & 1)
-				return err_set(err, "--net: mac '%s' is a multicast address",
-				               opt + 4);
+			if ((rule = validate_mac(opt + 4, n->mac)))
+				return bad_value(err, "--net: mac", opt + 4, rule);
 			n->has_mac = true;
 		} else if (!strncmp(opt, "id=", 3)) {
-			if (!config_id_valid(opt + 3, DRIVE_ID_MAX))
-				return err_set(err,
-				               "--net: id '%s': use 1..%d characters from "
-				               "[A-Za-z0-9_]",
-				               opt + 3, DRIVE_ID_MAX);
+			if ((rule = validate_id(opt + 3)))
+				return bad_value(err, "--net: id", opt + 3, rule);
 			strcpy(n->id, opt + 3);
 		} else {
 			return err_set(
@@ -281,31 +263,25 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 	while ((c = getopt_long(argc, argv, ":", options, &idx)) != -1) {
 		switch (c) {
 		case OPT_KERNEL:
-			if (config_set_str(&cfg->kernel_path, optarg))
-				return oom(err);
+			if (set_path("--kernel", &cfg->kernel_path, optarg, err))
+				return CLI_ERROR;
 			break;
 		case OPT_INITRD:
-			if (config_set_str(&cfg->initrd_path, optarg))
-				return oom(err);
+			if (set_path("--initrd", &cfg->initrd_path, optarg, err))
+				return CLI_ERROR;
 			break;
 		case OPT_CMDLINE:
 			if (config_set_str(&cfg->cmdline, optarg))
 				return oom(err);
 			break;
 		case OPT_MEM:
-			if (parse_u64(optarg, LAYOUT_MIN_RAM / MIB, LAYOUT_MAX_RAM / MIB, &v)) {
-				err_set(err, "--mem '%s': expected MiB in %llu..%llu", optarg,
-				        (unsigned long long)(LAYOUT_MIN_RAM / MIB),
-				        (unsigned long long)(LAYOUT_MAX_RAM / MIB));
+			if (parse_count("--mem", optarg, validate_mem_mib, &v, err))
 				return CLI_ERROR;
-			}
 			cfg->mem_mib = v;
 			break;
 		case OPT_VCPUS:
-			if (parse_u64(optarg, 1, VM_MAX_VCPUS, &v)) {
-				err_set(err, "--vcpus '%s': expected 1..%d", optarg, VM_MAX_VCPUS);
+			if (parse_count("--vcpus", optarg, validate_vcpus, &v, err))
 				return CLI_ERROR;
-			}
 			cfg->vcpus = (unsigned)v;
 			break;
 		case OPT_CONSOLE:
@@ -318,8 +294,8 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 				return CLI_ERROR;
 			} else {
 				cfg->console = CONSOLE_FILE;
-				if (config_set_str(&cfg->console_path, optarg))
-					return oom(err);
+				if (set_path("--console", &cfg->console_path, optarg, err))
+					return CLI_ERROR;
 			}
 			break;
 		case OPT_MMU:
@@ -362,24 +338,26 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 			break;
 		}
 		case OPT_API_SOCK:
-			if (config_set_str(&cfg->api_sock, optarg))
-				return oom(err);
+			if (set_path("--api-sock", &cfg->api_sock, optarg, err))
+				return CLI_ERROR;
 			break;
 		case OPT_CONFIG_FILE:
-			if (config_set_str(&cfg->config_file, optarg))
-				return oom(err);
+			if (set_path("--config-file", &cfg->config_file, optarg, err))
+				return CLI_ERROR;
 			break;
 		case OPT_NO_API:
 			cfg->no_api = true;
 			break;
-		case OPT_ID:
-			if (!valid_id(optarg)) {
-				err_set(err, "--id '%s': use 1..%d characters from [A-Za-z0-9_-]",
-				        optarg, VM_ID_MAX);
+		case OPT_ID: {
+			const char *rule = validate_vm_id(optarg);
+
+			if (rule) {
+				bad_value(err, "--id", optarg, rule);
 				return CLI_ERROR;
 			}
 			strcpy(cfg->id, optarg);
 			break;
+		}
 		case OPT_VERBOSE:
 			o->verbose = true;
 			break;

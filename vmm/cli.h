@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "api/vm_config.h"
+#include "config/vm_config.h"
 #include "error.h"
 
 enum cli_result { CLI_RUN, CLI_EXIT_OK, CLI_ERROR };

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <termios.h>
 
-#include "api/vm_config.h"
+#include "config/vm_config.h"
 #include "error.h"
 
 struct console {

@@ -306,10 +306,6 @@ static void put_net(struct controller *c, struct api_msg *m)
 	uint16_t mtu;
 	int fd;
 
-	if (n->has_mac && (n->mac[0] & 1)) {
-		api_reply_error(m, "guest_mac must be a unicast address");
-		return;
-	}
 	for (unsigned i = 0; i < cfg->nnets; i++) {
 		struct net_config *o = &cfg->nets[i];
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "api/vm_config.h"
+#include "config/vm_config.h"
 #include "boot.h"
 #include "bus.h"
 #include "console.h"

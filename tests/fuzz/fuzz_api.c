@@ -118,6 +118,7 @@ static const char *const values[] = {
     "\"Resumed\"",
     "\"trace\"",
     "\"06:00:ac:10:00:02\"",
+    "\"01:00:5e:00:00:01\"",
     "\"tap0\"",
     "\"a/b\"",
     "{}",

@@ -194,7 +194,13 @@ BAD = [
     ("PUT", "/drives/a", '{"drive_id": "b", "path_on_host": "/dev/null", '
                          '"is_root_device": false}', "drive_id"),
     ("PUT", "/drives/bad-id", '{"drive_id": "bad-id", "path_on_host": "/x", '
-                              '"is_root_device": false}', "bad-id"),
+                              '"is_root_device": false}',
+     "drive_id 'bad-id' in the path must be 1..64 characters from [A-Za-z0-9_]"),
+    ("PUT", "/network-interfaces/eth0", '{"iface_id": "eth0", "host_dev_name": "tap0", '
+                                        '"guest_mac": "01:00:5e:00:00:01"}',
+     "guest_mac '01:00:5e:00:00:01' must be a unicast address"),
+    ("PUT", "/network-interfaces/eth0", '{"iface_id": "eth0", "host_dev_name": "a/b"}',
+     "host_dev_name 'a/b' must be 1..15 bytes"),
     ("PUT", "/drives/a", '{"drive_id": "a", "path_on_host": "/nonexistent/img", '
                          '"is_root_device": false}', "/nonexistent/img"),
     ("PUT", "/actions", '{"action_type": "Explode"}', "action_type"),
@@ -358,6 +364,13 @@ def test_config_file_boots_without_api(tmp_path):
     ({"boot-source": {"kernel_image_path": "/x"}, "bogus-section": {}}, "bogus-section"),
     ({"boot-source": {"kernel_image_path": "/x"},
       "machine-config": {"vcpu_count": "two", "mem_size_mib": 64}}, "vcpu_count"),
+    ({"boot-source": {"kernel_image_path": "/x"},
+      "machine-config": {"vcpu_count": 1, "mem_size_mib": 2}},
+     "machine-config.mem_size_mib must be between 4 and 1048576 MiB"),
+    ({"boot-source": {"kernel_image_path": "/x"},
+      "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                              "guest_mac": "01:00:5e:00:00:01"}]},
+     "network-interfaces[0].guest_mac '01:00:5e:00:00:01' must be a unicast address"),
 ])
 def test_bad_config_files_name_the_field(tmp_path, cfg, needle):
     f = tmp_path / "vm.json"

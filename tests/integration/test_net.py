@@ -323,12 +323,12 @@ def test_missing_tap_is_a_clear_error(netns, guest):
 
 @pytest.mark.parametrize("arg, message", [
     ("", "--net: expected TAP"),
-    ("tap0,mac=zz:00:00:00:00:00", "expected six hex bytes"),
-    ("tap0,mac=01:00:00:00:00:01", "multicast"),
-    ("tap0,id=a-b", "--net: id 'a-b'"),
+    ("tap0,mac=zz:00:00:00:00:00", "mac 'zz:00:00:00:00:00' must be a MAC address like"),
+    ("tap0,mac=01:00:00:00:00:01", "mac '01:00:00:00:00:01' must be a unicast address"),
+    ("tap0,id=a-b", "--net: id 'a-b' must be 1..64 characters from [A-Za-z0-9_]"),
     ("tap0,speed=10", "unknown option 'speed=10'"),
-    ("a/b", "TAP name 'a/b'"),
-    ("sixteen_chars_xx", "TAP name"),
+    ("a/b", "TAP name 'a/b' must be 1..15 bytes"),
+    ("sixteen_chars_xx", "TAP name 'sixteen_chars_xx' must be 1..15 bytes"),
 ])
 def test_net_flag_errors(guest, arg, message):
     r = run_hearth("--kernel", guest("netguest"), "--net", arg)

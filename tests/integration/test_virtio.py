@@ -127,7 +127,7 @@ def test_devices_are_announced_on_the_command_line(hearth, guest, tmp_path):
     ("{tmp}/missing.img", "missing.img"),
     ("{tmp}", "Is a directory"),
     ("{tmp}/disk.img,bogus", "unknown option 'bogus'"),
-    ("{tmp}/disk.img,id=bad-id!", "id 'bad-id!'"),
+    ("{tmp}/disk.img,id=bad-id!", "id 'bad-id!' must be 1..64 characters from [A-Za-z0-9_]"),
 ])
 def test_bad_drives_get_clear_errors(cli, guest, tmp_path, spec, needle):
     image(tmp_path, "disk.img", 1 << 20)

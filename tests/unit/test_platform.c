@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/vm_config.h"
+#include "config/vm_config.h"
 #include "vmm/bus.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
@@ -1656,23 +1656,22 @@ static void test_cli_usage_text(void **state)
 static void test_cli_errors_numbers(void **state)
 {
 	(void)state;
-	EXPECT_CLI_ERROR("--mem 'x': expected MiB in 4..1048576", "--kernel", "k", "--mem", "x");
-	EXPECT_CLI_ERROR("--mem '3': expected MiB in 4..1048576", "--kernel", "k", "--mem", "3");
-	EXPECT_CLI_ERROR("--mem '1048577': expected MiB in 4..1048576", "--kernel", "k", "--mem",
-	                 "1048577");
-	EXPECT_CLI_ERROR("--mem '-128': expected MiB in 4..1048576", "--kernel", "k", "--mem",
+	EXPECT_CLI_ERROR("--mem 'x' must be an integer", "--kernel", "k", "--mem", "x");
+	EXPECT_CLI_ERROR("--mem '3' must be between 4 and 1048576 MiB", "--kernel", "k", "--mem",
+	                 "3");
+	EXPECT_CLI_ERROR("--mem '1048577' must be between 4 and 1048576 MiB", "--kernel", "k",
+	                 "--mem", "1048577");
+	EXPECT_CLI_ERROR("--mem '-128' must be between 4 and 1048576 MiB", "--kernel", "k", "--mem",
 	                 "-128");
-	EXPECT_CLI_ERROR("--mem '+128': expected MiB in 4..1048576", "--kernel", "k", "--mem",
-	                 "+128");
-	EXPECT_CLI_ERROR("--mem '': expected MiB in 4..1048576", "--kernel", "k", "--mem", "");
-	EXPECT_CLI_ERROR("--mem '128M': expected MiB in 4..1048576", "--kernel", "k", "--mem",
-	                 "128M");
-	EXPECT_CLI_ERROR("--mem '99999999999999999999999': expected MiB in 4..1048576", "--kernel",
-	                 "k", "--mem", "99999999999999999999999");
-	EXPECT_CLI_ERROR("--vcpus '0': expected 1..32", "--kernel", "k", "--vcpus", "0");
-	EXPECT_CLI_ERROR("--vcpus '33': expected 1..32", "--kernel", "k", "--vcpus", "33");
-	EXPECT_CLI_ERROR("--vcpus 'two': expected 1..32", "--kernel", "k", "--vcpus", "two");
-	EXPECT_CLI_ERROR("--vcpus '1.5': expected 1..32", "--kernel", "k", "--vcpus", "1.5");
+	EXPECT_CLI_ERROR("--mem '+128' must be an integer", "--kernel", "k", "--mem", "+128");
+	EXPECT_CLI_ERROR("--mem '' must be an integer", "--kernel", "k", "--mem", "");
+	EXPECT_CLI_ERROR("--mem '128M' must be an integer", "--kernel", "k", "--mem", "128M");
+	EXPECT_CLI_ERROR("--mem '99999999999999999999999' must be between 4 and 1048576 MiB",
+	                 "--kernel", "k", "--mem", "99999999999999999999999");
+	EXPECT_CLI_ERROR("--vcpus '0' must be between 1 and 32", "--kernel", "k", "--vcpus", "0");
+	EXPECT_CLI_ERROR("--vcpus '33' must be between 1 and 32", "--kernel", "k", "--vcpus", "33");
+	EXPECT_CLI_ERROR("--vcpus 'two' must be an integer", "--kernel", "k", "--vcpus", "two");
+	EXPECT_CLI_ERROR("--vcpus '1.5' must be an integer", "--kernel", "k", "--vcpus", "1.5");
 	EXPECT_CLI_ERROR("--timeout '0': expected seconds, > 0 and <= 1000000", "--kernel", "k",
 	                 "--timeout", "0");
 	EXPECT_CLI_ERROR("--timeout '-1': expected seconds, > 0 and <= 1000000", "--kernel", "k",
@@ -1706,14 +1705,14 @@ static void test_cli_errors_words(void **state)
 	                 "bios");
 	EXPECT_CLI_ERROR("--boot 'PVH': expected auto, linux or pvh", "--kernel", "k", "--boot",
 	                 "PVH");
-	EXPECT_CLI_ERROR("--id 'a b': use 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
+	EXPECT_CLI_ERROR("--id 'a b' must be 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
 	                 "--id", "a b");
-	EXPECT_CLI_ERROR("--id '': use 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
+	EXPECT_CLI_ERROR("--id '' must be 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
 	                 "--id", "");
-	EXPECT_CLI_ERROR("--id 'x/y': use 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
+	EXPECT_CLI_ERROR("--id 'x/y' must be 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
 	                 "--id", "x/y");
 	EXPECT_CLI_ERROR(
-	    "--id '01234567890123456789012345678901234567890123456789012345678901234': use "
+	    "--id '01234567890123456789012345678901234567890123456789012345678901234' must be "
 	    "1..64 characters from [A-Za-z0-9_-]",
 	    "--kernel", "k", "--id",
 	    "01234567890123456789012345678901234567890123456789012345678901234");
@@ -1727,10 +1726,10 @@ static void test_cli_errors_drive(void **state)
 	                 ",ro");
 	EXPECT_CLI_ERROR("--drive: unknown option 'rw' (expected ro or id=NAME)", "--kernel", "k",
 	                 "--drive", "a.img,rw");
-	EXPECT_CLI_ERROR("--drive: id 'a-b': use 1..64 characters from [A-Za-z0-9_]", "--kernel",
+	EXPECT_CLI_ERROR("--drive: id 'a-b' must be 1..64 characters from [A-Za-z0-9_]", "--kernel",
 	                 "k", "--drive", "a.img,id=a-b");
-	EXPECT_CLI_ERROR("--drive: id '': use 1..64 characters from [A-Za-z0-9_]", "--kernel", "k",
-	                 "--drive", "a.img,id=");
+	EXPECT_CLI_ERROR("--drive: id '' must be 1..64 characters from [A-Za-z0-9_]", "--kernel",
+	                 "k", "--drive", "a.img,id=");
 	EXPECT_CLI_ERROR("--drive: id 'root' is used twice", "--kernel", "k", "--drive",
 	                 "a,id=root", "--drive", "b,id=root");
 	EXPECT_CLI_ERROR("--drive: id 'drive0' is used twice", "--kernel", "k", "--drive", "a",
@@ -1738,6 +1737,56 @@ static void test_cli_errors_drive(void **state)
 	EXPECT_CLI_ERROR("--drive: at most 8 drives", "--kernel", "k", "--drive", "0", "--drive",
 	                 "1", "--drive", "2", "--drive", "3", "--drive", "4", "--drive", "5",
 	                 "--drive", "6", "--drive", "7", "--drive", "8");
+}
+
+static void test_cli_errors_net(void **state)
+{
+	(void)state;
+	EXPECT_CLI_ERROR("--net: expected TAP[,mac=XX:XX:XX:XX:XX:XX][,id=NAME]", "--kernel", "k",
+	                 "--net", "");
+	EXPECT_CLI_ERROR("--net: TAP name 'a/b' must be 1..15 bytes, without '/', ':' or "
+	                 "whitespace, and not '.' or '..'",
+	                 "--kernel", "k", "--net", "a/b");
+	EXPECT_CLI_ERROR("--net: TAP name '..' must be 1..15 bytes, without '/', ':' or "
+	                 "whitespace, and not '.' or '..'",
+	                 "--kernel", "k", "--net", "..");
+	EXPECT_CLI_ERROR("--net: TAP name '0123456789abcdef' must be 1..15 bytes, without '/', "
+	                 "':' or whitespace, and not '.' or '..'",
+	                 "--kernel", "k", "--net", "0123456789abcdef");
+	EXPECT_CLI_ERROR("--net: mac 'zz:00:00:00:00:00' must be a MAC address like "
+	                 "06:00:ac:10:00:02",
+	                 "--kernel", "k", "--net", "tap0,mac=zz:00:00:00:00:00");
+	EXPECT_CLI_ERROR("--net: mac '01:00:5e:00:00:01' must be a unicast address", "--kernel",
+	                 "k", "--net", "tap0,mac=01:00:5e:00:00:01");
+	EXPECT_CLI_ERROR("--net: id 'a-b' must be 1..64 characters from [A-Za-z0-9_]", "--kernel",
+	                 "k", "--net", "tap0,id=a-b");
+	assert_int_equal(CLI("--kernel", "k", "--net", "tap0,mac=06:00:AC:10:00:02,id=eth0"),
+	                 CLI_RUN);
+	assert_int_equal(R.cfg.nnets, 1);
+	assert_true(R.cfg.nets[0].has_mac);
+	assert_int_equal(R.cfg.nets[0].mac[2], 0xac);
+	assert_string_equal(R.cfg.nets[0].id, "eth0");
+}
+
+/* Paths given on the command line follow validate_path; a long one is cut short in the
+ * message so the rule still shows. */
+static void test_cli_errors_paths(void **state)
+{
+	char long_path[5000];
+
+	(void)state;
+	EXPECT_CLI_ERROR("--kernel '' must not be empty", "--kernel", "");
+	EXPECT_CLI_ERROR("--initrd '' must not be empty", "--kernel", "k", "--initrd", "");
+	EXPECT_CLI_ERROR("--config-file '' must not be empty", "--config-file", "");
+	EXPECT_CLI_ERROR("--api-sock '' must not be empty", "--api-sock", "");
+	memset(long_path, 'p', sizeof(long_path) - 1);
+	long_path[sizeof(long_path) - 1] = 0;
+	assert_int_equal(CLI("--kernel", long_path), CLI_ERROR);
+	assert_non_null(strstr(R.err.msg, "...' must be shorter than 4096 bytes"));
+	assert_int_equal(strncmp(R.err.msg, "--kernel 'ppp", 13), 0);
+	assert_int_equal(CLI("--kernel", "k", "--drive", long_path), CLI_ERROR);
+	assert_non_null(strstr(R.err.msg, "--drive: path 'ppp"));
+	assert_non_null(strstr(R.err.msg, "must be shorter than 4096 bytes"));
 }
 
 static void test_cli_errors_structure(void **state)
@@ -1767,7 +1816,7 @@ static void test_cli_errors_structure(void **state)
 	EXPECT_CLI_ERROR("--no-api and --api-sock contradict each other", "--config-file",
 	                 "vm.json", "--no-api", "--api-sock", "/tmp/s");
 	/* The first error wins. */
-	EXPECT_CLI_ERROR("--vcpus '0': expected 1..32", "--vcpus", "0", "--mem", "1");
+	EXPECT_CLI_ERROR("--vcpus '0' must be between 1 and 32", "--vcpus", "0", "--mem", "1");
 }
 
 /* A cluster of unknown short options ("-xy"): the message must name the option, not the
@@ -1878,6 +1927,8 @@ int main(void)
 	    cmocka_unit_test(test_cli_errors_numbers),
 	    cmocka_unit_test(test_cli_errors_words),
 	    cmocka_unit_test(test_cli_errors_drive),
+	    cmocka_unit_test(test_cli_errors_net),
+	    cmocka_unit_test(test_cli_errors_paths),
 	    cmocka_unit_test(test_cli_errors_structure),
 	    cmocka_unit_test(test_cli_unknown_short_cluster),
 	    cmocka_unit_test(test_cli_reparse_after_cluster_error),

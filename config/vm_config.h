@@ -10,7 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/boot.h"
+/* Which kernel entry to use (vmm/boot.h loads the kernel). */
+enum boot_protocol {
+	BOOT_PROTO_AUTO,    /* PVH when the ELF has a PVH note, else Linux 64-bit */
+	BOOT_PROTO_LINUX64, /* Linux 64-bit boot protocol: long mode, %rsi = boot_params */
+	BOOT_PROTO_PVH,     /* PVH: 32-bit protected mode, %ebx = hvm_start_info */
+};
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 enum mmu_mode { MMU_AUTO, MMU_HARDWARE, MMU_SHADOW };
@@ -18,6 +23,8 @@ enum mmu_mode { MMU_AUTO, MMU_HARDWARE, MMU_SHADOW };
 #define VM_ID_MAX          64
 #define VM_MAX_VCPUS       32
 #define VM_DEFAULT_MEM_MIB 128
+#define VM_MIN_MEM_MIB     4       /* vmm/layout.h: LAYOUT_MIN_RAM */
+#define VM_MAX_MEM_MIB     1048576 /* 1 TiB, vmm/layout.h: LAYOUT_MAX_RAM */
 #define VM_MAX_DRIVES      8
 #define VM_MAX_NETS        4
 #define DRIVE_ID_MAX       64
@@ -75,7 +82,6 @@ void vm_config_free(struct vm_config *c);
 /* Replace an owned string (NULL clears it); returns -1 when out of memory. */
 int config_set_str(char **field, const char *value);
 const char *mmu_mode_name(enum mmu_mode m);
-/* Firecracker's id rule: 1..max characters from [A-Za-z0-9_]. */
-bool config_id_valid(const char *s, size_t max);
+/* The rules each field's values follow are in config/validate.h. */
 
 #endif
