@@ -14,7 +14,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c,\
-               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c))
+               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c cpu/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -116,7 +116,7 @@ asan:
 # libFuzzer targets (clang); fuzz-smoke runs each for a short bounded time.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c vmm/shadow_mmu.c vmm/shadow_monitor.c vmm/shadow_decode.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c config/vm_config.c config/validate.c
+FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c backend/kvm/shadow_mmu.c backend/kvm/shadow_monitor.c cpu/decode.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c config/vm_config.c config/validate.c
 FUZZ_SECONDS ?= 20
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)

@@ -48,8 +48,8 @@ const char *thread_kind_name(enum thread_kind k)
 		return "vmm";
 	case THREAD_API:
 		return "api";
-	case THREAD_VCPU:
-	case THREAD_VCPU_SHADOW:
+	case THREAD_VCPU_KVM:
+	case THREAD_VCPU_KVM_SHADOW:
 		return "vcpu";
 	}
 	return "unknown";

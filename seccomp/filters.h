@@ -15,9 +15,10 @@
 
 #include "vmm/error.h"
 
-/* THREAD_VCPU_SHADOW: a vCPU of the shadow engine, which may also reload its shadow pool's
- * memslot (KVM_SET_USER_MEMORY_REGION); it is reported as "vcpu". */
-enum thread_kind { THREAD_VMM, THREAD_API, THREAD_VCPU, THREAD_VCPU_SHADOW };
+/* A backend names the list its vCPU threads load (backend->vcpu_filter): THREAD_VCPU_KVM for
+ * KVM's vCPUs, THREAD_VCPU_KVM_SHADOW for those of its shadow engine, which may also reload
+ * the shadow pool's memslot (KVM_SET_USER_MEMORY_REGION). Both are reported as "vcpu". */
+enum thread_kind { THREAD_VMM, THREAD_API, THREAD_VCPU_KVM, THREAD_VCPU_KVM_SHADOW };
 #define THREAD_KINDS 4
 
 const char *thread_kind_name(enum thread_kind k);

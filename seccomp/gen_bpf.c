@@ -10,8 +10,8 @@
 static const char *const names[THREAD_KINDS] = {
     [THREAD_VMM] = "vmm",
     [THREAD_API] = "api",
-    [THREAD_VCPU] = "vcpu",
-    [THREAD_VCPU_SHADOW] = "vcpu_shadow",
+    [THREAD_VCPU_KVM] = "vcpu_kvm",
+    [THREAD_VCPU_KVM_SHADOW] = "vcpu_kvm_shadow",
 };
 
 int main(void)

@@ -192,8 +192,8 @@ static const struct {
 } lists[THREAD_KINDS] = {
     [THREAD_VMM] = {vmm_rules, sizeof(vmm_rules) / sizeof(vmm_rules[0])},
     [THREAD_API] = {api_rules, sizeof(api_rules) / sizeof(api_rules[0])},
-    [THREAD_VCPU] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
-    [THREAD_VCPU_SHADOW] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
+    [THREAD_VCPU_KVM] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
+    [THREAD_VCPU_KVM_SHADOW] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
 };
 
 static int add_rules(scmp_filter_ctx ctx, const struct rule *r, size_t n, struct error *err)
@@ -237,7 +237,7 @@ int seccomp_rules_compile(enum thread_kind kind, struct sock_fprog *prog, struct
 	}
 	if (add_rules(ctx, lists[kind].rules, lists[kind].n, err))
 		goto out;
-	if (kind == THREAD_VCPU_SHADOW &&
+	if (kind == THREAD_VCPU_KVM_SHADOW &&
 	    add_rules(ctx, vcpu_shadow_rules,
 	              sizeof(vcpu_shadow_rules) / sizeof(vcpu_shadow_rules[0]), err))
 		goto out;

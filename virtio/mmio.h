@@ -4,7 +4,8 @@
  * Threads: register accesses arrive on vCPU threads (MMIO exits); queue notifications are
  * processed on the VMM thread (an ioeventfd per queue, or the QueueNotify register which
  * signals the same eventfd). `lock` serializes both. Interrupts leave through `irq_fd`, an
- * eventfd that vmm/ binds to the device's GSI with KVM_IRQFD. The transport never calls KVM.
+ * eventfd that the backend binds to the device's GSI (an irqfd), or that the VMM polls. The
+ * transport never calls the backend.
  */
 #ifndef HEARTH_VIRTIO_MMIO_H
 #define HEARTH_VIRTIO_MMIO_H
@@ -49,8 +50,8 @@ struct virtio_mmio {
 
 	uint64_t base; /* guest-physical address of the 4 KiB slot */
 	uint32_t gsi;
-	int irq_fd;                       /* eventfd -> KVM_IRQFD */
-	int notify_fd[VIRTIO_MAX_QUEUES]; /* eventfd <- KVM_IOEVENTFD (QueueNotify) */
+	int irq_fd;                       /* eventfd -> the device's GSI */
+	int notify_fd[VIRTIO_MAX_QUEUES]; /* eventfd <- QueueNotify (an ioeventfd, or the trap) */
 
 	/* Registers. */
 	uint32_t status;

@@ -448,10 +448,11 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 		io->gsi_base = 0;
 		p += sizeof(*io);
 		/*
-		 * No Interrupt Source Overrides: KVM_CREATE_IRQCHIP installs the default routing,
-		 * GSI n -> PIC pin n and IOAPIC pin n for n < 16, and the in-kernel PIT raises
-		 * GSI 0, so IRQ 0 arrives on IOAPIC pin 0 like every other ISA IRQ (QEMU's
-		 * 0 -> 2 override matches the routing QEMU installs itself, not KVM's default).
+		 * No Interrupt Source Overrides: every interrupt controller hearth has routes GSI
+		 * n to PIC pin n and IOAPIC pin n for n < 16 (KVM's in-kernel default, and the
+		 * userspace chips), and the PIT raises GSI 0, so IRQ 0 arrives on IOAPIC pin 0
+		 * like every other ISA IRQ (QEMU's 0 -> 2 override matches the routing QEMU
+		 * installs itself).
 		 */
 		nmi = (struct madt_lapic_nmi *)p;
 		nmi->type = MADT_LAPIC_NMI;

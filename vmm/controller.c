@@ -1,7 +1,6 @@
 #include "controller.h"
 #include "exit_codes.h"
 #include "log.h"
-#include "engine.h"
 #include "metrics.h"
 #include "seccomp/filters.h"
 #include "virtio/blk.h"
@@ -141,9 +140,8 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 		snprintf(msg, msglen, "%s", err.msg);
 		return -1;
 	}
-	log_status("host mmu: %s; engine: %s (--mmu %s%s); %u vCPU(s), %llu MiB",
-	           host_mmu_describe(&vm->host), mmu_mode_name(vm->engine),
-	           mmu_mode_name(c->cfg->mmu),
+	log_status("host mmu: %s; engine: %s (--mmu %s%s); %u vCPU(s), %llu MiB", vm->kvm.summary,
+	           engine_name(vm->engine), mmu_mode_name(c->cfg->mmu),
 	           vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
 	           c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
 	ep_add(c, vm->stop_fd, EV_STOP);
@@ -187,21 +185,7 @@ static void guest_stopped(struct controller *c)
 	c->state = VM_STOPPED;
 	c->exit_code = vm_exit_code(&c->vm->stop);
 	log_status("%s (exit status %d)", c->vm->stop.detail, c->exit_code);
-	if (c->vm->engine == MMU_SHADOW) {
-		struct shadow_stats s;
-
-		shadow_engine_stats(c->vm, &s);
-		log_info(
-		    "shadow: %llu traps (%.2f us in hearth each), cache: %llu hits, %llu misses, "
-		    "%llu "
-		    "fills, %llu evictions, %llu invalidations, %llu epochs, %llu pool reloads, "
-		    "%llu page-table writes",
-		    (unsigned long long)s.traps, s.traps ? s.trap_ns / s.traps / 1000.0 : 0.0,
-		    (unsigned long long)s.hits, (unsigned long long)s.misses,
-		    (unsigned long long)s.fills, (unsigned long long)s.evictions,
-		    (unsigned long long)s.invalidations, (unsigned long long)s.epochs,
-		    (unsigned long long)s.reloads, (unsigned long long)s.tracked_writes);
-	}
+	c->vm->backend->log_stats(c->vm);
 	metrics_flush(c);
 }
 
@@ -228,28 +212,10 @@ static char *info_json(struct controller *c)
 	cJSON_AddStringToObject(o, "state", vm_state_name(c->state));
 	cJSON_AddStringToObject(o, "vmm_version", HEARTH_VERSION);
 	cJSON_AddStringToObject(o, "app_name", "hearth");
-	/* hearth's additions */
-	cJSON_AddStringToObject(o, "host_mmu", host_mmu_describe(&c->vm->host));
-	cJSON_AddStringToObject(o, "kvm", host_kvm_state_name(c->vm->kvm.state));
-	if (c->vm->kvm.detail[0])
-		cJSON_AddStringToObject(o, "kvm_detail", c->vm->kvm.detail);
+	/* hearth's additions: the host as the backend sees it, the engine and its counters */
+	vm_info(c->vm, o);
 	if (c->state != VM_NOT_STARTED)
-		cJSON_AddStringToObject(o, "engine", mmu_mode_name(c->vm->engine));
-	if (c->state != VM_NOT_STARTED && c->vm->engine == MMU_SHADOW) {
-		struct shadow_stats st;
-		cJSON *sh = cJSON_AddObjectToObject(o, "shadow");
-
-		shadow_engine_stats(c->vm, &st);
-		cJSON_AddNumberToObject(sh, "traps", (double)st.traps);
-		cJSON_AddNumberToObject(sh, "cache_hits", (double)st.hits);
-		cJSON_AddNumberToObject(sh, "cache_misses", (double)st.misses);
-		cJSON_AddNumberToObject(sh, "fills", (double)st.fills);
-		cJSON_AddNumberToObject(sh, "evictions", (double)st.evictions);
-		cJSON_AddNumberToObject(sh, "invalidations", (double)st.invalidations);
-		cJSON_AddNumberToObject(sh, "epochs", (double)st.epochs);
-		cJSON_AddNumberToObject(sh, "pool_reloads", (double)st.reloads);
-		cJSON_AddNumberToObject(sh, "page_table_writes", (double)st.tracked_writes);
-	}
+		cJSON_AddStringToObject(o, "engine", engine_name(c->vm->engine));
 	if (c->state == VM_STOPPED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "exit");
 
@@ -426,14 +392,12 @@ static void action(struct controller *c, struct api_msg *m)
 		if (controller_start_vm(c, msg, sizeof(msg), &code)) {
 			/* Leave a clean, unstarted VM behind so the call can be retried. */
 			struct vm *vm = c->vm;
-			struct host_mmu host = vm->host;
-			struct host_kvm kvm = vm->kvm;
+			struct host_probe kvm = vm->kvm;
 
 			vm_destroy(vm);
 			memset(vm, 0, sizeof(*vm));
-			vm->host = host;
 			vm->kvm = kvm;
-			vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
+			vm->stop_fd = -1;
 			api_reply_error(m, "InstanceStart failed: %s", msg);
 			return;
 		}

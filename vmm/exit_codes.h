@@ -9,8 +9,9 @@
 #define EXIT_BAD_IMAGE    241 /* kernel or initrd missing, unreadable or malformed */
 #define EXIT_VMM_ERROR    242 /* KVM unavailable, or a host error while setting up or running */
 #define EXIT_TRIPLE_FAULT 243 /* the guest crashed: triple fault (KVM shutdown exit) */
-#define EXIT_KVM_ERROR    244 /* KVM internal error or emulation failure */
-#define EXIT_TIMEOUT      245 /* --timeout expired */
-#define EXIT_SECCOMP      246 /* a seccomp filter trapped a forbidden system call */
+#define EXIT_CPU_ERROR                                                                             \
+	244 /* the backend could not run the guest (KVM internal error, emulation failure) */
+#define EXIT_TIMEOUT 245 /* --timeout expired */
+#define EXIT_SECCOMP 246 /* a seccomp filter trapped a forbidden system call */
 
 #endif

@@ -36,9 +36,10 @@
 #define LAYOUT_BOOT_TIMER_ADDR  0xd0000000ULL /* --boot-timer: the guest writes 123 here */
 #define LAYOUT_IOAPIC_ADDR      0xfec00000ULL
 #define LAYOUT_LAPIC_ADDR       0xfee00000ULL
-/* KVM needs three pages for the TSS and one for the identity map of real mode (VMX). */
-#define LAYOUT_KVM_TSS_ADDR      0xfffbd000ULL
-#define LAYOUT_KVM_IDENTITY_ADDR 0xfffbc000ULL
+/* A VMX-based backend (KVM on Intel) needs three pages for a TSS and one for an identity map
+ * of real mode here; the range is kept free in every VM. */
+#define LAYOUT_VMX_TSS_ADDR      0xfffbd000ULL
+#define LAYOUT_VMX_IDENTITY_ADDR 0xfffbc000ULL
 
 /* Smallest and largest RAM hearth accepts. */
 #define LAYOUT_MIN_RAM (4 * MIB)

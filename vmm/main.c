@@ -4,7 +4,6 @@
 #include "cli.h"
 #include "controller.h"
 #include "exit_codes.h"
-#include "host_mmu.h"
 #include "log.h"
 #include "seccomp/filters.h"
 #include "vm.h"
@@ -62,7 +61,7 @@ static int load_config_file(struct vm_config *cfg)
 
 int main(int argc, char **argv)
 {
-	static struct vm vm = {.kvm_fd = -1, .vm_fd = -1, .stop_fd = -1};
+	static struct vm vm = {.stop_fd = -1};
 	static struct vm_config cfg;
 	static struct api_channel channel;
 	static struct controller ctl;
@@ -89,9 +88,8 @@ int main(int argc, char **argv)
 		} else {
 			vm_probe_host(&vm);
 			printf("hearth %s\nhost mmu: %s\nkvm: %s%s%s%s\n", HEARTH_VERSION,
-			       host_mmu_describe(&vm.host), host_kvm_state_name(vm.kvm.state),
-			       vm.kvm.detail[0] ? " (" : "", vm.kvm.detail,
-			       vm.kvm.detail[0] ? ")" : "");
+			       vm.kvm.summary, vm.kvm.state, vm.kvm.detail[0] ? " (" : "",
+			       vm.kvm.detail, vm.kvm.detail[0] ? ")" : "");
 		}
 		vm_config_free(&cfg);
 		return 0;

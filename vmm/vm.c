@@ -1,12 +1,14 @@
+/*
+ * The VM, backend-neutral: plan the devices, load the guest, choose the engine, let the
+ * backend build the machine, run the vCPU threads, pause, stop, and dispatch what the guest
+ * does to the device buses.
+ */
 #include "vm.h"
-#include "cpuid.h"
-#include "engine.h"
 #include "exit_codes.h"
 #include "layout.h"
 #include "legacy.h"
 #include "log.h"
 #include "mptable.h"
-#include "vcpu.h"
 #include "acpi.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
@@ -19,72 +21,26 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_mmio.h>
 
+#include "metrics.h"
+
 #include <errno.h>
-#include <sched.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#define KVM_API_VERSION_REQUIRED 12
-
-static const struct {
-	int cap;
-	const char *name;
-} required_caps[] = {
-    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-};
-
-static void start_cpuid_query(struct vm *vm);
-
 void vm_probe_host(struct vm *vm)
 {
-	host_kvm_probe(&vm->kvm, "/dev/kvm", "/sys");
-	host_mmu_detect(&vm->host, "/sys");
-	if (vm->kvm.state != KVM_AVAILABLE)
-		vm->host.kind = HOST_MMU_NONE;
+	kvm_backend.probe(&vm->kvm);
 }
 
-int vm_open_kvm(struct vm *vm, struct error *err)
+void vm_info(const struct vm *vm, cJSON *o)
 {
-	int v;
-
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0) {
-		vm_probe_host(vm); /* the reason now, not at start */
-		return err_set(err,
-		               "cannot run a guest: %s. hearth runs guests with KVM: use a host "
-		               "where /dev/kvm exists and this user may open it",
-		               vm->kvm.detail[0] ? vm->kvm.detail : strerror(errno));
-	}
-	if (vm->kvm.state != KVM_AVAILABLE)
-		vm_probe_host(vm); /* /dev/kvm appeared since start */
-	v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-	if (v != KVM_API_VERSION_REQUIRED)
-		return err_set(err, "KVM API version %d, need %d", v, KVM_API_VERSION_REQUIRED);
-	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++)
-		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
-			return err_set(err, "KVM lacks %s", required_caps[i].name);
-	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (vm->run_size <= 0)
-		return err_set(err, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
-	start_cpuid_query(vm);
-	return 0;
+	(vm->backend ? vm->backend : &kvm_backend)->info(vm, o);
 }
 
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
@@ -112,13 +68,6 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const c
 		log_warn("stop eventfd: %s", strerror(errno));
 }
 
-enum mmu_mode vm_choose_engine(const struct host_mmu *host, enum mmu_mode requested)
-{
-	if (requested == MMU_AUTO)
-		return host->cpl0_emulated ? MMU_SHADOW : MMU_HARDWARE;
-	return requested;
-}
-
 const char *stop_reason_name(enum stop_reason r)
 {
 	static const char *const names[] = {
@@ -127,7 +76,7 @@ const char *stop_reason_name(enum stop_reason r)
 	    [STOP_RESET] = "reset",
 	    [STOP_POWEROFF] = "poweroff",
 	    [STOP_TRIPLE_FAULT] = "triple-fault",
-	    [STOP_KVM_ERROR] = "kvm-error",
+	    [STOP_CPU_ERROR] = "kvm-error", /* the API's name, kept */
 	    [STOP_TIMEOUT] = "timeout",
 	    [STOP_VMM_ERROR] = "vmm-error",
 	};
@@ -145,8 +94,8 @@ int vm_exit_code(const struct vm_stop *s)
 		return 0;
 	case STOP_TRIPLE_FAULT:
 		return EXIT_TRIPLE_FAULT;
-	case STOP_KVM_ERROR:
-		return EXIT_KVM_ERROR;
+	case STOP_CPU_ERROR:
+		return EXIT_CPU_ERROR;
 	case STOP_TIMEOUT:
 		return EXIT_TIMEOUT;
 	case STOP_NONE:
@@ -156,75 +105,47 @@ int vm_exit_code(const struct vm_stop *s)
 	return EXIT_VMM_ERROR;
 }
 
-static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
-                       struct error *err)
+void vm_set_irq(struct vm *vm, unsigned gsi, bool level)
 {
-	struct kvm_userspace_memory_region r = {
-	    .slot = slot,
-	    .guest_phys_addr = gpa,
-	    .memory_size = size,
-	    .userspace_addr = (uint64_t)(uintptr_t)host,
-	};
-
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		return err_set(err, "KVM_SET_USER_MEMORY_REGION slot %u: %s", slot,
-		               strerror(errno));
-	return 0;
+	vm->backend->set_irq(vm, gsi, level);
 }
 
-/* KVM_GET_SUPPORTED_CPUID runs the host's cpuid for every leaf: ~0.3 ms here, each one a
- * trap to the outer hypervisor. A thread started with vm_open_kvm does it while the VMM
- * thread maps memory and loads the guest. */
-static void *cpuid_thread(void *arg)
+/* Edge-triggered: raise and lower the line. */
+void vm_irq_pulse(struct vm *vm, unsigned gsi)
 {
-	struct vm *vm = arg;
-
-	/* Leave room for the hypervisor leaves cpuid_normalize adds. */
-	vm->cpuid->nent = CPUID_MAX_ENTRIES - 8;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, vm->cpuid) < 0)
-		vm->cpuid_errno = errno;
-	return NULL;
+	vm_set_irq(vm, gsi, true);
+	vm_set_irq(vm, gsi, false);
 }
 
-static struct kvm_cpuid2 *cpuid_alloc(void)
+void vm_pio(struct vm *vm, uint16_t port, bool write, uint8_t *data, unsigned size, unsigned count)
 {
-	return calloc(1, sizeof(struct kvm_cpuid2) +
-	                     CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
-}
+	bool claimed = true;
 
-static void start_cpuid_query(struct vm *vm)
-{
-	vm->cpuid = cpuid_alloc();
-	if (vm->cpuid && !pthread_create(&vm->cpuid_thread, NULL, cpuid_thread, vm))
-		vm->cpuid_thread_started = true;
-}
-
-/* The result of the query started by vm_open_kvm; a new query when that one was used up
- * (a VM built again after a failed start). */
-static int query_cpuid(struct vm *vm, struct error *err)
-{
-	if (vm->cpuid_thread_started) {
-		pthread_join(vm->cpuid_thread, NULL);
-		vm->cpuid_thread_started = false;
+	if (write) {
+		if (count == 1)
+			claimed = bus_write(&vm->pio, port, data, size);
+		else
+			claimed = bus_write_rep(&vm->pio, port, data, size, count);
 	} else {
-		if (!vm->cpuid && !(vm->cpuid = cpuid_alloc()))
-			return err_set(err, "out of memory");
-		vm->cpuid_errno = 0;
-		cpuid_thread(vm);
+		for (unsigned i = 0; i < count; i++)
+			claimed &= bus_read(&vm->pio, port, data + (size_t)i * size, size);
 	}
-	if (vm->cpuid_errno)
-		return err_set(err, "KVM_GET_SUPPORTED_CPUID: %s", strerror(vm->cpuid_errno));
-	return 0;
+	if (!claimed)
+		METRIC_INC(unclaimed_pio);
 }
 
-/* Edge-triggered ISA interrupt: raise and lower the line. */
-static void irq_pulse(struct vm *vm, uint32_t irq)
+void vm_mmio(struct vm *vm, uint64_t gpa, bool write, uint8_t *data, unsigned len)
 {
-	struct kvm_irq_level l = {.irq = irq, .level = 1};
+	bool claimed;
 
-	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
-	l.level = 0;
-	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
+	if (len > 8)
+		len = 8;
+	if (write)
+		claimed = bus_write(&vm->mmio, gpa, data, len);
+	else
+		claimed = bus_read(&vm->mmio, gpa, data, len);
+	if (!claimed)
+		METRIC_INC(unclaimed_mmio);
 }
 
 static void i8042_reset(void *ctx)
@@ -234,12 +155,12 @@ static void i8042_reset(void *ctx)
 
 static void i8042_irq(void *ctx)
 {
-	irq_pulse(ctx, IRQ_I8042);
+	vm_irq_pulse(ctx, IRQ_I8042);
 }
 
 static void uart_irq(void *ctx)
 {
-	irq_pulse(ctx, IRQ_COM1);
+	vm_irq_pulse(ctx, IRQ_COM1);
 }
 
 static int add_legacy_devices(struct vm *vm, struct error *err)
@@ -353,7 +274,7 @@ static int add_net(struct vm *vm, unsigned i, struct error *err)
 	return 0;
 }
 
-/* Create the virtio devices (no KVM yet) and the command line that announces them. */
+/* Create the virtio devices (no backend yet) and the command line that announces them. */
 static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error *err)
 {
 	size_t len = (cfg->cmdline ? strlen(cfg->cmdline) : 0) + 1;
@@ -391,29 +312,13 @@ static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error
 	return 0;
 }
 
-/* Bind each device to KVM: its GSI through an irqfd, each queue's notify through an
- * ioeventfd (the hot path never leaves the kernel), registers on the MMIO bus. */
-static int wire_devices(struct vm *vm, struct error *err)
+/* Each device's registers on the MMIO bus. Its notification and interrupt eventfds are
+ * bound by the backend (backend->create). */
+static int map_devices(struct vm *vm, struct error *err)
 {
 	for (unsigned i = 0; i < vm->nvirtio; i++) {
 		struct virtio_mmio *t = vm->virtio[i];
-		struct kvm_irqfd irqfd = {.fd = (uint32_t)t->irq_fd, .gsi = t->gsi};
 
-		if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
-			return err_set(err, "%s: KVM_IRQFD: %s", t->name, strerror(errno));
-		for (unsigned q = 0; q < t->nqueues; q++) {
-			struct kvm_ioeventfd io = {
-			    .datamatch = q,
-			    .addr = t->base + VIRTIO_MMIO_QUEUE_NOTIFY,
-			    .len = 4,
-			    .fd = t->notify_fd[q],
-			    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
-			};
-
-			if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
-				return err_set(err, "%s: KVM_IOEVENTFD: %s", t->name,
-				               strerror(errno));
-		}
 		if (bus_add(&vm->mmio, t->base, LAYOUT_MMIO_SLOT_SIZE, &virtio_mmio_bus_ops, t,
 		            t->name))
 			return err_set(err, "%s: MMIO slot overlaps", t->name);
@@ -478,57 +383,14 @@ out:
 	return r;
 }
 
-static int create_machine(struct vm *vm, struct error *err)
-{
-	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-	uint64_t identity = LAYOUT_KVM_IDENTITY_ADDR;
-
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0)
-		return err_set(err, "KVM_CREATE_VM: %s", strerror(errno));
-	/* VMX needs these pages in the gap; other backends ignore or refuse them harmlessly. */
-	ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS_ADDR);
-	ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity);
-	/* Memslots before the irqchip: after it, each costs an SRCU grace period
-	 * (docs/HOST_FACTS.md). */
-	if (set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host, err))
-		return -1;
-	if (vm->mem.high_size && set_memslot(vm, 1, LAYOUT_HIGH_RAM_START, vm->mem.high_size,
-	                                     vm->mem.host + vm->mem.low_size, err))
-		return -1;
-	/* The CPUID query (started with /dev/kvm) is done by now: the shadow monitor's place
-	 * depends on the guest-physical width it reports. */
-	if (query_cpuid(vm, err))
-		return -1;
-	if (vm->engine == MMU_SHADOW &&
-	    (shadow_engine_create(vm, err) || shadow_engine_add_memslots(vm, err)))
-		return -1;
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return err_set(err, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-		return err_set(err, "KVM_CREATE_PIT2: %s", strerror(errno));
-	if (wire_devices(vm, err))
-		return -1;
-	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus)
-		return err_set(err, "out of memory");
-	for (unsigned i = 0; i < vm->nvcpus; i++)
-		vm->vcpus[i].fd = -1;
-	for (unsigned i = 0; i < vm->nvcpus; i++)
-		if (vcpu_create(vm, &vm->vcpus[i], i, err))
-			return -1;
-	return vm->eng->setup_boot_vcpu(&vm->vcpus[0], &vm->boot_cpu, err);
-}
-
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code)
 {
-	struct error kvm_err = {""};
-	int r, kvm_r;
+	struct error open_err = {""};
+	int r, open_r;
 
 	clock_gettime(CLOCK_MONOTONIC, &vm->t_start);
 	vm->cfg = cfg;
 	vm->nvcpus = cfg->vcpus;
-	vm->vm_fd = -1;
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -537,9 +399,11 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		*exit_code = EXIT_VMM_ERROR;
 		return err_set(err, "eventfd: %s", strerror(errno));
 	}
-	/* First: the CPUID query it starts runs while the guest is loaded. Without KVM the
-	 * images are still checked, so that a bad one is reported as such on any host. */
-	kvm_r = vm_open_kvm(vm, &kvm_err);
+	/* The backend opens its devices first: slow host queries run while the guest is
+	 * loaded. Its failure is reported after the images are checked, so that a bad image is
+	 * reported as such on any host. */
+	vm->backend = backend_pick(&vm->kvm, cfg->mmu);
+	open_r = vm->backend->open(vm, &open_err);
 	r = gm_init(&vm->mem, cfg->mem_mib * MIB);
 	if (r < 0) {
 		*exit_code = EXIT_VMM_ERROR;
@@ -550,26 +414,16 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
-	/* Guest images first: a bad image is reported before any KVM work. */
+	/* Guest images first: a bad image is reported before the machine is built. */
 	if (plan_devices(vm, cfg, err) || load_guest(vm, cfg, err)) {
 		*exit_code = EXIT_BAD_IMAGE;
 		return -1;
 	}
-	/* The engine: shadow mode runs single-address-space guests; Linux has a user mode. */
-	vm->engine = vm_choose_engine(&vm->host, cfg->mmu);
-	if (vm->engine == MMU_SHADOW && vm->linux_kernel) {
-		if (cfg->mmu == MMU_SHADOW) {
-			*exit_code = EXIT_USAGE;
-			return err_set(err,
-			               "--mmu shadow: this is a Linux kernel, which has its own "
-			               "user mode; shadow mode runs single-address-space guests "
-			               "only (use --mmu hardware or auto)");
-		}
-		vm->engine = MMU_HARDWARE;
-	}
-	vm->eng = vm->engine == MMU_SHADOW ? &shadow_engine : &hardware_engine;
-	if (kvm_r) {
-		*err = kvm_err;
+	if (engine_pick(vm->backend, &vm->kvm, cfg->mmu, vm->linux_kernel, &vm->engine, err,
+	                exit_code))
+		return -1;
+	if (open_r) {
+		*err = open_err;
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
@@ -577,7 +431,14 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		*exit_code = EXIT_USAGE;
 		return -1;
 	}
-	if (add_legacy_devices(vm, err) || create_machine(vm, err)) {
+	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		*exit_code = EXIT_VMM_ERROR;
+		return err_set(err, "out of memory");
+	}
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i] = (struct vcpu){.vm = vm, .id = i};
+	if (add_legacy_devices(vm, err) || map_devices(vm, err) || vm->backend->create(vm, err)) {
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
@@ -618,13 +479,13 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	/* The vCPU filter goes on before the first KVM_RUN (seccomp/filters.c). */
-	if (seccomp_install(v->vm->engine == MMU_SHADOW ? THREAD_VCPU_SHADOW : THREAD_VCPU, &err)) {
+	/* The vCPU filter goes on before the guest runs (seccomp/filters.c). */
+	if (seccomp_install((enum thread_kind)v->vm->backend->vcpu_filter(v->vm), &err)) {
 		vm_request_stop(v->vm, STOP_VMM_ERROR, 0, "vCPU %u: %s", v->id, err.msg);
 		return NULL;
 	}
 	if (vcpu_wait_release(v->vm))
-		v->vm->eng->run(v);
+		v->vm->backend->vcpu_run(v);
 	return NULL;
 }
 
@@ -638,7 +499,7 @@ int vm_start(struct vm *vm)
 	struct sigaction sa = {.sa_handler = kick_handler};
 	sigset_t set;
 
-	/* The kick signal interrupts KVM_RUN; only vCPU threads take it. */
+	/* The kick signal interrupts a vCPU's blocking call; only vCPU threads take it. */
 	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
@@ -649,16 +510,14 @@ int vm_start(struct vm *vm)
 		int cpu = -1, r;
 
 		pthread_attr_init(&attr);
-		if (vm->engine == MMU_SHADOW && vm->host.cpl0_emulated)
-			cpu = shadow_engine_pin_cpu(i);
+		if (vm->backend->vcpu_host_cpu)
+			cpu = vm->backend->vcpu_host_cpu(vm, i);
 		if (cpu >= 0) {
-			cpu_set_t set;
+			cpu_set_t cpus;
 
-			CPU_ZERO(&set);
-			CPU_SET(cpu, &set);
-			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-			log_info("shadow mode: vCPU %u runs on host CPU %d (APIC ID %u)", i, cpu,
-			         i);
+			CPU_ZERO(&cpus);
+			CPU_SET(cpu, &cpus);
+			pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
 		}
 		r = pthread_create(&v->thread, &attr, vcpu_thread, v);
 		pthread_attr_destroy(&attr);
@@ -678,7 +537,7 @@ void vm_stop_vcpus(struct vm *vm)
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
-		vcpu_kick(&vm->vcpus[i]);
+		vm->backend->vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i].thread_started) {
 			pthread_join(vm->vcpus[i].thread, NULL);
@@ -698,7 +557,6 @@ bool vm_vcpu_checkpoint(struct vcpu *v)
 			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 		vm->parked--;
 		pthread_mutex_unlock(&vm->pause_lock);
-		v->run->immediate_exit = 0;
 	}
 	return !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE);
 }
@@ -721,44 +579,17 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->pause_lock);
 	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
-		vcpu_kick(&vm->vcpus[i]);
-	/* Wait until every vCPU is parked outside KVM_RUN (or the VM stopped). */
+		vm->backend->vcpu_kick(&vm->vcpus[i]);
+	/* Wait until every vCPU is parked outside the guest (or the VM stopped). */
 	while (vm->parked < vm->nvcpus && !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 	pthread_mutex_unlock(&vm->pause_lock);
-	/* Freeze the guest's clocks: kvmclock and the TSC go on from here after resume, with
-	 * no jump (hosts without the TSC offset attribute freeze kvmclock only). */
-	vm->clock_saved = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->clock) == 0;
-	vm->paused_at_tsc = __builtin_ia32_rdtsc();
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-		                            .attr = KVM_VCPU_TSC_OFFSET,
-		                            .addr = (uint64_t)(uintptr_t)&vm->vcpus[i].tsc_offset};
-
-		vm->vcpus[i].tsc_offset_saved =
-		    ioctl(vm->vcpus[i].fd, KVM_GET_DEVICE_ATTR, &a) == 0;
-	}
+	vm->backend->pause(vm); /* the guest's clocks stop too */
 }
 
 void vm_resume(struct vm *vm)
 {
-	uint64_t paused_for = __builtin_ia32_rdtsc() - vm->paused_at_tsc;
-
-	if (vm->clock_saved) {
-		vm->clock.flags = 0;
-		ioctl(vm->vm_fd, KVM_SET_CLOCK, &vm->clock);
-	}
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
-		                            .attr = KVM_VCPU_TSC_OFFSET,
-		                            .addr = (uint64_t)(uintptr_t)&v->tsc_offset};
-
-		if (!v->tsc_offset_saved)
-			continue;
-		v->tsc_offset -= paused_for; /* the guest's TSC did not move while paused */
-		ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a);
-	}
+	vm->backend->resume(vm);
 	pthread_mutex_lock(&vm->pause_lock);
 	__atomic_store_n(&vm->paused, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vm->pause_cond);
@@ -768,15 +599,10 @@ void vm_resume(struct vm *vm)
 void vm_destroy(struct vm *vm)
 {
 	console_close(&vm->console);
-	for (unsigned i = 0; vm->vcpus && i < vm->nvcpus; i++)
-		vcpu_destroy(&vm->vcpus[i]);
+	if (vm->backend)
+		vm->backend->destroy(vm);
 	free(vm->vcpus);
-	if (vm->cpuid_thread_started)
-		pthread_join(vm->cpuid_thread, NULL);
-	vm->cpuid_thread_started = false;
-	free(vm->cpuid);
-	vm->cpuid = NULL;
-	shadow_engine_destroy(vm);
+	vm->vcpus = NULL;
 	for (unsigned i = 0; i < vm->nblk; i++) {
 		virtio_blk_close(vm->blk[i]);
 		free(vm->blk[i]);
@@ -789,45 +615,16 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->vcon);
 	free(vm->cmdline);
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
-	if (vm->kvm_fd >= 0)
-		close(vm->kvm_fd);
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
 	gm_destroy(&vm->mem);
 }
 
-/* Runs in the teardown process: wait until hearth has exited (so that this process holds
- * the last references to the VM), then drop every fd and leave. Only raw system calls: this
- * process shares hearth's memory but none of its threads. */
-static int teardown_main(void *arg)
-{
-	int pidfd = (int)(intptr_t)arg;
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-	/* Do not keep hearth's stdout/stderr open: whoever reads them waits for EOF. */
-	syscall(SYS_close_range, 0, 2, 0);
-	syscall(SYS_poll, &p, 1, 5000);
-	syscall(SYS_close_range, 0, ~0U, 0);
-	syscall(SYS_exit, 0);
-	return 0;
-}
-
 void vm_detach_teardown(struct vm *vm)
 {
-	enum { STACK = 64 * 1024 };
-	static char stack[STACK] __attribute__((aligned(16)));
-	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	pid_t pid = -1;
-
 	console_close(&vm->console);
-	/* Destroying a VM within ~16 ms of creating its irqchip waits for an SRCU grace period
-	 * (~10-15 ms, docs/HOST_FACTS.md). A process sharing our memory but holding its own copy of
-	 * the fd table keeps the VM alive past our exit and pays that wait off the clock; with
-	 * no exit signal, init reaps it. */
-	if (pidfd >= 0)
-		pid = clone(teardown_main, stack + STACK, CLONE_VM, (void *)(intptr_t)pidfd);
-	if (pid < 0)
+	if (vm->backend)
+		vm->backend->detach(vm);
+	else
 		vm_destroy(vm);
 }

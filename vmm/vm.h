@@ -1,22 +1,21 @@
-/* The VM: KVM handles, guest memory, vCPUs, device buses and how the run ended. */
+/* The VM: guest memory, vCPUs, devices and their buses, and how the run ended. The backend
+ * that runs it keeps its own state behind `be` (backend/backend.h). */
 #ifndef HEARTH_VM_H
 #define HEARTH_VM_H
 
-#include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
+#include "backend/backend.h"
 #include "config/vm_config.h"
 #include "boot.h"
 #include "bus.h"
 #include "console.h"
 #include "error.h"
-#include "string_io.h"
 #include "guest_memory.h"
-#include "host_kvm.h"
-#include "host_mmu.h"
 #include "i8042.h"
 #include "rtc_cmos.h"
 #include "serial.h"
@@ -25,8 +24,10 @@ struct virtio_mmio;
 struct virtio_blk;
 struct virtio_console;
 struct virtio_net;
-struct sh_engine;
-struct engine;
+
+/* The signal that interrupts a vCPU thread's blocking call (a kick); only vCPU threads take
+ * it. */
+#define VCPU_KICK_SIGNAL SIGUSR1
 
 /* virtio-mmio devices get GSIs 5..15 (ISA IRQs the MP table routes), one per 4 KiB slot. */
 #define VM_VIRTIO_FIRST_GSI 5
@@ -35,10 +36,11 @@ struct engine;
 enum stop_reason {
 	STOP_NONE,
 	STOP_GUEST_EXIT,   /* status through the guest-exit port */
-	STOP_RESET,        /* i8042 reset or KVM system-event reset */
-	STOP_POWEROFF,     /* KVM system-event shutdown */
-	STOP_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
-	STOP_KVM_ERROR,    /* internal error, emulation failure, failed entry */
+	STOP_RESET,        /* i8042 or reset-control reset, or the backend saw a reset */
+	STOP_POWEROFF,     /* the backend saw a power-off */
+	STOP_TRIPLE_FAULT, /* the guest's CPU shut down */
+	STOP_CPU_ERROR,    /* the backend could not run the guest: an instruction it cannot
+	                      emulate, an internal error, a failed entry ("kvm-error") */
 	STOP_TIMEOUT,
 	STOP_VMM_ERROR,
 };
@@ -50,34 +52,24 @@ struct vm_stop {
 };
 
 struct vm;
+struct backend;
 
 struct vcpu {
 	struct vm *vm;
 	unsigned id;
-	int fd;
-	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
-	bool tsc_offset_saved;
-	uint64_t tsc_offset;        /* while paused */
-	struct string_io_state sio; /* rep outs batching (string_io.h) */
+	void *be; /* the backend's part of this vCPU */
 };
 
 struct vm {
 	const struct vm_config *cfg;
-	struct host_mmu host;
-	struct host_kvm kvm;  /* probed at start; /dev/kvm is opened only to build a VM */
-	enum mmu_mode engine; /* the engine in use: MMU_HARDWARE or MMU_SHADOW */
-	const struct engine *eng;
+	struct host_probe kvm; /* probed at start; a backend opens its devices to build a VM */
+	const struct backend *backend;
+	enum engine engine;
+	void *be;          /* the backend's part of this VM */
 	bool linux_kernel; /* the loaded kernel is Linux: never the shadow engine */
-	int kvm_fd, vm_fd;
-	int run_size;
 	struct guest_memory mem;
-	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, queried once */
-	pthread_t cpuid_thread;   /* queries it while the guest is loaded (vm_open_kvm) */
-	bool cpuid_thread_started;
-	int cpuid_errno;
-	uint32_t tsc_khz;
 	unsigned nvcpus;
 	struct vcpu *vcpus;
 	struct bus pio, mmio;
@@ -94,41 +86,38 @@ struct vm {
 	struct virtio_net *net[VM_MAX_NETS]; /* cfg->nets[i] is net[i] */
 	unsigned nnet;
 	struct virtio_console *vcon;
-	char *cmdline;            /* the user's command line plus the virtio_mmio.device= entries */
-	struct sh_engine *shadow; /* shadow mode's monitor, MMU and virtual CPU */
+	char *cmdline; /* the user's command line plus the virtio_mmio.device= entries */
 
-	/* Pause: vCPU threads park outside KVM_RUN until resumed. */
+	/* Pause: vCPU threads park outside the guest until resumed. */
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
 	bool paused;
 	unsigned parked;
-	bool vcpus_released; /* vm_release_vcpus: the vCPUs may enter KVM_RUN */
-	bool clock_saved;
-	uint64_t paused_at_tsc;
-	struct kvm_clock_data clock;
+	bool vcpus_released; /* vm_release_vcpus: the vCPUs may run the guest */
 
 	pthread_mutex_t stop_lock;
 	struct vm_stop stop;
 	int stop_fd; /* eventfd: written once when the VM must stop */
 };
 
-/* Probe the host (no /dev/kvm needed): fills vm->kvm and vm->host. */
+/* Probe the host (nothing is kept open): fills vm->kvm. */
 void vm_probe_host(struct vm *vm);
-/* Open /dev/kvm, check its API; fills vm->kvm_fd. A host without it gets one line saying so
- * and what to do. */
-int vm_open_kvm(struct vm *vm, struct error *err);
-/* Create the VM, memory, irqchip, PIT, vCPUs, legacy devices; load the kernel; build boot data. */
+/* The backend's part of GET /: the host as it sees it, its engine's counters. */
+void vm_info(const struct vm *vm, cJSON *o);
+/* Load the kernel and boot data, plan the devices, choose the engine, and have the backend
+ * create the VM (memory, interrupt controller, vCPUs). */
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code);
 /* Start the vCPU threads. Each loads its seccomp filter, then waits for vm_release_vcpus
- * before its first KVM_RUN (so that the VMM thread can load its own filter first). */
+ * before it runs the guest (so that the VMM thread can load its own filter first). */
 int vm_start(struct vm *vm);
 void vm_release_vcpus(struct vm *vm);
-/* Kick every vCPU out of KVM_RUN and join the threads (after a stop request). */
+/* Kick every vCPU out of the guest and join the threads (after a stop request). */
 void vm_stop_vcpus(struct vm *vm);
-/* Park every vCPU outside KVM_RUN / let them run again. */
+/* Park every vCPU outside the guest, freezing its clocks / let them run again. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
-/* Called by engines before each KVM_RUN: parks while paused; false when the VM must stop. */
+/* Called by backends before each entry into the guest: parks while paused; false when the
+ * VM must stop. */
 bool vm_vcpu_checkpoint(struct vcpu *v);
 /* For a vCPU that will not run again: wait (counted as parked) until the VM stops. */
 void vm_vcpu_park(struct vcpu *v);
@@ -136,13 +125,18 @@ void vm_vcpu_park(struct vcpu *v);
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 const char *stop_reason_name(enum stop_reason r);
-/* auto: shadow where KVM emulates guest CPL0 (PVM), hardware elsewhere. */
-enum mmu_mode vm_choose_engine(const struct host_mmu *host, enum mmu_mode requested);
+/* The neutral exit path of every backend: a port access (`count` elements of `size` bytes
+ * at `data`, a string when count > 1) and an MMIO access (len <= 8), to the device buses. */
+void vm_pio(struct vm *vm, uint16_t port, bool write, uint8_t *data, unsigned size, unsigned count);
+void vm_mmio(struct vm *vm, uint64_t gpa, bool write, uint8_t *data, unsigned len);
+/* Raise (level 1) or lower an interrupt line; a pulse for edge-triggered devices. */
+void vm_set_irq(struct vm *vm, unsigned gsi, bool level);
+void vm_irq_pulse(struct vm *vm, unsigned gsi);
 /* The process exit status for how the VM stopped. */
 int vm_exit_code(const struct vm_stop *s);
 void vm_destroy(struct vm *vm);
-/* At process exit: restore the console and leave the KVM teardown to a detached process, so
- * that the exit does not wait for KVM's SRCU grace periods. */
+/* At process exit: restore the console and let the backend release the VM without holding
+ * up the exit. */
 void vm_detach_teardown(struct vm *vm);
 
 #endif

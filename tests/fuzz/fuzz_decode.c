@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/shadow_decode.h"
+#include "cpu/decode.h"
 
 static void check(bool ok, const char *what)
 {

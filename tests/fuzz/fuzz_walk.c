@@ -26,9 +26,9 @@
 #include <string.h>
 
 #include "vmm/guest_memory.h"
-#include "vmm/shadow.h"
-#include "vmm/shadow_mmu.h"
-#include "vmm/shadow_monitor.h"
+#include "backend/kvm/shadow.h"
+#include "backend/kvm/shadow_mmu.h"
+#include "backend/kvm/shadow_monitor.h"
 
 #define RAM_SIZE    (1u << 20)
 #define RAM_PAGES   (RAM_SIZE >> 12)

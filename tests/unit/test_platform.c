@@ -26,10 +26,10 @@
 #include "vmm/bus.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
-#include "vmm/cpuid.h"
+#include "cpu/cpuid.h"
 #include "vmm/guest_memory.h"
-#include "vmm/host_kvm.h"
-#include "vmm/host_mmu.h"
+#include "backend/kvm/host_kvm.h"
+#include "backend/kvm/host_mmu.h"
 #include "vmm/layout.h"
 #include "vmm/mptable.h"
 #include "vmm/rtc_cmos.h"
@@ -38,7 +38,7 @@
 /* ------------------------------------------------------------------------------------------ */
 /* CPUID                                                                                       */
 
-#define SIG KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+#define SIG CPUID_FLAG_INDEXED
 
 /* Leaf 1 inputs: low EBX bits (brand index, CLFLUSH size) must survive, high bits are junk. */
 #define L1_EBX_IN 0xabcd0800u
@@ -57,7 +57,7 @@
 #define LM              (1u << 29)
 #define HV_FEATURES_EAX 0x01000fffu
 
-static void add(struct kvm_cpuid_entry2 *e, int *n, uint32_t fn, uint32_t idx, uint32_t flags,
+static void add(struct cpuid_entry *e, int *n, uint32_t fn, uint32_t idx, uint32_t flags,
                 uint32_t a, uint32_t b, uint32_t c, uint32_t d)
 {
 	memset(&e[*n], 0, sizeof(e[*n]));
@@ -72,7 +72,7 @@ static void add(struct kvm_cpuid_entry2 *e, int *n, uint32_t fn, uint32_t idx, u
 }
 
 /* A plausible KVM_GET_SUPPORTED_CPUID answer. `with_hv`: include KVM's 0x40000000. */
-static int fake_cpuid(struct kvm_cpuid_entry2 *e, bool with_hv)
+static int fake_cpuid(struct cpuid_entry *e, bool with_hv)
 {
 	int n = 0;
 
@@ -92,16 +92,15 @@ static int fake_cpuid(struct kvm_cpuid_entry2 *e, bool with_hv)
 	return n;
 }
 
-static struct kvm_cpuid_entry2 *must_find(struct kvm_cpuid_entry2 *e, int n, uint32_t fn,
-                                          uint32_t idx)
+static struct cpuid_entry *must_find(struct cpuid_entry *e, int n, uint32_t fn, uint32_t idx)
 {
-	struct kvm_cpuid_entry2 *x = cpuid_find(e, n, fn, idx);
+	struct cpuid_entry *x = cpuid_find(e, n, fn, idx);
 
 	assert_non_null(x);
 	return x;
 }
 
-static int normalize(struct kvm_cpuid_entry2 *e, bool with_hv, struct cpuid_params p)
+static int normalize(struct cpuid_entry *e, bool with_hv, struct cpuid_params p)
 {
 	int n = fake_cpuid(e, with_hv);
 
@@ -110,7 +109,7 @@ static int normalize(struct kvm_cpuid_entry2 *e, bool with_hv, struct cpuid_para
 
 static void test_cpuid_find(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n = fake_cpuid(e, true);
 
 	(void)state;
@@ -125,9 +124,9 @@ static void test_cpuid_find(void **state)
 
 static void test_cpuid_leaf1_one_vcpu(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n = normalize(e, true, (struct cpuid_params){.apic_id = 0, .nvcpus = 1});
-	struct kvm_cpuid_entry2 *l1;
+	struct cpuid_entry *l1;
 
 	(void)state;
 	assert_true(n > 0);
@@ -144,9 +143,9 @@ static void test_cpuid_leaf1_one_vcpu(void **state)
 
 static void test_cpuid_leaf1_apic3_of4(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n = normalize(e, true, (struct cpuid_params){.apic_id = 3, .nvcpus = 4});
-	struct kvm_cpuid_entry2 *l1;
+	struct cpuid_entry *l1;
 
 	(void)state;
 	l1 = must_find(e, n, 1, 0);
@@ -159,9 +158,9 @@ static void test_cpuid_leaf1_apic3_of4(void **state)
 
 static void test_cpuid_topology_leaf_b(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n = normalize(e, true, (struct cpuid_params){.apic_id = 3, .nvcpus = 4});
-	struct kvm_cpuid_entry2 *s0, *s1, *s2;
+	struct cpuid_entry *s0, *s1, *s2;
 
 	(void)state;
 	s0 = must_find(e, n, 0xb, 0);
@@ -198,14 +197,14 @@ static void test_cpuid_topology_leaf_b(void **state)
 
 static void test_cpuid_leaf4_cores(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n;
 
 	(void)state;
 	for (uint32_t ncpu = 1; ncpu <= 8; ncpu *= 2) {
 		n = normalize(e, true, (struct cpuid_params){.apic_id = 0, .nvcpus = ncpu});
 		for (uint32_t i = 0; i < 3; i++) {
-			struct kvm_cpuid_entry2 *c = must_find(e, n, 4, i);
+			struct cpuid_entry *c = must_find(e, n, 4, i);
 
 			assert_int_equal(c->eax >> 26, ncpu - 1);      /* cores per package - 1 */
 			assert_int_equal((c->eax >> 14) & 0xfff, 0);   /* one thread per cache */
@@ -217,7 +216,7 @@ static void test_cpuid_leaf4_cores(void **state)
 
 static void test_cpuid_amd_leaves(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n = normalize(e, true, (struct cpuid_params){.apic_id = 2, .nvcpus = 4});
 
 	(void)state;
@@ -227,7 +226,7 @@ static void test_cpuid_amd_leaves(void **state)
 
 static void test_cpuid_gbpages(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n;
 
 	(void)state;
@@ -239,8 +238,8 @@ static void test_cpuid_gbpages(void **state)
 
 static void test_cpuid_xsave(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
-	struct kvm_cpuid_entry2 *d;
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry *d;
 	int n;
 
 	(void)state;
@@ -259,7 +258,7 @@ static void test_cpuid_xsave(void **state)
 	assert_int_equal(must_find(e, n, 0xd, 0)->ebx, 0x340);
 }
 
-static void expect_kvm_signature(const struct kvm_cpuid_entry2 *x)
+static void expect_kvm_signature(const struct cpuid_entry *x)
 {
 	char sig[13] = "";
 
@@ -271,10 +270,10 @@ static void expect_kvm_signature(const struct kvm_cpuid_entry2 *x)
 
 static void test_cpuid_hypervisor_leaves_tsc(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n0 = fake_cpuid(e, true);
 	struct cpuid_params p = {.apic_id = 0, .nvcpus = 2, .tsc_khz = 2994231};
-	struct kvm_cpuid_entry2 *hv, *t;
+	struct cpuid_entry *hv, *t;
 	int n = cpuid_normalize(e, n0, CPUID_MAX_ENTRIES, &p);
 
 	(void)state;
@@ -293,11 +292,11 @@ static void test_cpuid_hypervisor_leaves_tsc(void **state)
 
 static void test_cpuid_hypervisor_leaves_no_tsc(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n0 = fake_cpuid(e, true);
 	struct cpuid_params p = {.apic_id = 0, .nvcpus = 1, .tsc_khz = 0};
 	int n = cpuid_normalize(e, n0, CPUID_MAX_ENTRIES, &p);
-	struct kvm_cpuid_entry2 *hv;
+	struct cpuid_entry *hv;
 
 	(void)state;
 	assert_int_equal(n, n0);
@@ -309,7 +308,7 @@ static void test_cpuid_hypervisor_leaves_no_tsc(void **state)
 
 static void test_cpuid_hypervisor_leaf_added(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	int n0 = fake_cpuid(e, false);
 	struct cpuid_params p = {.apic_id = 0, .nvcpus = 1, .tsc_khz = 1000000};
 	int n = cpuid_normalize(e, n0, CPUID_MAX_ENTRIES, &p);
@@ -323,7 +322,7 @@ static void test_cpuid_hypervisor_leaf_added(void **state)
 
 static void test_cpuid_capacity(void **state)
 {
-	struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
 	struct cpuid_params tsc = {.apic_id = 0, .nvcpus = 1, .tsc_khz = 1000};
 	struct cpuid_params no_tsc = {.apic_id = 0, .nvcpus = 1};
 	int n;

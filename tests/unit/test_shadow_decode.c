@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/shadow_decode.h"
+#include "cpu/decode.h"
 
 #define M64 true
 #define M32 false

@@ -30,9 +30,9 @@
 #include <cmocka.h>
 
 #include "vmm/guest_memory.h"
-#include "vmm/shadow.h"
-#include "vmm/shadow_mmu.h"
-#include "vmm/shadow_monitor.h"
+#include "backend/kvm/shadow.h"
+#include "backend/kvm/shadow_mmu.h"
+#include "backend/kvm/shadow_monitor.h"
 
 #define RAM_SIZE   (17ULL << 20) /* 17 MiB: the 2 MiB range at 16 MiB is half RAM */
 #define TABLES_GPA 0x10000ULL    /* guest page tables are carved from here up */

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "vmm/string_io.h"
+#include "backend/kvm/string_io.h"
 
 /* ---- decoding ---- */
 

@@ -1,15 +1,22 @@
 /*
- * CPUID: KVM_GET_SUPPORTED_CPUID is queried once per process (it costs ~0.3 ms); each vCPU
- * gets a normalized copy (hypervisor leaves, its own APIC ID, topology, TSC frequency).
+ * CPUID as the guest sees it: the leaves a backend reports for the host (KVM's supported
+ * CPUID, queried once per process: ~0.3 ms) normalized per vCPU (hypervisor leaves, its own
+ * APIC ID, topology, TSC frequency). Typed in hearth's own entries; pure (unit-tested).
  */
 #ifndef HEARTH_CPUID_H
 #define HEARTH_CPUID_H
 
-#include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #define CPUID_MAX_ENTRIES 256
+
+/* One leaf (function, index); the index matters only with CPUID_FLAG_INDEXED. */
+struct cpuid_entry {
+	uint32_t function, index, flags;
+	uint32_t eax, ebx, ecx, edx;
+};
+#define CPUID_FLAG_INDEXED 1u
 
 struct cpuid_params {
 	uint32_t apic_id;
@@ -24,11 +31,10 @@ struct cpuid_params {
 #define LAPIC_BUS_KHZ  1000000u    /* KVM's LAPIC timer counts in ns: a 1 GHz bus */
 
 /* Normalize `n` entries in place for one vCPU; `cap` is the array capacity. Returns the new
- * entry count, or -1 when the array is too small. Pure: no KVM calls (unit-tested). */
-int cpuid_normalize(struct kvm_cpuid_entry2 *e, int n, int cap, const struct cpuid_params *p);
+ * entry count, or -1 when the array is too small. */
+int cpuid_normalize(struct cpuid_entry *e, int n, int cap, const struct cpuid_params *p);
 
 /* Find an entry (index of `function`, `index`), or NULL. */
-struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, int n, uint32_t function,
-                                    uint32_t index);
+struct cpuid_entry *cpuid_find(struct cpuid_entry *e, int n, uint32_t function, uint32_t index);
 
 #endif

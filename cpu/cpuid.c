@@ -2,22 +2,21 @@
 
 #include <string.h>
 
-struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, int n, uint32_t function,
-                                    uint32_t index)
+struct cpuid_entry *cpuid_find(struct cpuid_entry *e, int n, uint32_t function, uint32_t index)
 {
 	for (int i = 0; i < n; i++) {
 		if (e[i].function != function)
 			continue;
-		if (!(e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e[i].index == index)
+		if (!(e[i].flags & CPUID_FLAG_INDEXED) || e[i].index == index)
 			return &e[i];
 	}
 	return NULL;
 }
 
-static struct kvm_cpuid_entry2 *add_entry(struct kvm_cpuid_entry2 *e, int *n, int cap,
-                                          uint32_t function, uint32_t index, uint32_t flags)
+static struct cpuid_entry *add_entry(struct cpuid_entry *e, int *n, int cap, uint32_t function,
+                                     uint32_t index, uint32_t flags)
 {
-	struct kvm_cpuid_entry2 *x = cpuid_find(e, *n, function, index);
+	struct cpuid_entry *x = cpuid_find(e, *n, function, index);
 
 	if (x)
 		return x;
@@ -41,13 +40,13 @@ static uint32_t id_bits(uint32_t count)
 	return b;
 }
 
-int cpuid_normalize(struct kvm_cpuid_entry2 *e, int n, int cap, const struct cpuid_params *p)
+int cpuid_normalize(struct cpuid_entry *e, int n, int cap, const struct cpuid_params *p)
 {
 	uint32_t shift = id_bits(p->nvcpus);
-	struct kvm_cpuid_entry2 *x;
+	struct cpuid_entry *x;
 
 	for (int i = 0; i < n; i++) {
-		struct kvm_cpuid_entry2 *c = &e[i];
+		struct cpuid_entry *c = &e[i];
 
 		switch (c->function) {
 		case 1:

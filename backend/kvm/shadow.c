@@ -12,17 +12,17 @@
  * and no other vCPU ioctl, and the only ring-0 instruction KVM emulates is the `out`.
  * docs/SHADOW_MMU.md has the whole design.
  */
-#include "boot_gdt.h"
-#include "cpuid.h"
-#include "engine.h"
-#include "layout.h"
-#include "log.h"
-#include "metrics.h"
-#include "shadow.h"
-#include "shadow_decode.h"
-#include "shadow_mmu.h"
+#include "kvm.h"
+#include "cpu/cpuid.h"
+#include "cpu/x86.h"
 #include "shadow_monitor.h"
-#include "vcpu.h"
+#include "vmm/boot_gdt.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/metrics.h"
+#include "shadow.h"
+#include "cpu/decode.h"
+#include "shadow_mmu.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -32,56 +32,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
-
-#define CR0_PE         0x1ULL
-#define CR0_MP         0x2ULL
-#define CR0_TS         0x8ULL
-#define CR0_ET         0x10ULL
-#define CR0_NE         0x20ULL
-#define CR0_WP         0x10000ULL
-#define CR0_PG         0x80000000ULL
-#define CR4_PAE        0x20ULL
-#define CR4_OSFXSR     0x200ULL
-#define CR4_OSXMMEXCPT 0x400ULL
-#define CR4_UMIP       0x800ULL
-#define CR4_FSGSBASE   0x10000ULL
-#define CR4_OSXSAVE    0x40000ULL
-#define EFER_SCE       0x1ULL
-#define EFER_LME       0x100ULL
-#define EFER_LMA       0x400ULL
-#define EFER_NXE       0x800ULL
-#define RF_CF          0x1ULL
-#define RF_TF          0x100ULL
-#define RF_IF          0x200ULL
-#define RF_IOPL        0x3000ULL
-#define RF_NT          0x4000ULL
-#define RF_RF          0x10000ULL
-#define RF_VM          0x20000ULL
-
-#define MSR_EFER           0xc0000080
-#define MSR_STAR           0xc0000081
-#define MSR_LSTAR          0xc0000082
-#define MSR_CSTAR          0xc0000083
-#define MSR_SFMASK         0xc0000084
-#define MSR_FS_BASE        0xc0000100
-#define MSR_GS_BASE        0xc0000101
-#define MSR_KERNEL_GS_BASE 0xc0000102
-#define MSR_TSC            0x10
-
-enum {
-	V_DE = 0,
-	V_DB = 1,
-	V_NMI = 2,
-	V_BP = 3,
-	V_UD = 6,
-	V_NM = 7,
-	V_DF = 8,
-	V_TS = 10,
-	V_NP = 11,
-	V_SS = 12,
-	V_GP = 13,
-	V_PF = 14
-};
 
 /* The guest's virtual CPU, as the guest believes it to be. */
 struct sh_cpu {
@@ -98,7 +48,7 @@ struct sh_cpu {
 	uint64_t epoch;   /* the MMU epoch the real CR3 belongs to */
 	bool stepping_pt; /* single-stepping one write to a guest page table */
 	uint64_t stepping_gpa;
-	uint64_t traps, exits_io, exits_mmio;
+	uint64_t traps;
 	double trap_ns;
 };
 
@@ -117,19 +67,29 @@ struct sh_engine {
 	bool halted_for_good;
 };
 
-static struct sh_engine *engine_of(struct vcpu *v)
+static struct sh_engine *engine_of(const struct vcpu *v)
 {
-	return v->vm->shadow;
+	return kvm_of(v->vm)->shadow;
+}
+
+static struct kvm_run *run_of(const struct sh_engine *e)
+{
+	return kvcpu_of(e->v)->run;
+}
+
+static int fd_of(const struct sh_engine *e)
+{
+	return kvcpu_of(e->v)->fd;
 }
 
 /* The special registers: KVM leaves them in the sync area at every exit (kvm_valid_regs),
  * and the setup fills it before the first run; the ioctl is only a fallback. */
 static struct kvm_sregs *sregs(struct sh_engine *e)
 {
-	struct kvm_sregs *s = &e->v->run->s.regs.sregs;
+	struct kvm_sregs *s = &run_of(e)->s.regs.sregs;
 
 	if (!e->sregs_valid) {
-		if (ioctl(e->v->fd, KVM_GET_SREGS, s) < 0)
+		if (ioctl(fd_of(e), KVM_GET_SREGS, s) < 0)
 			memset(s, 0, sizeof(*s));
 		e->sregs_valid = true;
 	}
@@ -425,7 +385,7 @@ static uint64_t msr_read_kvm(struct sh_engine *e, uint32_t index, bool *ok)
 		struct kvm_msr_entry e;
 	} m = {.h.nmsrs = 1, .e.index = index};
 
-	*ok = ioctl(e->v->fd, KVM_GET_MSRS, &m) == 1;
+	*ok = ioctl(fd_of(e), KVM_GET_MSRS, &m) == 1;
 	return m.e.data;
 }
 
@@ -436,7 +396,7 @@ static bool msr_write_kvm(struct sh_engine *e, uint32_t index, uint64_t value)
 		struct kvm_msr_entry e;
 	} m = {.h.nmsrs = 1, .e.index = index, .e.data = value};
 
-	return ioctl(e->v->fd, KVM_SET_MSRS, &m) == 1;
+	return ioctl(fd_of(e), KVM_SET_MSRS, &m) == 1;
 }
 
 static bool wrmsr(struct sh_engine *e, uint32_t index, uint64_t v)
@@ -663,7 +623,7 @@ static void set_io_result(struct sh_engine *e, uint32_t v, unsigned size)
  * too, so the access is emulated through the port bus. False for a memory fault. */
 static bool emulate_port_io(struct sh_engine *e, const struct sh_insn *in, bool *again)
 {
-	struct bus *pio = &e->v->vm->pio;
+	struct vm *vm = e->v->vm;
 	uint16_t port = in->io_port_imm ? (uint16_t)in->imm : (uint16_t)e->g.rdx;
 	unsigned size = in->io_size;
 	uint64_t amask = in->addrsize == 4 ? 0xffffffffULL : ~0ULL;
@@ -672,7 +632,6 @@ static bool emulate_port_io(struct sh_engine *e, const struct sh_insn *in, bool 
 	uint32_t v = 0;
 
 	*again = false;
-	e->cpu.exits_io++;
 	METRIC_INC(exit_io);
 	if (in->op == SH_OP_IN || in->op == SH_OP_OUT) {
 		v = (uint32_t)e->g.rax;
@@ -681,12 +640,9 @@ static bool emulate_port_io(struct sh_engine *e, const struct sh_insn *in, bool 
 				set_io_result(e, ~0U, size);
 			return true;
 		}
-		if (in->op == SH_OP_OUT) {
-			bus_write(pio, port, (const uint8_t *)&v, size);
-		} else {
-			bus_read(pio, port, (uint8_t *)&v, size);
+		vm_pio(vm, port, in->op == SH_OP_OUT, (uint8_t *)&v, size, 1);
+		if (in->op == SH_OP_IN)
 			set_io_result(e, v, size);
-		}
 		return true;
 	}
 	if (in->rep) {
@@ -703,12 +659,12 @@ static bool emulate_port_io(struct sh_engine *e, const struct sh_insn *in, bool 
 			if (!vcopy(e, va, &v, size, false))
 				return false;
 			if (port != SH_TRAP_PORT)
-				bus_write(pio, port, (const uint8_t *)&v, size);
+				vm_pio(vm, port, true, (uint8_t *)&v, size, 1);
 			e->g.rsi = (e->g.rsi & ~amask) | ((e->g.rsi + (uint64_t)step) & amask);
 		} else {
 			v = ~0U;
 			if (port != SH_TRAP_PORT)
-				bus_read(pio, port, (uint8_t *)&v, size);
+				vm_pio(vm, port, false, (uint8_t *)&v, size, 1);
 			if (!vcopy(e, e->g.rdi & amask, &v, size, true))
 				return false;
 			e->g.rdi = (e->g.rdi & ~amask) | ((e->g.rdi + (uint64_t)step) & amask);
@@ -906,7 +862,7 @@ static enum emu emulate_gp(struct sh_engine *e, uint32_t err)
 		                     .xcrs[0] = {.xcr = (uint32_t)e->g.rcx,
 		                                 .value = (e->g.rdx << 32) | (uint32_t)e->g.rax}};
 
-		if (ioctl(e->v->fd, KVM_SET_XCRS, &x) < 0) {
+		if (ioctl(fd_of(e), KVM_SET_XCRS, &x) < 0) {
 			reflect(e, V_GP, 0, false);
 			return EMU_STAY;
 		}
@@ -1116,7 +1072,7 @@ static void seg_from_desc(uint64_t d, uint16_t sel, struct kvm_segment *s)
  * interrupt that ends the halt. */
 static void resume(struct sh_engine *e, bool halt)
 {
-	struct kvm_run *run = e->v->run;
+	struct kvm_run *run = run_of(e);
 	struct kvm_regs *r = &run->s.regs.regs;
 	struct kvm_sregs *s = sregs(e);
 	uint16_t real_ss = SH_SEL_DS3;
@@ -1140,7 +1096,7 @@ static void resume(struct sh_engine *e, bool halt)
 
 static void trap(struct sh_engine *e, unsigned vector)
 {
-	struct kvm_run *run = e->v->run;
+	struct kvm_run *run = run_of(e);
 	uint64_t top = sh_stack_top(e->v->id);
 	unsigned words = has_error_code(vector) ? SH_FRAME_WORDS : SH_FRAME_WORDS - 1;
 	uint64_t *f;
@@ -1241,7 +1197,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 
 	e->v = v;
 	e->trace = getenv("HEARTH_SHADOW_TRACE") != NULL;
-	sh_mmu_init(&e->mmu, &e->mon, &v->vm->mem, v->vm->vm_fd);
+	sh_mmu_init(&e->mmu, &e->mon, &v->vm->mem, kvm_of(v->vm)->vm_fd);
 	/* The guest's view at entry, as the boot protocol defines it. */
 	c->gdtr.base = LAYOUT_BOOT_GDT;
 	c->gdtr.limit = BOOT_GDT_SIZE - 1;
@@ -1260,7 +1216,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 		return err_set(err, "shadow mode: boot GDT outside RAM");
 	sh_monitor_mirror_gdt(&e->mon, boot_gdt, 4, NULL, 0);
 
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+	if (ioctl(kvcpu_of(v)->fd, KVM_GET_SREGS, &s) < 0)
 		return err_set(err, "KVM_GET_SREGS: %s", strerror(errno));
 	/* The guest starts at CPL3 in its own (mirrored) code and stack segments. */
 	seg_from_desc(real_desc(e, c->cs | 3), c->cs | 3, &s.cs);
@@ -1293,11 +1249,11 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	c->key = current_key(e);
 	s.cr3 = sh_mmu_root(&e->mmu, c->key);
 	c->epoch = e->mmu.epoch;
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+	if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0) {
 		s.cr4 &= ~CR4_UMIP;
-		if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0) {
+		if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0) {
 			s.cr4 &= ~(CR4_OSXSAVE | CR4_FSGSBASE);
-			if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+			if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0)
 				return err_set(err, "shadow mode: KVM_SET_SREGS: %s",
 				               strerror(errno));
 		}
@@ -1309,10 +1265,10 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	r.rflags = 2; /* interrupts off */
 	r.rbx = boot->rbx;
 	r.rsi = boot->rsi;
-	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+	if (ioctl(kvcpu_of(v)->fd, KVM_SET_REGS, &r) < 0)
 		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));
 	/* From here on the special registers travel in kvm_run's sync area. */
-	v->run->s.regs.sregs = s;
+	kvcpu_of(v)->run->s.regs.sregs = s;
 	e->sregs_valid = true;
 	return 0;
 }
@@ -1321,7 +1277,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
  * leaves, including its APIC ID. Running vCPU k on the host CPU whose APIC ID is k makes
  * that ID the vCPU's own (docs/HOST_FACTS.md, Guests: guests index per-CPU data by it). Probed from
  * the VMM thread (it runs cpuid on each allowed CPU in turn); -1 when no CPU matches. */
-int shadow_engine_pin_cpu(unsigned vcpu_id)
+int kvm_shadow_pin_cpu(unsigned vcpu_id)
 {
 	cpu_set_t allowed;
 	int found = -1;
@@ -1356,99 +1312,77 @@ static const struct kvm_sregs *sh_sregs(void *ctx)
 	return sregs(ctx);
 }
 
-static void sh_run(struct vcpu *v)
+static void *sh_ctx(struct vcpu *v)
 {
-	struct sh_engine *e = engine_of(v);
-	struct kvm_run *run = v->run;
-	struct vm *vm = v->vm;
-
-	if (v->id != 0) {
-		/* Application processors do not run in shadow mode: they stay parked. */
-		vm_vcpu_park(v);
-		return;
-	}
-	while (vm_vcpu_checkpoint(v)) {
-		if (e->halted_for_good) {
-			vm_vcpu_park(v);
-			return;
-		}
-		run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
-		if (e->sregs_dirty) {
-			run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
-			e->sregs_dirty = false;
-		}
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
-				METRIC_INC(exit_intr);
-				run->immediate_exit = 0;
-				continue;
-			}
-			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN: %s", strerror(errno));
-			return;
-		}
-		e->sregs_valid = true; /* KVM filled the sync area (kvm_valid_regs) */
-		switch (run->exit_reason) {
-		case KVM_EXIT_IO:
-			if (run->io.port == SH_TRAP_PORT && run->io.direction == KVM_EXIT_IO_OUT &&
-			    run->s.regs.regs.rip - (SH_MON_VA + SH_OFF_VECTORS) <
-			        256 * SH_STUB_SIZE) {
-				/* The guest cannot reach this port (TSS I/O bitmap): a stub's exit,
-				 * whose address names the vector. */
-				unsigned vec =
-				    (unsigned)((run->s.regs.regs.rip - SH_MON_VA - SH_OFF_VECTORS) /
-				               SH_STUB_SIZE);
-				struct timespec t0, t1;
-
-				clock_gettime(CLOCK_MONOTONIC, &t0);
-				trap(e, vec);
-				clock_gettime(CLOCK_MONOTONIC, &t1);
-				e->cpu.trap_ns += (double)(t1.tv_sec - t0.tv_sec) * 1e9 +
-				                  (double)(t1.tv_nsec - t0.tv_nsec);
-				break;
-			}
-			METRIC_INC(exit_io);
-			e->cpu.exits_io++;
-			vcpu_handle_io(v);
-			string_io_after_exit(&v->sio, run, &vm->pio, sh_sregs, sh_vread, e);
-			break;
-		case KVM_EXIT_MMIO:
-			METRIC_INC(exit_mmio);
-			e->cpu.exits_mmio++;
-			vcpu_handle_mmio(v);
-			break;
-		case KVM_EXIT_SHUTDOWN:
-			vm_request_stop(
-			    vm, STOP_TRIPLE_FAULT, 0,
-			    "shadow mode: the monitor faulted (KVM shutdown) at rip=0x%llx",
-			    (unsigned long long)run->s.regs.regs.rip);
-			return;
-		case KVM_EXIT_INTERNAL_ERROR:
-		case KVM_EXIT_FAIL_ENTRY:
-			vcpu_report_internal_error(v);
-			return;
-		case KVM_EXIT_INTR:
-			break;
-		default:
-			METRIC_INC(exit_other);
-			vm_request_stop(vm, STOP_KVM_ERROR, 0, "unexpected KVM exit reason %u",
-			                run->exit_reason);
-			return;
-		}
-	}
+	return engine_of(v);
 }
 
-int shadow_engine_create(struct vm *vm, struct error *err)
+/* Application processors do not run in shadow mode: they stay parked. A vCPU that halted
+ * with interrupts off sleeps for good. */
+static bool sh_before_run(struct vcpu *v)
 {
+	struct sh_engine *e = engine_of(v);
+	struct kvm_run *run = kvcpu_of(v)->run;
+
+	if (v->id != 0 || e->halted_for_good) {
+		vm_vcpu_park(v);
+		return false;
+	}
+	run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+	if (e->sregs_dirty) {
+		run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
+		e->sregs_dirty = false;
+	}
+	return true;
+}
+
+static void sh_after_run(struct vcpu *v)
+{
+	engine_of(v)->sregs_valid = true; /* KVM filled the sync area (kvm_valid_regs) */
+}
+
+/* A stub's exit: the guest cannot reach the trap port (TSS I/O bitmap), and the exit's
+ * address names the vector. */
+static bool sh_exit_io(struct vcpu *v)
+{
+	struct sh_engine *e = engine_of(v);
+	struct kvm_run *run = kvcpu_of(v)->run;
+	struct timespec t0, t1;
+	unsigned vec;
+
+	if (run->io.port != SH_TRAP_PORT || run->io.direction != KVM_EXIT_IO_OUT ||
+	    run->s.regs.regs.rip - (SH_MON_VA + SH_OFF_VECTORS) >= 256 * SH_STUB_SIZE)
+		return false;
+	vec = (unsigned)((run->s.regs.regs.rip - SH_MON_VA - SH_OFF_VECTORS) / SH_STUB_SIZE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	trap(e, vec);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	e->cpu.trap_ns += (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+	return true;
+}
+
+static void sh_shutdown(struct vcpu *v)
+{
+	vm_request_stop(v->vm, STOP_TRIPLE_FAULT, 0,
+	                "shadow mode: the monitor faulted (KVM shutdown) at rip=0x%llx",
+	                (unsigned long long)kvcpu_of(v)->run->s.regs.regs.rip);
+}
+
+int kvm_shadow_create(struct vm *vm, struct error *err)
+{
+	struct kvm_vm *k = kvm_of(vm);
 	struct sh_engine *e = calloc(1, sizeof(*e));
-	struct kvm_cpuid_entry2 *widths =
-	    cpuid_find(vm->cpuid->entries, (int)vm->cpuid->nent, 0x80000008, 0);
+	struct kvm_cpuid_entry2 *widths = NULL;
 	uint64_t guest_end =
 	    vm->mem.high_size ? LAYOUT_HIGH_RAM_START + vm->mem.high_size : LAYOUT_GAP_END;
 	uint64_t gpa;
 
 	if (!e)
 		return err_set(err, "out of memory");
-	vm->shadow = e;
+	k->shadow = e;
+	for (uint32_t i = 0; i < k->cpuid->nent; i++)
+		if (k->cpuid->entries[i].function == 0x80000008)
+			widths = &k->cpuid->entries[i];
 	/* The monitor sits inside the guest-physical width KVM supports (39 or 40 bits on some
 	 * CPUs, and in nested setups), above everything the guest has. */
 	if (sh_monitor_place(widths ? widths->eax & 0xff : 36, guest_end, &gpa, err))
@@ -1456,41 +1390,68 @@ int shadow_engine_create(struct vm *vm, struct error *err)
 	return sh_monitor_init(&e->mon, vm->nvcpus, gpa, err);
 }
 
-int shadow_engine_add_memslots(struct vm *vm, struct error *err)
+int kvm_shadow_add_memslots(struct vm *vm, struct error *err)
 {
-	return sh_monitor_add_memslots(&vm->shadow->mon, vm->vm_fd, err);
+	return sh_monitor_add_memslots(&kvm_of(vm)->shadow->mon, kvm_of(vm)->vm_fd, err);
 }
 
-void shadow_engine_destroy(struct vm *vm)
+void kvm_shadow_destroy(struct vm *vm)
 {
-	if (!vm->shadow)
+	struct kvm_vm *k = kvm_of(vm);
+
+	if (!k->shadow)
 		return;
-	sh_monitor_destroy(&vm->shadow->mon);
-	free(vm->shadow);
-	vm->shadow = NULL;
+	sh_monitor_destroy(&k->shadow->mon);
+	free(k->shadow);
+	k->shadow = NULL;
 }
 
-void shadow_engine_stats(struct vm *vm, struct shadow_stats *s)
+void kvm_shadow_info(const struct vm *vm, cJSON *o)
 {
-	struct sh_engine *e = vm->shadow;
+	const struct sh_engine *e = kvm_of(vm) ? kvm_of(vm)->shadow : NULL;
+	cJSON *sh;
 
-	memset(s, 0, sizeof(*s));
 	if (!e)
 		return;
-	s->traps = e->cpu.traps;
-	s->hits = e->mmu.st.hits;
-	s->misses = e->mmu.st.misses;
-	s->fills = e->mmu.st.fills;
-	s->evictions = e->mmu.st.evictions;
-	s->invalidations = e->mmu.st.invalidations;
-	s->epochs = e->mmu.st.epochs;
-	s->reloads = e->mmu.st.reloads;
-	s->tracked_writes = e->mmu.st.tracked_writes;
-	s->trap_ns = e->cpu.trap_ns;
+	sh = cJSON_AddObjectToObject(o, "shadow");
+	cJSON_AddNumberToObject(sh, "traps", (double)e->cpu.traps);
+	cJSON_AddNumberToObject(sh, "cache_hits", (double)e->mmu.st.hits);
+	cJSON_AddNumberToObject(sh, "cache_misses", (double)e->mmu.st.misses);
+	cJSON_AddNumberToObject(sh, "fills", (double)e->mmu.st.fills);
+	cJSON_AddNumberToObject(sh, "evictions", (double)e->mmu.st.evictions);
+	cJSON_AddNumberToObject(sh, "invalidations", (double)e->mmu.st.invalidations);
+	cJSON_AddNumberToObject(sh, "epochs", (double)e->mmu.st.epochs);
+	cJSON_AddNumberToObject(sh, "pool_reloads", (double)e->mmu.st.reloads);
+	cJSON_AddNumberToObject(sh, "page_table_writes", (double)e->mmu.st.tracked_writes);
 }
 
-const struct engine shadow_engine = {
+void kvm_shadow_log_stats(const struct vm *vm)
+{
+	const struct sh_engine *e = kvm_of(vm) ? kvm_of(vm)->shadow : NULL;
+	const struct sh_mmu_stats *st;
+
+	if (!e)
+		return;
+	st = &e->mmu.st;
+	log_info("shadow: %llu traps (%.2f us in hearth each), cache: %llu hits, %llu misses, "
+	         "%llu fills, %llu evictions, %llu invalidations, %llu epochs, %llu pool "
+	         "reloads, %llu page-table writes",
+	         (unsigned long long)e->cpu.traps,
+	         e->cpu.traps ? e->cpu.trap_ns / (double)e->cpu.traps / 1000.0 : 0.0,
+	         (unsigned long long)st->hits, (unsigned long long)st->misses,
+	         (unsigned long long)st->fills, (unsigned long long)st->evictions,
+	         (unsigned long long)st->invalidations, (unsigned long long)st->epochs,
+	         (unsigned long long)st->reloads, (unsigned long long)st->tracked_writes);
+}
+
+const struct kvm_engine kvm_shadow_engine = {
     .name = "shadow",
     .setup_boot_vcpu = sh_setup_boot_vcpu,
-    .run = sh_run,
+    .before_run = sh_before_run,
+    .after_run = sh_after_run,
+    .exit_io = sh_exit_io,
+    .sregs = sh_sregs,
+    .vread = sh_vread,
+    .hook_ctx = sh_ctx,
+    .shutdown = sh_shutdown,
 };

@@ -17,33 +17,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "guest_memory.h"
+#include "cpu/x86.h"
+#include "vmm/guest_memory.h"
 #include "shadow_monitor.h"
 
 #define SH_ROOTS        16
 #define SH_KEY_IDENTITY (~0ULL) /* guest paging off: VA = GPA */
 #define SH_MAX_TRACKED  4096
 #define SH_NO_EXEMPT    UINT64_MAX
-
-/* x86 page-table bits. */
-#define PTE_P    0x1ULL
-#define PTE_W    0x2ULL
-#define PTE_U    0x4ULL
-#define PTE_PWT  0x8ULL
-#define PTE_PCD  0x10ULL
-#define PTE_A    0x20ULL
-#define PTE_D    0x40ULL
-#define PTE_PS   0x80ULL
-#define PTE_G    0x100ULL
-#define PTE_NX   (1ULL << 63)
-#define PTE_ADDR 0x000ffffffffff000ULL
-
-/* #PF error code bits. */
-#define PF_P    0x1u
-#define PF_W    0x2u
-#define PF_U    0x4u
-#define PF_RSVD 0x8u
-#define PF_I    0x10u
 
 struct sh_mmu_stats {
 	uint64_t hits, misses, fills, evictions, invalidations, epochs, reloads, tracked_writes;

@@ -1,7 +1,9 @@
-#include "vcpu.h"
-#include "cpuid.h"
-#include "layout.h"
-#include "metrics.h"
+/* KVM vCPUs: creation (CPUID, boot MSRs, LAPIC LINT0/LINT1), kicks, and the reports of the
+ * exits that end a VM. */
+#include "kvm.h"
+#include "cpu/cpuid.h"
+#include "cpu/x86.h"
+#include "vmm/layout.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -12,18 +14,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Architectural MSRs set at boot. */
-#define MSR_IA32_TSC            0x10
-#define MSR_IA32_SYSENTER_CS    0x174
-#define MSR_IA32_SYSENTER_ESP   0x175
-#define MSR_IA32_SYSENTER_EIP   0x176
-#define MSR_IA32_MISC_ENABLE    0x1a0
-#define MSR_MTRR_DEF_TYPE       0x2ff
-#define MSR_STAR                0xc0000081
-#define MSR_LSTAR               0xc0000082
-#define MSR_CSTAR               0xc0000083
-#define MSR_SYSCALL_MASK        0xc0000084
-#define MSR_KERNEL_GS_BASE      0xc0000102
 #define MISC_ENABLE_FAST_STRING 1
 #define MTRR_ENABLE_WB          ((1u << 11) | 6)
 
@@ -34,30 +24,52 @@
 #define APIC_MODE_NMI    0x400
 #define APIC_MODE_EXTINT 0x700
 
+/* The host's leaves (KVM_GET_SUPPORTED_CPUID), normalized for this vCPU. */
 static int set_cpuid(struct vm *vm, struct vcpu *v, struct error *err)
 {
+	struct kvm_vm *k = kvm_of(vm);
 	struct cpuid_params p = {
 	    .apic_id = v->id,
 	    .nvcpus = vm->nvcpus,
-	    .tsc_khz = vm->tsc_khz,
-	    .no_gbpages = !vm->host.gbpages_ok,
-	    .no_xsave = vm->host.cpl0_emulated && vm->engine == MMU_HARDWARE,
+	    .tsc_khz = k->tsc_khz,
+	    .no_gbpages = !k->mmu.gbpages_ok,
+	    .no_xsave = k->mmu.cpl0_emulated && vm->engine == ENGINE_HARDWARE,
 	};
-	size_t bytes =
-	    sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
-	struct kvm_cpuid2 *c = malloc(bytes);
-	int n, r;
+	struct cpuid_entry e[CPUID_MAX_ENTRIES];
+	struct kvm_cpuid2 *c = calloc(1, sizeof(struct kvm_cpuid2) +
+	                                     CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
+	int n = (int)k->cpuid->nent, r;
 
 	if (!c)
 		return err_set(err, "out of memory");
-	memcpy(c, vm->cpuid, sizeof(*c) + vm->cpuid->nent * sizeof(c->entries[0]));
-	n = cpuid_normalize(c->entries, (int)c->nent, CPUID_MAX_ENTRIES, &p);
+	for (int i = 0; i < n; i++) {
+		const struct kvm_cpuid_entry2 *x = &k->cpuid->entries[i];
+
+		e[i] = (struct cpuid_entry){
+		    .function = x->function,
+		    .index = x->index,
+		    .flags = x->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX ? CPUID_FLAG_INDEXED : 0,
+		    .eax = x->eax,
+		    .ebx = x->ebx,
+		    .ecx = x->ecx,
+		    .edx = x->edx};
+	}
+	n = cpuid_normalize(e, n, CPUID_MAX_ENTRIES, &p);
 	if (n < 0) {
 		free(c);
 		return err_set(err, "CPUID table too large");
 	}
+	for (int i = 0; i < n; i++)
+		c->entries[i] = (struct kvm_cpuid_entry2){
+		    .function = e[i].function,
+		    .index = e[i].index,
+		    .flags = e[i].flags & CPUID_FLAG_INDEXED ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
+		    .eax = e[i].eax,
+		    .ebx = e[i].ebx,
+		    .ecx = e[i].ecx,
+		    .edx = e[i].edx};
 	c->nent = (uint32_t)n;
-	r = ioctl(v->fd, KVM_SET_CPUID2, c);
+	r = ioctl(kvcpu_of(v)->fd, KVM_SET_CPUID2, c);
 	free(c);
 	if (r < 0)
 		return err_set(err, "KVM_SET_CPUID2: %s", strerror(errno));
@@ -76,7 +88,7 @@ static int set_boot_msrs(struct vcpu *v, struct error *err)
 	    {MSR_STAR, 0},
 	    {MSR_LSTAR, 0},
 	    {MSR_CSTAR, 0},
-	    {MSR_SYSCALL_MASK, 0},
+	    {MSR_SFMASK, 0},
 	    {MSR_KERNEL_GS_BASE, 0},
 	    {MSR_IA32_TSC, 0},
 	    {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
@@ -99,7 +111,7 @@ static int set_boot_msrs(struct vcpu *v, struct error *err)
 			m.e[i - done].index = boot[i].index;
 			m.e[i - done].data = boot[i].value;
 		}
-		r = ioctl(v->fd, KVM_SET_MSRS, &m);
+		r = ioctl(kvcpu_of(v)->fd, KVM_SET_MSRS, &m);
 		if (r < 0)
 			return err_set(err, "KVM_SET_MSRS: %s", strerror(errno));
 		done += (unsigned)r + 1;
@@ -113,91 +125,64 @@ static int set_lapic_lints(struct vcpu *v, struct error *err)
 	uint32_t *lint0 = (uint32_t *)(s.regs + APIC_LVT_LINT0);
 	uint32_t *lint1 = (uint32_t *)(s.regs + APIC_LVT_LINT1);
 
-	if (ioctl(v->fd, KVM_GET_LAPIC, &s) < 0)
+	if (ioctl(kvcpu_of(v)->fd, KVM_GET_LAPIC, &s) < 0)
 		return err_set(err, "KVM_GET_LAPIC: %s", strerror(errno));
 	*lint0 = (*lint0 & ~APIC_MODE_MASK) | APIC_MODE_EXTINT;
 	*lint1 = (*lint1 & ~APIC_MODE_MASK) | APIC_MODE_NMI;
-	if (ioctl(v->fd, KVM_SET_LAPIC, &s) < 0)
+	if (ioctl(kvcpu_of(v)->fd, KVM_SET_LAPIC, &s) < 0)
 		return err_set(err, "KVM_SET_LAPIC: %s", strerror(errno));
 	return 0;
 }
 
-int vcpu_create(struct vm *vm, struct vcpu *v, unsigned id, struct error *err)
+int kvm_vcpu_create(struct vm *vm, struct vcpu *v, struct error *err)
 {
-	memset(v, 0, sizeof(*v));
-	v->vm = vm;
-	v->id = id;
-	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
-	if (v->fd < 0)
-		return err_set(err, "KVM_CREATE_VCPU %u: %s", id, strerror(errno));
-	v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
-	if (v->run == MAP_FAILED) {
-		v->run = NULL;
-		return err_set(err, "mmap of vCPU %u run area: %s", id, strerror(errno));
-	}
-	if (id == 0 && !vm->tsc_khz) {
-		int khz = ioctl(v->fd, KVM_GET_TSC_KHZ);
+	struct kvm_vm *k = kvm_of(vm);
+	struct kvm_vcpu *kv = calloc(1, sizeof(*kv));
 
-		vm->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+	if (!kv)
+		return err_set(err, "out of memory");
+	kv->fd = -1;
+	v->be = kv;
+	kv->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)v->id);
+	if (kv->fd < 0)
+		return err_set(err, "KVM_CREATE_VCPU %u: %s", v->id, strerror(errno));
+	kv->run = mmap(NULL, (size_t)k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, kv->fd, 0);
+	if (kv->run == MAP_FAILED) {
+		kv->run = NULL;
+		return err_set(err, "mmap of vCPU %u run area: %s", v->id, strerror(errno));
+	}
+	if (v->id == 0 && !k->tsc_khz) {
+		int khz = ioctl(kv->fd, KVM_GET_TSC_KHZ);
+
+		k->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
 	}
 	if (set_cpuid(vm, v, err) || set_boot_msrs(v, err) || set_lapic_lints(v, err))
 		return -1;
 	return 0;
 }
 
-void vcpu_destroy(struct vcpu *v)
+void kvm_vcpu_destroy(struct vcpu *v)
 {
-	if (v->run)
-		munmap(v->run, (size_t)v->vm->run_size);
-	if (v->fd >= 0)
-		close(v->fd);
-	v->run = NULL;
-	v->fd = -1;
+	struct kvm_vcpu *kv = kvcpu_of(v);
+
+	if (!kv)
+		return;
+	if (kv->run)
+		munmap(kv->run, (size_t)kvm_of(v->vm)->run_size);
+	if (kv->fd >= 0)
+		close(kv->fd);
+	free(kv);
+	v->be = NULL;
 }
 
-void vcpu_kick(struct vcpu *v)
+void kvm_vcpu_kick(struct vcpu *v)
 {
-	if (v->run)
-		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	struct kvm_vcpu *kv = kvcpu_of(v);
+
+	if (kv && kv->run)
+		__atomic_store_n(&kv->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 	if (v->thread_started)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
-}
-
-void vcpu_handle_io(struct vcpu *v)
-{
-	struct kvm_run *r = v->run;
-	uint8_t *data = (uint8_t *)r + r->io.data_offset;
-	struct bus *bus = &v->vm->pio;
-
-	bool claimed = true;
-
-	if (r->io.direction == KVM_EXIT_IO_OUT) {
-		if (r->io.count == 1)
-			claimed = bus_write(bus, r->io.port, data, r->io.size);
-		else
-			claimed = bus_write_rep(bus, r->io.port, data, r->io.size, r->io.count);
-	} else {
-		for (uint32_t i = 0; i < r->io.count; i++)
-			claimed &=
-			    bus_read(bus, r->io.port, data + (size_t)i * r->io.size, r->io.size);
-	}
-	if (!claimed)
-		METRIC_INC(unclaimed_pio);
-}
-
-void vcpu_handle_mmio(struct vcpu *v)
-{
-	struct kvm_run *r = v->run;
-	uint32_t len = r->mmio.len > 8 ? 8 : r->mmio.len;
-
-	bool claimed;
-
-	if (r->mmio.is_write)
-		claimed = bus_write(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, len);
-	else
-		claimed = bus_read(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, len);
-	if (!claimed)
-		METRIC_INC(unclaimed_mmio);
 }
 
 /* Format up to 15 instruction bytes at the guest's RIP into `out`. */
@@ -208,7 +193,7 @@ static void insn_bytes(struct vcpu *v, uint64_t linear, char *out, size_t outlen
 	size_t n = sizeof(b), pos = 0;
 
 	out[0] = 0;
-	if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid) {
+	if (ioctl(kvcpu_of(v)->fd, KVM_TRANSLATE, &t) < 0 || !t.valid) {
 		snprintf(out, outlen, "(rip not mapped)");
 		return;
 	}
@@ -224,8 +209,9 @@ static void insn_bytes(struct vcpu *v, uint64_t linear, char *out, size_t outlen
 		pos += (size_t)snprintf(out + pos, outlen - pos, "%s%02x", i ? " " : "", b[i]);
 }
 
-void vcpu_report_internal_error(struct vcpu *v)
+void kvm_report_internal_error(struct vcpu *v)
 {
+	struct kvm_vcpu *kv = kvcpu_of(v);
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	char bytes[64] = "";
@@ -234,31 +220,32 @@ void vcpu_report_internal_error(struct vcpu *v)
 	uint64_t rip = 0;
 	unsigned cpl = 0;
 
-	if (v->run->exit_reason == KVM_EXIT_FAIL_ENTRY)
+	if (kv->run->exit_reason == KVM_EXIT_FAIL_ENTRY)
 		what = "failed VM entry";
-	else if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION)
+	else if (kv->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION)
 		what = "emulation failure";
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0 && ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0) {
+	if (ioctl(kv->fd, KVM_GET_REGS, &regs) == 0 && ioctl(kv->fd, KVM_GET_SREGS, &sregs) == 0) {
 		rip = regs.rip;
 		cpl = sregs.cs.dpl;
 		insn_bytes(v, sregs.cs.base + regs.rip, bytes, sizeof(bytes));
 	}
-	if (v->vm->host.cpl0_emulated && cpl == 0 && v->vm->engine == MMU_HARDWARE)
+	if (kvm_of(v->vm)->mmu.cpl0_emulated && cpl == 0 && v->vm->engine == ENGINE_HARDWARE)
 		hint = "; hint: this host's KVM emulates guest CPL0 code and cannot run some "
 		       "instructions there (int3, xsave/xrstor, SSE, cmpxchg16b)";
-	vm_request_stop(v->vm, STOP_KVM_ERROR, 0,
+	vm_request_stop(v->vm, STOP_CPU_ERROR, 0,
 	                "KVM %s on vCPU %u at rip=0x%llx (cpl %u), suberror %u, bytes: %s%s", what,
 	                v->id, (unsigned long long)rip, cpl,
-	                v->run->exit_reason == KVM_EXIT_FAIL_ENTRY ? 0 : v->run->internal.suberror,
+	                kv->run->exit_reason == KVM_EXIT_FAIL_ENTRY ? 0
+	                                                            : kv->run->internal.suberror,
 	                bytes, hint);
 }
 
-void vcpu_report_shutdown(struct vcpu *v)
+void kvm_report_triple_fault(struct vcpu *v)
 {
 	struct kvm_regs regs;
 	unsigned long long rip = 0;
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+	if (ioctl(kvcpu_of(v)->fd, KVM_GET_REGS, &regs) == 0)
 		rip = regs.rip;
 	vm_request_stop(v->vm, STOP_TRIPLE_FAULT, 0, "guest triple fault on vCPU %u at rip=0x%llx",
 	                v->id, rip);

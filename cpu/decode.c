@@ -1,4 +1,4 @@
-#include "shadow_decode.h"
+#include "decode.h"
 
 #include <string.h>
 

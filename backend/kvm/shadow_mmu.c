@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "layout.h"
+#include "vmm/layout.h"
 
 #define SIZE_4K (1ULL << 12)
 #define SIZE_2M (1ULL << 21)

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bus.h"
+#include "vmm/bus.h"
 
 /* A decoded `rep outs`. */
 struct rep_outs {

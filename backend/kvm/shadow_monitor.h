@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "guest_memory.h"
+#include "vmm/error.h"
+#include "vmm/guest_memory.h"
 #include "shadow.h"
 
 struct sh_monitor {

@@ -1,24 +1,15 @@
 /* The hardware engine: KVM runs the guest as it is (EPT/NPT, or KVM's own shadow paging). */
-#include "boot_gdt.h"
-#include "engine.h"
-#include "guest_memory.h"
-#include "layout.h"
-#include "metrics.h"
-#include "vcpu.h"
+#include "kvm.h"
+#include "cpu/x86.h"
+#include "vmm/boot_gdt.h"
+#include "vmm/guest_memory.h"
+#include "vmm/layout.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CR0_PE          0x1ULL
-#define CR0_ET          0x10ULL
-#define CR0_NE          0x20ULL
-#define CR0_PG          0x80000000ULL
-#define CR4_PAE         0x20ULL
-#define EFER_LME        0x100ULL
-#define EFER_LMA        0x400ULL
-#define RFLAGS_RESERVED 0x2ULL
-#define BOOT_STACK      0x8ff0ULL
+#define BOOT_STACK 0x8ff0ULL
 
 static struct kvm_segment flat_segment(uint16_t sel, uint8_t type, bool code64)
 {
@@ -42,7 +33,9 @@ static int hw_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	struct kvm_regs r;
 	struct kvm_segment data = flat_segment(BOOT_GDT_SEL_DATA, 0x3, false);
 
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+	int fd = kvcpu_of(v)->fd;
+
+	if (ioctl(fd, KVM_GET_SREGS, &s) < 0)
 		return err_set(err, "KVM_GET_SREGS: %s", strerror(errno));
 	s.gdt.base = LAYOUT_BOOT_GDT;
 	s.gdt.limit = BOOT_GDT_SIZE - 1;
@@ -64,17 +57,17 @@ static int hw_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 		s.cr4 = 0;
 		s.efer = 0;
 	}
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+	if (ioctl(fd, KVM_SET_SREGS, &s) < 0)
 		return err_set(err, "KVM_SET_SREGS: %s", strerror(errno));
 
 	memset(&r, 0, sizeof(r));
-	r.rflags = RFLAGS_RESERVED;
+	r.rflags = RF_RESERVED;
 	r.rip = boot->rip;
 	r.rsi = boot->rsi;
 	r.rbx = boot->rbx;
 	if (boot->long_mode)
 		r.rsp = r.rbp = BOOT_STACK;
-	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+	if (ioctl(fd, KVM_SET_REGS, &r) < 0)
 		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));
 	return 0;
 }
@@ -91,7 +84,7 @@ static bool hw_vread(void *ctx, uint64_t linear, void *buf, size_t len)
 
 		if (chunk > len)
 			chunk = len;
-		if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid ||
+		if (ioctl(kvcpu_of(v)->fd, KVM_TRANSLATE, &t) < 0 || !t.valid ||
 		    gm_read(&v->vm->mem, t.physical_address, p, chunk))
 			return false;
 		p += chunk;
@@ -107,67 +100,28 @@ static const struct kvm_sregs *hw_sregs(void *ctx)
 	static __thread struct kvm_sregs s;
 	struct vcpu *v = ctx;
 
-	return ioctl(v->fd, KVM_GET_SREGS, &s) == 0 ? &s : NULL;
+	return ioctl(kvcpu_of(v)->fd, KVM_GET_SREGS, &s) == 0 ? &s : NULL;
 }
 
-static void hw_run(struct vcpu *v)
+/* General registers come back with every exit (KVM_SYNC_REGS): RIP tells a string output
+ * apart, without an ioctl. */
+static bool hw_before_run(struct vcpu *v)
 {
-	struct kvm_run *run = v->run;
-	struct vm *vm = v->vm;
-
-	while (vm_vcpu_checkpoint(v)) {
-		/* General registers come back with every exit (KVM_SYNC_REGS): RIP tells a
-		 * string output apart, without an ioctl. */
-		run->kvm_valid_regs = KVM_SYNC_X86_REGS;
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
-				METRIC_INC(exit_intr);
-				run->immediate_exit = 0;
-				continue;
-			}
-			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN on vCPU %u: %s", v->id,
-			                strerror(errno));
-			return;
-		}
-		switch (run->exit_reason) {
-		case KVM_EXIT_IO:
-			METRIC_INC(exit_io);
-			vcpu_handle_io(v);
-			string_io_after_exit(&v->sio, run, &vm->pio, hw_sregs, hw_vread, v);
-			break;
-		case KVM_EXIT_MMIO:
-			METRIC_INC(exit_mmio);
-			vcpu_handle_mmio(v);
-			break;
-		case KVM_EXIT_HLT:
-			/* Only without an in-kernel LAPIC; hearth always has one. */
-			break;
-		case KVM_EXIT_SHUTDOWN:
-			vcpu_report_shutdown(v);
-			return;
-		case KVM_EXIT_SYSTEM_EVENT:
-			if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
-				vm_request_stop(vm, STOP_RESET, 0, "guest reset the VM");
-			else
-				vm_request_stop(vm, STOP_POWEROFF, 0, "guest powered off");
-			return;
-		case KVM_EXIT_INTERNAL_ERROR:
-		case KVM_EXIT_FAIL_ENTRY:
-			vcpu_report_internal_error(v);
-			return;
-		case KVM_EXIT_INTR:
-			break;
-		default:
-			vm_request_stop(vm, STOP_KVM_ERROR, 0,
-			                "unexpected KVM exit reason %u on vCPU %u",
-			                run->exit_reason, v->id);
-			return;
-		}
-	}
+	kvcpu_of(v)->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+	return true;
 }
 
-const struct engine hardware_engine = {
+static void *hw_ctx(struct vcpu *v)
+{
+	return v;
+}
+
+const struct kvm_engine kvm_hardware_engine = {
     .name = "hardware",
     .setup_boot_vcpu = hw_setup_boot_vcpu,
-    .run = hw_run,
+    .before_run = hw_before_run,
+    .sregs = hw_sregs,
+    .vread = hw_vread,
+    .hook_ctx = hw_ctx,
+    .shutdown = kvm_report_triple_fault,
 };

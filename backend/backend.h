@@ -1,0 +1,96 @@
+/*
+ * The backend interface: everything that depends on how guest code runs. The neutral VMM
+ * (vmm/: plan the devices, load the guest, vCPU threads, pause and stop, the device buses)
+ * never calls KVM or any other host facility for running a guest; it calls these.
+ *
+ * A backend keeps its own state behind vm->be and vcpu->be. It runs each vCPU on the vCPU
+ * thread vmm/ starts for it, translates its own exit records into the neutral port I/O and
+ * MMIO calls (vm_pio, vm_mmio), and raises interrupts through its interrupt controller
+ * (vm->irqchip). Which backend and engine run a VM is decided in one place: backend_choose
+ * (backend/select.c).
+ *
+ * Backends: KVM (backend/kvm/: the hardware and shadow engines) and, for tests, a null
+ * backend that runs nothing (tests/unit/test_null_backend.c).
+ */
+#ifndef HEARTH_BACKEND_H
+#define HEARTH_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/vm_config.h"
+#include "vmm/boot.h"
+#include "vmm/error.h"
+
+#include <cjson/cJSON.h>
+
+struct vm;
+struct vcpu;
+
+/* How guest code is run. */
+enum engine {
+	ENGINE_HARDWARE, /* KVM runs the guest as it is (EPT/NPT, or KVM's own shadow paging) */
+	ENGINE_SHADOW,   /* KVM, guest kernel deprivileged to CPL3, hearth's shadow page tables */
+};
+
+const char *engine_name(enum engine e);
+
+/* What a backend found on this host (probed at start, without keeping anything open). */
+struct host_probe {
+	bool usable;        /* it can run guests here */
+	bool cpl0_emulated; /* guest ring-0 code would be emulated slowly (KVM on PVM hosts) */
+	char state[16];     /* for GET /: e.g. "available", "absent" */
+	char summary[128];  /* one line for logs and --version */
+	char detail[256];   /* why it is not usable, and what to do */
+};
+
+struct backend {
+	const char *name;
+	/* Probe the host. */
+	void (*probe)(struct host_probe *p);
+	/* Open what the backend needs to build a VM (e.g. /dev/kvm), early: slow host queries
+	 * may run meanwhile. Fails with one line that names what is missing. */
+	int (*open)(struct vm *vm, struct error *err);
+	/* Create the VM: guest memory (already loaded) mapped in, the interrupt controller
+	 * (vm->irqchip), the devices' notification and interrupt eventfds, every vCPU, the boot
+	 * vCPU in the state vm->boot_cpu describes. */
+	int (*create)(struct vm *vm, struct error *err);
+	/* On the vCPU's thread, its seccomp filter loaded: run until the VM must stop (reported
+	 * through vm_request_stop); returns when vm_vcpu_checkpoint says so. */
+	void (*vcpu_run)(struct vcpu *v);
+	/* From any thread: make vcpu_run return to its checkpoint soon. */
+	void (*vcpu_kick)(struct vcpu *v);
+	/* The host CPU vCPU `id`'s thread must run on, or -1 for any (NULL: any). */
+	int (*vcpu_host_cpu)(const struct vm *vm, unsigned id);
+	/* Which seccomp list its vCPU threads load (an enum thread_kind, seccomp/filters.h). */
+	int (*vcpu_filter)(const struct vm *vm);
+	/* Raise or lower an interrupt line (GSI). */
+	void (*set_irq)(struct vm *vm, unsigned gsi, bool level);
+	/* With every vCPU parked: freeze / restart the guest's clocks. */
+	void (*pause)(struct vm *vm);
+	void (*resume)(struct vm *vm);
+	/* Its part of GET / (host facts, engine counters) and of the last log lines. */
+	void (*info)(const struct vm *vm, cJSON *o);
+	void (*log_stats)(const struct vm *vm);
+	/* Release everything; `vm->be` may be partly built. */
+	void (*destroy)(struct vm *vm);
+	/* At process exit: release in a way that does not hold up the exit (may fall back to
+	 * destroy). */
+	void (*detach)(struct vm *vm);
+};
+
+/* The backends hearth has. */
+extern const struct backend kvm_backend;
+
+/*
+ * The one place where the engine is chosen, in two steps: the backend from what the host
+ * offers and what the configuration asks for (before the guest is loaded, so that the
+ * backend can open its devices early), then the engine from the kernel that was loaded.
+ * engine_pick fails with one line that says why and what would run the kernel (*exit_code:
+ * the process exit status). A Linux kernel is never given the shadow engine.
+ */
+const struct backend *backend_pick(const struct host_probe *kvm, enum mmu_mode requested);
+int engine_pick(const struct backend *b, const struct host_probe *kvm, enum mmu_mode requested,
+                bool linux_kernel, enum engine *engine, struct error *err, int *exit_code);
+
+#endif
