@@ -15,6 +15,7 @@ endif
 
 LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c,\
                $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c cpu/*.c))
+LIB_SRCS  += $(wildcard irqchip/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
