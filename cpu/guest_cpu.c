@@ -1,0 +1,769 @@
+/* The virtual x86 CPU of a deprivileged guest (cpu/guest_cpu.h): guest memory through its
+ * mapping, delivery through its IDT, and the emulation of what faults at CPL3. */
+#include "guest_cpu.h"
+#include "x86.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Elements of a rep ins/outs handled per trap: a longer string resumes at the same
+ * instruction (RCX counts down), so a huge count cannot hold the vCPU thread. */
+#define PIO_STRING_BATCH 4096
+
+/* The GDT sizes hearth emulates a walk of (the engines mirror at most this many). */
+#define GDT_MAX_BYTES 65536
+
+/* ---- state ------------------------------------------------------------------------- */
+
+bool cpu_long_mode(const struct guest_cpu *c)
+{
+	return c->efer & EFER_LMA;
+}
+
+static uint64_t desc_of(const struct guest_cpu *c, uint16_t sel)
+{
+	return c->ops->descriptor(c->ctx, sel);
+}
+
+bool cpu_code64(const struct guest_cpu *c)
+{
+	return cpu_long_mode(c) && (desc_of(c, c->cs) & (1ULL << 53));
+}
+
+bool cpu_code32(const struct guest_cpu *c)
+{
+	return desc_of(c, c->cs) & (1ULL << 54);
+}
+
+static void stop(struct guest_cpu *c, enum cpu_stop how, const char *why)
+{
+	c->ops->stop(c->ctx, how, why);
+}
+
+static void user_mode_refused(struct guest_cpu *c, const char *how)
+{
+	char why[200];
+
+	snprintf(why, sizeof(why),
+	         "the guest tried to enter its own user mode (%s); this engine runs "
+	         "single-address-space guests only (use --mmu hardware)",
+	         how);
+	stop(c, CPU_STOP_REFUSED, why);
+}
+
+/* ---- memory -------------------------------------------------------------------------- */
+
+static bool copy(struct guest_cpu *c, uint64_t va, void *buf, size_t len, bool write)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		uint64_t gpa, chunk = 4096 - (va & 4095);
+		void *h;
+
+		if (chunk > len)
+			chunk = len;
+		if (!c->ops->translate(c->ctx, va, write, &gpa))
+			return false;
+		h = gm_ptr(c->gm, gpa, chunk);
+		if (!h)
+			return false;
+		if (write)
+			memcpy(h, p, chunk);
+		else
+			memcpy(p, h, chunk);
+		va += chunk;
+		p += chunk;
+		len -= chunk;
+	}
+	return true;
+}
+
+bool cpu_read(struct guest_cpu *c, uint64_t va, void *buf, size_t len)
+{
+	return copy(c, va, buf, len, false);
+}
+
+bool cpu_write(struct guest_cpu *c, uint64_t va, const void *buf, size_t len)
+{
+	return copy(c, va, (void *)buf, len, true);
+}
+
+int cpu_fetch_decode(struct guest_cpu *c, struct sh_insn *in, uint8_t *bytes, size_t *n)
+{
+	uint64_t rip = c->r.rip;
+	size_t first = 4096 - (rip & 4095);
+
+	/* What is mapped of the next 15 bytes: one translation per page. */
+	*n = 0;
+	if (first > 15)
+		first = 15;
+	if (cpu_read(c, rip, bytes, first)) {
+		*n = first;
+		if (first < 15 && cpu_read(c, rip + first, bytes + first, 15 - first))
+			*n = 15;
+	}
+	return sh_decode(bytes, *n, cpu_code64(c), cpu_code32(c), in);
+}
+
+static uint64_t *gpr(struct guest_cpu *c, unsigned n)
+{
+	return &c->r.gpr[n & 15];
+}
+
+static void set_gpr(struct guest_cpu *c, unsigned n, uint64_t v, unsigned size)
+{
+	uint64_t *r = gpr(c, n);
+
+	if (size == 8)
+		*r = v;
+	else if (size == 4)
+		*r = (uint32_t)v; /* 32-bit writes zero the upper half */
+	else
+		*r = (*r & ~0xffffULL) | (v & 0xffff);
+}
+
+static uint64_t seg_base(const struct guest_cpu *c, int seg)
+{
+	if (seg == SH_FS)
+		return c->fs_base;
+	if (seg == SH_GS)
+		return c->gs_base;
+	return 0;
+}
+
+static uint64_t effective_address(const struct guest_cpu *c, const struct sh_insn *in)
+{
+	uint64_t a = (uint64_t)in->disp;
+
+	if (in->rip_relative)
+		a += c->r.rip + in->len;
+	if (in->base >= 0)
+		a += c->r.gpr[in->base & 15];
+	if (in->index >= 0)
+		a += c->r.gpr[in->index & 15] * in->scale;
+	if (in->addrsize == 4)
+		a &= 0xffffffffULL;
+	return a + seg_base(c, in->seg);
+}
+
+/* ---- delivery through the guest's IDT ------------------------------------------------ */
+
+static bool push(struct guest_cpu *c, uint64_t *rsp, uint64_t v, unsigned size)
+{
+	*rsp -= size;
+	return cpu_write(c, *rsp, &v, size);
+}
+
+bool cpu_vector_has_error_code(unsigned v)
+{
+	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
+}
+
+/* Deliver `vector` as hardware does for an exception or interrupt taken at (virtual) CPL0. */
+static bool deliver(struct guest_cpu *c, unsigned vector, uint32_t err, bool soft)
+{
+	bool with_err = cpu_vector_has_error_code(vector) && !soft;
+	uint64_t rflags = c->r.rflags, rsp = c->r.gpr[R_SP];
+	uint16_t sel;
+	uint64_t target;
+	unsigned type;
+
+	if (cpu_long_mode(c)) {
+		uint64_t gate[2];
+		unsigned ist;
+
+		if (16u * vector + 15 > c->idtr.limit ||
+		    !cpu_read(c, c->idtr.base + 16u * vector, gate, 16))
+			return false;
+		type = (gate[0] >> 40) & 0xf;
+		if (!(gate[0] & (1ULL << 47)) || (type != 0xe && type != 0xf))
+			return false;
+		sel = (uint16_t)(gate[0] >> 16);
+		target = (gate[0] & 0xffff) | ((gate[0] >> 32) & 0xffff0000ULL) | (gate[1] << 32);
+		ist = (gate[0] >> 32) & 7;
+		if (ist && !cpu_read(c, c->tr_base + 36 + 8 * (ist - 1), &rsp, 8))
+			return false;
+		rsp &= ~15ULL;
+		if (!push(c, &rsp, c->ss, 8) || !push(c, &rsp, c->r.gpr[R_SP], 8) ||
+		    !push(c, &rsp, rflags, 8) || !push(c, &rsp, c->cs, 8) ||
+		    !push(c, &rsp, c->r.rip, 8) || (with_err && !push(c, &rsp, err, 8)))
+			return false;
+	} else {
+		uint64_t gate;
+
+		if (8u * vector + 7 > c->idtr.limit ||
+		    !cpu_read(c, c->idtr.base + 8u * vector, &gate, 8))
+			return false;
+		type = (gate >> 40) & 0xf;
+		if (!(gate & (1ULL << 47)) || (type != 0xe && type != 0xf))
+			return false;
+		sel = (uint16_t)(gate >> 16);
+		target = (gate & 0xffff) | ((gate >> 32) & 0xffff0000ULL);
+		if (!push(c, &rsp, (uint32_t)rflags, 4) || !push(c, &rsp, c->cs, 4) ||
+		    !push(c, &rsp, (uint32_t)c->r.rip, 4) || (with_err && !push(c, &rsp, err, 4)))
+			return false;
+	}
+	if (desc_of(c, sel & ~3) == 0)
+		return false;
+	c->cs = sel & ~3;
+	c->r.gpr[R_SP] = rsp;
+	c->r.rip = target;
+	c->r.rflags &= ~(RF_TF | RF_NT | RF_RF | RF_VM);
+	if (type == 0xe)
+		c->r.rflags &= ~RF_IF; /* interrupt gate */
+	return true;
+}
+
+void cpu_reflect(struct guest_cpu *c, unsigned vector, uint32_t err, bool soft)
+{
+	char why[64];
+
+	if (deliver(c, vector, err, soft))
+		return;
+	if (vector != V_DF && vector != V_GP && deliver(c, V_GP, vector * 8 + 2, false))
+		return;
+	if (vector != V_DF && deliver(c, V_DF, 0, false))
+		return;
+	snprintf(why, sizeof(why), "vector %u could not be delivered", vector);
+	stop(c, CPU_STOP_TRIPLE_FAULT, why);
+}
+
+void cpu_page_fault(struct guest_cpu *c, uint64_t va, uint32_t err)
+{
+	c->cr2 = va;
+	cpu_reflect(c, V_PF, err, false);
+}
+
+/* ---- control registers and MSRs ------------------------------------------------------- */
+
+static void mov_to_cr(struct guest_cpu *c, unsigned cr, uint64_t v)
+{
+	switch (cr) {
+	case 0:
+		if ((v & CR0_PG) && !(v & CR0_PE)) {
+			cpu_reflect(c, V_GP, 0, false);
+			return;
+		}
+		if ((v & CR0_PG) && !(c->cr0 & CR0_PG)) {
+			if (!(c->efer & EFER_LME) || !(c->cr4 & CR4_PAE)) {
+				stop(c, CPU_STOP_REFUSED,
+				     "the guest enabled 32-bit paging, which this engine does not "
+				     "support (4-level paging only)");
+				return;
+			}
+			c->efer |= EFER_LMA;
+		}
+		if (!(v & CR0_PG))
+			c->efer &= ~EFER_LMA;
+		c->cr0 = v | CR0_ET;
+		break;
+	case 2:
+		c->cr2 = v;
+		return;
+	case 3:
+		c->cr3 = v;
+		break;
+	case 4:
+		c->cr4 = v;
+		return;
+	case 8:
+		c->cr8 = v & 15;
+		return;
+	default:
+		cpu_reflect(c, V_UD, 0, false);
+		return;
+	}
+	c->ops->paging_changed(c->ctx);
+}
+
+static uint64_t mov_from_cr(const struct guest_cpu *c, unsigned cr)
+{
+	switch (cr) {
+	case 0:
+		return c->cr0;
+	case 2:
+		return c->cr2;
+	case 3:
+		return c->cr3;
+	case 4:
+		return c->cr4;
+	case 8:
+		return c->cr8;
+	default:
+		return 0;
+	}
+}
+
+/* False: #GP. */
+static bool wrmsr(struct guest_cpu *c, uint32_t index, uint64_t v)
+{
+	switch (index) {
+	case MSR_EFER: {
+		bool nxe = c->efer & EFER_NXE;
+
+		if (v & EFER_SCE) {
+			user_mode_refused(c, "EFER.SCE enables syscall");
+			return true;
+		}
+		c->efer = (v & (EFER_LME | EFER_NXE)) | (c->efer & EFER_LMA);
+		if (nxe != !!(v & EFER_NXE))
+			c->ops->paging_changed(c->ctx);
+		return true;
+	}
+	case MSR_STAR:
+		c->star = v;
+		return true;
+	case MSR_LSTAR:
+		c->lstar = v;
+		return true;
+	case MSR_CSTAR:
+		c->cstar = v;
+		return true;
+	case MSR_SFMASK:
+		c->sfmask = v;
+		return true;
+	case MSR_KERNEL_GS_BASE:
+		c->kernel_gs_base = v;
+		return true;
+	case MSR_FS_BASE:
+		c->fs_base = v;
+		return true;
+	case MSR_GS_BASE:
+		c->gs_base = v;
+		return true;
+	default:
+		return c->ops->wrmsr(c->ctx, index, v);
+	}
+}
+
+static bool rdmsr(struct guest_cpu *c, uint32_t index, uint64_t *v)
+{
+	switch (index) {
+	case MSR_EFER:
+		*v = c->efer;
+		return true;
+	case MSR_STAR:
+		*v = c->star;
+		return true;
+	case MSR_LSTAR:
+		*v = c->lstar;
+		return true;
+	case MSR_CSTAR:
+		*v = c->cstar;
+		return true;
+	case MSR_SFMASK:
+		*v = c->sfmask;
+		return true;
+	case MSR_KERNEL_GS_BASE:
+		*v = c->kernel_gs_base;
+		return true;
+	case MSR_FS_BASE:
+		*v = c->fs_base;
+		return true;
+	case MSR_GS_BASE:
+		*v = c->gs_base;
+		return true;
+	default:
+		return c->ops->rdmsr(c->ctx, index, v);
+	}
+}
+
+/* ---- segments and far returns ------------------------------------------------------- */
+
+bool cpu_ss_loadable(struct guest_cpu *c, uint16_t sel)
+{
+	uint64_t d;
+
+	if ((sel & ~3) == 0)
+		return true; /* a null SS is fine at CPL0 in long mode */
+	d = desc_of(c, sel);
+	/* present, data (not code), writable */
+	return (d & (1ULL << 47)) && !(d & (1ULL << 43)) && (d & (1ULL << 41));
+}
+
+static bool pop(struct guest_cpu *c, uint64_t *v, unsigned size)
+{
+	*v = 0;
+	if (!cpu_read(c, c->r.gpr[R_SP], v, size))
+		return false;
+	c->r.gpr[R_SP] += size;
+	return true;
+}
+
+/* iret / lret back to (virtual) CPL0 code. */
+static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
+{
+	unsigned sz = in->opsize;
+	uint64_t rip, cs, fl = 0, rsp = 0, ss = 0;
+	uint64_t saved_rsp = c->r.gpr[R_SP];
+
+	if (!pop(c, &rip, sz) || !pop(c, &cs, sz) || (iret && !pop(c, &fl, sz)))
+		goto fault;
+	if ((cs & 3) == 3) {
+		user_mode_refused(c, iret ? "iret to CPL3" : "far return to CPL3");
+		return true;
+	}
+	if (iret && sz == 8 && (!pop(c, &rsp, 8) || !pop(c, &ss, 8)))
+		goto fault;
+	if (!iret)
+		c->r.gpr[R_SP] += in->imm;
+	if (desc_of(c, (uint16_t)(cs & ~3)) == 0)
+		goto fault;
+	if (iret && sz == 8 && !cpu_ss_loadable(c, (uint16_t)ss))
+		goto fault;
+	c->cs = (uint16_t)(cs & ~3);
+	c->r.rip = sz == 4 ? (uint32_t)rip : rip;
+	if (iret) {
+		uint64_t keep = RF_IOPL | RF_VM;
+
+		if (sz == 4)
+			fl = (c->r.rflags & ~0xffffffffULL) | (uint32_t)fl;
+		c->r.rflags = (fl & ~keep) | RF_RESERVED;
+		if (sz == 8) {
+			c->ss = (uint16_t)(ss & ~3);
+			c->r.gpr[R_SP] = rsp;
+		}
+	}
+	return true;
+fault:
+	c->r.gpr[R_SP] = saved_rsp;
+	cpu_reflect(c, V_GP, 0, false);
+	return false;
+}
+
+/* ---- port I/O ------------------------------------------------------------------------ */
+
+static void set_io_result(struct guest_cpu *c, uint32_t v, unsigned size)
+{
+	uint64_t mask = size == 4 ? 0xffffffffULL : size == 2 ? 0xffffULL : 0xffULL;
+	uint64_t *rax = &c->r.gpr[R_AX];
+
+	/* in %dx, %eax zeroes the upper half; in %dx, %al/%ax keep the rest of RAX */
+	*rax = size == 4 ? v : (*rax & ~mask) | (v & mask);
+}
+
+static void port_access(struct guest_cpu *c, uint16_t port, bool write, uint32_t *v, unsigned size)
+{
+	if ((int)port == c->trap_port) {
+		if (!write)
+			*v = ~0U; /* the engine's own port: nothing answers the guest there */
+		return;
+	}
+	c->ops->pio(c->ctx, port, write, v, size);
+}
+
+/* False for a memory fault. *again: a string that is not done (RIP stays). */
+static bool emulate_port_io(struct guest_cpu *c, const struct sh_insn *in, bool *again)
+{
+	uint16_t port = in->io_port_imm ? (uint16_t)in->imm : (uint16_t)c->r.gpr[R_DX];
+	unsigned size = in->io_size;
+	uint64_t amask = in->addrsize == 4 ? 0xffffffffULL : ~0ULL;
+	int64_t step = (c->r.rflags & RF_DF) ? -(int64_t)size : (int64_t)size;
+	uint64_t count = 1, *rsi = gpr(c, R_SI), *rdi = gpr(c, R_DI), *rcx = gpr(c, R_CX);
+	uint32_t v = 0;
+
+	*again = false;
+	if (in->op == SH_OP_IN || in->op == SH_OP_OUT) {
+		v = (uint32_t)c->r.gpr[R_AX];
+		port_access(c, port, in->op == SH_OP_OUT, &v, size);
+		if (in->op == SH_OP_IN)
+			set_io_result(c, v, size);
+		return true;
+	}
+	if (in->rep) {
+		count = *rcx & amask;
+		if (count > PIO_STRING_BATCH) {
+			count = PIO_STRING_BATCH;
+			*again = true;
+		}
+	}
+	for (uint64_t done = 0; done < count; done++) {
+		if (in->op == SH_OP_OUTS) {
+			if (!cpu_read(c, (*rsi & amask) + seg_base(c, in->seg), &v, size))
+				return false;
+			port_access(c, port, true, &v, size);
+			*rsi = (*rsi & ~amask) | ((*rsi + (uint64_t)step) & amask);
+		} else {
+			port_access(c, port, false, &v, size);
+			if (!cpu_write(c, *rdi & amask, &v, size))
+				return false;
+			*rdi = (*rdi & ~amask) | ((*rdi + (uint64_t)step) & amask);
+		}
+		if (in->rep)
+			*rcx = (*rcx & ~amask) | ((*rcx - 1) & amask);
+	}
+	return true;
+}
+
+/* ---- the instructions that fault at CPL3 ----------------------------------------------- */
+
+static enum emu fault(struct guest_cpu *c, unsigned vector, uint32_t err)
+{
+	cpu_reflect(c, vector, err, false);
+	return EMU_STAY;
+}
+
+/* lgdt/lidt/sgdt/sidt: the 6- or 10-byte pseudo-descriptor at the operand. */
+static enum emu table_register(struct guest_cpu *c, const struct sh_insn *in, bool m64)
+{
+	uint8_t buf[10] = {0};
+	uint64_t ea = effective_address(c, in), base;
+	unsigned len = m64 ? 10 : 6;
+	bool gdt = in->op == SH_OP_LGDT || in->op == SH_OP_SGDT;
+	__typeof__(c->gdtr) *t = gdt ? &c->gdtr : &c->idtr;
+
+	if (in->op == SH_OP_SGDT || in->op == SH_OP_SIDT) {
+		memcpy(buf, &t->limit, 2);
+		memcpy(buf + 2, &t->base, 8);
+		return cpu_write(c, ea, buf, len) ? EMU_DONE : fault(c, V_GP, 0);
+	}
+	if (!cpu_read(c, ea, buf, len))
+		return fault(c, V_GP, 0);
+	memcpy(&base, buf + 2, 8);
+	if (!m64)
+		base &= 0xffffffffULL;
+	memcpy(&t->limit, buf, 2);
+	t->base = base;
+	if (gdt && !c->ops->gdt_loaded(c->ctx))
+		return EMU_STAY;
+	return EMU_DONE;
+}
+
+static enum emu load_tr_ldt(struct guest_cpu *c, const struct sh_insn *in)
+{
+	uint16_t sel = 0;
+	uint64_t d[2] = {0, 0};
+
+	if (in->mem ? !cpu_read(c, effective_address(c, in), &sel, 2)
+	            : ((sel = (uint16_t)*gpr(c, in->rm)), false))
+		return fault(c, V_GP, 0);
+	if (in->op == SH_OP_LLDT) {
+		if (sel & ~3) {
+			stop(c, CPU_STOP_REFUSED,
+			     "the guest loads an LDT, which this engine does not support");
+			return EMU_STAY;
+		}
+		c->ldtr = sel;
+		return EMU_DONE;
+	}
+	if (!cpu_read(c, c->gdtr.base + (sel & ~7u), d, cpu_long_mode(c) ? 16 : 8))
+		return fault(c, V_GP, sel & ~3u);
+	c->tr = sel;
+	c->tr_base = ((d[0] >> 16) & 0xffffff) | (((d[0] >> 56) & 0xff) << 24) |
+	             (cpu_long_mode(c) ? (d[1] & 0xffffffffULL) << 32 : 0);
+	return EMU_DONE;
+}
+
+static enum emu load_segment(struct guest_cpu *c, const struct sh_insn *in)
+{
+	uint64_t sel = 0;
+
+	if (in->op == SH_OP_POP_SEG) {
+		if (!pop(c, &sel, in->opsize))
+			return fault(c, V_SS, 0);
+	} else if (in->mem) {
+		if (!cpu_read(c, effective_address(c, in), &sel, 2))
+			return fault(c, V_GP, 0);
+	} else {
+		sel = *gpr(c, in->rm) & 0xffff;
+	}
+	/* Other segment loads do not fault on a loadable descriptor: this one names a
+	 * descriptor the guest may not load. */
+	if (in->reg != SH_SS || !cpu_ss_loadable(c, (uint16_t)sel))
+		return fault(c, V_GP, (uint32_t)sel & ~3u);
+	c->ss = (uint16_t)(sel & ~3);
+	return EMU_DONE;
+}
+
+enum emu cpu_emulate_gp(struct guest_cpu *c, uint32_t err)
+{
+	struct sh_insn in;
+	uint8_t bytes[15];
+	size_t n;
+	uint64_t next, v;
+	bool m64 = cpu_code64(c);
+	enum emu r = EMU_DONE;
+
+	if (cpu_fetch_decode(c, &in, bytes, &n) < 0)
+		return fault(c, V_GP, err);
+	next = c->r.rip + in.len;
+	if (!m64)
+		next &= 0xffffffffULL;
+
+	switch (in.op) {
+	case SH_OP_CLI:
+		c->r.rflags &= ~RF_IF;
+		break;
+	case SH_OP_STI:
+		c->r.rflags |= RF_IF;
+		/* sti; hlt: the interrupt shadow keeps the wakeup from slipping in between. */
+		if (n > in.len && bytes[in.len] == 0xf4) {
+			c->r.rip = next + 1;
+			return EMU_HALT;
+		}
+		break;
+	case SH_OP_HLT:
+		c->r.rip = next;
+		return EMU_HALT;
+	case SH_OP_MOV_TO_CR:
+		v = *gpr(c, in.rm);
+		c->r.rip = next; /* before: a CR write may stop the VM or fault */
+		mov_to_cr(c, in.reg, m64 ? v : (uint32_t)v);
+		return EMU_DONE;
+	case SH_OP_MOV_FROM_CR:
+		if (in.reg != 0 && in.reg != 2 && in.reg != 3 && in.reg != 4 && in.reg != 8)
+			return fault(c, V_UD, 0);
+		set_gpr(c, in.rm, mov_from_cr(c, in.reg), m64 ? 8 : 4);
+		break;
+	case SH_OP_MOV_TO_DR:
+	case SH_OP_MOV_FROM_DR:
+		/* Debug registers are not virtualized: reads give 0, writes are ignored. */
+		if (in.op == SH_OP_MOV_FROM_DR)
+			set_gpr(c, in.rm,
+			        in.reg == 6   ? 0xffff0ff0
+			        : in.reg == 7 ? 0x400
+			                      : 0,
+			        m64 ? 8 : 4);
+		break;
+	case SH_OP_WRMSR:
+		if (!wrmsr(c, (uint32_t)c->r.gpr[R_CX],
+		           (c->r.gpr[R_DX] << 32) | (uint32_t)c->r.gpr[R_AX]))
+			return fault(c, V_GP, 0);
+		break;
+	case SH_OP_RDMSR:
+		if (!rdmsr(c, (uint32_t)c->r.gpr[R_CX], &v))
+			return fault(c, V_GP, 0);
+		c->r.gpr[R_AX] = (uint32_t)v;
+		c->r.gpr[R_DX] = v >> 32;
+		break;
+	case SH_OP_LGDT:
+	case SH_OP_LIDT:
+	case SH_OP_SGDT:
+	case SH_OP_SIDT:
+		r = table_register(c, &in, m64);
+		break;
+	case SH_OP_SMSW:
+	case SH_OP_STR:
+	case SH_OP_SLDT:
+		v = in.op == SH_OP_SMSW ? c->cr0 & 0xffff : in.op == SH_OP_STR ? c->tr : c->ldtr;
+		if (in.mem) {
+			uint16_t w = (uint16_t)v;
+
+			if (!cpu_write(c, effective_address(c, &in), &w, 2))
+				return fault(c, V_GP, 0);
+		} else {
+			set_gpr(c, in.rm, v, in.opsize);
+		}
+		break;
+	case SH_OP_LMSW:
+		v = in.mem ? 0 : *gpr(c, in.rm);
+		if (in.mem && !cpu_read(c, effective_address(c, &in), &v, 2))
+			return fault(c, V_GP, 0);
+		c->r.rip = next;
+		mov_to_cr(c, 0, (c->cr0 & ~0xeULL) | (v & 0xf) | (c->cr0 & CR0_PE));
+		return EMU_DONE;
+	case SH_OP_LTR:
+	case SH_OP_LLDT:
+		r = load_tr_ldt(c, &in);
+		break;
+	case SH_OP_INVLPG:
+		c->ops->invlpg(c->ctx, effective_address(c, &in));
+		break;
+	case SH_OP_SWAPGS:
+		v = c->gs_base;
+		c->gs_base = c->kernel_gs_base;
+		c->kernel_gs_base = v;
+		break;
+	case SH_OP_XSETBV:
+		if (!c->ops->xsetbv(c->ctx, (uint32_t)c->r.gpr[R_CX],
+		                    (c->r.gpr[R_DX] << 32) | (uint32_t)c->r.gpr[R_AX]))
+			return fault(c, V_GP, 0);
+		break;
+	case SH_OP_CLTS:
+		c->cr0 &= ~CR0_TS;
+		break;
+	case SH_OP_INVD:
+	case SH_OP_WBINVD:
+		break; /* caches are coherent: nothing to do */
+	case SH_OP_IRET:
+	case SH_OP_LRET:
+		return far_return(c, &in, in.op == SH_OP_IRET) ? EMU_DONE : EMU_STAY;
+	case SH_OP_MOV_TO_SEG:
+	case SH_OP_POP_SEG:
+		r = load_segment(c, &in);
+		break;
+	case SH_OP_INT:
+		/* `int $n` to a vector whose real gate is DPL0 (those with error codes). */
+		c->r.rip = next;
+		cpu_reflect(c, (unsigned)in.imm, 0, true);
+		return EMU_DONE;
+	case SH_OP_IN:
+	case SH_OP_OUT:
+	case SH_OP_INS:
+	case SH_OP_OUTS: {
+		bool again;
+
+		if (!emulate_port_io(c, &in, &again))
+			return fault(c, V_GP, 0);
+		if (again)
+			return EMU_DONE; /* the rest of the string: the same instruction again */
+		break;
+	}
+	case SH_OP_SYSRET:
+	case SH_OP_SYSEXIT:
+		user_mode_refused(c, in.op == SH_OP_SYSRET ? "sysret" : "sysexit");
+		return EMU_STAY;
+	default:
+		return fault(c, V_GP, err);
+	}
+	if (r != EMU_DONE)
+		return r;
+	c->r.rip = next;
+	return EMU_DONE;
+}
+
+void cpu_emulate_ud(struct guest_cpu *c)
+{
+	uint8_t b[2] = {0, 0};
+
+	if (cpu_read(c, c->r.rip, b, 2) && b[0] == 0x0f && (b[1] == 0x05 || b[1] == 0x34)) {
+		user_mode_refused(c, b[1] == 0x05 ? "syscall" : "sysenter");
+		return;
+	}
+	cpu_reflect(c, V_UD, 0, false);
+}
+
+bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa)
+{
+	struct sh_insn in;
+	uint8_t bytes[15];
+	size_t n;
+	uint64_t value, old, new_entry, aligned;
+	unsigned size;
+	uint8_t *p;
+
+	if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || in.lock || in.rep ||
+	    (in.op != SH_OP_MOV_STORE && in.op != SH_OP_MOV_STORE_IMM))
+		return false;
+	size = in.opsize;
+	if (size != 4 && size != 8)
+		return false;
+	if (effective_address(c, &in) != va || (gpa & 7) + size > 8)
+		return false; /* not the faulting access, or an entry-straddling store */
+	value = in.op == SH_OP_MOV_STORE ? *gpr(c, in.reg) : in.imm;
+	aligned = gpa & ~7ULL;
+	p = gm_ptr(c->gm, aligned, 8);
+	if (!p)
+		return false;
+	memcpy(&old, p, 8);
+	new_entry = old;
+	memcpy((uint8_t *)&new_entry + (gpa & 7), &value, size);
+	c->ops->pte_stored(c->ctx, aligned, old, new_entry);
+	__atomic_store_n((uint64_t *)p, new_entry, __ATOMIC_RELEASE);
+	c->r.rip += in.len;
+	if (!cpu_code64(c))
+		c->r.rip &= 0xffffffffULL;
+	return true;
+}

@@ -1,0 +1,139 @@
+/*
+ * The virtual x86 CPU of a deprivileged guest: its kernel runs at CPL3 (under KVM's shadow
+ * engine, or as a host process), so what it does at ring 0 faults and is emulated here.
+ * This is the CPU as the guest believes it to be: control registers, EFER, descriptor-table
+ * registers, its own CS/SS, the interrupt flag (in RFLAGS), segment bases, the syscall MSRs.
+ *
+ * Everything works on hearth's own structs. What depends on how the guest runs comes
+ * through `struct guest_cpu_ops`, which the engine provides: the address translation of
+ * its MMU, the descriptor the CPU really uses for a selector, MSRs the CPU core does not
+ * keep, port I/O, and the notices "paging changed" and "a page-table entry was stored".
+ * Unit tests drive it with no backend at all (tests/unit/test_guest_cpu.c).
+ */
+#ifndef HEARTH_GUEST_CPU_H
+#define HEARTH_GUEST_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decode.h"
+#include "vmm/guest_memory.h"
+
+/* General registers in ModRM order, then RIP and RFLAGS. */
+enum {
+	R_AX,
+	R_CX,
+	R_DX,
+	R_BX,
+	R_SP,
+	R_BP,
+	R_SI,
+	R_DI,
+	R_R8,
+	R_R9,
+	R_R10,
+	R_R11,
+	R_R12,
+	R_R13,
+	R_R14,
+	R_R15,
+};
+
+struct x86_regs {
+	uint64_t gpr[16];
+	uint64_t rip, rflags;
+};
+
+struct guest_cpu;
+
+/* How a guest CPU stops the VM: a triple fault, or something hearth refuses to run. */
+enum cpu_stop { CPU_STOP_TRIPLE_FAULT, CPU_STOP_REFUSED };
+
+struct guest_cpu_ops {
+	/* Guest-virtual -> guest-physical for an access (the guest's own page tables, through
+	 * the engine's MMU; no side effects). False when the guest does not map it. */
+	bool (*translate)(void *ctx, uint64_t va, bool write, uint64_t *gpa);
+	/* The descriptor the CPU uses for `sel` (8 bytes; 0 when none). */
+	uint64_t (*descriptor)(void *ctx, uint16_t sel);
+	/* The guest loaded a GDT (lgdt): the engine mirrors what it needs. False to stop. */
+	bool (*gdt_loaded)(void *ctx);
+	/* CR0.PG/WP, CR3 or EFER.NXE changed what the guest's mapping is. */
+	void (*paging_changed)(void *ctx);
+	/* A guest page-table entry at `gpa` (8 bytes) changes from `old` to `new`, by a store
+	 * hearth emulated; the engine drops what it derived from the old entry. */
+	void (*pte_stored)(void *ctx, uint64_t gpa, uint64_t old, uint64_t new);
+	/* invlpg of `va`. */
+	void (*invlpg)(void *ctx, uint64_t va);
+	/* MSRs the CPU core does not keep (APIC, PAT, MTRRs, TSC...); false: #GP. */
+	bool (*rdmsr)(void *ctx, uint32_t index, uint64_t *value);
+	bool (*wrmsr)(void *ctx, uint32_t index, uint64_t value);
+	/* xsetbv; false: #GP. */
+	bool (*xsetbv)(void *ctx, uint32_t index, uint64_t value);
+	/* Port I/O (one element of `size` bytes). */
+	void (*pio)(void *ctx, uint16_t port, bool write, void *data, unsigned size);
+	/* Stop the VM: a triple fault (`why`: which vector could not be delivered), or what
+	 * hearth refuses to run; the engine adds where. */
+	void (*stop)(void *ctx, enum cpu_stop how, const char *why);
+};
+
+struct guest_cpu {
+	struct x86_regs r;
+	uint64_t cr0, cr2, cr3, cr4, efer, cr8;
+	struct {
+		uint64_t base;
+		uint16_t limit;
+	} gdtr, idtr;
+	uint16_t tr, ldtr;
+	uint64_t tr_base;
+	uint16_t cs, ss; /* the guest's selectors (RPL 0) */
+	uint64_t fs_base, gs_base, kernel_gs_base;
+	uint64_t star, lstar, cstar, sfmask;
+	/* The port the engine's traps use: closed to the guest, nothing answers there. */
+	int trap_port;
+	const struct guest_memory *gm;
+	const struct guest_cpu_ops *ops;
+	void *ctx;
+};
+
+/* What emulating one instruction led to. */
+enum emu {
+	EMU_DONE, /* resume at the (updated) RIP */
+	EMU_STAY, /* a fault was reflected, or the VM stops */
+	EMU_HALT, /* hlt (or sti; hlt): sleep until an interrupt */
+};
+
+bool cpu_long_mode(const struct guest_cpu *c);
+/* Whether the CPU pushes an error code for this exception vector. */
+bool cpu_vector_has_error_code(unsigned vector);
+/* The guest's code segment: 64-bit, or 32-bit default size. */
+bool cpu_code64(const struct guest_cpu *c);
+bool cpu_code32(const struct guest_cpu *c);
+
+/* Guest-virtual memory through the guest's mapping; false on any unmapped byte. */
+bool cpu_read(struct guest_cpu *c, uint64_t va, void *buf, size_t len);
+bool cpu_write(struct guest_cpu *c, uint64_t va, const void *buf, size_t len);
+/* Fetch and decode the instruction at RIP (as much of 15 bytes as is mapped). */
+int cpu_fetch_decode(struct guest_cpu *c, struct sh_insn *in, uint8_t *bytes, size_t *n);
+
+/* Deliver `vector` as hardware does at (virtual) CPL0: through the guest's IDT, escalating
+ * a failed delivery to #GP, then #DF, then a triple fault. `err` is pushed when the vector
+ * has an error code and it is not a software interrupt. */
+void cpu_reflect(struct guest_cpu *c, unsigned vector, uint32_t err, bool soft);
+/* The same for a #PF at `va`: CR2 is set first. */
+void cpu_page_fault(struct guest_cpu *c, uint64_t va, uint32_t err);
+
+/* Emulate the instruction at RIP after the guest took a #GP there (privileged
+ * instructions, port I/O, segment loads, iret/lret to ring 0...). */
+enum emu cpu_emulate_gp(struct guest_cpu *c, uint32_t err);
+/* After a #UD: syscall/sysenter are refused (user mode); anything else is the guest's. */
+void cpu_emulate_ud(struct guest_cpu *c);
+/* A store to one of the guest's page tables at `va` (-> `gpa`): emulated when it is a plain
+ * `mov` of 4 or 8 bytes to one entry (the usual way). False: not such a store (the caller
+ * lets the instruction run some other way). */
+bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa);
+
+/* A segment selector the guest may load into SS (present, writable data), or a null one. */
+bool cpu_ss_loadable(struct guest_cpu *c, uint16_t sel);
+
+#endif

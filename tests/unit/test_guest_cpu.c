@@ -1,0 +1,602 @@
+/*
+ * The virtual x86 CPU (cpu/guest_cpu.c) on its own, with no backend: guest memory is a plain
+ * buffer mapped 1:1 (the translate op is the identity), descriptors come from a small table
+ * here, and every op records what the CPU asked of it. Instructions are written into guest
+ * memory at RIP as an assembler encodes them (checked with GNU as / objdump).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cpu/guest_cpu.h"
+#include "cpu/x86.h"
+#include "vmm/guest_memory.h"
+
+#define MEM      (4u << 20)
+#define CODE     0x10000ULL /* RIP */
+#define STACK    0x80000ULL /* RSP */
+#define IDT      0x20000ULL
+#define HANDLER  0x30000ULL
+#define DATA     0x40000ULL
+#define SEL_CODE 0x08
+#define SEL_DATA 0x10
+#define NO_PORT  (-1)
+
+struct fx {
+	struct guest_memory gm;
+	struct guest_cpu c;
+	/* what the ops saw */
+	unsigned paging_changes, gdt_loads, invlpgs, stops, pte_stores;
+	enum cpu_stop stop_how;
+	char stop_why[256];
+	uint64_t pte_gpa, pte_old, pte_new, invlpg_va;
+	uint32_t msr_index;
+	uint64_t msr_value;
+	bool msr_ok;
+	struct {
+		uint16_t port;
+		bool write;
+		uint32_t value;
+		unsigned size;
+	} pio[64];
+	unsigned npio;
+	uint32_t pio_read_value;
+};
+
+static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
+{
+	(void)ctx;
+	(void)write;
+	if (va >= MEM)
+		return false;
+	*gpa = va;
+	return true;
+}
+
+/* Null, 64-bit code (DPL0), flat writable data. */
+static uint64_t op_descriptor(void *ctx, uint16_t sel)
+{
+	(void)ctx;
+	switch (sel >> 3) {
+	case SEL_CODE >> 3:
+		return 0x00af9b000000ffffULL;
+	case SEL_DATA >> 3:
+		return 0x00cf93000000ffffULL;
+	default:
+		return 0;
+	}
+}
+
+static bool op_gdt_loaded(void *ctx)
+{
+	((struct fx *)ctx)->gdt_loads++;
+	return true;
+}
+
+static void op_paging_changed(void *ctx)
+{
+	((struct fx *)ctx)->paging_changes++;
+}
+
+static void op_pte_stored(void *ctx, uint64_t gpa, uint64_t old, uint64_t new)
+{
+	struct fx *f = ctx;
+
+	f->pte_stores++;
+	f->pte_gpa = gpa;
+	f->pte_old = old;
+	f->pte_new = new;
+}
+
+static void op_invlpg(void *ctx, uint64_t va)
+{
+	struct fx *f = ctx;
+
+	f->invlpgs++;
+	f->invlpg_va = va;
+}
+
+static bool op_rdmsr(void *ctx, uint32_t index, uint64_t *value)
+{
+	struct fx *f = ctx;
+
+	f->msr_index = index;
+	*value = f->msr_value;
+	return f->msr_ok;
+}
+
+static bool op_wrmsr(void *ctx, uint32_t index, uint64_t value)
+{
+	struct fx *f = ctx;
+
+	f->msr_index = index;
+	f->msr_value = value;
+	return f->msr_ok;
+}
+
+static bool op_xsetbv(void *ctx, uint32_t index, uint64_t value)
+{
+	(void)ctx;
+	return index == 0 && (value & 1);
+}
+
+static void op_pio(void *ctx, uint16_t port, bool write, void *data, unsigned size)
+{
+	struct fx *f = ctx;
+	uint32_t v = 0;
+
+	assert_true(size == 1 || size == 2 || size == 4);
+	if (write)
+		memcpy(&v, data, size);
+	else
+		memcpy(data, &f->pio_read_value, size);
+	if (f->npio < 64)
+		f->pio[f->npio++] = (__typeof__(f->pio[0])){port, write, v, size};
+}
+
+static void op_stop(void *ctx, enum cpu_stop how, const char *why)
+{
+	struct fx *f = ctx;
+
+	f->stops++;
+	f->stop_how = how;
+	snprintf(f->stop_why, sizeof(f->stop_why), "%s", why);
+}
+
+static const struct guest_cpu_ops ops = {
+    .translate = op_translate,
+    .descriptor = op_descriptor,
+    .gdt_loaded = op_gdt_loaded,
+    .paging_changed = op_paging_changed,
+    .pte_stored = op_pte_stored,
+    .invlpg = op_invlpg,
+    .rdmsr = op_rdmsr,
+    .wrmsr = op_wrmsr,
+    .xsetbv = op_xsetbv,
+    .pio = op_pio,
+    .stop = op_stop,
+};
+
+/* A 64-bit interrupt gate for `vector` at HANDLER + 16 * vector (IST 0). */
+static void set_gate(struct fx *f, unsigned vector, bool trap_gate)
+{
+	uint64_t target = HANDLER + 16 * vector;
+	uint64_t g[2] = {(target & 0xffff) | ((uint64_t)SEL_CODE << 16) |
+	                     ((uint64_t)(trap_gate ? 0x8f : 0x8e) << 40) |
+	                     ((target >> 16 & 0xffff) << 48),
+	                 target >> 32};
+
+	assert_int_equal(gm_write(&f->gm, IDT + 16 * vector, g, 16), 0);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	assert_int_equal(gm_init(&f->gm, MEM), 0);
+	f->c = (struct guest_cpu){
+	    .r = {.rip = CODE, .rflags = RF_RESERVED | RF_IF},
+	    .cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG,
+	    .cr4 = CR4_PAE,
+	    .efer = EFER_LME | EFER_LMA,
+	    .idtr = {IDT, 256 * 16 - 1},
+	    .cs = SEL_CODE,
+	    .ss = SEL_DATA,
+	    .trap_port = NO_PORT,
+	    .gm = &f->gm,
+	    .ops = &ops,
+	    .ctx = f,
+	};
+	f->c.r.gpr[R_SP] = STACK;
+	f->msr_ok = true;
+	for (unsigned v = 0; v < 256; v++)
+		set_gate(f, v, false);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	gm_destroy(&f->gm);
+	free(f);
+	return 0;
+}
+
+static void code(struct fx *f, const uint8_t *b, size_t n)
+{
+	assert_int_equal(gm_write(&f->gm, f->c.r.rip, b, n), 0);
+}
+
+#define CODE_(f, ...)                                                                              \
+	do {                                                                                       \
+		static const uint8_t b_[] = {__VA_ARGS__};                                         \
+		code(f, b_, sizeof(b_));                                                           \
+	} while (0)
+
+static uint64_t stack_word(struct fx *f, unsigned i)
+{
+	uint64_t w = 0;
+
+	assert_int_equal(gm_read(&f->gm, f->c.r.gpr[R_SP] + 8 * i, &w, 8), 0);
+	return w;
+}
+
+/* ---- interrupt flag, halt ---------------------------------------------------------- */
+
+static void test_cli_sti_hlt(void **state)
+{
+	struct fx *f = *state;
+
+	CODE_(f, 0xfa); /* cli */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_false(f->c.r.rflags & RF_IF);
+	assert_int_equal(f->c.r.rip, CODE + 1);
+	CODE_(f, 0xfb, 0x90); /* sti; nop */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_true(f->c.r.rflags & RF_IF);
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	CODE_(f, 0xf4); /* hlt */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_HALT);
+	assert_int_equal(f->c.r.rip, CODE + 3);
+	/* sti; hlt halts at once, past both (the interrupt shadow) */
+	f->c.r.rflags &= ~RF_IF;
+	CODE_(f, 0xfb, 0xf4);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_HALT);
+	assert_true(f->c.r.rflags & RF_IF);
+	assert_int_equal(f->c.r.rip, CODE + 5);
+}
+
+/* ---- control registers, MSRs -------------------------------------------------------- */
+
+static void test_control_registers(void **state)
+{
+	struct fx *f = *state;
+
+	f->c.r.gpr[R_AX] = 0x5000;
+	CODE_(f, 0x0f, 0x22, 0xd8); /* mov %rax, %cr3 */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.cr3, 0x5000);
+	assert_int_equal(f->paging_changes, 1);
+	CODE_(f, 0x0f, 0x20, 0xc3); /* mov %cr0, %rbx */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.gpr[R_BX], f->c.cr0);
+	f->c.r.gpr[R_CX] = 0x0b;
+	CODE_(f, 0x44, 0x0f, 0x22, 0xc1); /* mov %rcx, %cr8 */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.cr8, 0x0b);
+	assert_int_equal(f->paging_changes, 1); /* CR8 and CR4 do not change the mapping */
+	/* CR0.PG with CR0.PE clear: #GP, delivered through the IDT (error code 0) */
+	f->c.r.gpr[R_AX] = CR0_PG;
+	CODE_(f, 0x0f, 0x22, 0xc0); /* mov %rax, %cr0 */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(stack_word(f, 0), 0); /* error code */
+}
+
+static void test_msrs(void **state)
+{
+	struct fx *f = *state;
+
+	/* wrmsr FS_BASE; rdmsr it back: the CPU keeps these itself */
+	f->c.r.gpr[R_CX] = MSR_FS_BASE;
+	f->c.r.gpr[R_DX] = 0x1234;
+	f->c.r.gpr[R_AX] = 0x5678abcd;
+	CODE_(f, 0x0f, 0x30, 0x0f, 0x32); /* wrmsr; rdmsr */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.fs_base, 0x12345678abcdULL);
+	f->c.r.gpr[R_AX] = f->c.r.gpr[R_DX] = 0;
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x5678abcd);
+	assert_int_equal(f->c.r.gpr[R_DX], 0x1234);
+	assert_int_equal(f->msr_index, 0); /* never asked the engine */
+	/* EFER.NXE: the mapping changes; EFER.SCE: user mode, refused */
+	f->c.r.gpr[R_CX] = MSR_EFER;
+	f->c.r.gpr[R_DX] = 0;
+	f->c.r.gpr[R_AX] = EFER_LME | EFER_NXE;
+	CODE_(f, 0x0f, 0x30);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.efer, EFER_LME | EFER_LMA | EFER_NXE);
+	assert_int_equal(f->paging_changes, 1);
+	f->c.r.gpr[R_AX] = EFER_LME | EFER_SCE;
+	f->c.r.rip = CODE;
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->stop_how, CPU_STOP_REFUSED);
+	assert_non_null(strstr(f->stop_why, "EFER.SCE"));
+	/* Other MSRs go to the engine; a refusal is a #GP */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_CX] = MSR_IA32_PAT;
+	f->msr_value = 0x0007040600070406ULL;
+	CODE_(f, 0x0f, 0x32);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->msr_index, MSR_IA32_PAT);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x00070406);
+	f->msr_ok = false;
+	f->c.r.rip = CODE;
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+}
+
+static void test_swapgs_and_tables(void **state)
+{
+	struct fx *f = *state;
+	uint8_t desc[10] = {0xff, 0x0f};
+	uint64_t base = 0x123456789000ULL, got;
+
+	f->c.gs_base = 1;
+	f->c.kernel_gs_base = 2;
+	CODE_(f, 0x0f, 0x01, 0xf8); /* swapgs */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.gs_base, 2);
+	assert_int_equal(f->c.kernel_gs_base, 1);
+	/* lgdt (%rax); sgdt (%rbx): the guest's own table, not the engine's */
+	memcpy(desc + 2, &base, 8);
+	assert_int_equal(gm_write(&f->gm, DATA, desc, 10), 0);
+	f->c.r.gpr[R_AX] = DATA;
+	f->c.r.gpr[R_BX] = DATA + 0x100;
+	f->c.r.rip = CODE;
+	CODE_(f, 0x0f, 0x01, 0x10, 0x0f, 0x01, 0x03);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.gdtr.base, base);
+	assert_int_equal(f->c.gdtr.limit, 0xfff);
+	assert_int_equal(f->gdt_loads, 1);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(gm_read(&f->gm, DATA + 0x102, &got, 8), 0);
+	assert_int_equal(got, base);
+	assert_int_equal(f->c.r.rip, CODE + 6);
+}
+
+/* ---- port I/O ------------------------------------------------------------------------ */
+
+static void test_port_io(void **state)
+{
+	struct fx *f = *state;
+
+	f->c.r.gpr[R_AX] = 0xffffffff12345678ULL;
+	f->c.r.gpr[R_DX] = 0x3f8;
+	f->pio_read_value = 0xaabbccdd;
+	/* out %al, $0xf4; in %dx, %al; in %dx, %eax */
+	CODE_(f, 0xe6, 0xf4, 0xec, 0xed);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->npio, 1);
+	assert_int_equal(f->pio[0].port, 0xf4);
+	assert_true(f->pio[0].write);
+	assert_int_equal(f->pio[0].value, 0x78);
+	assert_int_equal(f->pio[0].size, 1);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffff123456ddULL); /* only AL */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xaabbccddULL); /* EAX: the upper half cleared */
+	assert_int_equal(f->c.r.rip, CODE + 4);
+	/* the engine's own trap port: nothing answers, reads are all ones */
+	f->c.trap_port = 0xea;
+	f->npio = 0;
+	f->c.r.rip = CODE;
+	CODE_(f, 0xe4, 0xea); /* in $0xea, %al */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->npio, 0);
+	assert_int_equal(f->c.r.gpr[R_AX] & 0xff, 0xff);
+}
+
+static void test_rep_outs(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_write(&f->gm, DATA, "hearth", 6), 0);
+	f->c.r.gpr[R_SI] = DATA;
+	f->c.r.gpr[R_CX] = 6;
+	f->c.r.gpr[R_DX] = 0x3f8;
+	CODE_(f, 0xf3, 0x6e); /* rep outsb */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->npio, 6);
+	for (unsigned i = 0; i < 6; i++) {
+		assert_int_equal(f->pio[i].port, 0x3f8);
+		assert_int_equal(f->pio[i].value, (uint8_t) "hearth"[i]);
+	}
+	assert_int_equal(f->c.r.gpr[R_CX], 0);
+	assert_int_equal(f->c.r.gpr[R_SI], DATA + 6);
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	/* backwards with DF, 16-bit elements, from the last one */
+	f->npio = 0;
+	f->c.r.rip = CODE;
+	f->c.r.rflags |= RF_DF;
+	f->c.r.gpr[R_SI] = DATA + 4;
+	f->c.r.gpr[R_CX] = 3;
+	CODE_(f, 0x66, 0xf3, 0x6f); /* rep outsw */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->npio, 3);
+	assert_int_equal(f->pio[0].value, 0x6874); /* "th" */
+	assert_int_equal(f->pio[2].value, 0x6568); /* "he" */
+	assert_int_equal(f->c.r.gpr[R_SI], DATA - 2);
+	/* a huge count: a batch per trap, RIP stays until RCX reaches 0 */
+	f->npio = 0;
+	f->c.r.rip = CODE;
+	f->c.r.rflags &= ~RF_DF;
+	f->c.r.gpr[R_SI] = DATA;
+	f->c.r.gpr[R_CX] = 1ULL << 40;
+	CODE_(f, 0xf3, 0x6e);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.rip, CODE);
+	assert_true(f->c.r.gpr[R_CX] < 1ULL << 40);
+	/* a source the guest does not map: #GP, nothing written past it */
+	f->c.r.gpr[R_SI] = MEM - 1;
+	f->c.r.gpr[R_CX] = 4;
+	f->npio = 0;
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_STAY);
+	assert_int_equal(f->npio, 1);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+}
+
+/* ---- delivery ---------------------------------------------------------------------- */
+
+static void test_delivery_frame(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rsp = STACK, rflags;
+
+	f->c.r.rip = 0x1234;
+	f->c.r.rflags = rflags = RF_RESERVED | RF_IF | RF_TF;
+	cpu_page_fault(&f->c, 0xdead000, PF_W | PF_P);
+	/* 64-bit frame on a 16-byte aligned stack: err, RIP, CS, RFLAGS, RSP, SS */
+	assert_int_equal(f->c.r.gpr[R_SP], rsp - 48);
+	assert_int_equal(stack_word(f, 0), PF_W | PF_P);
+	assert_int_equal(stack_word(f, 1), 0x1234);
+	assert_int_equal(stack_word(f, 2), SEL_CODE);
+	assert_int_equal(stack_word(f, 3), rflags);
+	assert_int_equal(stack_word(f, 4), rsp);
+	assert_int_equal(stack_word(f, 5), SEL_DATA);
+	assert_int_equal(f->c.cr2, 0xdead000);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_PF);
+	/* an interrupt gate clears IF and TF */
+	assert_false(f->c.r.rflags & (RF_IF | RF_TF));
+	/* a trap gate keeps IF; software interrupts push no error code */
+	set_gate(f, 0x80, true);
+	f->c.r.rflags |= RF_IF;
+	rsp = f->c.r.gpr[R_SP];
+	cpu_reflect(&f->c, 0x80, 0x55, true);
+	assert_true(f->c.r.rflags & RF_IF);
+	assert_int_equal(f->c.r.gpr[R_SP], rsp - 40);
+}
+
+static void test_escalation_to_triple_fault(void **state)
+{
+	struct fx *f = *state;
+	uint64_t zero[2] = {0, 0};
+
+	/* #PF's gate not present: #GP with the IDT error code (vector * 8 + 2) */
+	assert_int_equal(gm_write(&f->gm, IDT + 16 * V_PF, zero, 16), 0);
+	cpu_page_fault(&f->c, 0, 0);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(stack_word(f, 0), V_PF * 8 + 2);
+	/* an empty IDT: #DF fails too, a triple fault stops the VM */
+	f->c.idtr.limit = 0;
+	cpu_reflect(&f->c, V_UD, 0, false);
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->stop_how, CPU_STOP_TRIPLE_FAULT);
+	assert_non_null(strstr(f->stop_why, "vector 6"));
+}
+
+static void test_iretq(void **state)
+{
+	struct fx *f = *state;
+	uint64_t frame[5] = {0x4444, SEL_CODE, RF_RESERVED | RF_IF | RF_IOPL, 0x9000, SEL_DATA};
+
+	f->c.r.gpr[R_SP] = STACK - 40;
+	assert_int_equal(gm_write(&f->gm, STACK - 40, frame, sizeof(frame)), 0);
+	CODE_(f, 0x48, 0xcf); /* iretq */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->c.r.rip, 0x4444);
+	assert_int_equal(f->c.r.gpr[R_SP], 0x9000);
+	assert_int_equal(f->c.cs, SEL_CODE);
+	assert_true(f->c.r.rflags & RF_IF);
+	assert_false(f->c.r.rflags & RF_IOPL); /* the guest cannot raise its IOPL */
+	/* to CPL3 (RPL 3 in CS): the guest's own user mode, refused */
+	frame[1] = SEL_CODE | 3;
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK - 40;
+	assert_int_equal(gm_write(&f->gm, STACK - 40, frame, sizeof(frame)), 0);
+	cpu_emulate_gp(&f->c, 0);
+	assert_int_equal(f->stops, 1);
+	assert_non_null(strstr(f->stop_why, "user mode"));
+	/* a code selector with no descriptor: #GP, nothing changed but the delivery */
+	frame[1] = 0x40;
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK - 40;
+	assert_int_equal(gm_write(&f->gm, STACK - 40, frame, sizeof(frame)), 0);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(f->c.cs, SEL_CODE);
+}
+
+/* ---- page-table stores, #UD, invlpg --------------------------------------------------- */
+
+static void test_pte_store(void **state)
+{
+	struct fx *f = *state;
+	uint64_t old = 0x5003, now;
+
+	assert_int_equal(gm_write(&f->gm, DATA, &old, 8), 0);
+	f->c.r.gpr[R_AX] = DATA;
+	f->c.r.gpr[R_BX] = 0x7003;
+	CODE_(f, 0x48, 0x89, 0x18); /* mov %rbx, (%rax) */
+	assert_true(cpu_emulate_pte_store(&f->c, DATA, DATA));
+	assert_int_equal(f->pte_stores, 1);
+	assert_int_equal(f->pte_gpa, DATA);
+	assert_int_equal(f->pte_old, 0x5003);
+	assert_int_equal(f->pte_new, 0x7003);
+	assert_int_equal(gm_read(&f->gm, DATA, &now, 8), 0);
+	assert_int_equal(now, 0x7003);
+	assert_int_equal(f->c.r.rip, CODE + 3);
+	/* a 4-byte store to the upper half of an entry */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_BX] = 0x80000000;
+	CODE_(f, 0x89, 0x58, 0x04); /* mov %ebx, 4(%rax) */
+	assert_true(cpu_emulate_pte_store(&f->c, DATA + 4, DATA + 4));
+	assert_int_equal(f->pte_new, 0x8000000000007003ULL);
+	/* not the faulting address, or not a plain mov: left alone */
+	f->c.r.rip = CODE;
+	assert_false(cpu_emulate_pte_store(&f->c, DATA + 8, DATA + 8));
+	CODE_(f, 0xf0, 0x48, 0x0f, 0xb1, 0x18); /* lock cmpxchg %rbx, (%rax) */
+	assert_false(cpu_emulate_pte_store(&f->c, DATA, DATA));
+	assert_int_equal(f->pte_stores, 2);
+}
+
+static void test_ud_and_invlpg(void **state)
+{
+	struct fx *f = *state;
+
+	CODE_(f, 0x0f, 0x05); /* syscall: user mode */
+	cpu_emulate_ud(&f->c);
+	assert_int_equal(f->stops, 1);
+	assert_non_null(strstr(f->stop_why, "syscall"));
+	CODE_(f, 0x0f, 0x0b); /* ud2: the guest's own #UD */
+	cpu_emulate_ud(&f->c);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_UD);
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_AX] = 0x7000;
+	CODE_(f, 0x0f, 0x01, 0x38); /* invlpg (%rax) */
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
+	assert_int_equal(f->invlpgs, 1);
+	assert_int_equal(f->invlpg_va, 0x7000);
+}
+
+static void test_garbage_is_a_gp(void **state)
+{
+	struct fx *f = *state;
+
+	/* an instruction that does not fault for privilege (add): #GP with the error code */
+	CODE_(f, 0x48, 0x01, 0xc0);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0x18), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(stack_word(f, 0), 0x18);
+	/* RIP outside what the guest maps: nothing to decode */
+	f->c.r.rip = MEM + 0x1000;
+	f->c.r.gpr[R_SP] = STACK;
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+	    T(test_cli_sti_hlt),    T(test_control_registers),
+	    T(test_msrs),           T(test_swapgs_and_tables),
+	    T(test_port_io),        T(test_rep_outs),
+	    T(test_delivery_frame), T(test_escalation_to_triple_fault),
+	    T(test_iretq),          T(test_pte_store),
+	    T(test_ud_and_invlpg),  T(test_garbage_is_a_gp),
+	};
+#undef T
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
