@@ -5,8 +5,8 @@
  *
  * A backend keeps its own state behind vm->be and vcpu->be. It runs each vCPU on the vCPU
  * thread vmm/ starts for it, translates its own exit records into the neutral port I/O and
- * MMIO calls (vm_pio, vm_mmio), and raises interrupts through its interrupt controller
- * (vm->irqchip). Which backend and engine run a VM is decided in one place: backend_choose
+ * MMIO calls (vm_pio, vm_mmio), and creates the VM's interrupt controller (vm->irqchip,
+ * irqchip/irqchip.h), through which every device raises its interrupts. Which backend and engine run a VM is decided in one place: backend_choose
  * (backend/select.c).
  *
  * Backends: KVM (backend/kvm/: the hardware and shadow engines) and, for tests, a null
@@ -52,8 +52,7 @@ struct backend {
 	 * may run meanwhile. Fails with one line that names what is missing. */
 	int (*open)(struct vm *vm, struct error *err);
 	/* Create the VM: guest memory (already loaded) mapped in, the interrupt controller
-	 * (vm->irqchip), the devices' notification and interrupt eventfds, every vCPU, the boot
-	 * vCPU in the state vm->boot_cpu describes. */
+	 * (vm->irqchip), every vCPU, the boot vCPU in the state vm->boot_cpu describes. */
 	int (*create)(struct vm *vm, struct error *err);
 	/* On the vCPU's thread, its seccomp filter loaded: run until the VM must stop (reported
 	 * through vm_request_stop); returns when vm_vcpu_checkpoint says so. */
@@ -64,8 +63,11 @@ struct backend {
 	int (*vcpu_host_cpu)(const struct vm *vm, unsigned id);
 	/* Which seccomp list its vCPU threads load (an enum thread_kind, seccomp/filters.h). */
 	int (*vcpu_filter)(const struct vm *vm);
-	/* Raise or lower an interrupt line (GSI). */
-	void (*set_irq)(struct vm *vm, unsigned gsi, bool level);
+	/* Signal eventfd `fd` when the guest writes `datamatch` (len bytes) at MMIO `addr`,
+	 * without a trip through hearth (an ioeventfd). -ENOTSUP (or NULL): the access reaches
+	 * the device's register through vm_mmio instead, which signals the same eventfd. */
+	int (*attach_notify)(struct vm *vm, int fd, uint64_t addr, uint32_t len,
+	                     uint64_t datamatch);
 	/* With every vCPU parked: freeze / restart the guest's clocks. */
 	void (*pause)(struct vm *vm);
 	void (*resume)(struct vm *vm);

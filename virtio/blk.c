@@ -179,42 +179,6 @@ uint64_t virtio_blk_features(const struct virtio_blk *b)
 	return f;
 }
 
-/*
- * iovecs over bytes [off, off + len) of the chain's readable (or writable) part, pointing into
- * guest memory. Zero-length pieces are left out. Returns the count, or -1 if the range is not
- * all there (the caller checked the lengths, so only a changed memory map could do that).
- */
-static int chain_iov(const struct virtq_chain *c, const struct guest_memory *gm, bool writable,
-                     uint64_t off, uint64_t len, struct iovec *iov)
-{
-	int n = 0;
-
-	for (uint16_t i = 0; i < c->nsegs && len > 0; i++) {
-		const struct virtq_seg *s = &c->seg[i];
-		uint64_t take;
-		void *p;
-
-		if (s->device_writes != writable)
-			continue;
-		if (off >= s->len) {
-			off -= s->len;
-			continue;
-		}
-		take = s->len - off;
-		if (take > len)
-			take = len;
-		p = gm_ptr(gm, s->gpa + off, take);
-		if (!p)
-			return -1;
-		iov[n].iov_base = p;
-		iov[n].iov_len = take;
-		n++;
-		len -= take;
-		off = 0;
-	}
-	return len ? -1 : n;
-}
-
 /* preadv / pwritev until every iovec is done; `done` counts the bytes moved. */
 static int io_all(int fd, bool write, struct iovec *iov, int n, uint64_t off, uint64_t *done)
 {
@@ -265,7 +229,7 @@ static uint8_t do_rw(struct virtio_blk *b, const struct guest_memory *gm,
 		return VIRTIO_BLK_S_IOERR;
 	if (len == 0)
 		return VIRTIO_BLK_S_OK;
-	n = chain_iov(c, gm, !write, write ? HDR_BYTES : 0, len, b->iov);
+	n = virtq_chain_iov(c, gm, !write, write ? HDR_BYTES : 0, len, b->iov);
 	if (n < 0)
 		return VIRTIO_BLK_S_IOERR;
 	if (io_all(b->fd, write, b->iov, n, sector * VIRTIO_BLK_SECTOR, &done)) {

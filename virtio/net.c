@@ -205,28 +205,6 @@ static void push(struct virtio_net *n, unsigned q, uint16_t head, uint32_t len)
 		virtio_mmio_needs_reset(n->t); /* the used ring left guest RAM */
 }
 
-/* iovecs over a chain's device-writable (RX) or device-readable (TX) buffers. Segments were
- * checked against guest RAM when the chain was taken. Returns the count, or -1. */
-static int chain_iov(struct virtio_net *n, const struct virtq_chain *c, bool writable)
-{
-	int k = 0;
-
-	for (uint16_t i = 0; i < c->nsegs; i++) {
-		const struct virtq_seg *s = &c->seg[i];
-		void *p;
-
-		if (s->device_writes != writable || s->len == 0)
-			continue;
-		p = gm_ptr(n->t->gm, s->gpa, s->len);
-		if (!p)
-			return -1;
-		n->iov[k].iov_base = p;
-		n->iov[k].iov_len = s->len;
-		k++;
-	}
-	return k;
-}
-
 /* ---- receive ------------------------------------------------------------------------ */
 
 static void put_num_buffers(struct virtio_net *n, const struct virtq_chain *c, uint16_t count)
@@ -350,7 +328,7 @@ static enum rx_step rx_one(struct virtio_net *n, bool *used)
 		}
 		n->rx_held = true;
 	}
-	k = chain_iov(n, c, true);
+	k = virtq_chain_iov(c, n->t->gm, true, 0, VIRTQ_ALL, n->iov);
 	if (k < 0) {
 		t->bad_chains++;
 		push(n, RXQ, c->head, 0);
@@ -426,7 +404,7 @@ enum tx_result { TX_DONE, TX_AGAIN };
 static enum tx_result tx_one(struct virtio_net *n)
 {
 	const struct virtq_chain *c = &n->tx_chain;
-	int k = chain_iov(n, c, false);
+	int k = virtq_chain_iov(c, n->t->gm, false, 0, VIRTQ_ALL, n->iov);
 	ssize_t r;
 
 	if (k < 0 || c->readable < VIRTIO_NET_HDR_BYTES ||

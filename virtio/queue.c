@@ -238,3 +238,35 @@ uint64_t virtq_chain_write(const struct virtq_chain *c, const struct guest_memor
 {
 	return chain_copy(c, gm, true, offset, (uint8_t *)src, len, true);
 }
+
+int virtq_chain_iov(const struct virtq_chain *c, const struct guest_memory *gm, bool device_writes,
+                    uint64_t offset, uint64_t len, struct iovec *iov)
+{
+	int n = 0;
+
+	for (uint16_t i = 0; i < c->nsegs && len > 0; i++) {
+		const struct virtq_seg *s = &c->seg[i];
+		uint64_t take;
+		void *p;
+
+		if (s->device_writes != device_writes || s->len == 0)
+			continue;
+		if (offset >= s->len) {
+			offset -= s->len;
+			continue;
+		}
+		take = s->len - offset;
+		if (take > len)
+			take = len;
+		p = gm_ptr(gm, s->gpa + offset, take);
+		if (!p)
+			return -1;
+		iov[n].iov_base = p;
+		iov[n].iov_len = take;
+		n++;
+		if (len != VIRTQ_ALL)
+			len -= take;
+		offset = 0;
+	}
+	return len && len != VIRTQ_ALL ? -1 : n;
+}

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "vmm/guest_memory.h"
 
@@ -72,5 +73,13 @@ uint64_t virtq_chain_read(const struct virtq_chain *c, const struct guest_memory
                           uint64_t offset, void *dst, uint64_t len);
 uint64_t virtq_chain_write(const struct virtq_chain *c, const struct guest_memory *gm,
                            uint64_t offset, const void *src, uint64_t len);
+
+/* iovecs over a chain's device-writable (`device_writes`) or device-readable buffers:
+ * `len` bytes from `offset` into that part, or all of it from there with VIRTQ_ALL. Empty
+ * segments are skipped; `iov` needs room for c->nsegs entries. Returns the count, or -1 when
+ * a segment is not in guest RAM or the chain holds fewer than `len` bytes. */
+#define VIRTQ_ALL UINT64_MAX
+int virtq_chain_iov(const struct virtq_chain *c, const struct guest_memory *gm, bool device_writes,
+                    uint64_t offset, uint64_t len, struct iovec *iov);
 
 #endif

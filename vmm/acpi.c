@@ -1,4 +1,5 @@
 #include "acpi.h"
+#include "table_checksum.h"
 #include "aml.h"
 #include "layout.h"
 
@@ -182,16 +183,6 @@ _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT local APIC NMI layout")
 
 #define XSDT_ENTRIES 2 /* FADT, MADT */
 
-static uint8_t checksum(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	while (len--)
-		sum += *b++;
-	return (uint8_t)-sum;
-}
-
 static uint64_t align_up(uint64_t v)
 {
 	return (v + TABLE_ALIGN - 1) & ~(uint64_t)(TABLE_ALIGN - 1);
@@ -215,7 +206,7 @@ static void header_seal(void *t)
 	struct acpi_header *h = t;
 
 	h->checksum = 0;
-	h->checksum = checksum(t, h->length);
+	h->checksum = table_checksum(t, h->length);
 }
 
 /* One ResourceTemplate as a Name (_CRS, Buffer) object. */
@@ -482,8 +473,8 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 		r->revision = RSDP_REVISION;
 		r->length = sizeof(*r);
 		r->xsdt_address = addr + xsdt_off;
-		r->checksum = checksum(r, 20);
-		r->extended_checksum = checksum(r, sizeof(*r));
+		r->checksum = table_checksum(r, 20);
+		r->extended_checksum = table_checksum(r, sizeof(*r));
 	}
 
 	*rsdp_addr = addr;

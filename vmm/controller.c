@@ -27,6 +27,7 @@
 #define EV_API    (1ULL << 60)
 #define EV_SIGNAL (1ULL << 59)
 #define EV_TAP    (1ULL << 58) /* | network interface index */
+#define EV_IRQ    (1ULL << 57) /* | virtio device index: its interrupt eventfd, polled */
 
 static double now_sec(void)
 {
@@ -145,9 +146,12 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 	           vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
 	           c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
 	ep_add(c, vm->stop_fd, EV_STOP);
-	for (unsigned i = 0; i < vm->nvirtio; i++)
+	for (unsigned i = 0; i < vm->nvirtio; i++) {
 		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++)
 			ep_add(c, vm->virtio[i]->notify_fd[q], (uint64_t)i << 8 | q);
+		if (vm->irq_polled & (1u << i))
+			ep_add(c, vm->virtio[i]->irq_fd, EV_IRQ | i);
+	}
 	for (unsigned i = 0; i < vm->nnet; i++)
 		virtio_net_set_watch(vm->net[i], tap_watch, c, EV_TAP | i);
 	if (vm_start(vm)) {
@@ -610,6 +614,13 @@ int controller_run(struct controller *c)
 				if (read(c->vm->stop_fd, &v, sizeof(v)) < 0) {
 					/* already drained */
 				}
+			} else if ((tag & EV_IRQ) && (tag & 0xff) < c->vm->nvirtio) {
+				struct virtio_mmio *t = c->vm->virtio[tag & 0xff];
+				uint64_t v;
+
+				/* No irqfd in this backend: the device's interrupt, by hand. */
+				if (read(t->irq_fd, &v, sizeof(v)) == sizeof(v))
+					vm_irq_pulse(c->vm, t->gsi);
 			} else if ((tag & EV_TAP) && (tag & 0xff) < c->vm->nnet) {
 				virtio_net_tap_event(c->vm->net[tag & 0xff], evs[i].events);
 			} else if ((tag >> 8) < c->vm->nvirtio) {

@@ -1,4 +1,5 @@
 #include "mptable.h"
+#include "table_checksum.h"
 #include "layout.h"
 
 #include <string.h>
@@ -69,16 +70,6 @@ enum { MP_INT = 0, MP_NMI = 1, MP_EXTINT = 3 };
 
 #define APIC_VERSION 0x14
 
-static uint8_t checksum(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	while (len--)
-		sum += *b++;
-	return (uint8_t)-sum;
-}
-
 uint64_t mptable_size(unsigned nvcpus)
 {
 	return sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
@@ -107,7 +98,7 @@ int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus,
 	mpf->physptr = (uint32_t)(addr + sizeof(*mpf));
 	mpf->length = 1;
 	mpf->specification = 4;
-	mpf->checksum = checksum(mpf, sizeof(*mpf));
+	mpf->checksum = table_checksum(mpf, sizeof(*mpf));
 
 	mpc = (struct mpc_table *)(base + sizeof(*mpf));
 	memcpy(mpc->signature, "PCMP", 4);
@@ -175,6 +166,6 @@ int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus,
 	}
 	mpc->oemcount = (uint16_t)(nvcpus + 1 + 1 + MP_IRQ_COUNT + 2); /* the entry count */
 	mpc->length = (uint16_t)(p - (uint8_t *)mpc);
-	mpc->checksum = checksum(mpc, mpc->length);
+	mpc->checksum = table_checksum(mpc, mpc->length);
 	return 0;
 }

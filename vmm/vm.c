@@ -107,14 +107,13 @@ int vm_exit_code(const struct vm_stop *s)
 
 void vm_set_irq(struct vm *vm, unsigned gsi, bool level)
 {
-	vm->backend->set_irq(vm, gsi, level);
+	irqchip_set_irq(vm->irqchip, gsi, level);
 }
 
 /* Edge-triggered: raise and lower the line. */
 void vm_irq_pulse(struct vm *vm, unsigned gsi)
 {
-	vm_set_irq(vm, gsi, true);
-	vm_set_irq(vm, gsi, false);
+	irqchip_pulse(vm->irqchip, gsi);
 }
 
 void vm_pio(struct vm *vm, uint16_t port, bool write, uint8_t *data, unsigned size, unsigned count)
@@ -313,7 +312,7 @@ static int plan_devices(struct vm *vm, const struct vm_config *cfg, struct error
 }
 
 /* Each device's registers on the MMIO bus. Its notification and interrupt eventfds are
- * bound by the backend (backend->create). */
+ * bound once the backend built the machine (bind_device_fds). */
 static int map_devices(struct vm *vm, struct error *err)
 {
 	for (unsigned i = 0; i < vm->nvirtio; i++) {
@@ -322,6 +321,32 @@ static int map_devices(struct vm *vm, struct error *err)
 		if (bus_add(&vm->mmio, t->base, LAYOUT_MMIO_SLOT_SIZE, &virtio_mmio_bus_ops, t,
 		            t->name))
 			return err_set(err, "%s: MMIO slot overlaps", t->name);
+	}
+	return 0;
+}
+
+/* Each device's interrupt eventfd to its GSI and each queue's notify eventfd to its
+ * QueueNotify write, where the backend can do that without hearth's threads. Otherwise the
+ * VMM loop polls the interrupt eventfd (vm->irq_polled), and a notify arrives as the MMIO
+ * write it is, which signals the same eventfd. */
+static int bind_device_fds(struct vm *vm, struct error *err)
+{
+	for (unsigned i = 0; i < vm->nvirtio; i++) {
+		struct virtio_mmio *t = vm->virtio[i];
+		int r = irqchip_attach_irqfd(vm->irqchip, t->irq_fd, t->gsi);
+
+		if (r == -ENOTSUP)
+			vm->irq_polled |= 1u << i;
+		else if (r < 0)
+			return err_set(err, "%s: interrupt eventfd on GSI %u: %s", t->name, t->gsi,
+			               strerror(-r));
+		for (unsigned q = 0; q < t->nqueues && vm->backend->attach_notify; q++) {
+			r = vm->backend->attach_notify(vm, t->notify_fd[q],
+			                               t->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, q);
+			if (r < 0 && r != -ENOTSUP)
+				return err_set(err, "%s: queue %u notify eventfd: %s", t->name, q,
+				               strerror(-r));
+		}
 	}
 	return 0;
 }
@@ -402,7 +427,8 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	/* The backend opens its devices first: slow host queries run while the guest is
 	 * loaded. Its failure is reported after the images are checked, so that a bad image is
 	 * reported as such on any host. */
-	vm->backend = backend_pick(&vm->kvm, cfg->mmu);
+	if (!vm->backend) /* (a test may bring its own) */
+		vm->backend = backend_pick(&vm->kvm, cfg->mmu);
 	open_r = vm->backend->open(vm, &open_err);
 	r = gm_init(&vm->mem, cfg->mem_mib * MIB);
 	if (r < 0) {
@@ -438,7 +464,8 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	}
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vm->vcpus[i] = (struct vcpu){.vm = vm, .id = i};
-	if (add_legacy_devices(vm, err) || map_devices(vm, err) || vm->backend->create(vm, err)) {
+	if (add_legacy_devices(vm, err) || map_devices(vm, err) || vm->backend->create(vm, err) ||
+	    bind_device_fds(vm, err)) {
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
@@ -599,6 +626,8 @@ void vm_resume(struct vm *vm)
 void vm_destroy(struct vm *vm)
 {
 	console_close(&vm->console);
+	irqchip_destroy(vm->irqchip);
+	vm->irqchip = NULL;
 	if (vm->backend)
 		vm->backend->destroy(vm);
 	free(vm->vcpus);

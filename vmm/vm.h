@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "irqchip/irqchip.h"
 #include "config/vm_config.h"
 #include "boot.h"
 #include "bus.h"
@@ -67,8 +68,9 @@ struct vm {
 	struct host_probe kvm; /* probed at start; a backend opens its devices to build a VM */
 	const struct backend *backend;
 	enum engine engine;
-	void *be;          /* the backend's part of this VM */
-	bool linux_kernel; /* the loaded kernel is Linux: never the shadow engine */
+	void *be;                /* the backend's part of this VM */
+	struct irqchip *irqchip; /* the backend's interrupt controller: every device's IRQs */
+	bool linux_kernel;       /* the loaded kernel is Linux: never the shadow engine */
 	struct guest_memory mem;
 	unsigned nvcpus;
 	struct vcpu *vcpus;
@@ -81,6 +83,7 @@ struct vm {
 	struct timespec t_start; /* build start: InstanceStart, or process start */
 	struct virtio_mmio *virtio[VM_MAX_VIRTIO];
 	unsigned nvirtio;
+	uint32_t irq_polled; /* bit i: virtio[i]'s interrupt eventfd is polled by the VMM loop */
 	struct virtio_blk *blk[VM_MAX_DRIVES];
 	unsigned nblk;
 	struct virtio_net *net[VM_MAX_NETS]; /* cfg->nets[i] is net[i] */

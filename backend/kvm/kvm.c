@@ -7,11 +7,8 @@
 #include "kvm.h"
 #include "cpu/cpuid.h"
 #include "seccomp/filters.h"
-#include "virtio/mmio.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
-
-#include <linux/virtio_mmio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -153,39 +150,23 @@ static int set_memslot(struct kvm_vm *k, uint32_t slot, uint64_t gpa, uint64_t s
 	return 0;
 }
 
-/* Bind each device to KVM: its GSI through an irqfd, each queue's notify through an
- * ioeventfd (the hot path never leaves the kernel). */
-static int wire_devices(struct vm *vm, struct error *err)
+/* A queue's notify as an ioeventfd: the hot path never leaves the kernel. */
+static int kvm_attach_notify(struct vm *vm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch)
 {
-	struct kvm_vm *k = kvm_of(vm);
+	struct kvm_ioeventfd io = {
+	    .datamatch = datamatch,
+	    .addr = addr,
+	    .len = len,
+	    .fd = fd,
+	    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
 
-	for (unsigned i = 0; i < vm->nvirtio; i++) {
-		struct virtio_mmio *t = vm->virtio[i];
-		struct kvm_irqfd irqfd = {.fd = (uint32_t)t->irq_fd, .gsi = t->gsi};
-
-		if (ioctl(k->vm_fd, KVM_IRQFD, &irqfd) < 0)
-			return err_set(err, "%s: KVM_IRQFD: %s", t->name, strerror(errno));
-		for (unsigned q = 0; q < t->nqueues; q++) {
-			struct kvm_ioeventfd io = {
-			    .datamatch = q,
-			    .addr = t->base + VIRTIO_MMIO_QUEUE_NOTIFY,
-			    .len = 4,
-			    .fd = t->notify_fd[q],
-			    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
-			};
-
-			if (ioctl(k->vm_fd, KVM_IOEVENTFD, &io) < 0)
-				return err_set(err, "%s: KVM_IOEVENTFD: %s", t->name,
-				               strerror(errno));
-		}
-	}
-	return 0;
+	return ioctl(kvm_of(vm)->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
 static int kvm_create(struct vm *vm, struct error *err)
 {
 	struct kvm_vm *k = kvm_of(vm);
-	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	uint64_t identity = LAYOUT_VMX_IDENTITY_ADDR;
 
 	k->eng = vm->engine == ENGINE_SHADOW ? &kvm_shadow_engine : &kvm_hardware_engine;
@@ -209,11 +190,8 @@ static int kvm_create(struct vm *vm, struct error *err)
 	if (vm->engine == ENGINE_SHADOW &&
 	    (kvm_shadow_create(vm, err) || kvm_shadow_add_memslots(vm, err)))
 		return -1;
-	if (ioctl(k->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return err_set(err, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-	if (ioctl(k->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-		return err_set(err, "KVM_CREATE_PIT2: %s", strerror(errno));
-	if (wire_devices(vm, err))
+	vm->irqchip = kvm_irqchip_create(k->vm_fd, err);
+	if (!vm->irqchip)
 		return -1;
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (kvm_vcpu_create(vm, &vm->vcpus[i], err))
@@ -222,13 +200,6 @@ static int kvm_create(struct vm *vm, struct error *err)
 }
 
 /* ---- running ------------------------------------------------------------------------ */
-
-static void kvm_set_irq(struct vm *vm, unsigned gsi, bool level)
-{
-	struct kvm_irq_level l = {.irq = gsi, .level = level};
-
-	ioctl(kvm_of(vm)->vm_fd, KVM_IRQ_LINE, &l);
-}
 
 static int kvm_vcpu_filter(const struct vm *vm)
 {
@@ -369,7 +340,7 @@ const struct backend kvm_backend = {
     .vcpu_kick = kvm_vcpu_kick,
     .vcpu_host_cpu = kvm_vcpu_host_cpu,
     .vcpu_filter = kvm_vcpu_filter,
-    .set_irq = kvm_set_irq,
+    .attach_notify = kvm_attach_notify,
     .pause = kvm_pause,
     .resume = kvm_resume,
     .info = kvm_info,

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "irqchip/irqchip.h"
 #include "host_kvm.h"
 #include "host_mmu.h"
 #include "string_io.h"
@@ -87,6 +88,9 @@ extern const struct kvm_engine kvm_shadow_engine;
 
 /* The KVM_RUN loop both engines share: exits go to the engine's hooks and the device buses. */
 void kvm_vcpu_loop(struct vcpu *v);
+
+/* irqchip_kvm.c: the in-kernel PIC, IOAPIC, LAPICs and PIT (after the memslots). */
+struct irqchip *kvm_irqchip_create(int vm_fd, struct error *err);
 
 /* vcpu.c */
 int kvm_vcpu_create(struct vm *vm, struct vcpu *v, struct error *err);
