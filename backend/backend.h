@@ -6,8 +6,8 @@
  * A backend keeps its own state behind vm->be and vcpu->be. It runs each vCPU on the vCPU
  * thread vmm/ starts for it, translates its own exit records into the neutral port I/O and
  * MMIO calls (vm_pio, vm_mmio), and creates the VM's interrupt controller (vm->irqchip,
- * irqchip/irqchip.h), through which every device raises its interrupts. Which backend and engine run a VM is decided in one place: backend_choose
- * (backend/select.c).
+ * irqchip/irqchip.h), through which every device raises its interrupts. Which backend and
+ * engine run a VM is decided in one place: backend/select.c.
  *
  * Backends: KVM (backend/kvm/: the hardware and shadow engines) and, for tests, a null
  * backend that runs nothing (tests/unit/test_null_backend.c).
