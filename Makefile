@@ -14,7 +14,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c,\
-               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c cpu/*.c))
+               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c cpu/*.c boot/*.c devices/*.c))
 LIB_SRCS  += $(wildcard irqchip/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

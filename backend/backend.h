@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "config/vm_config.h"
-#include "vmm/boot.h"
+#include "boot/boot.h"
 #include "vmm/error.h"
 
 #include <cjson/cJSON.h>

@@ -12,14 +12,14 @@
 #include "backend/backend.h"
 #include "irqchip/irqchip.h"
 #include "config/vm_config.h"
-#include "boot.h"
+#include "boot/boot.h"
 #include "bus.h"
 #include "console.h"
 #include "error.h"
 #include "guest_memory.h"
-#include "i8042.h"
-#include "rtc_cmos.h"
-#include "serial.h"
+#include "devices/i8042.h"
+#include "devices/rtc_cmos.h"
+#include "devices/serial.h"
 
 struct virtio_mmio;
 struct virtio_blk;

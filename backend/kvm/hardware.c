@@ -1,7 +1,7 @@
 /* The hardware engine: KVM runs the guest as it is (EPT/NPT, or KVM's own shadow paging). */
 #include "kvm.h"
 #include "cpu/x86.h"
-#include "vmm/boot_gdt.h"
+#include "boot/boot_gdt.h"
 #include "vmm/guest_memory.h"
 #include "vmm/layout.h"
 

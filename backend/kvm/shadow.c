@@ -17,7 +17,7 @@
 #include "cpu/guest_cpu.h"
 #include "cpu/x86.h"
 #include "shadow_monitor.h"
-#include "vmm/boot_gdt.h"
+#include "boot/boot_gdt.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/metrics.h"

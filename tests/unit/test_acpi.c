@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "vmm/acpi.h"
-#include "vmm/aml.h"
+#include "boot/acpi.h"
+#include "boot/aml.h"
 #include "vmm/guest_memory.h"
 #include "vmm/layout.h"
 

@@ -10,10 +10,10 @@
 
 #include <asm/bootparam.h>
 
-#include "vmm/boot.h"
-#include "vmm/boot_gdt.h"
+#include "boot/boot.h"
+#include "boot/boot_gdt.h"
 #include "vmm/layout.h"
-#include "vmm/pvh.h"
+#include "boot/pvh.h"
 
 #define RAM_SIZE (16 * MIB)
 

@@ -13,9 +13,9 @@
 #include <asm/bootparam.h>
 #include <elf.h>
 
-#include "vmm/boot.h"
+#include "boot/boot.h"
 #include "vmm/layout.h"
-#include "vmm/pvh.h"
+#include "boot/pvh.h"
 
 #define RAM_SIZE (8 * MIB)
 #define POISON   0xcc

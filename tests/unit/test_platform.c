@@ -31,9 +31,9 @@
 #include "backend/kvm/host_kvm.h"
 #include "backend/kvm/host_mmu.h"
 #include "vmm/layout.h"
-#include "vmm/mptable.h"
-#include "vmm/rtc_cmos.h"
-#include "vmm/serial.h"
+#include "boot/mptable.h"
+#include "devices/rtc_cmos.h"
+#include "devices/serial.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* CPUID                                                                                       */

@@ -8,7 +8,7 @@
  * the PVH entry point; otherwise e_entry is the Linux 64-bit entry.
  */
 #include "boot.h"
-#include "layout.h"
+#include "vmm/layout.h"
 #include "pvh.h"
 
 #include <elf.h>

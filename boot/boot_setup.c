@@ -7,7 +7,7 @@
  */
 #include "boot.h"
 #include "boot_gdt.h"
-#include "layout.h"
+#include "vmm/layout.h"
 #include "pvh.h"
 
 #include <asm/bootparam.h>

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "bus.h"
+#include "vmm/bus.h"
 
 #define I8042_BUF 16
 

@@ -1,7 +1,7 @@
 #include "acpi.h"
 #include "table_checksum.h"
 #include "aml.h"
-#include "layout.h"
+#include "vmm/layout.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -7,7 +7,7 @@
  * refused ("initrd is empty") rather than silently booting without one.
  */
 #include "boot.h"
-#include "layout.h"
+#include "vmm/layout.h"
 
 #include <inttypes.h>
 

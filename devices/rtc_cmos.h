@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "bus.h"
+#include "vmm/bus.h"
 
 struct rtc_cmos {
 	pthread_mutex_t lock;

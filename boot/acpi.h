@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 
-#include "error.h"
-#include "guest_memory.h"
+#include "vmm/error.h"
+#include "vmm/guest_memory.h"
 
 /* Where the tables go: inside the reserved [EBDA, 1 MiB) range of the memory map and in the
  * window [0xe0000, 0x100000) that legacy RSDP scans search, below the reset vector's page

@@ -8,7 +8,7 @@
  * can copy it into boot_params as the protocol requires.
  */
 #include "boot.h"
-#include "layout.h"
+#include "vmm/layout.h"
 
 #include <asm/bootparam.h>
 #include <inttypes.h>

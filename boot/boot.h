@@ -16,8 +16,8 @@
 #include <stdint.h>
 
 #include "config/vm_config.h" /* enum boot_protocol */
-#include "error.h"
-#include "guest_memory.h"
+#include "vmm/error.h"
+#include "vmm/guest_memory.h"
 
 enum kernel_format { KERNEL_ELF, KERNEL_BZIMAGE };
 

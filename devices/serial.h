@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bus.h"
-#include "console.h"
+#include "vmm/bus.h"
+#include "vmm/console.h"
 
 #define SERIAL_RX_FIFO 64
 

@@ -1,10 +1,10 @@
 #include "legacy.h"
-#include "vm.h"
+#include "vmm/vm.h"
 
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "vmm/log.h"
 
 static void guest_exit_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
 {

@@ -4,8 +4,8 @@
 
 #include <stdint.h>
 
-#include "error.h"
-#include "guest_memory.h"
+#include "vmm/error.h"
+#include "vmm/guest_memory.h"
 
 /* Write the floating pointer and configuration table at `addr` (in the reserved EBDA area).
  * The IOAPIC gets ID `nvcpus`; ISA IRQs 0..15 route to IOAPIC pins 0..15. */

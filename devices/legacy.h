@@ -2,7 +2,7 @@
 #ifndef HEARTH_LEGACY_H
 #define HEARTH_LEGACY_H
 
-#include "bus.h"
+#include "vmm/bus.h"
 
 /* opaque = struct vm *. A write of byte N to port 0xf4 ends the VM with exit status N. */
 extern const struct bus_ops guest_exit_bus_ops;

@@ -1,6 +1,6 @@
 #include "mptable.h"
 #include "table_checksum.h"
-#include "layout.h"
+#include "vmm/layout.h"
 
 #include <string.h>
 
