@@ -314,7 +314,7 @@ static void handle_pf(struct sh_engine *e, uint32_t err)
 		 * this one instruction write (the page writable, derived entries dropped),
 		 * single-step it, and protect the page again right after. */
 		e->stepping_pt = true;
-		e->mmu.exempt = w.gpa >> 12;
+		e->mmu.pt.exempt = w.gpa >> 12;
 		sh_mmu_untrack(&e->mmu, w.gpa);
 		sh_mmu_flush(&e->mmu);
 		e->cpu.r.rflags |= RF_TF;
@@ -334,7 +334,7 @@ static void handle_db(struct sh_engine *e)
 	if (e->stepping_pt) {
 		/* The page-table write is done: the page is a page table again. */
 		e->stepping_pt = false;
-		e->mmu.exempt = SH_NO_EXEMPT;
+		e->mmu.pt.exempt = SH_NO_EXEMPT;
 		sh_mmu_flush(&e->mmu);
 		e->cpu.r.rflags &= ~RF_TF;
 		return;

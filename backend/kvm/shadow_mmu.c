@@ -4,18 +4,13 @@
 
 #include "vmm/layout.h"
 
-#define SIZE_4K (1ULL << 12)
-#define SIZE_2M (1ULL << 21)
-#define SIZE_1G (1ULL << 30)
-
-/* Reserved-bit masks for a 48-bit physical address width guest view (bits 51:48 and the
- * PS-specific low bits of large pages). */
-#define RSVD_HIGH 0x000f000000000000ULL
+#define SIZE_4K PAGE_4K
+#define SIZE_2M PAGE_2M
 
 void sh_mmu_init(struct sh_mmu *m, struct sh_monitor *mon, const struct guest_memory *gm, int vm_fd)
 {
 	memset(m, 0, sizeof(*m));
-	m->exempt = SH_NO_EXEMPT;
+	pt_tracker_init(&m->pt);
 	m->mon = mon;
 	m->gm = gm;
 	m->vm_fd = vm_fd;
@@ -97,49 +92,12 @@ uint64_t sh_mmu_root(struct sh_mmu *m, uint64_t key)
 
 bool sh_mmu_is_tracked(const struct sh_mmu *m, uint64_t gpa)
 {
-	uint64_t pfn = gpa >> 12;
-
-	for (unsigned i = 0; i < m->ntracked; i++)
-		if (m->tracked[i] == pfn)
-			return true;
-	return false;
-}
-
-static bool tracked_in_range(const struct sh_mmu *m, uint64_t gpa, uint64_t size)
-{
-	for (unsigned i = 0; i < m->ntracked; i++) {
-		uint64_t a = m->tracked[i] << 12;
-
-		if (a >= gpa && a - gpa < size)
-			return true;
-	}
-	return false;
-}
-
-/* Start protecting a guest page-table page. Returns true when it was new: shadow entries
- * that map it writable may exist and must go (a new epoch). */
-static bool track(struct sh_mmu *m, uint64_t gpa)
-{
-	if (sh_mmu_is_tracked(m, gpa) || (gpa >> 12) == m->exempt)
-		return false; /* (exempt is SH_NO_EXEMPT, never a page number, when unused) */
-	if (m->ntracked == SH_MAX_TRACKED) {
-		/* Forget the oldest: it will be found again on its next walk. */
-		memmove(m->tracked, m->tracked + 1, (SH_MAX_TRACKED - 1) * sizeof(m->tracked[0]));
-		m->ntracked--;
-	}
-	m->tracked[m->ntracked++] = gpa >> 12;
-	return true;
+	return pt_tracked(&m->pt, gpa);
 }
 
 void sh_mmu_untrack(struct sh_mmu *m, uint64_t gpa)
 {
-	uint64_t pfn = gpa >> 12;
-
-	for (unsigned i = 0; i < m->ntracked; i++)
-		if (m->tracked[i] == pfn) {
-			m->tracked[i] = m->tracked[--m->ntracked];
-			return;
-		}
+	pt_untrack(&m->pt, gpa);
 }
 
 /* Walk g for `va`. With `commit`, set accessed/dirty bits as hardware does and track the
@@ -147,70 +105,14 @@ void sh_mmu_untrack(struct sh_mmu *m, uint64_t gpa)
 static bool walk(struct sh_mmu *m, uint64_t cr3, uint64_t va, bool write, bool fetch, bool commit,
                  bool *new_tracked, struct sh_walk *w)
 {
-	uint64_t table = cr3 & PTE_ADDR;
-	bool writable = true, nx = false;
-	uint32_t base_err = (write ? PF_W : 0) | (fetch && m->nxe ? PF_I : 0);
+	struct walk_mode mode = {.write = write,
+	                         .fetch = fetch,
+	                         .nxe = m->nxe,
+	                         .wp = m->wp,
+	                         .track = commit ? &m->pt : NULL,
+	                         .new_tracked = new_tracked};
 
-	memset(w, 0, sizeof(*w));
-	/* Canonical check: bits 63:47 must be equal (a #GP on hardware; reported here as a
-	 * not-present fault, which callers turn into #GP where it matters). */
-	if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
-		w->fault_error = base_err;
-		return false;
-	}
-	for (int level = 4; level >= 1; level--) {
-		unsigned idx = (va >> (12 + 9 * (level - 1))) & 511;
-		uint64_t eaddr = table + idx * 8;
-		uint64_t *ep = gm_ptr(m->gm, eaddr, 8);
-		uint64_t e, rsvd;
-
-		if (!ep) {
-			/* The guest's table is not in RAM: as a walk of unbacked memory. */
-			w->fault_error = base_err;
-			return false;
-		}
-		if (commit && track(m, table))
-			*new_tracked = true;
-		e = __atomic_load_n(ep, __ATOMIC_RELAXED);
-		if (!(e & PTE_P)) {
-			w->fault_error = base_err;
-			return false;
-		}
-		rsvd = RSVD_HIGH | (m->nxe ? 0 : PTE_NX);
-		if (level == 4)
-			rsvd |= PTE_PS;
-		if ((e & PTE_PS) && level == 3)
-			rsvd |= 0x3fffe000ULL;
-		if ((e & PTE_PS) && level == 2)
-			rsvd |= 0x1fe000ULL;
-		if (e & rsvd) {
-			w->fault_error = base_err | PF_P | PF_RSVD;
-			return false;
-		}
-		writable &= (e & PTE_W) != 0;
-		nx |= m->nxe && (e & PTE_NX);
-		if (commit && !(e & PTE_A))
-			__atomic_fetch_or(ep, PTE_A, __ATOMIC_RELAXED);
-		if (level == 1 || ((level == 2 || level == 3) && (e & PTE_PS))) {
-			uint64_t size = level == 1 ? SIZE_4K : level == 2 ? SIZE_2M : SIZE_1G;
-			uint64_t frame = e & PTE_ADDR & ~(size - 1);
-
-			w->gpa = frame | (va & (size - 1));
-			w->page_size = size;
-			w->writable = writable || !m->wp;
-			w->executable = !nx;
-			if ((write && !w->writable) || (fetch && nx)) {
-				w->fault_error = base_err | PF_P;
-				return false;
-			}
-			if (commit && write && !(e & PTE_D))
-				__atomic_fetch_or(ep, PTE_D, __ATOMIC_RELAXED);
-			w->dirty = write || (e & PTE_D);
-			return true;
-		}
-		table = e & PTE_ADDR;
-	}
-	return false;
+	return page_walk(m->gm, cr3, va, &mode, w);
 }
 
 bool sh_mmu_translate(struct sh_mmu *m, uint64_t key, uint64_t va, bool write, struct sh_walk *w)
@@ -293,7 +195,7 @@ enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, u
 	}
 	if (w->gpa >= m->mon->gpa)
 		return SH_BAD_GPA;
-	if (write && sh_mmu_is_tracked(m, w->gpa) && (w->gpa >> 12) != m->exempt) {
+	if (write && sh_mmu_is_tracked(m, w->gpa) && (w->gpa >> 12) != m->pt.exempt) {
 		m->st.tracked_writes++;
 		return SH_TRACKED_WRITE;
 	}
@@ -313,13 +215,14 @@ enum sh_fault_result sh_mmu_fault(struct sh_mmu *m, uint64_t key, uint64_t va, u
 		bool none =
 		    !gm_range_ok(m->gm, base, 1) && !gm_range_ok(m->gm, base + SIZE_2M - 1, 1);
 
-		if ((ram || none) && !tracked_in_range(m, base, SIZE_2M))
+		if ((ram || none) && !pt_tracked_in_range(&m->pt, base, SIZE_2M))
 			size = SIZE_2M;
 	}
 	gpa_page = w->gpa & ~(size - 1);
 	leaf_flags = PTE_P | PTE_U | PTE_A;
 	if (w->writable && w->dirty &&
-	    !(size == SIZE_4K && sh_mmu_is_tracked(m, gpa_page) && (gpa_page >> 12) != m->exempt))
+	    !(size == SIZE_4K && sh_mmu_is_tracked(m, gpa_page) &&
+	      (gpa_page >> 12) != m->pt.exempt))
 		leaf_flags |= PTE_W | PTE_D;
 	if (!w->executable)
 		leaf_flags |= PTE_NX;

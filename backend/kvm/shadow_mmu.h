@@ -17,14 +17,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cpu/pagewalk.h"
 #include "cpu/x86.h"
 #include "vmm/guest_memory.h"
 #include "shadow_monitor.h"
 
 #define SH_ROOTS        16
 #define SH_KEY_IDENTITY (~0ULL) /* guest paging off: VA = GPA */
-#define SH_MAX_TRACKED  4096
-#define SH_NO_EXEMPT    UINT64_MAX
+#define SH_NO_EXEMPT    PT_NO_EXEMPT
 
 struct sh_mmu_stats {
 	uint64_t hits, misses, fills, evictions, invalidations, epochs, reloads, tracked_writes;
@@ -45,22 +45,15 @@ struct sh_mmu {
 	uint64_t epoch;     /* bumps whenever cached roots were dropped */
 	uint64_t tick;
 	struct sh_root roots[SH_ROOTS];
-	/* guest page-table pages (GPA >> 12), write-protected in every shadow */
-	uint64_t tracked[SH_MAX_TRACKED];
-	unsigned ntracked;
-	uint64_t exempt; /* a page left writable for one instruction (GPA >> 12), or SH_NO_EXEMPT */
+	/* guest page-table pages, write-protected in every shadow; pt.exempt: a page left
+	 * writable for one instruction */
+	struct pt_tracker pt;
 	/* guest paging controls that change what a walk allows */
 	bool nxe, wp;
 	struct sh_mmu_stats st;
 };
 
-/* The result of walking g for one access. */
-struct sh_walk {
-	uint64_t gpa;       /* guest-physical address of the accessed byte */
-	uint64_t page_size; /* 4 KiB, 2 MiB or 1 GiB, as g maps it */
-	bool writable, executable, dirty;
-	uint32_t fault_error; /* when the walk fails: the #PF error code for the guest */
-};
+#define sh_walk page_walk
 
 enum sh_fault_result {
 	SH_FILLED,        /* the shadow now maps the address; resume */

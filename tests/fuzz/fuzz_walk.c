@@ -44,7 +44,7 @@ static uint8_t ram[RAM_SIZE] __attribute__((aligned(4096)));
 static struct guest_memory gm;
 static struct sh_monitor mon;
 static struct sh_mmu mmu;
-static uint64_t no_exempt; /* mmu.exempt when no page is exempt */
+static uint64_t no_exempt; /* mmu.pt.exempt when no page is exempt */
 
 static void fail(const char *what, uint64_t key, uint64_t va)
 {
@@ -184,7 +184,7 @@ static uint64_t *spage(uint64_t gpa)
 static bool range_tracked(uint64_t base, uint64_t size)
 {
 	for (uint64_t a = base; a < base + size && a < RAM_SIZE; a += SZ_4K)
-		if (sh_mmu_is_tracked(&mmu, a) && (a >> 12) != mmu.exempt)
+		if (sh_mmu_is_tracked(&mmu, a) && (a >> 12) != mmu.pt.exempt)
 			return true;
 	return false;
 }
@@ -356,11 +356,11 @@ static void access(uint64_t key, uint64_t va, enum kind k, uint64_t val, bool em
 				memcpy(p, &val, 8);
 				return;
 			}
-			mmu.exempt = w.gpa >> 12;
+			mmu.pt.exempt = w.gpa >> 12;
 			sh_mmu_untrack(&mmu, w.gpa);
 			sh_mmu_flush(&mmu);
 			access(key, va, k, val, false, 1);
-			mmu.exempt = no_exempt;
+			mmu.pt.exempt = no_exempt;
 			sh_mmu_flush(&mmu);
 			return;
 		case SH_BAD_GPA:
@@ -423,7 +423,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memset(ram, 0, sizeof(ram));
 	sh_mmu_init(&mmu, &mon, &gm, -1);
-	no_exempt = mmu.exempt;
+	no_exempt = mmu.pt.exempt;
 	hdr = get(&in, 2);
 	mmu.nxe = hdr & 1;
 	mmu.wp = !(hdr & 2);

@@ -71,7 +71,7 @@ static int setup(void **state)
 	gm_wrap(&f->gm, f->ram, RAM_SIZE);
 	assert_int_equal(sh_monitor_init(&f->mon, 1, SH_MON_GPA, &err), 0);
 	sh_mmu_init(&f->mmu, &f->mon, &f->gm, -1);
-	f->no_exempt = f->mmu.exempt;
+	f->no_exempt = f->mmu.pt.exempt;
 	f->next_table = TABLES_GPA;
 	*state = f;
 	return 0;
@@ -293,11 +293,11 @@ static enum acc guest_access(struct fx *f, uint64_t key, uint64_t va, enum kind 
 				*guest_err = w.fault_error;
 			return ACC_PF;
 		case SH_TRACKED_WRITE:
-			f->mmu.exempt = w.gpa >> 12;
+			f->mmu.pt.exempt = w.gpa >> 12;
 			sh_mmu_untrack(&f->mmu, w.gpa);
 			sh_mmu_flush(&f->mmu);
 			r = guest_access(f, key, va, k, val, guest_err);
-			f->mmu.exempt = f->no_exempt;
+			f->mmu.pt.exempt = f->no_exempt;
 			sh_mmu_flush(&f->mmu);
 			return r;
 		case SH_BAD_GPA:
@@ -742,7 +742,7 @@ static void test_translate_no_side_effects(void **state)
 	assert_true(sh_mmu_translate(&f->mmu, SH_KEY_IDENTITY, 0x1234, true, &w));
 	assert_memory_equal(ram_before, f->ram, RAM_SIZE);
 	assert_memory_equal(&before, &f->mmu, sizeof(before));
-	assert_int_equal(f->mmu.ntracked, 0);
+	assert_int_equal(f->mmu.pt.n, 0);
 	free(ram_before);
 }
 
@@ -1277,10 +1277,10 @@ static void test_tables_tracked(void **state)
 	}
 	assert_false(sh_mmu_is_tracked(&f->mmu, GPA_4K));
 	assert_false(sh_mmu_is_tracked(&f->mmu, gtable(f, cr3, 0x40000000, 2)));
-	assert_int_equal(f->mmu.ntracked, 4);
+	assert_int_equal(f->mmu.pt.n, 4);
 	assert_int_equal(sh_mmu_fault(&f->mmu, cr3, 0x40000000, HW_READ, &w), SH_FILLED);
 	assert_true(sh_mmu_is_tracked(&f->mmu, gtable(f, cr3, 0x40000000, 2)));
-	assert_int_equal(f->mmu.ntracked, 6);
+	assert_int_equal(f->mmu.pt.n, 6);
 	assert_false(sh_mmu_is_tracked(&f->mmu, GPA_2M));
 }
 
@@ -1385,15 +1385,15 @@ static void test_untrack_exempt(void **state)
 	*gpath(f, cr3, va_t, 1) = pt | PTE_P | PTE_W;
 	assert_int_equal(sh_mmu_fault(&f->mmu, cr3, VA, HW_READ, &w), SH_FILLED);
 	assert_int_equal(sh_mmu_fault(&f->mmu, cr3, va_t, HW_WRITE, &w), SH_TRACKED_WRITE);
-	n = f->mmu.ntracked;
+	n = f->mmu.pt.n;
 	inv = f->mmu.st.invalidations;
-	f->mmu.exempt = pt >> 12;
+	f->mmu.pt.exempt = pt >> 12;
 	sh_mmu_untrack(&f->mmu, pt);
 	assert_false(sh_mmu_is_tracked(&f->mmu, pt));
-	assert_int_equal(f->mmu.ntracked, n - 1);
+	assert_int_equal(f->mmu.pt.n, n - 1);
 	sh_mmu_untrack(&f->mmu, pt); /* not tracked: nothing */
 	sh_mmu_untrack(&f->mmu, 0x7000000);
-	assert_int_equal(f->mmu.ntracked, n - 1);
+	assert_int_equal(f->mmu.pt.n, n - 1);
 	for (int l = 4; l >= 2; l--)
 		assert_true(sh_mmu_is_tracked(&f->mmu, gtable(f, cr3, VA, l)));
 	sh_mmu_flush(&f->mmu);
@@ -1406,7 +1406,7 @@ static void test_untrack_exempt(void **state)
 	assert_int_equal(e & (PTE_ADDR | PTE_W), pt | PTE_W);
 	assert_int_equal(f->mmu.st.invalidations, inv);
 	/* The step is over: the next walk through pt tracks it, in a new epoch. */
-	f->mmu.exempt = f->no_exempt;
+	f->mmu.pt.exempt = f->no_exempt;
 	sh_mmu_flush(&f->mmu);
 	assert_int_equal(sh_mmu_fault(&f->mmu, cr3, va_t, HW_READ, &w), SH_FILLED);
 	assert_false(sh_mmu_is_tracked(&f->mmu, pt)); /* va_t's walk does not pass pt */
