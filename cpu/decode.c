@@ -218,6 +218,18 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 	case 0xa2:
 		in->op = SH_OP_CPUID;
 		return 0;
+	case 0xb6:
+	case 0xb7:
+	case 0xbe:
+	case 0xbf:
+		modrm(c, in, mode64);
+		if (in->mem) {
+			in->op = op < 0xbe ? SH_OP_MOVZX : SH_OP_MOVSX;
+			in->access_size = (op & 1) ? 2 : 1;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
+		return 0;
 	default:
 		in->op = SH_OP_OTHER;
 		return 0;
@@ -228,7 +240,7 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 {
 	struct cursor c = {b, n, 0, false};
 	bool opsize_prefix = false, addr_prefix = false;
-	uint8_t op;
+	uint8_t op, size;
 
 	memset(in, 0, sizeof(*in));
 	in->seg = -1;
@@ -339,18 +351,50 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 	case 0xcb:
 		in->op = SH_OP_LRET;
 		break;
+	case 0x88:
 	case 0x89:
+	case 0x8a:
+	case 0x8b:
 		modrm(&c, in, mode64);
-		in->op = in->mem ? SH_OP_MOV_STORE : SH_OP_OTHER;
-		break;
-	case 0xc7:
-		modrm(&c, in, mode64);
-		if (!in->mem || (in->reg & 7) != 0) {
+		if (in->mem) {
+			in->op = (op & 2) ? SH_OP_MOV_LOAD : SH_OP_MOV_STORE;
+			in->access_size = (op & 1) ? in->opsize : 1;
+		} else {
 			in->op = SH_OP_OTHER;
-			break;
 		}
-		in->op = SH_OP_MOV_STORE_IMM;
-		in->imm = (uint64_t)next_signed(&c, in->opsize == 2 ? 2 : 4);
+		break;
+	case 0x63: /* movsxd (64-bit code); arpl in 32-bit code */
+		modrm(&c, in, mode64);
+		if (mode64 && in->mem) {
+			in->op = SH_OP_MOVSX;
+			in->access_size = in->opsize == 2 ? 2 : 4;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
+		break;
+	case 0xa0:
+	case 0xa1:
+	case 0xa2:
+	case 0xa3:
+		/* mov moffs: an absolute offset of the address size, no ModRM */
+		in->has_modrm = in->mem = true;
+		in->base = in->index = -1;
+		in->disp = next_signed(&c, in->addrsize);
+		in->op = (op & 2) ? SH_OP_MOV_STORE : SH_OP_MOV_LOAD;
+		in->access_size = (op & 1) ? in->opsize : 1;
+		break;
+	case 0xc6:
+	case 0xc7:
+		/* every form has the immediate (xabort and xbegin too) */
+		modrm(&c, in, mode64);
+		size = op == 0xc6 ? 1 : in->opsize;
+		in->imm = (uint64_t)next_signed(&c, size == 8 ? 4 : size);
+		if (in->mem && (in->reg & 7) == 0) {
+			in->op = SH_OP_MOV_STORE_IMM;
+			in->access_size = size;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
 		break;
 	case 0x8e:
 		modrm(&c, in, mode64);

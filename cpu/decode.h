@@ -1,9 +1,10 @@
 /*
- * A decoder for the instructions shadow mode must emulate: the privileged ones that fault
- * at CPL3 (control and debug registers, descriptor tables, MSRs, interrupt flag, halt,
- * far returns, segment loads...). Everything else decodes as SH_OP_OTHER, and malformed or
- * truncated bytes as an error: the caller then reflects #UD or #GP, as hardware would.
- * Pure: no guest memory access (unit-tested and fuzzed).
+ * A decoder for the instructions a deprivileged guest makes hearth emulate: the privileged
+ * ones that fault at CPL3 (control and debug registers, descriptor tables, MSRs, interrupt
+ * flag, halt, far returns, segment loads...), and the plain moves drivers use to reach
+ * device registers (MMIO: they fault where no RAM is mapped). Everything else decodes as
+ * SH_OP_OTHER, and malformed or truncated bytes as an error: the caller then reflects #UD or
+ * #GP, as hardware would. Pure: no guest memory access (unit-tested and fuzzed).
  */
 #ifndef HEARTH_SHADOW_DECODE_H
 #define HEARTH_SHADOW_DECODE_H
@@ -63,8 +64,18 @@ enum sh_op {
 	SH_OP_PUSHF,
 	SH_OP_POPF,
 	SH_OP_UD2,
-	SH_OP_MOV_STORE,     /* mov r/m, reg (89): the store form guests write PTEs with */
-	SH_OP_MOV_STORE_IMM, /* mov r/m, imm32 (c7 /0) */
+	/* Moves with a memory operand (never a register-only form: those are SH_OP_OTHER).
+	 * access_size is the number of bytes accessed in memory, reg the register operand
+	 * (with REX.R). A byte register (mov with access_size 1) numbered 4-7 is AH, CH, DH,
+	 * BH when there is no REX prefix (rex == 0), else SPL, BPL, SIL, DIL. */
+	SH_OP_MOV_LOAD,  /* mov reg, r/m (8a, 8b); mov AL/eAX, moffs (a0, a1) */
+	SH_OP_MOVZX,     /* movzx reg, r/m8 or r/m16 (0f b6, 0f b7): zero-extended to opsize */
+	SH_OP_MOVSX,     /* movsx reg, r/m8 or r/m16 (0f be, 0f bf), movsxd (63, 64-bit code) */
+	SH_OP_MOV_STORE, /* mov r/m, reg (88, 89): the form guests write PTEs with; moffs, AL/eAX
+	                    (a2, a3) */
+	/* mov r/m, imm (c6 /0, c7 /0): imm is the immediate sign-extended to 64 bits. Last:
+	 * range checks use it (tests/fuzz/fuzz_decode.c). */
+	SH_OP_MOV_STORE_IMM,
 };
 
 /* Segment register numbers, as in ModRM.reg of mov Sreg. */
@@ -78,7 +89,8 @@ struct sh_insn {
 	uint8_t rex;
 	int seg; /* segment override, or -1 */
 	bool rep, lock;
-	/* ModRM operand */
+	/* ModRM operand. For mov moffs (a0-a3), which has no ModRM byte, the same fields describe
+	 * the operand: mem, mod 0, no base or index, the offset in disp. */
 	bool has_modrm, mem;
 	uint8_t mod, reg, rm; /* reg and rm include REX.R / REX.B */
 	int base, index;      /* register numbers, -1 for none */
@@ -90,6 +102,9 @@ struct sh_insn {
 	/* port I/O */
 	uint8_t io_size;
 	bool io_port_imm;
+	/* the moves (SH_OP_MOV_LOAD ... SH_OP_MOV_STORE_IMM): bytes accessed in memory, 1, 2, 4
+	 * or 8 (opsize stays the operand size of the register: 2, 4 or 8) */
+	uint8_t access_size;
 };
 
 /* Decode one instruction. `mode64`: 64-bit code segment; otherwise `def32` selects 32-bit

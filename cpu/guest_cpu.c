@@ -38,6 +38,8 @@ bool cpu_code32(const struct guest_cpu *c)
 
 static void stop(struct guest_cpu *c, enum cpu_stop how, const char *why)
 {
+	c->stopped = true;
+	c->stop_how = how;
 	c->ops->stop(c->ctx, how, why);
 }
 
@@ -582,12 +584,19 @@ enum emu cpu_emulate_gp(struct guest_cpu *c, uint32_t err)
 	struct sh_insn in;
 	uint8_t bytes[15];
 	size_t n;
-	uint64_t next, v;
-	bool m64 = cpu_code64(c);
-	enum emu r = EMU_DONE;
 
 	if (cpu_fetch_decode(c, &in, bytes, &n) < 0)
 		return fault(c, V_GP, err);
+	return cpu_emulate_insn(c, &in, bytes, n, cpu_code64(c), err);
+}
+
+enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *inp, const uint8_t *bytes,
+                          size_t n, bool m64, uint32_t err)
+{
+	const struct sh_insn in = *inp;
+	uint64_t next, v;
+	enum emu r = EMU_DONE;
+
 	next = c->r.rip + in.len;
 	if (!m64)
 		next &= 0xffffffffULL;
@@ -747,7 +756,7 @@ bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa)
 	if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || in.lock || in.rep ||
 	    (in.op != SH_OP_MOV_STORE && in.op != SH_OP_MOV_STORE_IMM))
 		return false;
-	size = in.opsize;
+	size = in.access_size;
 	if (size != 4 && size != 8)
 		return false;
 	if (effective_address(c, &in) != va || (gpa & 7) + size > 8)
@@ -764,6 +773,73 @@ bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa)
 	__atomic_store_n((uint64_t *)p, new_entry, __ATOMIC_RELEASE);
 	c->r.rip += in.len;
 	if (!cpu_code64(c))
+		c->r.rip &= 0xffffffffULL;
+	return true;
+}
+
+/* ---- device registers (MMIO) ---------------------------------------------------------- */
+
+/* A byte register: 4-7 are AH, CH, DH, BH without a REX prefix. */
+static uint64_t *byte_reg(struct guest_cpu *c, unsigned n, bool rex, unsigned *shift)
+{
+	if (!rex && n >= 4 && n < 8) {
+		*shift = 8;
+		return gpr(c, n - 4);
+	}
+	*shift = 0;
+	return gpr(c, n);
+}
+
+bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,
+                      void *ctx)
+{
+	struct sh_insn in;
+	uint8_t bytes[15];
+	size_t n;
+	unsigned size, shift;
+	uint64_t v = 0, *r;
+	bool code64 = cpu_code64(c);
+
+	if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || in.lock)
+		return false;
+	switch (in.op) {
+	case SH_OP_MOV_LOAD:
+	case SH_OP_MOVZX:
+	case SH_OP_MOVSX:
+	case SH_OP_MOV_STORE:
+	case SH_OP_MOV_STORE_IMM:
+		break;
+	default:
+		return false;
+	}
+	size = in.access_size;
+	if (effective_address(c, &in) != va || (va & 4095) + size > 4096)
+		return false;
+	if (in.op == SH_OP_MOV_STORE || in.op == SH_OP_MOV_STORE_IMM) {
+		if (in.op == SH_OP_MOV_STORE_IMM) {
+			v = in.imm;
+		} else if (size == 1) {
+			r = byte_reg(c, in.reg, in.rex != 0, &shift);
+			v = *r >> shift;
+		} else {
+			v = *gpr(c, in.reg);
+		}
+		access(ctx, gpa, true, &v, size);
+	} else {
+		access(ctx, gpa, false, &v, size);
+		if (size < 8)
+			v &= (1ULL << (8 * size)) - 1;
+		if (in.op == SH_OP_MOVSX && size < 8 && (v >> (8 * size - 1)))
+			v |= ~0ULL << (8 * size);
+		if (in.op == SH_OP_MOV_LOAD && size == 1) {
+			r = byte_reg(c, in.reg, in.rex != 0, &shift);
+			*r = (*r & ~(0xffULL << shift)) | (v << shift);
+		} else {
+			set_gpr(c, in.reg, v, in.op == SH_OP_MOV_LOAD ? size : in.opsize);
+		}
+	}
+	c->r.rip += in.len;
+	if (!code64)
 		c->r.rip &= 0xffffffffULL;
 	return true;
 }

@@ -75,6 +75,11 @@ struct guest_cpu_ops {
 	/* Stop the VM: a triple fault (`why`: which vector could not be delivered), or what
 	 * hearth refuses to run; the engine adds where. */
 	void (*stop)(void *ctx, enum cpu_stop how, const char *why);
+	/* CPUID for an instruction hearth executes itself (the 32-bit interpreter,
+	 * cpu/interp32.c): out = EAX, EBX, ECX, EDX for `leaf` / `subleaf`. The engine answers
+	 * what the guest sees everywhere else (cpu/cpuid.h), so interpreted and native code agree.
+	 * Optional: NULL means the host's own CPUID, which is what native user-mode code gets. */
+	void (*cpuid)(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 };
 
 struct guest_cpu {
@@ -87,6 +92,9 @@ struct guest_cpu {
 	uint16_t tr, ldtr;
 	uint64_t tr_base;
 	uint16_t cs, ss; /* the guest's selectors (RPL 0) */
+	/* The data selectors, as the 32-bit interpreter loads them (the shadow engine does not
+	 * track them: 64-bit code does not use them). */
+	uint16_t ds, es, fs, gs;
 	uint64_t fs_base, gs_base, kernel_gs_base;
 	uint64_t star, lstar, cstar, sfmask;
 	/* The port the engine's traps use: closed to the guest, nothing answers there. */
@@ -94,6 +102,10 @@ struct guest_cpu {
 	const struct guest_memory *gm;
 	const struct guest_cpu_ops *ops;
 	void *ctx;
+	/* Set when the CPU asks the engine to stop the VM (right before ops->stop), for code that
+	 * steps the CPU (cpu/interp32.c, which clears it when it starts). */
+	bool stopped;
+	enum cpu_stop stop_how;
 };
 
 /* What emulating one instruction led to. */
@@ -126,12 +138,30 @@ void cpu_page_fault(struct guest_cpu *c, uint64_t va, uint32_t err);
 /* Emulate the instruction at RIP after the guest took a #GP there (privileged
  * instructions, port I/O, segment loads, iret/lret to ring 0...). */
 enum emu cpu_emulate_gp(struct guest_cpu *c, uint32_t err);
+/* The same for an instruction the caller fetched from RIP and decoded (sh_decode, `m64`:
+ * in 64-bit code): `bytes` are the n bytes fetched. `err` is the #GP error code for what
+ * is not emulated. For code that knows the mode better than the current CS descriptor
+ * tells (cpu/interp32.c). */
+enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *in, const uint8_t *bytes,
+                          size_t n, bool m64, uint32_t err);
 /* After a #UD: syscall/sysenter are refused (user mode); anything else is the guest's. */
 void cpu_emulate_ud(struct guest_cpu *c);
 /* A store to one of the guest's page tables at `va` (-> `gpa`): emulated when it is a plain
  * `mov` of 4 or 8 bytes to one entry (the usual way). False: not such a store (the caller
  * lets the instruction run some other way). */
 bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa);
+
+/* A load from or a store to a device register at `va` (-> `gpa`, which is not RAM): the
+ * access is made through `access` (`len` 1, 2, 4 or 8 bytes at `data`, little-endian) when
+ * the instruction at RIP is a mov, movzx or movsx whose memory operand is at `va` (any
+ * prefixes: operand size, REX, FS/GS, address size; rip-relative, moffs), then RIP moves
+ * past it. The register operand is written as the CPU does (8- and 16-bit writes keep the
+ * rest, 32-bit writes zero-extend, AH-BH without REX). False, with nothing done: not such
+ * an instruction, another address, or an access that crosses a page (the caller reflects
+ * the fault). */
+typedef void (*cpu_mmio_access)(void *ctx, uint64_t gpa, bool write, void *data, unsigned len);
+bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,
+                      void *ctx);
 
 /* A segment selector the guest may load into SS (present, writable data), or a null one. */
 bool cpu_ss_loadable(struct guest_cpu *c, uint16_t sel);

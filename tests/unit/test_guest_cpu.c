@@ -18,15 +18,16 @@
 #include "cpu/x86.h"
 #include "vmm/guest_memory.h"
 
-#define MEM      (4u << 20)
-#define CODE     0x10000ULL /* RIP */
-#define STACK    0x80000ULL /* RSP */
-#define IDT      0x20000ULL
-#define HANDLER  0x30000ULL
-#define DATA     0x40000ULL
-#define SEL_CODE 0x08
-#define SEL_DATA 0x10
-#define NO_PORT  (-1)
+#define MEM        (4u << 20)
+#define CODE       0x10000ULL /* RIP */
+#define STACK      0x80000ULL /* RSP */
+#define IDT        0x20000ULL
+#define HANDLER    0x30000ULL
+#define DATA       0x40000ULL
+#define SEL_CODE   0x08
+#define SEL_DATA   0x10
+#define SEL_CODE32 0x18
+#define NO_PORT    (-1)
 
 struct fx {
 	struct guest_memory gm;
@@ -47,6 +48,14 @@ struct fx {
 	} pio[64];
 	unsigned npio;
 	uint32_t pio_read_value;
+	/* device register accesses (cpu_emulate_mmio) */
+	struct {
+		uint64_t gpa, value;
+		bool write;
+		unsigned len;
+	} mmio[8];
+	unsigned nmmio;
+	uint64_t mmio_read_value;
 };
 
 static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
@@ -59,7 +68,7 @@ static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
 	return true;
 }
 
-/* Null, 64-bit code (DPL0), flat writable data. */
+/* Null, 64-bit code (DPL0), flat writable data, flat 32-bit code. */
 static uint64_t op_descriptor(void *ctx, uint16_t sel)
 {
 	(void)ctx;
@@ -68,6 +77,8 @@ static uint64_t op_descriptor(void *ctx, uint16_t sel)
 		return 0x00af9b000000ffffULL;
 	case SEL_DATA >> 3:
 		return 0x00cf93000000ffffULL;
+	case SEL_CODE32 >> 3:
+		return 0x00cf9b000000ffffULL;
 	default:
 		return 0;
 	}
@@ -547,6 +558,8 @@ static void test_pte_store(void **state)
 	assert_false(cpu_emulate_pte_store(&f->c, DATA + 8, DATA + 8));
 	CODE_(f, 0xf0, 0x48, 0x0f, 0xb1, 0x18); /* lock cmpxchg %rbx, (%rax) */
 	assert_false(cpu_emulate_pte_store(&f->c, DATA, DATA));
+	CODE_(f, 0x88, 0x18); /* mov %bl,(%rax): a byte, not an entry's half */
+	assert_false(cpu_emulate_pte_store(&f->c, DATA, DATA));
 	assert_int_equal(f->pte_stores, 2);
 }
 
@@ -585,16 +598,310 @@ static void test_garbage_is_a_gp(void **state)
 	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
 }
 
+/* ---- device registers (MMIO) ------------------------------------------------------------ */
+
+#define MMIO_VA  0xfee00000ULL /* not RAM: only the callback sees the access */
+#define MMIO_GPA 0xfed00000ULL
+
+/* The instruction at CODE, RIP there. */
+#define MCODE(f, ...)                                                                              \
+	do {                                                                                       \
+		(f)->c.r.rip = CODE;                                                               \
+		CODE_(f, __VA_ARGS__);                                                             \
+	} while (0)
+
+static void mmio_access(void *ctx, uint64_t gpa, bool write, void *data, unsigned len)
+{
+	struct fx *f = ctx;
+	uint64_t v = 0;
+
+	assert_true(len == 1 || len == 2 || len == 4 || len == 8);
+	if (write)
+		memcpy(&v, data, len);
+	else
+		memcpy(data, &f->mmio_read_value, len);
+	assert_true(f->nmmio < 8);
+	f->mmio[f->nmmio++] = (__typeof__(f->mmio[0])){gpa, write ? v : 0, write, len};
+}
+
+/* Emulate the instruction at CODE for an access at MMIO_VA (+ off); true and RIP past it. */
+static void mmio_ok(struct fx *f, size_t insn_len, uint64_t off)
+{
+	f->c.r.rip = CODE;
+	f->nmmio = 0;
+	assert_true(cpu_emulate_mmio(&f->c, MMIO_VA + off, MMIO_GPA + off, mmio_access, f));
+	assert_int_equal(f->c.r.rip, CODE + insn_len);
+	assert_int_equal(f->nmmio, 1);
+	assert_int_equal(f->mmio[0].gpa, MMIO_GPA + off);
+}
+
+static void test_mmio_loads(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t ones = ~0ULL;
+
+	f->c.r.gpr[R_BX] = MMIO_VA;
+	f->mmio_read_value = 0x1122334455667788ULL;
+	f->c.r.gpr[R_AX] = ones;
+	MCODE(f, 0x8b, 0x03); /* mov (%rbx),%eax: zero-extended into RAX */
+	mmio_ok(f, 2, 0);
+	assert_false(f->mmio[0].write);
+	assert_int_equal(f->mmio[0].len, 4);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x55667788);
+	f->c.r.gpr[R_AX] = ones;
+	MCODE(f, 0x66, 0x8b, 0x03); /* mov (%rbx),%ax: the rest kept */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].len, 2);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffffffff7788ULL);
+	f->c.r.gpr[R_AX] = ones;
+	MCODE(f, 0x8a, 0x23); /* mov (%rbx),%ah */
+	mmio_ok(f, 2, 0);
+	assert_int_equal(f->mmio[0].len, 1);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffffffff88ffULL);
+	f->c.r.gpr[R_SP] = ones;
+	MCODE(f, 0x40, 0x8a, 0x23); /* mov (%rbx),%spl: with REX, 4 is SPL */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->c.r.gpr[R_SP], 0xffffffffffffff88ULL);
+	f->c.r.gpr[R_SP] = STACK;
+	f->c.r.gpr[R_R12] = ones;
+	MCODE(f, 0x44, 0x8a, 0x23); /* mov (%rbx),%r12b */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->c.r.gpr[R_R12], 0xffffffffffffff88ULL);
+	MCODE(f, 0x4c, 0x8b, 0x2b); /* mov (%rbx),%r13 */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].len, 8);
+	assert_int_equal(f->c.r.gpr[R_R13], 0x1122334455667788ULL);
+	/* zero and sign extension */
+	f->mmio_read_value = 0x8899aabbccddeeffULL;
+	f->c.r.gpr[R_AX] = ones;
+	MCODE(f, 0x0f, 0xb6, 0x03); /* movzbl (%rbx),%eax */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].len, 1);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xff);
+	MCODE(f, 0x0f, 0xbe, 0x03); /* movsbl (%rbx),%eax */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffff);
+	MCODE(f, 0x48, 0x0f, 0xbf, 0x03); /* movswq (%rbx),%rax */
+	mmio_ok(f, 4, 0);
+	assert_int_equal(f->mmio[0].len, 2);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffffffffeeffULL);
+	MCODE(f, 0x48, 0x63, 0x03); /* movslq (%rbx),%rax */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].len, 4);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffffccddeeffULL);
+	f->c.r.gpr[R_AX] = 0x1234567812345678ULL;
+	MCODE(f, 0x66, 0x0f, 0xb6, 0x03); /* movzbw (%rbx),%ax */
+	mmio_ok(f, 4, 0);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x12345678123400ffULL);
+	MCODE(f, 0x0f, 0xb7, 0x03); /* movzwl (%rbx),%eax */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xeeff);
+	/* moffs: movabs 0xfee00030,%rax */
+	MCODE(f, 0x48, 0xa1, 0x30, 0x00, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x00);
+	mmio_ok(f, 10, 0x30);
+	assert_int_equal(f->mmio[0].len, 8);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x8899aabbccddeeffULL);
+}
+
+static void test_mmio_stores(void **state)
+{
+	struct fx *f = *state;
+
+	f->c.r.gpr[R_BX] = MMIO_VA;
+	f->c.r.gpr[R_AX] = 0x1122334455667788ULL;
+	MCODE(f, 0x89, 0x03); /* mov %eax,(%rbx) */
+	mmio_ok(f, 2, 0);
+	assert_true(f->mmio[0].write);
+	assert_int_equal(f->mmio[0].len, 4);
+	assert_int_equal(f->mmio[0].value, 0x55667788);
+	MCODE(f, 0x48, 0x89, 0x03); /* mov %rax,(%rbx) */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].len, 8);
+	assert_int_equal(f->mmio[0].value, 0x1122334455667788ULL);
+	MCODE(f, 0x66, 0x89, 0x43, 0x02); /* mov %ax,0x2(%rbx) */
+	mmio_ok(f, 4, 2);
+	assert_int_equal(f->mmio[0].len, 2);
+	assert_int_equal(f->mmio[0].value, 0x7788);
+	MCODE(f, 0x88, 0x23); /* mov %ah,(%rbx) */
+	mmio_ok(f, 2, 0);
+	assert_int_equal(f->mmio[0].len, 1);
+	assert_int_equal(f->mmio[0].value, 0x77);
+	f->c.r.gpr[R_SP] = 0x5a;
+	MCODE(f, 0x40, 0x88, 0x23); /* mov %spl,(%rbx) */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].value, 0x5a);
+	f->c.r.gpr[R_SP] = STACK;
+	f->c.r.gpr[R_R9] = 0xa5;
+	MCODE(f, 0x44, 0x88, 0x0b); /* mov %r9b,(%rbx) */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].value, 0xa5);
+	MCODE(f, 0xc6, 0x03, 0x80); /* movb $0x80,(%rbx) */
+	mmio_ok(f, 3, 0);
+	assert_int_equal(f->mmio[0].len, 1);
+	assert_int_equal(f->mmio[0].value, 0x80);
+	MCODE(f, 0x66, 0xc7, 0x03, 0x34, 0x12); /* movw $0x1234,(%rbx) */
+	mmio_ok(f, 5, 0);
+	assert_int_equal(f->mmio[0].len, 2);
+	assert_int_equal(f->mmio[0].value, 0x1234);
+	MCODE(f, 0x48, 0xc7, 0x03, 0xff, 0xff, 0xff, 0xff); /* movq $-1,(%rbx) */
+	mmio_ok(f, 7, 0);
+	assert_int_equal(f->mmio[0].len, 8);
+	assert_int_equal(f->mmio[0].value, ~0ULL);
+	MCODE(f, 0xa2, 0x10, 0x00, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x00); /* movabs %al,0xfee00010 */
+	mmio_ok(f, 9, 0x10);
+	assert_int_equal(f->mmio[0].value, 0x88);
+}
+
+static void test_mmio_addressing(void **state)
+{
+	struct fx *f = *state;
+
+	/* rip-relative: from the end of the instruction */
+	MCODE(f, 0x8b, 0x05, 0xfa, 0xff, 0xff, 0xff); /* mov -0x6(%rip),%eax */
+	f->c.r.rip = CODE;
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	assert_true(cpu_emulate_mmio(&f->c, CODE, MMIO_GPA, mmio_access, f));
+	assert_int_equal(f->c.r.rip, CODE + 6);
+	/* FS and GS bases */
+	f->c.fs_base = MMIO_VA;
+	MCODE(f, 0x64, 0x8b, 0x04, 0x25, 0x20, 0x00, 0x00, 0x00); /* mov %fs:0x20,%eax */
+	mmio_ok(f, 8, 0x20);
+	f->c.gs_base = MMIO_VA - 0x1000;
+	f->c.r.gpr[R_BX] = 0x1000;
+	MCODE(f, 0x65, 0x48, 0x89, 0x43, 0x08); /* mov %rax,%gs:0x8(%rbx) */
+	mmio_ok(f, 5, 8);
+	/* base + index * scale + displacement */
+	f->c.r.gpr[R_BX] = MMIO_VA;
+	f->c.r.gpr[R_CX] = 3;
+	MCODE(f, 0x8b, 0x44, 0x8b, 0x04); /* mov 0x4(%rbx,%rcx,4),%eax */
+	mmio_ok(f, 4, 16);
+	/* 32-bit addressing (67): the upper half of RBX does not count */
+	f->c.r.gpr[R_BX] = 0xabcd000000000000ULL | MMIO_VA;
+	MCODE(f, 0x67, 0x8b, 0x03); /* mov (%ebx),%eax */
+	mmio_ok(f, 3, 0);
+	/* misaligned within a page: fine; across a page: refused (gpa is the first page's) */
+	f->c.r.gpr[R_BX] = MMIO_VA + 0xffd;
+	MCODE(f, 0x66, 0x8b, 0x03); /* mov (%rbx),%ax */
+	mmio_ok(f, 3, 0xffd);
+	assert_int_equal(f->mmio[0].len, 2);
+	f->c.r.gpr[R_BX] = MMIO_VA + 0xffe;
+	MCODE(f, 0x8b, 0x03); /* mov (%rbx),%eax: 2 bytes on the next page */
+	f->c.r.rip = CODE;
+	f->nmmio = 0;
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA + 0xffe, MMIO_GPA + 0xffe, mmio_access, f));
+	assert_int_equal(f->nmmio, 0);
+	f->c.r.gpr[R_BX] = MMIO_VA + 0xff8;
+	MCODE(f, 0x48, 0x8b, 0x03); /* mov (%rbx),%rax: the last 8 bytes of the page */
+	mmio_ok(f, 3, 0xff8);
+}
+
+static void test_mmio_refused(void **state)
+{
+	struct fx *f = *state;
+	struct guest_cpu before;
+
+	f->c.r.gpr[R_BX] = MMIO_VA;
+	f->c.r.gpr[R_AX] = 0x1234;
+	before = f->c;
+	/* another address than the fault's: nothing done */
+	MCODE(f, 0x8b, 0x03); /* mov (%rbx),%eax */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA + 4, MMIO_GPA + 4, mmio_access, f));
+	/* not a move, a register-only move, a locked one */
+	MCODE(f, 0x01, 0x03); /* add %eax,(%rbx) */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	MCODE(f, 0x8b, 0xc3); /* mov %ebx,%eax */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	MCODE(f, 0xf0, 0x89, 0x03); /* lock mov %eax,(%rbx): #UD */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	MCODE(f, 0xf3, 0xa5); /* rep movsl */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	assert_memory_equal(&f->c, &before, sizeof(before));
+	assert_int_equal(f->nmmio, 0);
+	/* an instruction cut off where the guest's mapping ends */
+	{
+		static const uint8_t cut[] = {0x8b, 0x04}; /* mov (%rax,...): its SIB is missing */
+
+		assert_int_equal(gm_write(&f->gm, MEM - 2, cut, 2), 0);
+		f->c.r.rip = MEM - 2;
+		assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+		assert_int_equal(f->c.r.rip, MEM - 2);
+	}
+	/* RIP where nothing is mapped */
+	f->c.r.rip = MEM + 0x1000;
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	assert_int_equal(f->nmmio, 0);
+}
+
+/* In 32-bit code: no REX (4-7 are AH-BH), 32-bit addresses, EIP. */
+static void test_mmio_32bit_code(void **state)
+{
+	struct fx *f = *state;
+
+	f->c.efer = 0;
+	f->c.cr0 = CR0_PE | CR0_ET;
+	f->c.cs = SEL_CODE32;
+	f->c.r.gpr[R_SI] = MMIO_VA;
+	f->c.r.gpr[R_AX] = ~0ULL;
+	f->mmio_read_value = 0x11223344;
+	MCODE(f, 0x8a, 0x26); /* mov (%esi),%ah */
+	mmio_ok(f, 2, 0);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffffffff44ffULL);
+	MCODE(f, 0xa1, 0x40, 0x00, 0xe0, 0xfe); /* mov 0xfee00040,%eax */
+	mmio_ok(f, 5, 0x40);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x11223344);
+	f->c.r.gpr[R_DX] = 0xabcd;
+	MCODE(f, 0x88, 0x36); /* mov %dh,(%esi) */
+	mmio_ok(f, 2, 0);
+	assert_int_equal(f->mmio[0].value, 0xab);
+	MCODE(f, 0x0f, 0xbf, 0x46, 0x08); /* movswl 0x8(%esi),%eax */
+	f->mmio_read_value = 0x8000;
+	mmio_ok(f, 4, 8);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffff8000);
+}
+
+/* A stop the CPU asks of the engine is also left in the CPU, for code that steps it. */
+static void test_stop_is_recorded(void **state)
+{
+	struct fx *f = *state;
+
+	assert_false(f->c.stopped);
+	f->c.idtr.limit = 0;
+	cpu_reflect(&f->c, V_UD, 0, false);
+	assert_true(f->c.stopped);
+	assert_int_equal(f->c.stop_how, CPU_STOP_TRIPLE_FAULT);
+	f->c.stopped = false;
+	f->c.r.gpr[R_CX] = MSR_EFER;
+	f->c.r.gpr[R_DX] = 0;
+	f->c.r.gpr[R_AX] = EFER_LME | EFER_SCE;
+	CODE_(f, 0x0f, 0x30); /* wrmsr */
+	cpu_emulate_gp(&f->c, 0);
+	assert_true(f->c.stopped);
+	assert_int_equal(f->c.stop_how, CPU_STOP_REFUSED);
+	assert_int_equal(f->stops, 2);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-	    T(test_cli_sti_hlt),    T(test_control_registers),
-	    T(test_msrs),           T(test_swapgs_and_tables),
-	    T(test_port_io),        T(test_rep_outs),
-	    T(test_delivery_frame), T(test_escalation_to_triple_fault),
-	    T(test_iretq),          T(test_pte_store),
-	    T(test_ud_and_invlpg),  T(test_garbage_is_a_gp),
+	    T(test_cli_sti_hlt),
+	    T(test_control_registers),
+	    T(test_msrs),
+	    T(test_swapgs_and_tables),
+	    T(test_port_io),
+	    T(test_rep_outs),
+	    T(test_delivery_frame),
+	    T(test_escalation_to_triple_fault),
+	    T(test_iretq),
+	    T(test_pte_store),
+	    T(test_ud_and_invlpg),
+	    T(test_garbage_is_a_gp),
+	    T(test_mmio_loads),
+	    T(test_mmio_stores),
+	    T(test_mmio_addressing),
+	    T(test_mmio_refused),
+	    T(test_mmio_32bit_code),
+	    T(test_stop_is_recorded),
 	};
 #undef T
 

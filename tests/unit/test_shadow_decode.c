@@ -882,6 +882,249 @@ static void test_mov_store(void **state)
 		assert_int_equal(in.op, SH_OP_OTHER);
 		assert_int_equal(sh_decode(xb, sizeof(xb), true, true, &in), 0);
 		assert_int_equal(in.op, SH_OP_OTHER);
+		assert_int_equal(in.len, 6); /* its rel32 too */
+	}
+}
+
+/* ---- the moves drivers reach device registers with (MMIO) --------------------------------- */
+
+/* Every ModRM form of a move, with no prefix, GS, FS, CS and 66, in 64- and 32-bit code; then
+ * REX.R and REX.W. `access`: bytes in memory (0: the operand size); `imm`: immediate bytes
+ * after the operand (-1: 2 or 4 by operand size). */
+static void move_forms(const uint8_t *opc, size_t no, unsigned reg, enum sh_op op, unsigned access,
+                       int imm, bool only64)
+{
+	static const uint8_t prefixes[][1] = {{0}, {0x65}, {0x64}, {0x2e}, {0x66}};
+	static const int segs[] = {-1, SH_GS, SH_FS, SH_CS, -1};
+
+	for (unsigned p = 0; p < 5; p++) {
+		size_t np = p == 0 ? 0 : 1;
+
+		for (int m = 0; m < 2; m++) {
+			const struct form *forms = m == 0 ? forms64 : forms32;
+			size_t nforms = m == 0 ? sizeof(forms64) / sizeof(forms64[0])
+			                       : sizeof(forms32) / sizeof(forms32[0]);
+
+			for (size_t i = 0; i < nforms; i++) {
+				uint8_t b[24];
+				size_t n = encode(b, prefixes[p], np, opc, no, reg, &forms[i]);
+				unsigned opsize = p == 4 ? 2 : 4;
+				int k = imm < 0 ? (int)opsize : imm;
+				struct sh_insn in;
+
+				for (int j = 0; j < k; j++)
+					b[n++] = (uint8_t)(0x81 +
+					                   j); /* negative: sign extension shows */
+				if (n > 15)
+					continue;
+				if (m == 1 && only64) {
+					assert_int_equal(sh_decode(b, n, false, true, &in), 0);
+					assert_int_equal(in.op, SH_OP_OTHER);
+					continue;
+				}
+				in = dec(m == 0, b, n);
+				assert_int_equal(in.op, op);
+				assert_int_equal(in.reg & 7, reg & 7);
+				check_form(&in, &forms[i], m == 0);
+				assert_int_equal(in.seg, segs[p]);
+				assert_int_equal(in.opsize, opsize);
+				assert_int_equal(in.access_size, access ? access : opsize);
+				if (k == 1)
+					assert_int_equal(in.imm, 0xffffffffffffff81ULL);
+				else if (k == 2)
+					assert_int_equal(in.imm, 0xffffffffffff8281ULL);
+				else if (k == 4)
+					assert_int_equal(in.imm, 0xffffffff84838281ULL);
+			}
+		}
+	}
+	/* REX.R: another register; REX.W: 64-bit operand (and access, unless fixed) */
+	{
+		uint8_t b[16];
+		size_t n = encode(b, b, 0, opc, no, reg | 8, &forms64[0]);
+		struct sh_insn in;
+
+		for (int j = 0; j < (imm < 0 ? 4 : imm); j++)
+			b[n++] = 0x7f;
+		in = dec(M64, b, n);
+		assert_int_equal(in.op, op);
+		assert_int_equal(in.reg, reg | 8);
+		assert_int_equal(in.rex, 0x44);
+		b[0] |= 0x08;
+		in = dec(M64, b, n);
+		assert_int_equal(in.op, op);
+		assert_int_equal(in.opsize, 8);
+		assert_int_equal(in.access_size, access ? access : 8);
+		if (imm)
+			assert_int_equal(in.imm, imm == 1 ? 0x7f : 0x7f7f7f7f);
+	}
+}
+
+static void test_mmio_move_forms(void **state)
+{
+	(void)state;
+	move_forms(BYTES(0x88), 3, SH_OP_MOV_STORE, 1, 0, false);
+	move_forms(BYTES(0x89), 5, SH_OP_MOV_STORE, 0, 0, false);
+	move_forms(BYTES(0x8a), 6, SH_OP_MOV_LOAD, 1, 0, false);
+	move_forms(BYTES(0x8b), 1, SH_OP_MOV_LOAD, 0, 0, false);
+	move_forms(BYTES(0x0f, 0xb6), 2, SH_OP_MOVZX, 1, 0, false);
+	move_forms(BYTES(0x0f, 0xb7), 0, SH_OP_MOVZX, 2, 0, false);
+	move_forms(BYTES(0x0f, 0xbe), 7, SH_OP_MOVSX, 1, 0, false);
+	move_forms(BYTES(0x0f, 0xbf), 4, SH_OP_MOVSX, 2, 0, false);
+	move_forms(BYTES(0xc6), 0, SH_OP_MOV_STORE_IMM, 1, 1, false);
+	move_forms(BYTES(0xc7), 0, SH_OP_MOV_STORE_IMM, 0, -1, false);
+}
+
+/* movsxd (63) exists in 64-bit code only (in 32-bit code it is arpl). */
+static void test_mmio_movsxd(void **state)
+{
+	struct sh_insn in;
+	uint8_t arpl[] = {0x63, 0x03}; /* arpl %ax,(%ebx) */
+
+	(void)state;
+	in = D64(0x48, 0x63, 0x02); /* movslq (%rdx),%rax */
+	assert_int_equal(in.op, SH_OP_MOVSX);
+	assert_int_equal(in.opsize, 8);
+	assert_int_equal(in.access_size, 4);
+	assert_int_equal(in.base, 2);
+	in = D64(0x63, 0x02); /* movsxd without REX.W: a 32-bit move */
+	assert_int_equal(in.access_size, 4);
+	assert_int_equal(in.opsize, 4);
+	in = D64(0x66, 0x63, 0x02);
+	assert_int_equal(in.access_size, 2);
+	in = D32(0x63, 0x03);
+	assert_int_equal(in.op, SH_OP_OTHER);
+	assert_int_equal(sh_decode(arpl, 1, false, true, &in), -1); /* its ModRM is needed */
+}
+
+/* Spot checks against the assembler's bytes. */
+static void test_mmio_moves_as(void **state)
+{
+	struct sh_insn in;
+
+	(void)state;
+	in = D64(0x88, 0x07); /* mov %al,(%rdi) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.access_size, 1);
+	assert_int_equal(in.reg, 0);
+	in = D64(0x88, 0x23); /* mov %ah,(%rbx): reg 4, no REX */
+	assert_int_equal(in.reg, 4);
+	assert_int_equal(in.rex, 0);
+	in = D64(0x40, 0x88, 0x33); /* mov %sil,(%rbx): reg 6 with an empty REX */
+	assert_int_equal(in.reg, 6);
+	assert_int_equal(in.rex, 0x40);
+	in = D64(0x44, 0x8a, 0x08); /* mov (%rax),%r9b */
+	assert_int_equal(in.op, SH_OP_MOV_LOAD);
+	assert_int_equal(in.reg, 9);
+	assert_int_equal(in.access_size, 1);
+	in = D64(0x8a, 0x39); /* mov (%rcx),%bh */
+	assert_int_equal(in.reg, 7);
+	in = D64(0x4e, 0x8b, 0x94, 0xa8, 0x78, 0x56, 0x34,
+	         0x12); /* mov 0x12345678(%rax,%r13,4),%r10 */
+	assert_int_equal(in.op, SH_OP_MOV_LOAD);
+	assert_int_equal(in.reg, 10);
+	assert_int_equal(in.index, 13);
+	assert_int_equal(in.access_size, 8);
+	in = D64(0x66, 0x44, 0x89, 0x7d, 0xf8); /* mov %r15w,-0x8(%rbp) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.reg, 15);
+	assert_int_equal(in.access_size, 2);
+	in = D64(0x0f, 0xb6, 0x05, 0x10, 0x00, 0x00, 0x00); /* movzbl 0x10(%rip),%eax */
+	assert_int_equal(in.op, SH_OP_MOVZX);
+	assert_true(in.rip_relative);
+	assert_int_equal(in.disp, 0x10);
+	assert_int_equal(in.opsize, 4);
+	in = D64(0x4c, 0x0f, 0xb7, 0x20); /* movzwq (%rax),%r12 */
+	assert_int_equal(in.reg, 12);
+	assert_int_equal(in.opsize, 8);
+	assert_int_equal(in.access_size, 2);
+	in = D64(0x66, 0x0f, 0xbe, 0x01); /* movsbw (%rcx),%ax */
+	assert_int_equal(in.op, SH_OP_MOVSX);
+	assert_int_equal(in.opsize, 2);
+	assert_int_equal(in.access_size, 1);
+	in = D64(0x65, 0x0f, 0xbf, 0x14, 0x25, 0x18, 0x00, 0x00, 0x00); /* movswl %gs:0x18,%edx */
+	assert_int_equal(in.seg, SH_GS);
+	assert_int_equal(in.base, -1);
+	assert_int_equal(in.disp, 0x18);
+	in = D64(0x4c, 0x0f, 0xbe, 0x46, 0x01); /* movsbq 0x1(%rsi),%r8 */
+	assert_int_equal(in.reg, 8);
+	assert_int_equal(in.opsize, 8);
+	/* mov moffs: an 8-byte offset in 64-bit code, 4 with 67 and in 32-bit code */
+	in = D64(0xa1, 0xf0, 0xde, 0xbc, 0x9a, 0x78, 0x56, 0x34,
+	         0x12); /* movabs 0x123456789abcdef0,%eax */
+	assert_int_equal(in.op, SH_OP_MOV_LOAD);
+	assert_int_equal(in.reg, 0);
+	assert_int_equal(in.access_size, 4);
+	assert_int_equal(in.disp, 0x123456789abcdef0LL);
+	assert_true(in.mem);
+	assert_int_equal(in.base, -1);
+	assert_int_equal(in.index, -1);
+	assert_false(in.rip_relative);
+	in = D64(0xa2, 0x00, 0x00, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x00); /* movabs %al,0xfee00000 */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.access_size, 1);
+	assert_int_equal(in.disp, 0xfee00000LL);
+	in = D64(0x48, 0xa1, 0x30, 0x00, 0xe0, 0xfe, 0x00, 0x00, 0x00,
+	         0x00); /* movabs 0xfee00030,%rax */
+	assert_int_equal(in.access_size, 8);
+	in = D64(0x67, 0xa1, 0x00, 0x10, 0x00, 0x00); /* addr32 mov 0x1000,%eax */
+	assert_int_equal(in.addrsize, 4);
+	assert_int_equal(in.disp, 0x1000);
+	in = D64(0x64, 0x89, 0x04, 0x25, 0x10, 0x00, 0x00, 0x00); /* mov %eax,%fs:0x10 */
+	assert_int_equal(in.seg, SH_FS);
+	in = D64(0xc6, 0x00, 0x05); /* movb $0x5,(%rax) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE_IMM);
+	assert_int_equal(in.access_size, 1);
+	assert_int_equal(in.imm, 5);
+	in = D64(0x66, 0xc7, 0x00, 0xff, 0x00); /* movw $0xff,(%rax) */
+	assert_int_equal(in.access_size, 2);
+	assert_int_equal(in.imm, 0xff);
+	in = D64(0x48, 0xc7, 0x44, 0x24, 0x08, 0xff, 0xff, 0xff, 0xff); /* movq $-1,0x8(%rsp) */
+	assert_int_equal(in.access_size, 8);
+	assert_int_equal(in.imm, ~0ULL);
+	in = D64(0x65, 0x41, 0xc6, 0x03, 0x80); /* movb $0x80,%gs:(%r11) */
+	assert_int_equal(in.base, 11);
+	assert_int_equal(in.seg, SH_GS);
+	assert_int_equal(in.imm & 0xff, 0x80);
+	/* 32-bit code */
+	in = D32(0xa1, 0xb0, 0x00, 0xe0, 0xfe); /* mov 0xfee000b0,%eax */
+	assert_int_equal(in.op, SH_OP_MOV_LOAD);
+	assert_int_equal((uint32_t)in.disp, 0xfee000b0);
+	assert_int_equal(in.addrsize, 4);
+	in = D32(0xa3, 0xb0, 0x00, 0xe0, 0xfe); /* mov %eax,0xfee000b0 */
+	assert_int_equal(in.op, SH_OP_MOV_STORE);
+	assert_int_equal(in.access_size, 4);
+	in = D32(0xa2, 0xb0, 0x00, 0xe0, 0xfe); /* mov %al,0xfee000b0 */
+	assert_int_equal(in.access_size, 1);
+	in = D32(0x64, 0xa1, 0x04, 0x00, 0x00, 0x00); /* mov %fs:0x4,%eax */
+	assert_int_equal(in.seg, SH_FS);
+	assert_int_equal(in.disp, 4);
+	in = D32(0xc6, 0x00, 0x01); /* movb $0x1,(%eax) */
+	assert_int_equal(in.op, SH_OP_MOV_STORE_IMM);
+	in = D32(0x0f, 0xb6, 0x03); /* movzbl (%ebx),%eax */
+	assert_int_equal(in.op, SH_OP_MOVZX);
+	in = D32(0x0f, 0xbf, 0x7c, 0x51, 0x02); /* movswl 0x2(%ecx,%edx,2),%edi */
+	assert_int_equal(in.op, SH_OP_MOVSX);
+	assert_int_equal(in.reg, 7);
+	assert_int_equal(in.index, 2);
+	in = D32(0x88, 0x36); /* mov %dh,(%esi) */
+	assert_int_equal(in.reg, 6);
+	in = D32(0x8a, 0x2f); /* mov (%edi),%ch */
+	assert_int_equal(in.reg, 5);
+	/* c6 and c7 other than /0 with memory are not moves, and keep their immediate */
+	{
+		uint8_t b[] = {0xc6, 0x08, 0x05, 0x90}; /* c6 /1: invalid */
+
+		assert_int_equal(sh_decode(b, sizeof(b), true, true, &in), 0);
+		assert_int_equal(in.op, SH_OP_OTHER);
+		assert_int_equal(in.len, 3);
+		assert_int_equal(in.access_size, 0);
+	}
+	/* a 16-bit address in 32-bit code: refused */
+	{
+		uint8_t b[] = {0x67, 0xa1, 0x00, 0x10};
+
+		assert_int_equal(sh_decode(b, sizeof(b), false, true, &in), -1);
 	}
 }
 
@@ -1065,7 +1308,11 @@ static void test_other_instructions(void **state)
 	    {{0x0f, 0xae, 0xf0}, 3},                      /* mfence */
 	    {{0x0f, 0x00, 0xe0}, 3},                      /* verr %ax */
 	    {{0xc5, 0xf8, 0x77}, 3},                      /* vzeroupper */
-	    {{0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0}, 8},    /* mov 0x0,%rax */
+	    {{0x48, 0x8b, 0xc3}, 3},                      /* mov %rbx,%rax */
+	    {{0x0f, 0xb6, 0xc1}, 3},                      /* movzbl %cl,%eax */
+	    {{0x48, 0x63, 0xc7}, 3},                      /* movslq %edi,%rax */
+	    {{0xc6, 0xc0, 0x05}, 3},                      /* mov $0x5,%al */
+	    {{0x88, 0xe0}, 2},                            /* mov %ah,%al */
 	    {{0xf3, 0x48, 0xab}, 3},                      /* rep stos */
 	    {{0x8c, 0xd0}, 2},                            /* mov %ss,%eax */
 	    {{0x0e}, 1},                                  /* push %cs (32-bit) */
@@ -1131,6 +1378,18 @@ static void test_garbage(void **state)
 		assert_true(in.seg >= -1 && in.seg <= SH_GS);
 		assert_true(in.io_size == 0 || in.io_size == 1 || in.io_size == 2 ||
 		            in.io_size == 4);
+		/* an access size for the moves (with a memory operand) only */
+		if (in.op >= SH_OP_MOV_LOAD && in.op <= SH_OP_MOV_STORE_IMM) {
+			assert_true(in.mem);
+			assert_true(in.access_size == 1 || in.access_size == 2 ||
+			            in.access_size == 4 || in.access_size == 8);
+			if (in.op == SH_OP_MOVZX || in.op == SH_OP_MOVSX)
+				assert_true(in.access_size <= in.opsize);
+			else
+				assert_true(in.access_size == 1 || in.access_size == in.opsize);
+		} else {
+			assert_int_equal(in.access_size, 0);
+		}
 		if (!m64) {
 			assert_false(in.rip_relative);
 			assert_int_equal(in.rex, 0);
@@ -1163,6 +1422,9 @@ int main(void)
 	    cmocka_unit_test(test_pop_fs_gs_64bit_size),
 	    cmocka_unit_test(test_swapgs_32bit),
 	    cmocka_unit_test(test_mov_store),
+	    cmocka_unit_test(test_mmio_move_forms),
+	    cmocka_unit_test(test_mmio_movsxd),
+	    cmocka_unit_test(test_mmio_moves_as),
 	    cmocka_unit_test(test_prefixes),
 	    cmocka_unit_test(test_rex_before_legacy_prefix),
 	    cmocka_unit_test(test_length_limit),
