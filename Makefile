@@ -13,10 +13,10 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c,\
-               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c cpu/*.c boot/*.c devices/*.c))
+LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c backend/process/stub.c,\
+               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c backend/process/*.c cpu/*.c boot/*.c devices/*.c))
 LIB_SRCS  += $(wildcard irqchip/*.c)
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/backend/process/stub_blob.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 JAILER_LIB_SRCS := $(filter-out jailer/main.c,$(wildcard jailer/*.c))
@@ -33,6 +33,22 @@ all: $(HEARTH) $(API_MODULE) $(JAILER) guests
 # -rdynamic: the API module calls back into hearth (routes, channel, JSON model).
 $(HEARTH): $(BUILD)/vmm/main.o $(BUILD)/libhearth.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# The process engine's stub: freestanding, linked at its fixed place in the guest process,
+# flattened, and carried in hearth as data (backend/process/stub_blob.S). Never sanitized.
+STUB_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -I. -ffreestanding -fno-builtin -fpie \
+               -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables \
+               -fcf-protection=none -mgeneral-regs-only -fno-tree-loop-distribute-patterns
+$(BUILD)/stub/stub.o: backend/process/stub.c backend/process/stub.h
+	@mkdir -p $(dir $@)
+	$(CC) $(STUB_CFLAGS) -c -o $@ $<
+$(BUILD)/stub/stub.bin: $(BUILD)/stub/stub.o backend/process/stub.ld
+	$(CC) -nostdlib -static -no-pie -Wl,-T,backend/process/stub.ld -Wl,--build-id=none \
+	  -o $(BUILD)/stub/stub.elf $<
+	objcopy -O binary $(BUILD)/stub/stub.elf $@
+$(BUILD)/backend/process/stub_blob.o: backend/process/stub_blob.S $(BUILD)/stub/stub.bin
+	@mkdir -p $(dir $@)
+	$(CC) -c -DSTUB_BIN='"$(BUILD)/stub/stub.bin"' -o $@ $<
 
 # The HTTP server, loaded only with --api-sock (api/server_loader.c).
 $(API_MODULE): api/server.c

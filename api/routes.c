@@ -365,8 +365,10 @@ int api_parse_boot_source(const struct api_pctx *c, const cJSON *o, struct api_m
 	return 0;
 }
 
-static const char *const mmu_names[] = {
-    [MMU_AUTO] = "auto", [MMU_HARDWARE] = "hardware", [MMU_SHADOW] = "shadow"};
+static const char *const mmu_names[] = {[MMU_AUTO] = "auto",
+                                        [MMU_HARDWARE] = "hardware",
+                                        [MMU_SHADOW] = "shadow",
+                                        [MMU_PROCESS] = "process"};
 
 int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patch,
                              struct api_msg *m)
@@ -415,7 +417,7 @@ int api_parse_machine_config(const struct api_pctx *c, const cJSON *o, bool patc
 			if (!strcmp(s, mmu_names[i]))
 				break;
 		if (i == sizeof(mmu_names) / sizeof(mmu_names[0]))
-			return fail(c, "%s must be one of auto, hardware, shadow",
+			return fail(c, "%s must be one of auto, hardware, shadow, process",
 			            subject(c, "mmu", name));
 		mc->mmu = (enum mmu_mode)i;
 		mc->has |= MC_MMU;

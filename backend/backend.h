@@ -9,7 +9,8 @@
  * irqchip/irqchip.h), through which every device raises its interrupts. Which backend and
  * engine run a VM is decided in one place: backend/select.c.
  *
- * Backends: KVM (backend/kvm/: the hardware and shadow engines) and, for tests, a null
+ * Backends: KVM (backend/kvm/: the hardware and shadow engines), the process engine
+ * (backend/process/: no KVM, the guest as a sandboxed host process) and, for tests, a null
  * backend that runs nothing (tests/unit/test_null_backend.c).
  */
 #ifndef HEARTH_BACKEND_H
@@ -31,6 +32,8 @@ struct vcpu;
 enum engine {
 	ENGINE_HARDWARE, /* KVM runs the guest as it is (EPT/NPT, or KVM's own shadow paging) */
 	ENGINE_SHADOW,   /* KVM, guest kernel deprivileged to CPL3, hearth's shadow page tables */
+	ENGINE_PROCESS,  /* no KVM: the guest kernel as a sandboxed host process (f.g in the host
+	                    MMU) */
 };
 
 const char *engine_name(enum engine e);
@@ -46,6 +49,8 @@ struct host_probe {
 
 struct backend {
 	const char *name;
+	/* Guest RAM in a memfd (gm_init_shared), for a backend that maps it elsewhere too. */
+	bool shared_memory;
 	/* Probe the host. */
 	void (*probe)(struct host_probe *p);
 	/* Open what the backend needs to build a VM (e.g. /dev/kvm), early: slow host queries
@@ -83,6 +88,7 @@ struct backend {
 
 /* The backends hearth has. */
 extern const struct backend kvm_backend;
+extern const struct backend process_backend;
 
 /*
  * The one place where the engine is chosen, in two steps: the backend from what the host

@@ -49,6 +49,8 @@ const char *mmu_mode_name(enum mmu_mode m)
 		return "hardware";
 	case MMU_SHADOW:
 		return "shadow";
+	case MMU_PROCESS:
+		return "process";
 	}
 	return "?";
 }

@@ -18,7 +18,7 @@ enum boot_protocol {
 };
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
-enum mmu_mode { MMU_AUTO, MMU_HARDWARE, MMU_SHADOW };
+enum mmu_mode { MMU_AUTO, MMU_HARDWARE, MMU_SHADOW, MMU_PROCESS };
 
 #define VM_ID_MAX          64
 #define VM_MAX_VCPUS       32

@@ -47,10 +47,11 @@ static void user_mode_refused(struct guest_cpu *c, const char *how)
 {
 	char why[200];
 
-	snprintf(why, sizeof(why),
-	         "the guest tried to enter its own user mode (%s); this engine runs "
-	         "single-address-space guests only (use --mmu hardware)",
-	         how);
+	snprintf(
+	    why, sizeof(why),
+	    "the guest tried to enter its own user mode (%s); this engine runs "
+	    "single-address-space guests only (use --engine hardware, on a host with /dev/kvm)",
+	    how);
 	stop(c, CPU_STOP_REFUSED, why);
 }
 
@@ -385,6 +386,42 @@ bool cpu_ss_loadable(struct guest_cpu *c, uint16_t sel)
 	return (d & (1ULL << 47)) && !(d & (1ULL << 43)) && (d & (1ULL << 41));
 }
 
+/* DS, ES, FS, GS at CPL0: a null selector, or a present data or readable code segment. */
+static bool data_loadable(struct guest_cpu *c, uint16_t sel)
+{
+	uint64_t d;
+
+	if ((sel & ~3) == 0)
+		return true;
+	d = desc_of(c, sel);
+	return (d & (1ULL << 47)) && (d & (1ULL << 44)) &&
+	       (!(d & (1ULL << 43)) || (d & (1ULL << 41)));
+}
+
+/* A loaded FS or GS takes the descriptor's (32-bit) base, also in 64-bit mode. */
+static void set_data_segment(struct guest_cpu *c, unsigned reg, uint16_t sel)
+{
+	uint64_t d = (sel & ~3) ? desc_of(c, sel) : 0;
+	uint64_t base = ((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24);
+
+	switch (reg) {
+	case SH_DS:
+		c->ds = sel;
+		break;
+	case SH_ES:
+		c->es = sel;
+		break;
+	case SH_FS:
+		c->fs = sel;
+		c->fs_base = base;
+		break;
+	case SH_GS:
+		c->gs = sel;
+		c->gs_base = base;
+		break;
+	}
+}
+
 static bool pop(struct guest_cpu *c, uint64_t *v, unsigned size)
 {
 	*v = 0;
@@ -571,11 +608,17 @@ static enum emu load_segment(struct guest_cpu *c, const struct sh_insn *in)
 	} else {
 		sel = *gpr(c, in->rm) & 0xffff;
 	}
-	/* Other segment loads do not fault on a loadable descriptor: this one names a
-	 * descriptor the guest may not load. */
-	if (in->reg != SH_SS || !cpu_ss_loadable(c, (uint16_t)sel))
+	if (in->reg == SH_SS) {
+		if (!cpu_ss_loadable(c, (uint16_t)sel))
+			return fault(c, V_GP, (uint32_t)sel & ~3u);
+		c->ss = (uint16_t)(sel & ~3);
+		return EMU_DONE;
+	}
+	/* Where the guest's descriptors are not the CPU's, every data segment load faults and
+	 * is done here; elsewhere only one that names a descriptor the guest may not load. */
+	if (!c->virtual_segments || in->reg == SH_CS || !data_loadable(c, (uint16_t)sel))
 		return fault(c, V_GP, (uint32_t)sel & ~3u);
-	c->ss = (uint16_t)(sel & ~3);
+	set_data_segment(c, in->reg, (uint16_t)sel);
 	return EMU_DONE;
 }
 
@@ -737,7 +780,10 @@ void cpu_emulate_ud(struct guest_cpu *c)
 {
 	uint8_t b[2] = {0, 0};
 
-	if (cpu_read(c, c->r.rip, b, 2) && b[0] == 0x0f && (b[1] == 0x05 || b[1] == 0x34)) {
+	/* syscall with EFER.SCE clear is a #UD on hardware too (and SCE is never set: wrmsr
+	 * refuses it). */
+	if (cpu_read(c, c->r.rip, b, 2) && b[0] == 0x0f &&
+	    ((b[1] == 0x05 && (c->efer & EFER_SCE)) || b[1] == 0x34)) {
 		user_mode_refused(c, b[1] == 0x05 ? "syscall" : "sysenter");
 		return;
 	}

@@ -106,6 +106,9 @@ struct guest_cpu {
 	 * steps the CPU (cpu/interp32.c, which clears it when it starts). */
 	bool stopped;
 	enum cpu_stop stop_how;
+	/* The guest's descriptors are not the CPU's (the process engine): data segment loads
+	 * fault and are emulated here against the guest's GDT. */
+	bool virtual_segments;
 };
 
 /* What emulating one instruction led to. */
@@ -144,7 +147,8 @@ enum emu cpu_emulate_gp(struct guest_cpu *c, uint32_t err);
  * tells (cpu/interp32.c). */
 enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *in, const uint8_t *bytes,
                           size_t n, bool m64, uint32_t err);
-/* After a #UD: syscall/sysenter are refused (user mode); anything else is the guest's. */
+/* After a #UD: a syscall with EFER.SCE set or a sysenter is refused (the guest's user
+ * mode); anything else is the guest's #UD. */
 void cpu_emulate_ud(struct guest_cpu *c);
 /* A store to one of the guest's page tables at `va` (-> `gpa`): emulated when it is a plain
  * `mov` of 4 or 8 bytes to one entry (the usual way). False: not such a store (the caller

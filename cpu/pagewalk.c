@@ -83,6 +83,7 @@ bool page_walk(const struct guest_memory *gm, uint64_t cr3, uint64_t va, const s
 			w->fault_error = base_err;
 			return false;
 		}
+		w->entry_gpa[level - 1] = table + idx * 8;
 		if (commit && pt_track(m->track, table) && m->new_tracked)
 			*m->new_tracked = true;
 		e = __atomic_load_n(ep, __ATOMIC_RELAXED);

@@ -22,7 +22,9 @@ struct page_walk {
 	uint64_t gpa;       /* guest-physical address of the accessed byte */
 	uint64_t page_size; /* 4 KiB, 2 MiB or 1 GiB, as g maps it */
 	bool writable, executable, dirty;
-	uint32_t fault_error; /* when the walk fails: the #PF error code for the guest */
+	uint32_t fault_error;  /* when the walk fails: the #PF error code for the guest */
+	uint64_t entry_gpa[4]; /* where the entry of each level (1 = PTE ... 4) was read; 0 below a
+	                          large page's level */
 };
 
 /* Guest page-table pages (GPA >> 12) an engine keeps write-protected. */

@@ -101,8 +101,6 @@ static void i8042_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
 		}
 	} else if (off == 4) {
 		data[0] = ST_SYS | ST_UNLOCK | (k->count ? ST_OBF : 0);
-	} else {
-		data[0] = 0xff; /* 0x61..0x63 are not ours (the in-kernel PIT takes 0x61) */
 	}
 	pthread_mutex_unlock(&k->lock);
 }
@@ -156,4 +154,31 @@ void i8042_send_ctrl_alt_del(struct i8042 *k)
 		k->irq(k->ctx);
 }
 
-const struct bus_ops i8042_bus_ops = {.read = i8042_read, .write = i8042_write};
+/* Two registrations, 0x60 and 0x64: the ports between belong to others (0x61: the PIT's
+ * gate and speaker, in KVM's in-kernel chips or hearth's userspace ones). */
+static void data_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+	(void)off;
+	i8042_read(opaque, 0, data, size);
+}
+
+static void data_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	(void)off;
+	i8042_write(opaque, 0, data, size);
+}
+
+static void cmd_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+	(void)off;
+	i8042_read(opaque, 4, data, size);
+}
+
+static void cmd_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	(void)off;
+	i8042_write(opaque, 4, data, size);
+}
+
+const struct bus_ops i8042_data_bus_ops = {.read = data_read, .write = data_write};
+const struct bus_ops i8042_cmd_bus_ops = {.read = cmd_read, .write = cmd_write};

@@ -29,6 +29,7 @@ void i8042_init(struct i8042 *k, void (*reset)(void *), void (*irq)(void *), voi
 /* Queue the key presses and releases of Ctrl+Alt+Del and interrupt the guest. */
 void i8042_send_ctrl_alt_del(struct i8042 *k);
 
-extern const struct bus_ops i8042_bus_ops; /* registered at 0x60, length 5 */
+extern const struct bus_ops i8042_data_bus_ops; /* registered at 0x60, length 1 */
+extern const struct bus_ops i8042_cmd_bus_ops;  /* registered at 0x64, length 1 */
 
 #endif

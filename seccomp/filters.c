@@ -30,6 +30,7 @@
 #endif
 
 static bool enabled;
+static uint32_t guest_pid = SECCOMP_GUEST_PID_PLACEHOLDER;
 static pthread_mutex_t programs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sock_fprog programs[THREAD_KINDS];
 
@@ -50,9 +51,15 @@ const char *thread_kind_name(enum thread_kind k)
 		return "api";
 	case THREAD_VCPU_KVM:
 	case THREAD_VCPU_KVM_SHADOW:
+	case THREAD_VCPU_PROCESS:
 		return "vcpu";
 	}
 	return "unknown";
+}
+
+void seccomp_set_guest_pid(int pid)
+{
+	guest_pid = (uint32_t)pid;
 }
 
 bool seccomp_enabled(void)
@@ -94,6 +101,9 @@ static int program(enum thread_kind kind, struct error *err)
 	for (unsigned i = 0; i < len; i++)
 		if (p[i].code == (BPF_JMP | BPF_JEQ | BPF_K) && p[i].k == SECCOMP_PID_PLACEHOLDER)
 			p[i].k = (uint32_t)getpid();
+		else if (p[i].code == (BPF_JMP | BPF_JEQ | BPF_K) &&
+		         p[i].k == SECCOMP_GUEST_PID_PLACEHOLDER)
+			p[i].k = guest_pid;
 	programs[kind].filter = p;
 	programs[kind].len = len;
 	return 0;

@@ -17,9 +17,16 @@
 
 /* A backend names the list its vCPU threads load (backend->vcpu_filter): THREAD_VCPU_KVM for
  * KVM's vCPUs, THREAD_VCPU_KVM_SHADOW for those of its shadow engine, which may also reload
- * the shadow pool's memslot (KVM_SET_USER_MEMORY_REGION). Both are reported as "vcpu". */
-enum thread_kind { THREAD_VMM, THREAD_API, THREAD_VCPU_KVM, THREAD_VCPU_KVM_SHADOW };
-#define THREAD_KINDS 4
+ * the shadow pool's memslot (KVM_SET_USER_MEMORY_REGION), THREAD_VCPU_PROCESS for the
+ * process engine's. All are reported as "vcpu". */
+enum thread_kind {
+	THREAD_VMM,
+	THREAD_API,
+	THREAD_VCPU_KVM,
+	THREAD_VCPU_KVM_SHADOW,
+	THREAD_VCPU_PROCESS,
+};
+#define THREAD_KINDS 5
 
 const char *thread_kind_name(enum thread_kind k);
 
@@ -28,6 +35,10 @@ const char *thread_kind_name(enum thread_kind k);
  * (the time zone). */
 int seccomp_setup(bool enabled, struct error *err);
 bool seccomp_enabled(void);
+
+/* The process engine's guest process: rules that name it (kicking its threads, ending it)
+ * compare against this pid. Before the first filter that needs it is loaded. */
+void seccomp_set_guest_pid(int pid);
 
 /* Load the filter of `kind` on the calling thread (and unblock SIGSYS there, so the report
  * can run). The BPF program of each kind is compiled once, on first use. A no-op when the

@@ -12,6 +12,7 @@ static const char *const names[THREAD_KINDS] = {
     [THREAD_API] = "api",
     [THREAD_VCPU_KVM] = "vcpu_kvm",
     [THREAD_VCPU_KVM_SHADOW] = "vcpu_kvm_shadow",
+    [THREAD_VCPU_PROCESS] = "vcpu_process",
 };
 
 int main(void)

@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Sanitizer builds (make asan) get the extra calls their runtimes make; see san_rules. */
@@ -126,6 +127,11 @@ static const struct rule vmm_rules[] = {
     ALLOW1(clone, EQ(0, CLONE_VM)),
     ALLOW(close_range),
     ALLOW(poll),
+    /* the process engine: kick a guest thread (an interrupt raised here), end the guest
+     * process and reap it */
+    ALLOW2(tgkill, EQ(0, GUEST_PID), EQ(2, SIGUSR1)),
+    ALLOW2(kill, EQ(0, GUEST_PID), EQ(1, SIGKILL)),
+    ALLOW1(wait4, EQ(0, GUEST_PID)),
 };
 
 /* The API thread: one HTTP connection loop over MHD's epoll set and a stop eventfd, and the
@@ -168,6 +174,23 @@ static const struct rule vcpu_shadow_rules[] = {
     IOCTL(KVM_SET_USER_MEMORY_REGION),
 };
 
+/* A process-engine vCPU: it answers its guest thread through shared memory (futex), kicks
+ * guest threads (an interrupt or a pause: SIGUSR1 to a thread of the guest process, nothing
+ * else), checks that the guest process lives (poll of its pidfd), and handles port I/O and
+ * MMIO on the device buses as KVM's vCPUs do. */
+static const struct rule vcpu_process_rules[] = {
+    COMMON_RULES,
+    ALLOW2(tgkill, EQ(0, GUEST_PID), EQ(2, SIGUSR1)),
+    ALLOW(poll),
+    /* how it died, left for the VMM thread to reap */
+    ALLOW2(waitid, EQ(0, P_PIDFD), EQ(3, WEXITED | WNOHANG | WNOWAIT)),
+    IOCTL(TUNSETOFFLOAD),  /* virtio-net: DRIVER_OK and reset arrive as MMIO writes */
+    ALLOW(epoll_ctl),      /* virtio-net asks the VMM loop to watch its TAP */
+    ALLOW(rt_sigreturn),   /* return from the kick signal's handler */
+    ALLOW(rt_sigprocmask), /* thread exit */
+    ALLOW1(prctl, EQ(0, PR_GET_NAME)),
+};
+
 #ifdef HEARTH_SAN
 /* make asan: the sanitizer runtimes' own calls in every thread. At exit LeakSanitizer stops
  * the world (a tracer task made with clone, ptrace on every thread listed from
@@ -194,6 +217,8 @@ static const struct {
     [THREAD_API] = {api_rules, sizeof(api_rules) / sizeof(api_rules[0])},
     [THREAD_VCPU_KVM] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
     [THREAD_VCPU_KVM_SHADOW] = {vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0])},
+    [THREAD_VCPU_PROCESS] = {vcpu_process_rules,
+                             sizeof(vcpu_process_rules) / sizeof(vcpu_process_rules[0])},
 };
 
 static int add_rules(scmp_filter_ctx ctx, const struct rule *r, size_t n, struct error *err)
@@ -203,9 +228,13 @@ static int add_rules(scmp_filter_ctx ctx, const struct rule *r, size_t n, struct
 		int rc;
 
 		memcpy(a, r[i].arg, sizeof(a));
-		/* Where a rule compares against hearth's process id: the placeholder. */
-		if ((r[i].nr == SCMP_SYS(tgkill) || r[i].nr == SCMP_SYS(pidfd_open)) && r[i].nargs)
-			a[0].datum_a = SECCOMP_PID_PLACEHOLDER;
+		/* Where a rule compares against hearth's process id (or the guest process's):
+		 * the placeholder. */
+		if ((r[i].nr == SCMP_SYS(tgkill) || r[i].nr == SCMP_SYS(pidfd_open) ||
+		     r[i].nr == SCMP_SYS(kill) || r[i].nr == SCMP_SYS(wait4)) &&
+		    r[i].nargs)
+			a[0].datum_a = a[0].datum_a == GUEST_PID ? SECCOMP_GUEST_PID_PLACEHOLDER
+			                                         : SECCOMP_PID_PLACEHOLDER;
 		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r[i].nr, r[i].nargs, a);
 		if (rc < 0) {
 			char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, r[i].nr);

@@ -40,7 +40,8 @@ static const struct option options[] = {
     {"mem", required_argument, NULL, OPT_MEM},
     {"vcpus", required_argument, NULL, OPT_VCPUS},
     {"console", required_argument, NULL, OPT_CONSOLE},
-    {"mmu", required_argument, NULL, OPT_MMU},
+    {"engine", required_argument, NULL, OPT_MMU},
+    {"mmu", required_argument, NULL, OPT_MMU}, /* its first name */
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"boot", required_argument, NULL, OPT_BOOT},
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
@@ -75,9 +76,13 @@ void cli_usage(FILE *f)
 	    "  --console stdio|none|FILE\n"
 	    "                       where the serial console goes (default stdio: output to\n"
 	    "                       stdout, input from stdin); FILE is created or truncated\n"
-	    "  --mmu auto|hardware|shadow\n"
-	    "                       execution engine (default auto: shadow where KVM emulates\n"
-	    "                       guest CPL0, hardware elsewhere and for Linux kernels)\n"
+	    "  --engine auto|hardware|shadow|process\n"
+	    "                       how guest code runs (--mmu is the same option): hardware =\n"
+	    "                       KVM; shadow = KVM, guest kernel at CPL3 on hearth's shadow\n"
+	    "                       page tables; process = no KVM, the guest kernel as a\n"
+	    "                       sandboxed host process. Default auto: process without a\n"
+	    "                       usable /dev/kvm, shadow where KVM emulates guest CPL0,\n"
+	    "                       else hardware (always hardware for Linux kernels)\n"
 	    "  --boot auto|linux|pvh  ELF entry to use: auto = PVH note if present, else the\n"
 	    "                       Linux 64-bit entry (hearth extension)\n"
 	    "  --drive PATH[,ro][,id=NAME]\n"
@@ -305,9 +310,12 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 				cfg->mmu = MMU_HARDWARE;
 			else if (!strcmp(optarg, "shadow"))
 				cfg->mmu = MMU_SHADOW;
+			else if (!strcmp(optarg, "process"))
+				cfg->mmu = MMU_PROCESS;
 			else {
-				err_set(err, "--mmu '%s': expected auto, hardware or shadow",
-				        optarg);
+				err_set(err,
+				        "--%s '%s': expected auto, hardware, shadow or process",
+				        options[idx].name, optarg);
 				return CLI_ERROR;
 			}
 			break;

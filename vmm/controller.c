@@ -141,8 +141,8 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 		snprintf(msg, msglen, "%s", err.msg);
 		return -1;
 	}
-	log_status("host mmu: %s; engine: %s (--mmu %s%s); %u vCPU(s), %llu MiB", vm->kvm.summary,
-	           engine_name(vm->engine), mmu_mode_name(c->cfg->mmu),
+	log_status("host mmu: %s; engine: %s (--engine %s%s); %u vCPU(s), %llu MiB",
+	           vm->kvm.summary, engine_name(vm->engine), mmu_mode_name(c->cfg->mmu),
 	           vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
 	           c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
 	ep_add(c, vm->stop_fd, EV_STOP);

@@ -4,16 +4,22 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define GM_SMALL_PAGES_BELOW (2ULL << 20)
 
-int gm_init(struct guest_memory *gm, uint64_t size)
+static int map_ram(struct guest_memory *gm, uint64_t size, int fd)
 {
 	void *p;
 
 	memset(gm, 0, sizeof(*gm));
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-	         -1, 0);
+	gm->fd = fd;
+	if (fd < 0)
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	else
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	/* Huge pages make first touches ~10x cheaper (docs/HOST_FACTS.md); failure is harmless. The
@@ -30,11 +36,46 @@ int gm_init(struct guest_memory *gm, uint64_t size)
 	return 0;
 }
 
+int gm_init(struct guest_memory *gm, uint64_t size)
+{
+	return map_ram(gm, size, -1);
+}
+
+int gm_init_shared(struct guest_memory *gm, uint64_t size)
+{
+	int fd, r;
+	struct rlimit fsize;
+
+	/* A memfd is a file: beyond RLIMIT_FSIZE, ftruncate would raise SIGXFSZ. */
+	if (getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY &&
+	    fsize.rlim_cur < size)
+		return -EFBIG;
+	fd = memfd_create("hearth-guest-ram", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	r = map_ram(gm, size, fd);
+	if (r < 0) {
+		close(fd);
+		gm->fd = -1;
+	}
+	return r;
+}
+
 void gm_destroy(struct guest_memory *gm)
 {
-	if (gm->host)
+	/* (a zeroed struct has fd 0 and no mapping: nothing of it is ours to close) */
+	if (gm->host) {
 		munmap(gm->host, gm->size);
+		if (gm->fd >= 0)
+			close(gm->fd);
+	}
 	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
 }
 
 void gm_wrap(struct guest_memory *gm, void *buf, uint64_t size)
@@ -43,10 +84,10 @@ void gm_wrap(struct guest_memory *gm, void *buf, uint64_t size)
 	gm->size = size;
 	gm->low_size = size;
 	gm->high_size = 0;
+	gm->fd = -1;
 }
 
-/* Offset into the host mapping, or UINT64_MAX when the range is not all RAM. */
-static uint64_t gm_offset(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
+uint64_t gm_offset(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
 {
 	uint64_t end;
 

@@ -40,7 +40,10 @@ void vm_probe_host(struct vm *vm)
 
 void vm_info(const struct vm *vm, cJSON *o)
 {
-	(vm->backend ? vm->backend : &kvm_backend)->info(vm, o);
+	/* The host's KVM facts always; the running backend's own part after them. */
+	kvm_backend.info(vm, o);
+	if (vm->backend && vm->backend != &kvm_backend)
+		vm->backend->info(vm, o);
 }
 
 void vm_request_stop(struct vm *vm, enum stop_reason reason, int status, const char *fmt, ...)
@@ -172,7 +175,8 @@ static int add_legacy_devices(struct vm *vm, struct error *err)
 	rtc_cmos_init(&vm->cmos);
 	i8042_init(&vm->i8042, i8042_reset, i8042_irq, vm);
 	if (bus_add(b, PORT_COM1, 8, &serial_bus_ops, &vm->uart, "uart") ||
-	    bus_add(b, PORT_I8042_DATA, 5, &i8042_bus_ops, &vm->i8042, "i8042") ||
+	    bus_add(b, PORT_I8042_DATA, 1, &i8042_data_bus_ops, &vm->i8042, "i8042") ||
+	    bus_add(b, PORT_I8042_CMD, 1, &i8042_cmd_bus_ops, &vm->i8042, "i8042") ||
 	    bus_add(b, PORT_CMOS_INDEX, 2, &rtc_cmos_bus_ops, &vm->cmos, "rtc") ||
 	    bus_add(b, PORT_GUEST_EXIT, 1, &guest_exit_bus_ops, vm, "guest-exit") ||
 	    bus_add(b, PORT_RESET_CTRL, 1, &reset_ctrl_bus_ops, vm, "reset-control"))
@@ -430,7 +434,17 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	if (!vm->backend) /* (a test may bring its own) */
 		vm->backend = backend_pick(&vm->kvm, cfg->mmu);
 	open_r = vm->backend->open(vm, &open_err);
-	r = gm_init(&vm->mem, cfg->mem_mib * MIB);
+	r = vm->backend->shared_memory ? gm_init_shared(&vm->mem, cfg->mem_mib * MIB)
+	                               : gm_init(&vm->mem, cfg->mem_mib * MIB);
+	if (r == -EFBIG) {
+		*exit_code = EXIT_VMM_ERROR;
+		return err_set(
+		    err,
+		    "cannot make %llu MiB of guest memory: the %s engine keeps guest RAM "
+		    "in a file (a memfd), and the file-size limit (RLIMIT_FSIZE; the "
+		    "jailer's --resource-limit fsize) is lower",
+		    (unsigned long long)cfg->mem_mib, vm->backend->name);
+	}
 	if (r < 0) {
 		*exit_code = EXIT_VMM_ERROR;
 		return err_set(err, "cannot map %llu MiB of guest memory: %s",

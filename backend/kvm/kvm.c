@@ -115,8 +115,9 @@ static int kvm_open(struct vm *vm, struct error *err)
 	if (k->kvm_fd < 0) {
 		kvm_probe(&vm->kvm);
 		return err_set(err,
-		               "cannot run a guest: %s. hearth runs guests with KVM: use a host "
-		               "where /dev/kvm exists and this user may open it",
+		               "cannot run a guest in a KVM engine: %s. Use a host where /dev/kvm "
+		               "exists and this user may open it, or the process engine, which "
+		               "needs no KVM (--engine process or auto; unikernels and PVH guests)",
 		               hk.detail[0] ? hk.detail : strerror(errno));
 	}
 	if (!vm->kvm.usable)

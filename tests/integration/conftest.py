@@ -35,7 +35,27 @@ NO_KVM_REASON = (f"needs /dev/kvm, which this host lacks ({_KVM_WHY}); "
 # A test that boots a guest in a KVM engine: skipped, with the reason, only without /dev/kvm.
 needs_kvm = pytest.mark.skipif(not KVM, reason=NO_KVM_REASON)
 # The engines that boot guests; a test that takes the `hearth` fixture runs once in each.
-ENGINES = [pytest.param("hardware", marks=needs_kvm), pytest.param("shadow", marks=needs_kvm)]
+# The process engine needs no KVM: it runs on every host.
+ENGINES = [pytest.param("hardware", marks=needs_kvm), pytest.param("shadow", marks=needs_kvm),
+           "process"]
+
+
+def fake_linux_kernel(path):
+    """A bzImage that loads (a valid boot-protocol 2.12 header, a 64-bit entry) but whose code
+    is all zeroes: for what hearth decides about a Linux kernel before it runs one."""
+    import struct
+    img = bytearray(8192)
+    img[0x1f1] = 1                                   # setup_sects: 1 + the boot sector
+    struct.pack_into("<H", img, 0x1fe, 0xaa55)       # boot_flag
+    img[0x200:0x202] = bytes([0xeb, 0x6a])           # the jump: header up to 0x26c
+    img[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", img, 0x206, 0x020c)       # boot protocol 2.12
+    img[0x211] = 1                                   # loadflags: LOADED_HIGH
+    struct.pack_into("<H", img, 0x236, 1)            # xloadflags: XLF_KERNEL_64
+    struct.pack_into("<Q", img, 0x258, 0x1000000)    # pref_address
+    struct.pack_into("<I", img, 0x260, 0x100000)     # init_size
+    path.write_bytes(bytes(img))
+    return path
 
 
 @dataclass

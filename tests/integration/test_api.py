@@ -9,7 +9,7 @@ import time
 import pytest
 
 from api_client import Api, UnixHTTPConnection
-from conftest import EXIT_VMM_ERROR, GUESTS, HEARTH, KVM, needs_kvm, run_hearth
+from conftest import EXIT_VMM_ERROR, GUESTS, HEARTH, KVM, fake_linux_kernel, run_hearth
 
 
 @pytest.fixture
@@ -62,7 +62,6 @@ def test_machine_config_put_get_patch(api):
     assert api.get("/machine-config")[1]["mmu"] == "hardware"
 
 
-@needs_kvm
 def test_full_boot_through_the_api(api, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * (1 << 20))
@@ -87,7 +86,6 @@ def test_full_boot_through_the_api(api, tmp_path):
     assert api.get("/machine-config")[1]["vcpu_count"] == 2
 
 
-@needs_kvm
 def test_pause_and_resume_are_seen_by_the_guest(api):
     assert boot(api, "ticks=1000")[0] == 204
     api.wait_stdout("testguest: tick 3")
@@ -104,7 +102,6 @@ def test_pause_and_resume_are_seen_by_the_guest(api):
         time.sleep(0.02)
 
 
-@needs_kvm
 def test_send_ctrl_alt_del_reaches_the_guest(api):
     assert boot(api, "cad")[0] == 204
     api.wait_stdout("testguest: ready")
@@ -114,7 +111,6 @@ def test_send_ctrl_alt_del_reaches_the_guest(api):
     assert info["exit"]["reason"] == "reset"
 
 
-@needs_kvm
 def test_patch_drive_swaps_the_medium(api, tmp_path):
     a = tmp_path / "a.img"
     b = tmp_path / "b.img"
@@ -134,7 +130,6 @@ def test_patch_drive_swaps_the_medium(api, tmp_path):
     assert api.get("/vm/config")[1]["drives"][0]["path_on_host"] == str(b)
 
 
-@needs_kvm
 def test_logger_and_metrics(api, tmp_path):
     log = tmp_path / "log"
     met = tmp_path / "metrics"
@@ -166,7 +161,6 @@ def test_instance_start_without_boot_source_is_refused(api):
     assert api.get("/")[1]["state"] == "Not started"
 
 
-@needs_kvm
 def test_failed_instance_start_leaves_a_usable_vmm(api, tmp_path):
     bad = tmp_path / "bad.elf"
     bad.write_bytes(b"\x7fELF" + b"\0" * 100)
@@ -255,8 +249,11 @@ def test_raw_nul_in_the_path_is_refused(api, line):
 
 
 @pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
-def test_instance_start_without_kvm_is_a_clear_400_and_the_vmm_stays(api):
-    assert api.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 64})[0] == 204
+def test_instance_start_without_kvm_is_a_clear_400_and_the_vmm_stays(api, tmp_path):
+    # A KVM engine asked for, or a Linux kernel (which only KVM runs): refused, and the VMM
+    # stays unstarted and configurable.
+    assert api.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 64,
+                                       "mmu": "hardware"})[0] == 204
     for _ in range(2):  # and again: the failure left a clean, unstarted VMM
         status, body = boot(api, "print=x")
         assert status == 400, body
@@ -265,17 +262,35 @@ def test_instance_start_without_kvm_is_a_clear_400_and_the_vmm_stays(api):
         info = api.get("/")[1]
         assert info["state"] == "Not started" and info["kvm"] == "absent"
     assert api.get("/machine-config")[1]["vcpu_count"] == 2
-    assert api.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 32})[0] == 204
-    assert api.proc.poll() is None
+    assert api.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})[0] == 204
+    linux = fake_linux_kernel(tmp_path / "bzImage")
+    assert api.put("/boot-source", {"kernel_image_path": str(linux)})[0] == 204
+    status, body = api.put("/actions", {"action_type": "InstanceStart"})
+    assert status == 400, body
+    assert "Linux kernel" in body["fault_message"] and "/dev/kvm" in body["fault_message"]
+    assert api.get("/")[1]["state"] == "Not started"
+    # auto: the process engine runs the unikernel.
+    status, body = boot(api, "print=after")
+    assert status == 204, body
+    assert api.get("/")[1]["engine"] == "process"
+    api.wait_stdout("testguest: after")
 
 
 @pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
 def test_config_file_without_kvm_exits_with_the_documented_status(tmp_path):
     f = tmp_path / "vm.json"
-    f.write_text(json.dumps({"boot-source": {"kernel_image_path": str(GUESTS / "hello.elf")}}))
+    cfg = {"boot-source": {"kernel_image_path": str(GUESTS / "hello.elf")},
+           "machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "mmu": "hardware"}}
+    f.write_text(json.dumps(cfg))
     r = run_hearth("--config-file", f, "--no-api", timeout=30)
     assert r.code == EXIT_VMM_ERROR, r.err
     assert "/dev/kvm" in r.err
+    # auto: the process engine
+    cfg["machine-config"]["mmu"] = "auto"
+    f.write_text(json.dumps(cfg))
+    r = run_hearth("--config-file", f, "--no-api", timeout=30)
+    assert r.code == 0, r.err
+    assert "hello from hearth" in r.out and "engine: process" in r.err
 
 
 def test_oversized_body_is_refused(api):
@@ -344,7 +359,6 @@ def test_stale_socket_is_replaced(tmp_path):
         a.stop()
 
 
-@needs_kvm
 def test_config_file_boots_without_api(tmp_path):
     cfg = {
         "boot-source": {"kernel_image_path": str(GUESTS / "testguest.elf"),
@@ -380,7 +394,6 @@ def test_bad_config_files_name_the_field(tmp_path, cfg, needle):
     assert needle in r.err
 
 
-@needs_kvm
 def test_boot_timer(tmp_path):
     r = run_hearth("--kernel", GUESTS / "testguest.elf", "--cmdline", "boottimer",
                    "--boot-timer", timeout=30)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import (EXIT_BAD_IMAGE, EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_TRIPLE_FAULT,
-                      EXIT_USAGE, EXIT_VMM_ERROR, HEARTH, KVM, host_mmu, needs_kvm)
+                      EXIT_USAGE, EXIT_VMM_ERROR, HEARTH, KVM, fake_linux_kernel, host_mmu)
 
 BANNER = re.compile(r'(\d+) MiB RAM \((\d+) map entries\), (\S+) CPU\(s\), cmdline "([^"]*)"')
 
@@ -180,7 +180,6 @@ def test_console_on_a_terminal_is_restored_at_exit(hearth, guest):
         os.close(slave)
 
 
-@needs_kvm
 def test_closed_stdout_does_not_stop_the_vmm(guest):
     p = subprocess.Popen([str(HEARTH), "--kernel", str(guest("testguest")), "--cmdline",
                           "banner banner exit=5"], stdout=subprocess.PIPE,
@@ -292,6 +291,10 @@ def test_initrd_is_accepted(hearth, guest, tmp_path):
 
 def test_cpuid_apic_id_is_the_vcpus_own(hearth, guest):
     """docs/HOST_FACTS.md, Guests: guests index per-CPU data by the APIC ID cpuid reports."""
+    if hearth.mmu == "process":
+        pytest.skip("the process engine: cpuid runs natively in user mode (this host has no "
+                    "CPUID faulting), so the guest sees the host's leaves "
+                    "(docs/PROCESS_ENGINE.md, What a guest sees)")
     r = hearth("--kernel", guest("testguest"), "--cmdline", "cpuid")
     assert r.code == 0, r.err
     m = re.search(r"cpuid apic=(\d+) count=(\d+) hv=(\d)", r.out)
@@ -311,6 +314,10 @@ def test_sgdt_shows_the_guests_own_gdt(hearth, guest):
     if hearth.mmu == "shadow" and not cpu_has("umip"):
         pytest.skip("this CPU has no UMIP: the shadow engine cannot trap sgdt at CPL3, so the "
                     "guest sees the monitor's GDT (docs/SHADOW_MMU.md)")
+    if hearth.mmu == "process":
+        pytest.skip("the process engine: sgdt in user mode is answered by the host (its GDT, "
+                    "or the host kernel's UMIP stand-in), never by hearth "
+                    "(docs/PROCESS_ENGINE.md, What a guest sees)")
     r = hearth("--kernel", guest("testguest"), "--cmdline", "sgdt")
     assert r.code == 0, r.err
     m = re.search(r"gdtr base=0x([0-9a-f]+) limit=0x([0-9a-f]+)", r.out)
@@ -320,13 +327,29 @@ def test_sgdt_shows_the_guests_own_gdt(hearth, guest):
 
 
 @pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
-def test_without_kvm_a_boot_fails_with_one_clear_line(cli, guest):
-    r = cli("--kernel", guest("hello"))
+def test_without_kvm_a_boot_fails_with_one_clear_line(cli, guest, tmp_path):
+    # A KVM engine asked for by name
+    for engine in ("hardware", "shadow"):
+        r = cli("--engine", engine, "--kernel", guest("hello"))
+        assert r.code == EXIT_VMM_ERROR, r.err
+        lines = [l for l in r.err.splitlines() if "error:" in l]
+        assert len(lines) == 1, r.err
+        assert "/dev/kvm" in lines[0] and "cannot run a guest" in lines[0]
+        assert r.out == ""
+    # A Linux kernel (only KVM runs one): says why and what would run it
+    linux = fake_linux_kernel(tmp_path / "bzImage")
+    r = cli("--kernel", linux)
     assert r.code == EXIT_VMM_ERROR, r.err
     lines = [l for l in r.err.splitlines() if "error:" in l]
     assert len(lines) == 1, r.err
-    assert "/dev/kvm" in lines[0] and "cannot run a guest" in lines[0]
-    assert r.out == ""
+    assert "Linux kernel" in lines[0] and "/dev/kvm" in lines[0] and "upper half" in lines[0]
+    r = cli("--engine", "process", "--kernel", linux)
+    assert r.code == EXIT_USAGE, r.err
+    assert "--engine process" in r.err and "Linux kernel" in r.err
+    # auto: the process engine runs the unikernel
+    r = cli("--kernel", guest("hello"))
+    assert r.code == 0, r.err
+    assert "hello from hearth" in r.out and "engine: process" in r.err
 
 
 @pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")

@@ -149,25 +149,34 @@ class Jailed:
             self.jailer.wait()
 
 
-def boot_hello(j, boot_args):
-    """Boot hello in the jail; its final state. Without /dev/kvm on the host (the jail has
-    none either) InstanceStart must be refused with a 400 that says so: None then."""
-    shutil.copy(GUESTS / "hello.elf", j.root / "hello.elf")
-    assert j.request("PUT", "/boot-source", {"kernel_image_path": "/hello.elf",
+def boot_in_jail(j, kernel, boot_args, state="Stopped"):
+    """Boot a bundled guest in the jail (in a KVM engine, or without /dev/kvm in the process
+    engine) through the API; its state once `state` is reached."""
+    shutil.copy(GUESTS / f"{kernel}.elf", j.root / f"{kernel}.elf")
+    assert j.request("PUT", "/boot-source", {"kernel_image_path": f"/{kernel}.elf",
                                              "boot_args": boot_args})[0] == 204
     status, body = j.request("PUT", "/actions", {"action_type": "InstanceStart"})
-    if not KVM:
-        assert status == 400 and "/dev/kvm" in body["fault_message"], body
-        assert j.request("GET", "/")[1]["state"] == "Not started"
-        return None
     assert status == 204, body
     deadline = time.monotonic() + 20
     while True:
         info = j.request("GET", "/")[1]
-        if info["state"] == "Stopped":
+        if info["state"] == state:
             return info
         assert time.monotonic() < deadline, info
         time.sleep(0.02)
+
+
+def boot_hello(j, boot_args):
+    return boot_in_jail(j, "hello", boot_args)
+
+
+def guest_process(pid):
+    """The process engine's guest process: the one child of hearth."""
+    kids = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        kids += open(f"/proc/{pid}/task/{t}/children").read().split()
+    assert len(kids) == 1, kids
+    return int(kids[0])
 
 
 def ns(pid, kind):
@@ -185,7 +194,7 @@ def test_jailed_hearth_boots_the_guest_and_is_confined(base, cg_parent, tmp_path
     try:
         j = Jailed(base, "vm-1", "--netns", f"/run/netns/{netns}", "--cgroup", "pids.max=64",
                    "--cgroup", "cpu.shares=512", "--parent-cgroup", cg_parent,
-                   "--resource-limit", "fsize=1048576", "--resource-limit", "no-file=256")
+                   "--resource-limit", "fsize=1073741824", "--resource-limit", "no-file=256")
         # Without --new-pid-ns and --daemonize, hearth is the jailer's own process.
         assert j.pid == j.jailer.pid
         st = j.status()
@@ -229,7 +238,7 @@ def test_jailed_hearth_boots_the_guest_and_is_confined(base, cg_parent, tmp_path
         # rlimits
         limits = open(f"/proc/{j.pid}/limits").read()
         assert [ln for ln in limits.splitlines() if ln.startswith("Max open files")][0].split()[3:5] == ["256", "256"]
-        assert [ln for ln in limits.splitlines() if ln.startswith("Max file size")][0].split()[3:5] == ["1048576", "1048576"]
+        assert [ln for ln in limits.splitlines() if ln.startswith("Max file size")][0].split()[3:5] == ["1073741824", "1073741824"]
         # From inside: host paths are not there, however they are spelled.
         for path in (str(secret), f"/../../../..{secret}", str(GUESTS / "hello.elf")):
             code, body = j.request("PUT", "/drives/d0", {"drive_id": "d0", "path_on_host": path,
@@ -238,15 +247,33 @@ def test_jailed_hearth_boots_the_guest_and_is_confined(base, cg_parent, tmp_path
             assert code == 400, (path, body)
             assert "No such file" in body["fault_message"], body
         # And the guest boots, through the API, inside the jail.
-        info = boot_hello(j, "jailed hello")
         if KVM:
+            info = boot_hello(j, "jailed hello")
             assert info["exit"]["status"] == 0, info
             assert info["id"] == "vm-1"
-        # Every thread is filtered once a guest ran; before that, the API thread is.
+        else:
+            # The process engine: the guest's own process is inside the jail like hearth.
+            info = boot_in_jail(j, "testguest", "print=jailed halt", state="Running")
+            assert info["engine"] == "process" and info["id"] == "vm-1"
+            g = guest_process(j.pid)
+            gst = open(f"/proc/{g}/status").read()
+            gst = dict(ln.split(":", 1) for ln in gst.splitlines() if ":" in ln)
+            assert gst["Uid"].split() == [str(UID)] * 4 and gst["Gid"].split() == [str(GID)] * 4
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                assert int(gst[cap], 16) == 0, (cap, gst[cap])
+            assert gst["NoNewPrivs"].strip() == "1"
+            for kind in ("mnt", "net", "pid", "ipc", "uts", "user"):
+                assert ns(g, kind) == ns(j.pid, kind), kind
+            assert open(f"/proc/{g}/cgroup").read() == open(f"/proc/{j.pid}/cgroup").read()
+            for t in os.listdir(f"/proc/{g}/task"):
+                assert "Seccomp:\t2" in open(f"/proc/{g}/task/{t}/status").read()
+            # No descriptor but guest RAM.
+            assert os.listdir(f"/proc/{g}/fd") == ["3"]
+            assert os.readlink(f"/proc/{g}/fd/3").startswith("/memfd:")
+        # Every thread is filtered once a guest ran.
         for t in os.listdir(f"/proc/{j.pid}/task"):
             text = open(f"/proc/{j.pid}/task/{t}/status").read()
-            if KVM or "hearth-api" in text:
-                assert "Seccomp:\t2" in text, text
+            assert "Seccomp:\t2" in text, text
     finally:
         if j:
             j.stop()
@@ -268,7 +295,7 @@ def test_new_pid_ns_and_daemonize(base):
             assert os.readlink(f"/proc/{j.pid}/fd/{fd}") == "/dev/null"
         assert os.getsid(j.pid) != os.getsid(0)
         info = boot_hello(j, "pid one")
-        assert not KVM or info["exit"]["status"] == 0, info
+        assert info["exit"]["status"] == 0, info
     finally:
         j.stop()
 

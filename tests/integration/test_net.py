@@ -15,7 +15,7 @@ import time
 import pytest
 
 from api_client import Api
-from conftest import ENGINES, EXIT_USAGE, EXIT_VMM_ERROR, GUESTS, HEARTH, needs_kvm, run_hearth
+from conftest import ENGINES, EXIT_USAGE, EXIT_VMM_ERROR, GUESTS, HEARTH, run_hearth
 from netns import NetGuest, NetNs, Pinger, sweep_stale
 
 MTU = 1500
@@ -128,7 +128,6 @@ def test_udp_echo_every_size_up_to_the_mtu(netns, tmp_path, engine):
 
 
 @pytest.mark.parametrize("features", ["csum", "mrg", "csum mrg rxbuf=256", "mrg rxbuf=128"])
-@needs_kvm
 def test_udp_echo_with_offloads_and_merged_buffers(netns, tmp_path, features):
     """Partial checksums both ways (CSUM, GUEST_CSUM mirrored with TUNSETOFFLOAD), and frames
     spread over several small receive buffers (MRG_RXBUF, num_buffers)."""
@@ -146,7 +145,6 @@ def test_udp_echo_with_offloads_and_merged_buffers(netns, tmp_path, features):
         pinger.close()
 
 
-@needs_kvm
 def test_mtu_follows_the_tap_and_jumbo_datagrams_echo(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24", mtu=9000)
     vm = start(netns, tmp_path, "ip=10.77.0.2", ["tap0"])
@@ -155,7 +153,6 @@ def test_mtu_follows_the_tap_and_jumbo_datagrams_echo(netns, tmp_path):
     check_echo_sizes(s, "10.77.0.2", [1, 1473, 4000, 8971, 9000 - 28])
 
 
-@needs_kvm
 def test_configured_mac(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24")
     vm = start(netns, tmp_path, "ip=10.77.0.2", ["tap0,mac=06:00:AC:10:00:02"])
@@ -165,7 +162,6 @@ def test_configured_mac(netns, tmp_path):
     assert "06:00:ac:10:00:02" in netns.ip("neigh", "show", "dev", "tap0").stdout
 
 
-@needs_kvm
 def test_two_nics_in_one_guest(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24")
     netns.add_tap("tap1", "10.78.0.1/24")
@@ -219,7 +215,6 @@ def vmm_cpu(api):
     ("rxbuf=256", 256 - 12 - 14 - 28),          # no MRG_RXBUF: a frame must fit one buffer
     ("mrg rxbuf=64", 16 * 64 - 12 - 14 - 28),  # MRG_RXBUF: all 16 buffers are too small
 ])
-@needs_kvm
 def test_frame_larger_than_the_guest_buffers_is_dropped_and_counted(netns, tmp_path, features,
                                                                      fits):
     netns.add_tap("tap0", "10.77.0.1/24")
@@ -244,7 +239,6 @@ def test_frame_larger_than_the_guest_buffers_is_dropped_and_counted(netns, tmp_p
     assert m["net"]["tx_packets_count"] >= 5 and m["net"]["rx_bytes_count"] > 0
 
 
-@needs_kvm
 def test_tap_removed_while_the_vm_runs(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24")
     netns.add_tap("tap1", "10.78.0.1/24")
@@ -275,7 +269,6 @@ def test_tap_removed_while_the_vm_runs(netns, tmp_path):
     assert api.patch("/network-interfaces/eth1", {"iface_id": "eth1"})[0] == 204
 
 
-@needs_kvm
 def test_guest_that_stops_receiving_stalls_nothing_else(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24")
     netns.add_tap("tap1", "10.78.0.1/24")
@@ -346,7 +339,6 @@ def test_net_flag_duplicates_and_limit(guest):
     assert "--net TAP" in run_hearth("--help").out
 
 
-@needs_kvm
 def test_config_file_with_network_interfaces(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24")
     cfg = tmp_path / "vm.json"
@@ -374,7 +366,6 @@ def test_config_file_with_network_interfaces(netns, tmp_path):
     check_echo_sizes(udp(netns), "10.77.0.2", [5, 1000])
 
 
-@needs_kvm
 def test_api_network_interfaces(netns, tmp_path):
     netns.add_tap("tap0", "10.77.0.1/24")
     api = Api(tmp_path, prefix=netns.exec_args())

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from api_client import Api
-from conftest import BUILD, GUESTS, HEARTH, needs_kvm
+from conftest import BUILD, ENGINES, GUESTS, HEARTH
 
 EXIT_SECCOMP = 246
 SECCOMP_TEST = BUILD / "hearth-seccomp-test"
@@ -41,8 +41,7 @@ def wait_for(pred, what, timeout=10):
         time.sleep(0.01)
 
 
-@needs_kvm
-@pytest.mark.parametrize("mmu", ["hardware", "shadow"])
+@pytest.mark.parametrize("mmu", ENGINES)
 def test_every_thread_of_a_running_vm_is_filtered(tmp_path, mmu):
     # testguest halts for good (cli; hlt): the vCPU stays alive, the VM keeps running.
     console = tmp_path / "console"
@@ -56,6 +55,13 @@ def test_every_thread_of_a_running_vm_is_filtered(tmp_path, mmu):
         names = sorted(n for n, _ in threads.values())
         assert any(n.startswith("hearth-vcpu") for n in names), names
         assert all(mode == 2 for _, mode in threads.values()), threads
+        if mmu == "process":
+            # The guest's own process: every thread filtered, from its first instruction.
+            kids = [int(k) for t in os.listdir(f"/proc/{p.pid}/task")
+                    for k in open(f"/proc/{p.pid}/task/{t}/children").read().split()]
+            assert len(kids) == 1, kids
+            guest = thread_status(kids[0])
+            assert guest and all(mode == 2 for _, mode in guest.values()), guest
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(10)
@@ -75,7 +81,6 @@ def running_api(tmp_path):
         api.stop()
 
 
-@needs_kvm
 def test_every_thread_with_the_api_is_filtered(running_api):
     threads = thread_status(running_api.proc.pid)
     assert len(threads) >= 3, threads  # VMM, API, vCPU
@@ -84,7 +89,6 @@ def test_every_thread_with_the_api_is_filtered(running_api):
     assert running_api.get("/")[1]["state"] == "Running"
 
 
-@needs_kvm
 def test_stop_and_continue_does_not_kill_a_filtered_hearth(running_api):
     # A stopped and continued poll() comes back as restart_syscall, on every thread.
     for _ in range(3):
@@ -105,8 +109,7 @@ def config_file(tmp_path_factory):
 
 # The VMM and vCPU threads load their filters when a guest starts; the API thread's is on
 # before the socket accepts anything, guest or not.
-@pytest.mark.parametrize("kind", [pytest.param("vmm", marks=needs_kvm), "api",
-                                  pytest.param("vcpu", marks=needs_kvm)])
+@pytest.mark.parametrize("kind", ["vmm", "api", "vcpu"])
 def test_forbidden_call_kills_with_the_report(tmp_path, config_file, kind):
     assert SECCOMP_TEST.exists(), f"{SECCOMP_TEST} not built (make {SECCOMP_TEST})"
     boot = [] if kind == "api" else ["--config-file", str(config_file)]
@@ -128,7 +131,6 @@ def test_normal_build_has_no_test_path_on_the_api_thread(tmp_path):
         api.stop()
 
 
-@needs_kvm
 def test_normal_build_has_no_test_path(tmp_path, config_file):
     # The same environment on the normal build: the guest runs and hearth answers.
     api = Api(tmp_path, "--config-file", config_file, env={"HEARTH_SECCOMP_TEST": "vcpu"})

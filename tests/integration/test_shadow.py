@@ -16,6 +16,11 @@ import pytest
 from conftest import (EXIT_KVM_ERROR, EXIT_USAGE, EXIT_VMM_ERROR, ROOT, host_mmu, needs_kvm,
                       run_hearth)
 
+# The engines where hearth keeps the shadow page tables: KVM's shadow engine, and the process
+# engine (the host MMU holds them). Both run mmuguest's kernel deprivileged and must pass the
+# same checks.
+SOFT = [pytest.param("shadow", marks=needs_kvm), "process"]
+
 # The #PF line: the read-only page is the second page of mmuguest's window of 4 KiB pages
 # (PG_WINDOW_VA in resources/guests/rt/paging.h).
 MMU_LINES = [
@@ -45,15 +50,15 @@ def mmuguest(guest, mmu, *cmdline, extra=(), limit=60):
     return run_hearth(*args, timeout=90)
 
 
-@needs_kvm
-def test_mmuguest_passes_every_check_in_shadow_mode(guest):
-    r = mmuguest(guest, "shadow")
+@pytest.mark.parametrize("mmu", SOFT)
+def test_mmuguest_passes_every_check_in_shadow_mode(guest, mmu):
+    r = mmuguest(guest, mmu)
     assert r.code == 0, r.err
     got = lines(r.out)
     assert got[:5] == MMU_LINES, r.out
     assert got[5] in ("mmuguest: avx ok", "mmuguest: avx skipped (no AVX)")
     assert len(got) == 6, r.out
-    assert "engine: shadow" in r.err
+    assert f"engine: {mmu}" in r.err
 
 
 @needs_kvm
@@ -83,16 +88,16 @@ def test_avx_in_hardware_mode_on_pvm_is_reported(guest):
 
 
 @pytest.mark.parametrize("action", ["roots", "remap", "pf", "timer", "sse"])
-@needs_kvm
-def test_each_check_alone_in_shadow_mode(guest, action):
-    r = mmuguest(guest, "shadow", action)
+@pytest.mark.parametrize("mmu", SOFT)
+def test_each_check_alone_in_shadow_mode(guest, action, mmu):
+    r = mmuguest(guest, mmu, action)
     assert r.code == 0, r.err
     assert len(lines(r.out)) == 1 and lines(r.out)[0] in MMU_LINES, r.out
 
 
-@needs_kvm
-def test_unknown_action_is_reported(guest):
-    r = mmuguest(guest, "shadow", "bogus")
+@pytest.mark.parametrize("mmu", SOFT)
+def test_unknown_action_is_reported(guest, mmu):
+    r = mmuguest(guest, mmu, "bogus")
     assert r.code == 98
     assert "mmuguest: unknown action bogus" in r.out
 
@@ -100,17 +105,17 @@ def test_unknown_action_is_reported(guest):
 # ---- guest user mode: shadow mode refuses it, hardware mode runs it ----
 
 
-@needs_kvm
-def test_iretq_to_user_mode_is_refused_in_shadow_mode(guest):
-    r = mmuguest(guest, "shadow", "usermode", limit=5)
+@pytest.mark.parametrize("mmu", SOFT)
+def test_iretq_to_user_mode_is_refused_in_shadow_mode(guest, mmu):
+    r = mmuguest(guest, mmu, "usermode", limit=5)
     assert r.code == EXIT_VMM_ERROR, (r.code, r.out, r.err)
     assert "user mode" in r.err
     assert "mmuguest: user mode ok" not in r.out
 
 
-@needs_kvm
-def test_enabling_syscall_is_refused_in_shadow_mode(guest):
-    r = mmuguest(guest, "shadow", "syscall")
+@pytest.mark.parametrize("mmu", SOFT)
+def test_enabling_syscall_is_refused_in_shadow_mode(guest, mmu):
+    r = mmuguest(guest, mmu, "syscall")
     assert r.code == EXIT_VMM_ERROR, (r.code, r.out, r.err)
     assert "user mode" in r.err and "EFER.SCE" in r.err
     assert "mmuguest: EFER.SCE ok" not in r.out
@@ -237,9 +242,9 @@ def test_sha256guest_digest(hearth, guest, n):
     assert m.group(2) == bench_pattern_sha256(n)
 
 
-@needs_kvm
-def test_sha256guest_refuses_a_buffer_beyond_ram(guest):
-    r = run_hearth("--mmu", "shadow", "--mem", "32", "--kernel", guest("sha256guest"),
+@pytest.mark.parametrize("mmu", SOFT)
+def test_sha256guest_refuses_a_buffer_beyond_ram(guest, mmu):
+    r = run_hearth("--mmu", mmu, "--mem", "32", "--kernel", guest("sha256guest"),
                    "--cmdline", f"bytes={64 << 20}")
     assert r.code == 10
     assert "not all RAM" in r.out

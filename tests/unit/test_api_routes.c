@@ -460,7 +460,7 @@ static const struct err_case err_cases[] = {
     {"PUT", "/machine-config", MC(", \"huge_pages\": \"2M\""),
      "huge_pages 2M is not supported by hearth"},
     {"PUT", "/machine-config", MC(", \"mmu\": \"ept\""),
-     "field 'mmu' must be one of auto, hardware, shadow"},
+     "field 'mmu' must be one of auto, hardware, shadow, process"},
     {"PUT", "/machine-config", MC(", \"gdb_socket_path\": \"/g\""),
      "unknown field 'gdb_socket_path'"},
     {"PUT", "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}",

@@ -567,10 +567,16 @@ static void test_ud_and_invlpg(void **state)
 {
 	struct fx *f = *state;
 
-	CODE_(f, 0x0f, 0x05); /* syscall: user mode */
+	CODE_(f, 0x0f, 0x34); /* sysenter: user mode */
 	cpu_emulate_ud(&f->c);
 	assert_int_equal(f->stops, 1);
-	assert_non_null(strstr(f->stop_why, "syscall"));
+	assert_non_null(strstr(f->stop_why, "sysenter"));
+	CODE_(f, 0x0f, 0x05); /* syscall with EFER.SCE clear: the guest's own #UD */
+	cpu_emulate_ud(&f->c);
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_UD);
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
 	CODE_(f, 0x0f, 0x0b); /* ud2: the guest's own #UD */
 	cpu_emulate_ud(&f->c);
 	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_UD);

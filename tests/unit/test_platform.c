@@ -1696,10 +1696,10 @@ static void test_cli_errors_words(void **state)
 	(void)state;
 	EXPECT_CLI_ERROR("--console: expected stdio, none or a file path", "--kernel", "k",
 	                 "--console", "");
-	EXPECT_CLI_ERROR("--mmu 'fast': expected auto, hardware or shadow", "--kernel", "k",
-	                 "--mmu", "fast");
-	EXPECT_CLI_ERROR("--mmu '': expected auto, hardware or shadow", "--kernel", "k", "--mmu",
-	                 "");
+	EXPECT_CLI_ERROR("--mmu 'fast': expected auto, hardware, shadow or process", "--kernel",
+	                 "k", "--mmu", "fast");
+	EXPECT_CLI_ERROR("--mmu '': expected auto, hardware, shadow or process", "--kernel", "k",
+	                 "--mmu", "");
 	EXPECT_CLI_ERROR("--boot 'bios': expected auto, linux or pvh", "--kernel", "k", "--boot",
 	                 "bios");
 	EXPECT_CLI_ERROR("--boot 'PVH': expected auto, linux or pvh", "--kernel", "k", "--boot",

@@ -1,0 +1,365 @@
+/*
+ * Making the guest process: a child of hearth's VMM thread (no shared memory but the guest's
+ * RAM and the shared records) that maps the slot, keeps only the guest-RAM memfd, drops
+ * privileges it never needs, and jumps into the stub (stub.c), which unmaps every other page
+ * it inherited from hearth, starts its vCPU threads and loads the filter built here.
+ *
+ * The filter (checked in this order): the x86-64 system-call ABI (int $0x80 and friends are
+ * the guest's own), an instruction pointer inside the stub's code, then only futex (wait
+ * and wake), rt_sigreturn, exit, exit_group, arch_prctl(SET_FS/SET_GS), and mmap/munmap/mprotect of
+ * the RAM memfd below the slot, at most STUB_MAP_MAX at a time (or the whole guest range in
+ * one unmap). Anything else is the guest's own system call: it traps (SIGSYS) into the stub
+ * and hearth emulates it; it never reaches the host.
+ */
+#include "process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/futex.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const uint8_t stub_blob[], stub_blob_end[];
+
+#define ARCH_SET_GS_          0x1001
+#define ARCH_SET_FS_          0x1002
+#define PAGE                  4096ULL
+#define FLUSH_ADDR            PAGE /* the one unmap of the whole guest range */
+#define FLUSH_LEN             (STUB_GUEST_VA_END - PAGE)
+#define START_WAIT_S          10
+#define RSEQ_FLAG_UNREGISTER_ 1
+#define RSEQ_SIG_             0x53053053 /* glibc's, x86 */
+
+/* ---- the guest process's filter -------------------------------------------------------- */
+
+struct bpf {
+	struct sock_filter *p;
+	unsigned n, cap;
+	bool overflow;
+};
+
+enum { L_TRAP = 0xfe, L_ALLOW = 0xff }; /* jump targets resolved at the end */
+
+static void emit(struct bpf *b, uint16_t code, uint8_t jt, uint8_t jf, uint32_t k)
+{
+	if (b->n == b->cap) {
+		b->overflow = true;
+		return;
+	}
+	b->p[b->n++] = (struct sock_filter){code, jt, jf, k};
+}
+
+static void ld(struct bpf *b, uint32_t off)
+{
+	emit(b, BPF_LD | BPF_W | BPF_ABS, 0, 0, off);
+}
+
+/* Jump targets: 0 = fall through, L_TRAP / L_ALLOW, else a relative skip. */
+static void jmp(struct bpf *b, uint16_t op, uint32_t k, uint8_t jt, uint8_t jf)
+{
+	emit(b, BPF_JMP | op | BPF_K, jt, jf, k);
+}
+
+#define ARG_LO(i) (uint32_t)(offsetof(struct seccomp_data, args) + 8 * (i))
+#define ARG_HI(i) (ARG_LO(i) + 4)
+
+/* Fail unless argument i <= max (unsigned 64-bit). */
+static void arg_le(struct bpf *b, unsigned i, uint64_t max)
+{
+	ld(b, ARG_HI(i));
+	jmp(b, BPF_JGT, (uint32_t)(max >> 32), L_TRAP, 0);
+	jmp(b, BPF_JEQ, (uint32_t)(max >> 32), 0, 2); /* below in the high word: fine */
+	ld(b, ARG_LO(i));
+	jmp(b, BPF_JGT, (uint32_t)max, L_TRAP, 0);
+}
+
+/* Fail unless argument i == v. */
+static void arg_eq(struct bpf *b, unsigned i, uint64_t v)
+{
+	ld(b, ARG_HI(i));
+	jmp(b, BPF_JEQ, (uint32_t)(v >> 32), 0, L_TRAP);
+	ld(b, ARG_LO(i));
+	jmp(b, BPF_JEQ, (uint32_t)v, 0, L_TRAP);
+}
+
+/* addr <= STUB_GUEST_VA_END - STUB_MAP_MAX and len <= STUB_MAP_MAX: inside the guest range. */
+static void range_ok(struct bpf *b)
+{
+	arg_le(b, 0, STUB_GUEST_VA_END - STUB_MAP_MAX);
+	arg_le(b, 1, STUB_MAP_MAX);
+}
+
+static void prot_ok(struct bpf *b, unsigned i)
+{
+	ld(b, ARG_LO(i));
+	jmp(b, BPF_JSET, ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC), L_TRAP, 0);
+}
+
+/* One rule per system call: "if nr == n: checks...; allow", falling through otherwise. */
+static unsigned rule_start(struct bpf *b, uint32_t nr)
+{
+	ld(b, offsetof(struct seccomp_data, nr));
+	jmp(b, BPF_JEQ, nr, 0, 0); /* jf patched to skip the rule */
+	return b->n - 1;
+}
+
+static void rule_end(struct bpf *b, unsigned at)
+{
+	emit(b, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW);
+	if (b->n - at - 1 > 255)
+		b->overflow = true;
+	else if (!b->overflow)
+		b->p[at].jf = (uint8_t)(b->n - at - 1);
+}
+
+static int build_filter(struct sock_filter *p, unsigned cap)
+{
+	static const uint32_t plain[] = {SYS_rt_sigreturn, SYS_exit, SYS_exit_group};
+	struct bpf b = {p, 0, cap, false};
+	uint64_t code = STUB_SLOT_VA + STUB_CODE_OFF;
+	unsigned at, trap;
+
+	ld(&b, offsetof(struct seccomp_data, arch));
+	jmp(&b, BPF_JEQ, AUDIT_ARCH_X86_64, 0, L_TRAP);
+	ld(&b, offsetof(struct seccomp_data, instruction_pointer) + 4);
+	jmp(&b, BPF_JEQ, (uint32_t)(code >> 32), 0, L_TRAP);
+	ld(&b, offsetof(struct seccomp_data, instruction_pointer));
+	jmp(&b, BPF_JGE, (uint32_t)code, 0, L_TRAP);
+	jmp(&b, BPF_JGE, (uint32_t)(code + STUB_CODE_MAX), L_TRAP, 0);
+
+	for (unsigned i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		ld(&b, offsetof(struct seccomp_data, nr));
+		jmp(&b, BPF_JEQ, plain[i], L_ALLOW, 0);
+	}
+	/* futex: wait and wake only (no requeue, no PI: nothing that reaches hearth's threads
+	 * but a wake-up, which hearth checks) */
+	at = rule_start(&b, SYS_futex);
+	ld(&b, ARG_LO(1));
+	emit(&b, BPF_ALU | BPF_AND | BPF_K, 0, 0, ~(uint32_t)FUTEX_PRIVATE_FLAG);
+	jmp(&b, BPF_JEQ, FUTEX_WAIT, 1, 0);
+	jmp(&b, BPF_JEQ, FUTEX_WAKE, 0, L_TRAP);
+	rule_end(&b, at);
+	at = rule_start(&b, SYS_arch_prctl);
+	ld(&b, ARG_HI(0));
+	jmp(&b, BPF_JEQ, 0, 0, L_TRAP);
+	ld(&b, ARG_LO(0));
+	jmp(&b, BPF_JEQ, ARCH_SET_FS_, 1, 0);
+	jmp(&b, BPF_JEQ, ARCH_SET_GS_, 0, L_TRAP);
+	rule_end(&b, at);
+	at = rule_start(&b, SYS_mmap);
+	range_ok(&b);
+	prot_ok(&b, 2);
+	arg_eq(&b, 3, MAP_SHARED | MAP_FIXED);
+	arg_eq(&b, 4, STUB_RAM_FD);
+	rule_end(&b, at);
+	at = rule_start(&b, SYS_mprotect);
+	range_ok(&b);
+	prot_ok(&b, 2);
+	rule_end(&b, at);
+	/* munmap: all of the guest range at once, or a piece of it */
+	at = rule_start(&b, SYS_munmap);
+	ld(&b, ARG_HI(0));
+	jmp(&b, BPF_JEQ, (uint32_t)(FLUSH_ADDR >> 32), 0, 6);
+	ld(&b, ARG_LO(0));
+	jmp(&b, BPF_JEQ, (uint32_t)FLUSH_ADDR, 0, 4);
+	ld(&b, ARG_HI(1));
+	jmp(&b, BPF_JEQ, (uint32_t)(FLUSH_LEN >> 32), 0, 2);
+	ld(&b, ARG_LO(1));
+	jmp(&b, BPF_JEQ, (uint32_t)FLUSH_LEN, L_ALLOW, 0);
+	range_ok(&b);
+	rule_end(&b, at);
+	trap = b.n;
+	emit(&b, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_TRAP);
+	emit(&b, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW);
+	if (b.overflow)
+		return -1;
+	/* Resolve L_TRAP and L_ALLOW into skips to the two returns at the end. */
+	for (unsigned i = 0; i < trap; i++) {
+		struct sock_filter *f = &b.p[i];
+
+		if (BPF_CLASS(f->code) != BPF_JMP)
+			continue;
+		if (f->jt == L_TRAP || f->jt == L_ALLOW)
+			f->jt = (uint8_t)(trap + (f->jt == L_ALLOW) - i - 1);
+		if (f->jf == L_TRAP || f->jf == L_ALLOW)
+			f->jf = (uint8_t)(trap + (f->jf == L_ALLOW) - i - 1);
+		if (trap + 1 - i - 1 > 255)
+			return -1;
+	}
+	return (int)b.n;
+}
+
+/* ---- the child, until it jumps into the stub -------------------------------------------- */
+
+struct spawn {
+	int ram_fd, shared_fd;
+	unsigned nvcpus;
+	pid_t parent;
+};
+
+static long raw(long nr, long a, long b, long c, long d, long e, long f)
+{
+	return syscall(nr, a, b, c, d, e, f);
+}
+
+/* glibc registered restartable sequences for hearth's thread, in its TLS; the kernel would
+ * write there on every preemption, and kill the process once the stub has unmapped it. */
+static bool rseq_unregister(void)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	const unsigned lens[] = {__rseq_size, 32};
+
+	if (!__rseq_size)
+		return true; /* none */
+	for (unsigned i = 0; i < 2; i++)
+		if (raw(SYS_rseq, (long)area, lens[i], RSEQ_FLAG_UNREGISTER_, RSEQ_SIG_, 0, 0) == 0)
+			return true;
+	return false;
+}
+
+/* Runs in the new process, on a copy of hearth: only system calls and memcpy here (another
+ * thread of hearth may have held a lock at the fork). Any failure ends the child; hearth
+ * sees it die before it reports in. */
+static int child_main(void *arg)
+{
+	const struct spawn *sp = arg;
+	uint64_t code = STUB_SLOT_VA + STUB_CODE_OFF;
+	uint64_t shared = STUB_SLOT_VA + STUB_SHARED_OFF;
+	uint64_t stacks = STUB_SLOT_VA + STUB_STACKS_OFF;
+	uint64_t top0 = stacks + STUB_STACK_SIZE;
+	size_t shared_len = (STUB_SHARED_SIZE + PAGE - 1) & ~(PAGE - 1);
+
+	if (raw(SYS_mmap, (long)code, STUB_CODE_MAX, PROT_READ | PROT_WRITE,
+	        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != (long)code)
+		_exit(110);
+	memcpy((void *)code, stub_blob, (size_t)(stub_blob_end - stub_blob));
+	if (raw(SYS_mprotect, (long)code, STUB_CODE_MAX, PROT_READ | PROT_EXEC, 0, 0, 0) ||
+	    raw(SYS_mmap, (long)shared, (long)shared_len, PROT_READ | PROT_WRITE,
+	        MAP_SHARED | MAP_FIXED, sp->shared_fd, 0) != (long)shared ||
+	    raw(SYS_mmap, (long)stacks, (long)(sp->nvcpus * STUB_PER_VCPU), PROT_READ | PROT_WRITE,
+	        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) != (long)stacks)
+		_exit(111);
+	/* No descriptor but guest RAM, at the number the filter pins. */
+	if (raw(SYS_dup2, sp->ram_fd, STUB_RAM_FD, 0, 0, 0, 0) != STUB_RAM_FD ||
+	    raw(SYS_close_range, 0, STUB_RAM_FD - 1, 0, 0, 0, 0) ||
+	    raw(SYS_close_range, STUB_RAM_FD + 1, ~0U, 0, 0, 0, 0))
+		_exit(112);
+	if (raw(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0) ||
+	    raw(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0, 0) ||
+	    raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0) ||
+	    raw(SYS_getppid, 0, 0, 0, 0, 0, 0) != sp->parent)
+		_exit(113);
+	if (!rseq_unregister())
+		_exit(114);
+	__asm__ volatile("mov %0, %%rsp\n"
+	                 "call *%2\n"
+	                 "ud2\n"
+	                 :
+	                 : "r"(top0), "D"(shared), "r"((uint64_t)STUB_ENTRY)
+	                 : "memory");
+	return 0;
+}
+
+/* ---- hearth's side ------------------------------------------------------------------------- */
+
+static bool dead(const struct proc_vm *p)
+{
+	struct pollfd f = {.fd = p->pidfd, .events = POLLIN};
+
+	return poll(&f, 1, 0) == 1;
+}
+
+/* Wait (a bounded time) until every vCPU thread of the guest reported in. */
+static int wait_started(struct vm *vm, struct error *err)
+{
+	struct proc_vm *p = proc_of(vm);
+	struct stub_vcpu *recs = stub_vcpus(p->shared);
+	struct timespec t0, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		unsigned up = 0;
+
+		for (unsigned i = 0; i < vm->nvcpus; i++)
+			up += __atomic_load_n(&recs[i].exit_seq, __ATOMIC_ACQUIRE) != 0;
+		if (up == vm->nvcpus)
+			return 0;
+		if (dead(p)) {
+			int status = 0;
+
+			waitpid(p->pid, &status, WNOHANG);
+			return err_set(err,
+			               "process engine: the guest process ended while it started "
+			               "(%s %d)",
+			               WIFEXITED(status) ? "status" : "signal",
+			               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > START_WAIT_S)
+			return err_set(err, "process engine: the guest process did not start");
+		usleep(50);
+	}
+}
+
+int proc_spawn(struct vm *vm, struct error *err)
+{
+	enum { CHILD_STACK = 64 * 1024 };
+	static char stack[CHILD_STACK] __attribute__((aligned(16)));
+	struct proc_vm *p = proc_of(vm);
+	struct spawn sp = {vm->mem.fd, -1, vm->nvcpus, getpid()};
+	size_t shared_len = (STUB_SHARED_SIZE + PAGE - 1) & ~(PAGE - 1);
+	int n;
+
+	if (vm->nvcpus > STUB_MAX_VCPUS)
+		return err_set(err, "process engine: at most %d vCPUs", STUB_MAX_VCPUS);
+	if ((size_t)(stub_blob_end - stub_blob) > STUB_CODE_MAX)
+		return err_set(err, "process engine: the stub does not fit its slot");
+	p->shared_fd = memfd_create("hearth-stub-shared", MFD_CLOEXEC);
+	if (p->shared_fd < 0 || ftruncate(p->shared_fd, (off_t)shared_len) < 0)
+		return err_set(err, "process engine: shared area: %s", strerror(errno));
+	p->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED, p->shared_fd, 0);
+	if (p->shared == MAP_FAILED) {
+		p->shared = NULL;
+		return err_set(err, "process engine: shared area: %s", strerror(errno));
+	}
+	p->shared->nvcpus = vm->nvcpus;
+	n = build_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX);
+	if (n < 0)
+		return err_set(err, "process engine: the guest filter does not fit");
+	p->shared->filter_len = (uint32_t)n;
+	sp.shared_fd = p->shared_fd;
+	/* The child starts as a copy of hearth (no CLONE_VM): nothing of hearth's survives the
+	 * stub's start-up but the slot. */
+	p->pid = clone(child_main, stack + CHILD_STACK, SIGCHLD, &sp);
+	if (p->pid < 0)
+		return err_set(err, "process engine: cannot make the guest process: %s",
+		               strerror(errno));
+	p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (p->pidfd < 0)
+		return err_set(err, "process engine: pidfd_open: %s", strerror(errno));
+	return wait_started(vm, err);
+}
+
+void proc_kill(struct vm *vm)
+{
+	struct proc_vm *p = proc_of(vm);
+
+	if (p->pid > 0) {
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+		p->pid = 0;
+	}
+}

@@ -1,0 +1,375 @@
+/*
+ * f.g in the host MMU: the guest process's own page tables are the shadow page tables.
+ *
+ * A fault at a guest-virtual address walks g (cpu/pagewalk.c) and maps the memfd range of
+ * the guest-physical page it reaches, with the rights g gives: write only when g allows it
+ * and the page is dirty (so that the first store faults and sets D, as hardware does), and
+ * never for a guest page-table page, which stays read-only so that a store to it traps and
+ * is emulated; execute unless g says NX. A 2 MiB guest page that is all RAM, with no page
+ * table inside, gets one 2 MiB mapping. Device addresses are never mapped: an access there
+ * is decoded and emulated as MMIO, and so is one to the guest's page 0, which the host
+ * cannot map (vm.mmap_min_addr).
+ *
+ * What hearth derived from g must not outlive a change of g: each mapping remembers which
+ * guest page-table entries its walk read, and a store that changes one of them (or an
+ * invlpg of its address) unmaps it. A new page-table page, or a store hearth let run
+ * natively, unmaps everything (one system call).
+ *
+ * The per-CR3 cache: the guest process has one address space, so only one root's mappings
+ * can be in it. The mappings of the last few roots are remembered, though (and kept true:
+ * invalidations reach them too); a CR3 load that returns to one of them unmaps the guest
+ * range and maps its list again in the same reply, instead of taking a fault per page.
+ * Counters: hits (a root found in the cache), misses, fills (pages mapped on a fault),
+ * evictions (a cached root dropped for a new one), invalidations (mappings dropped because
+ * g changed), flushes (the whole guest range unmapped).
+ *
+ * The mappings belong to the guest process and are shared by its vCPU threads: one cache,
+ * under one lock.
+ */
+#include "process.h"
+#include "cpu/x86.h"
+#include "vmm/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MAX_MAPS  1024 /* per root; more and the root starts over */
+#define MAX_ROOTS 4
+
+struct pm_map {
+	uint64_t va, size, off;
+	uint32_t prot;
+	uint64_t entry_gpa[4]; /* the entries its walk read (0: none at that level) */
+};
+
+struct pm_root {
+	bool valid;
+	uint64_t key; /* CR3's address bits */
+	bool nxe, wp;
+	uint64_t last_use;
+	unsigned nmaps;
+	struct pm_map maps[MAX_MAPS];
+};
+
+struct pmmu {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	struct pt_tracker pt;
+	struct pm_root roots[MAX_ROOTS];
+	struct pm_root *cur; /* whose mappings are in the guest process; NULL: none */
+	uint64_t clock;
+	uint64_t hits, misses, fills, evictions, invalidations, flushes, tracked_writes, mmio,
+	    guest_faults;
+};
+
+struct pmmu *pmmu_create(struct vm *vm)
+{
+	struct pmmu *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	m->vm = vm;
+	pt_tracker_init(&m->pt);
+	return m;
+}
+
+void pmmu_destroy(struct pmmu *m)
+{
+	if (m)
+		pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+static uint64_t cr3_key(const struct guest_cpu *c)
+{
+	return c->cr3 & PTE_ADDR;
+}
+
+static bool paging(const struct guest_cpu *c)
+{
+	return (c->cr0 & CR0_PG) != 0;
+}
+
+bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
+                    uint64_t *gpa)
+{
+	struct walk_mode mode = {.write = write, .nxe = c->efer & EFER_NXE, .wp = c->cr0 & CR0_WP};
+	struct page_walk w;
+
+	(void)m;
+	if (!paging(c)) {
+		*gpa = va & 0xffffffffULL;
+		return true;
+	}
+	if (!page_walk(c->gm, c->cr3, va, &mode, &w))
+		return false;
+	*gpa = w.gpa;
+	return true;
+}
+
+/* Lock held. Unmap the whole guest range; the current root's list starts over. */
+static void flush_locked(struct pmmu *m, struct proc_vcpu *pv)
+{
+	m->flushes++;
+	if (m->cur)
+		m->cur->nmaps = 0;
+	proc_vcpu_unmap_all(pv);
+}
+
+/* Lock held. g changed in a way hearth does not follow entry by entry: no list is true any
+ * more, cached or current. */
+static void forget_all(struct pmmu *m, struct proc_vcpu *pv)
+{
+	for (unsigned i = 0; i < MAX_ROOTS; i++)
+		m->roots[i].nmaps = 0;
+	flush_locked(m, pv);
+}
+
+void pmmu_flush(struct pmmu *m, struct proc_vcpu *pv)
+{
+	pthread_mutex_lock(&m->lock);
+	forget_all(m, pv);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Drop the mappings that `match` selects from every root; those of the current root are
+ * unmapped too (everything, when the reply has no room). */
+static void invalidate_where(struct pmmu *m, struct proc_vcpu *pv,
+                             bool (*match)(const struct pm_map *, uint64_t), uint64_t arg,
+                             bool current_only)
+{
+	for (unsigned r = 0; r < MAX_ROOTS; r++) {
+		struct pm_root *root = &m->roots[r];
+
+		if (current_only && root != m->cur)
+			continue;
+		for (unsigned i = 0; i < root->nmaps;) {
+			if (!match(&root->maps[i], arg)) {
+				i++;
+				continue;
+			}
+			m->invalidations++;
+			if (root == m->cur && !proc_vcpu_op(pv, STUB_OP_MUNMAP, root->maps[i].va,
+			                                    root->maps[i].size, 0, 0)) {
+				flush_locked(m, pv);
+				break;
+			}
+			root->maps[i] = root->maps[--root->nmaps];
+		}
+	}
+}
+
+static bool covers(const struct pm_map *p, uint64_t va)
+{
+	return va - p->va < p->size;
+}
+
+static bool reads_entry(const struct pm_map *p, uint64_t gpa)
+{
+	for (int l = 0; l < 4; l++)
+		if (p->entry_gpa[l] == gpa)
+			return true;
+	return false;
+}
+
+void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
+{
+	pthread_mutex_lock(&m->lock);
+	/* invlpg acts on this CPU's current translations only */
+	invalidate_where(m, pv, covers, va, true);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The root the vCPU's paging state selects: the current one, one from the cache (its
+ * mappings put back in this reply, as far as there is room), or a new one. */
+static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest_cpu *c)
+{
+	uint64_t key = cr3_key(c);
+	bool nxe = c->efer & EFER_NXE, wp = c->cr0 & CR0_WP;
+	struct pm_root *r = NULL, *victim = &m->roots[0];
+
+	if (m->cur && m->cur->key == key && m->cur->nxe == nxe && m->cur->wp == wp)
+		return;
+	for (unsigned i = 0; i < MAX_ROOTS; i++) {
+		struct pm_root *x = &m->roots[i];
+
+		if (x->valid && x->key == key && x->nxe == nxe && x->wp == wp)
+			r = x;
+		if (!x->valid || (victim->valid && x->last_use < victim->last_use))
+			victim = x;
+	}
+	m->flushes++;
+	proc_vcpu_unmap_all(pv);
+	if (r) {
+		m->hits++;
+		for (unsigned i = 0; i < r->nmaps; i++) {
+			const struct pm_map *p = &r->maps[i];
+
+			if (!proc_vcpu_op(pv, STUB_OP_MMAP, p->va, p->size, p->off, p->prot)) {
+				r->nmaps = i; /* the rest fault in again */
+				break;
+			}
+		}
+	} else {
+		m->misses++;
+		if (victim->valid)
+			m->evictions++;
+		r = victim;
+		*r = (struct pm_root){.valid = true, .key = key, .nxe = nxe, .wp = wp};
+	}
+	r->last_use = ++m->clock;
+	m->cur = r;
+}
+
+void pmmu_sync(struct pmmu *m, struct proc_vcpu *pv)
+{
+	pthread_mutex_lock(&m->lock);
+	switch_root(m, pv, &pv->cpu);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_t old, uint64_t new)
+{
+	if (!(old & PTE_P) || old == new)
+		return;
+	pthread_mutex_lock(&m->lock);
+	invalidate_where(m, pv, reads_entry, gpa, false);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Lock held: remember a mapping of the current root (replacing one of the same page). */
+static void remember(struct pmmu *m, struct proc_vcpu *pv, const struct pm_map *p)
+{
+	struct pm_root *r = m->cur;
+
+	for (unsigned i = 0; i < r->nmaps; i++)
+		if (r->maps[i].va == p->va) {
+			r->maps[i] = *p;
+			return;
+		}
+	if (r->nmaps == MAX_MAPS)
+		flush_locked(m, pv); /* start over: the guest faults again */
+	else
+		r->maps[r->nmaps++] = *p;
+}
+
+void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
+{
+	struct guest_cpu *c = &pv->cpu;
+	const struct guest_memory *gm = c->gm;
+	bool new_tracked = false;
+	struct walk_mode mode = {.write = err & PF_W,
+	                         .fetch = err & PF_I,
+	                         .nxe = c->efer & EFER_NXE,
+	                         .wp = c->cr0 & CR0_WP,
+	                         .track = &m->pt,
+	                         .new_tracked = &new_tracked};
+	struct page_walk w;
+	struct pm_map map;
+	uint64_t size = PAGE_4K, page;
+
+	pthread_mutex_lock(&m->lock);
+	switch_root(m, pv, c);
+	if (!page_walk(gm, c->cr3, va, &mode, &w)) {
+		if (new_tracked) /* the tables it passed are protected from now on */
+			forget_all(m, pv);
+		m->guest_faults++;
+		pthread_mutex_unlock(&m->lock);
+		cpu_page_fault(c, va, w.fault_error);
+		return;
+	}
+	if (new_tracked) /* a page just became a page table: writable mappings of it go */
+		forget_all(m, pv);
+	if (va >= STUB_GUEST_VA_END) {
+		pthread_mutex_unlock(&m->lock);
+		proc_refuse_va(pv, va);
+		return;
+	}
+	if (mode.write && pt_tracked(&m->pt, w.gpa) && (w.gpa >> 12) != m->pt.exempt) {
+		m->tracked_writes++;
+		pthread_mutex_unlock(&m->lock);
+		if (!cpu_emulate_pte_store(c, va, w.gpa))
+			proc_step_pt_store(pv, va, w.gpa);
+		return;
+	}
+	if (!gm_range_ok(gm, w.gpa, 1) || va < 0x1000) {
+		/* MMIO (or page 0): decoded and done by hearth, never mapped */
+		m->mmio++;
+		pthread_mutex_unlock(&m->lock);
+		proc_emulate_access(pv, va, w.gpa);
+		return;
+	}
+	if (w.page_size >= PAGE_2M) {
+		uint64_t base = w.gpa & ~(PAGE_2M - 1), vbase = va & ~(PAGE_2M - 1);
+
+		if (gm_range_ok(gm, base, PAGE_2M) && !pt_tracked_in_range(&m->pt, base, PAGE_2M) &&
+		    vbase >= 0x1000 && vbase + PAGE_2M <= STUB_GUEST_VA_END)
+			size = PAGE_2M;
+	}
+	page = w.gpa & ~(size - 1);
+	map = (struct pm_map){
+	    .va = va & ~(size - 1),
+	    .size = size,
+	    .off = gm_offset(gm, page, size),
+	    .prot = PROT_READ,
+	    .entry_gpa = {w.entry_gpa[0], w.entry_gpa[1], w.entry_gpa[2], w.entry_gpa[3]}};
+	if (w.writable && w.dirty && !(size == PAGE_4K && pt_tracked(&m->pt, page)))
+		map.prot |= PROT_WRITE;
+	if (w.executable)
+		map.prot |= PROT_EXEC;
+	if (!proc_vcpu_op(pv, STUB_OP_MMAP, map.va, map.size, map.off, map.prot)) {
+		flush_locked(m, pv); /* no room: start over; the guest faults again */
+	} else {
+		remember(m, pv, &map);
+		m->fills++;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Let one store into a page table run natively: the page writable until the single step
+ * that follows it ends (pmmu_step_done). */
+void pmmu_unprotect(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa)
+{
+	pthread_mutex_lock(&m->lock);
+	m->pt.exempt = gpa >> 12;
+	pt_untrack(&m->pt, gpa);
+	forget_all(m, pv);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void pmmu_step_done(struct pmmu *m, struct proc_vcpu *pv)
+{
+	pthread_mutex_lock(&m->lock);
+	m->pt.exempt = PT_NO_EXEMPT;
+	forget_all(m, pv); /* the page is found (and protected) again on its next walk */
+	pthread_mutex_unlock(&m->lock);
+}
+
+void pmmu_stats(const struct pmmu *m, cJSON *o)
+{
+	cJSON *p = cJSON_AddObjectToObject(o, "process");
+
+	cJSON_AddNumberToObject(p, "cache_hits", (double)m->hits);
+	cJSON_AddNumberToObject(p, "cache_misses", (double)m->misses);
+	cJSON_AddNumberToObject(p, "fills", (double)m->fills);
+	cJSON_AddNumberToObject(p, "evictions", (double)m->evictions);
+	cJSON_AddNumberToObject(p, "invalidations", (double)m->invalidations);
+	cJSON_AddNumberToObject(p, "flushes", (double)m->flushes);
+	cJSON_AddNumberToObject(p, "page_table_writes", (double)m->tracked_writes);
+	cJSON_AddNumberToObject(p, "emulated_accesses", (double)m->mmio);
+	cJSON_AddNumberToObject(p, "guest_page_faults", (double)m->guest_faults);
+}
+
+void pmmu_log_stats(const struct pmmu *m)
+{
+	log_info("process engine mmu: cache: %llu hits, %llu misses, %llu fills, %llu evictions, "
+	         "%llu invalidations, %llu flushes; %llu page-table writes, %llu emulated "
+	         "accesses, %llu guest page faults",
+	         (unsigned long long)m->hits, (unsigned long long)m->misses,
+	         (unsigned long long)m->fills, (unsigned long long)m->evictions,
+	         (unsigned long long)m->invalidations, (unsigned long long)m->flushes,
+	         (unsigned long long)m->tracked_writes, (unsigned long long)m->mmio,
+	         (unsigned long long)m->guest_faults);
+}

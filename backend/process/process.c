@@ -1,0 +1,252 @@
+/* The process engine's backend ops (backend/backend.h); process.h has the picture. */
+#include "process.h"
+#include "seccomp/filters.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the host --------------------------------------------------------------------------- */
+
+static void proc_probe(struct host_probe *p)
+{
+	memset(p, 0, sizeof(*p));
+	/* Any x86-64 Linux with seccomp filters runs it; nothing to open. */
+	p->usable = true;
+	snprintf(p->state, sizeof(p->state), "available");
+	snprintf(p->summary, sizeof(p->summary),
+	         "the guest kernel as a sandboxed host process, f.g in the host MMU");
+}
+
+/* The TSC's rate, measured against CLOCK_MONOTONIC_RAW over ~200 us (enough for the
+ * TSC-deadline timer's conversions; the guest calibrates its own). */
+static uint64_t measure_tsc_hz(void)
+{
+	struct timespec a, b;
+	uint64_t t0, t1, ns;
+
+	clock_gettime(CLOCK_MONOTONIC_RAW, &a);
+	t0 = __builtin_ia32_rdtsc();
+	do {
+		clock_gettime(CLOCK_MONOTONIC_RAW, &b);
+		ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
+		     (uint64_t)a.tv_nsec;
+	} while (ns < 200000);
+	t1 = __builtin_ia32_rdtsc();
+	return (t1 - t0) * 1000000000ULL / ns;
+}
+
+/* The slot the guest process's stub lives in is kept free in hearth too (a PROT_NONE
+ * reservation): the guest process starts as a copy of hearth's address space. */
+static int proc_open(struct vm *vm, struct error *err)
+{
+	struct proc_vm *p = calloc(1, sizeof(*p));
+	void *r;
+
+	if (!p)
+		return err_set(err, "out of memory");
+	p->pidfd = p->shared_fd = -1;
+	vm->be = p;
+	r = mmap((void *)STUB_SLOT_VA, STUB_SLOT_SIZE, PROT_NONE,
+	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (r == MAP_FAILED && errno != EEXIST)
+		return err_set(err, "process engine: cannot reserve its slot at 0x%llx: %s",
+		               (unsigned long long)STUB_SLOT_VA, strerror(errno));
+	if (r != MAP_FAILED && r != (void *)STUB_SLOT_VA) {
+		munmap(r, STUB_SLOT_SIZE);
+		return err_set(err, "process engine: the address range at 0x%llx is taken",
+		               (unsigned long long)STUB_SLOT_VA);
+	}
+	p->tsc_hz = measure_tsc_hz();
+	return 0;
+}
+
+/* ---- devices of the userspace chips on the buses ---------------------------------------- */
+
+static void port_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+	const struct chip_port *c = opaque;
+
+	memset(data, 0xff, size);
+	uirq_pio_read(c->u, (uint16_t)(c->base + off), data, size);
+}
+
+static void port_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	const struct chip_port *c = opaque;
+
+	uirq_pio_write(c->u, (uint16_t)(c->base + off), data, size);
+}
+
+static const struct bus_ops chip_port_ops = {.read = port_read, .write = port_write};
+
+static void ioapic_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
+{
+	memset(data, 0, size);
+	uirq_ioapic_read(opaque, off, data, size);
+}
+
+static void ioapic_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
+{
+	uirq_ioapic_write(opaque, off, data, size);
+}
+
+static const struct bus_ops ioapic_ops = {.read = ioapic_read, .write = ioapic_write};
+
+/* The PIC pair and its ELCR, the PIT and port 0x61, the IOAPIC. */
+static int add_chip_devices(struct vm *vm, struct error *err)
+{
+	static const struct {
+		uint16_t base, len;
+		const char *name;
+	} ports[] = {
+	    {0x20, 2, "pic-master"}, {0xa0, 2, "pic-slave"}, {0x4d0, 2, "elcr"},
+	    {0x40, 4, "pit"},        {0x61, 1, "port-61"},
+	};
+	struct proc_vm *p = proc_of(vm);
+
+	for (unsigned i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+		struct chip_port *c = &p->ports[i];
+
+		*c = (struct chip_port){p->uirq, ports[i].base};
+		if (bus_add(&vm->pio, ports[i].base, ports[i].len, &chip_port_ops, c,
+		            ports[i].name))
+			return err_set(err, "port I/O bus: %s overlaps", ports[i].name);
+	}
+	if (bus_add(&vm->mmio, LAYOUT_IOAPIC_ADDR, 0x1000, &ioapic_ops, p->uirq, "ioapic"))
+		return err_set(err, "MMIO bus: the IOAPIC overlaps");
+	return 0;
+}
+
+/* ---- building ---------------------------------------------------------------------------- */
+
+static void kick(void *opaque, unsigned cpu)
+{
+	struct vm *vm = opaque;
+
+	if (cpu < vm->nvcpus)
+		proc_vcpu_kick(&vm->vcpus[cpu]);
+}
+
+static int proc_create(struct vm *vm, struct error *err)
+{
+	struct proc_vm *p = proc_of(vm);
+	struct uirq_config ucfg = {.ncpus = vm->nvcpus, .kick = kick, .kick_opaque = vm};
+
+	if (vm->mem.fd < 0)
+		return err_set(err, "process engine: guest RAM is not in a memfd");
+	irqchip_host_clock(&ucfg.clock, p->tsc_hz);
+	p->uirq = uirq_create(&ucfg);
+	if (!p->uirq)
+		return err_set(err, "process engine: cannot make the interrupt controllers");
+	vm->irqchip = uirq_irqchip(p->uirq);
+	p->mmu = pmmu_create(vm);
+	if (!p->mmu)
+		return err_set(err, "out of memory");
+	if (add_chip_devices(vm, err) || proc_spawn(vm, err))
+		return -1;
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (proc_vcpu_init(vm, &vm->vcpus[i], err))
+			return -1;
+	seccomp_set_guest_pid(p->pid);
+	return 0;
+}
+
+static int proc_vcpu_filter(const struct vm *vm)
+{
+	(void)vm;
+	return THREAD_VCPU_PROCESS;
+}
+
+/* The guest's TSC is the host's (rdtsc runs natively): it goes on while paused. */
+static void proc_pause(struct vm *vm)
+{
+	(void)vm;
+}
+
+static void proc_resume(struct vm *vm)
+{
+	(void)vm;
+}
+
+static void proc_info(const struct vm *vm, cJSON *o)
+{
+	const struct proc_vm *p = proc_of(vm);
+	cJSON *x;
+
+	if (!p || !p->mmu)
+		return;
+	pmmu_stats(p->mmu, o);
+	x = cJSON_GetObjectItem(o, "process");
+	cJSON_AddNumberToObject(x, "traps", (double)p->traps);
+	cJSON_AddNumberToObject(x, "guest_pid", (double)p->pid);
+}
+
+static void proc_log_stats(const struct vm *vm)
+{
+	const struct proc_vm *p = proc_of(vm);
+
+	if (!p)
+		return;
+	log_info("process engine: %llu exits (%.2f us in hearth each)",
+	         (unsigned long long)p->traps,
+	         p->traps ? p->trap_ns / (double)p->traps / 1000.0 : 0.0);
+	if (p->mmu)
+		pmmu_log_stats(p->mmu);
+}
+
+static void proc_destroy(struct vm *vm)
+{
+	struct proc_vm *p = proc_of(vm);
+
+	if (!p)
+		return;
+	proc_kill(vm);
+	for (unsigned i = 0; vm->vcpus && i < vm->nvcpus; i++) {
+		free(vm->vcpus[i].be);
+		vm->vcpus[i].be = NULL;
+	}
+	pmmu_destroy(p->mmu);
+	if (p->shared)
+		munmap(p->shared, (STUB_SHARED_SIZE + 4095) & ~4095ULL);
+	if (p->shared_fd >= 0)
+		close(p->shared_fd);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	/* the uirq is vm->irqchip, which vm_destroy frees */
+	free(p);
+	vm->be = NULL;
+}
+
+/* At exit: the guest process goes at once (it would also die with hearth's main thread). */
+static void proc_detach(struct vm *vm)
+{
+	struct proc_vm *p = proc_of(vm);
+
+	if (p && p->pid > 0)
+		kill(p->pid, SIGKILL);
+}
+
+const struct backend process_backend = {
+    .name = "process",
+    .shared_memory = true,
+    .probe = proc_probe,
+    .open = proc_open,
+    .create = proc_create,
+    .vcpu_run = proc_vcpu_run,
+    .vcpu_kick = proc_vcpu_kick,
+    .vcpu_filter = proc_vcpu_filter,
+    .pause = proc_pause,
+    .resume = proc_resume,
+    .info = proc_info,
+    .log_stats = proc_log_stats,
+    .destroy = proc_destroy,
+    .detach = proc_detach,
+};

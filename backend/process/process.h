@@ -1,0 +1,133 @@
+/*
+ * The process engine: no KVM. The guest's kernel runs as an ordinary, seccomp-sandboxed host
+ * process in 64-bit user mode (its vCPUs are that process's threads); its page tables g are
+ * composed with hearth's map f (guest-physical -> offset in the guest-RAM memfd) and written
+ * into the host's own page tables with mmap, as faults come (pmmu.c); what user mode cannot
+ * do faults and is emulated by the shared virtual CPU (cpu/guest_cpu.h) on hearth's vCPU
+ * thread; interrupts come from the userspace chips (irqchip/userspace.h).
+ *
+ * Files: process.c (the backend ops), guest_proc.c (making the guest process and its
+ * seccomp filter), vcpu.c (hearth's side of each vCPU), pmmu.c (f.g in the host MMU),
+ * stub.c (the only code of hearth's in the guest process). docs/PROCESS_ENGINE.md has the
+ * design.
+ */
+#ifndef HEARTH_PROCESS_H
+#define HEARTH_PROCESS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cpu/guest_cpu.h"
+#include "cpu/pagewalk.h"
+#include "irqchip/userspace.h"
+#include "stub.h"
+#include "vmm/vm.h"
+
+struct pmmu;
+
+/* A port range of the userspace chips on the port bus (the bus gives offsets). */
+struct chip_port {
+	struct uirq *u;
+	uint16_t base;
+};
+
+/* vm->be */
+struct proc_vm {
+	pid_t pid;                /* the guest process */
+	int pidfd;                /* ... to see it die */
+	int shared_fd;            /* the memfd behind the shared records */
+	struct stub_init *shared; /* hearth's view of them */
+	struct uirq *uirq;
+	struct chip_port ports[5];
+	uint64_t tsc_hz;
+	struct pmmu *mmu;
+	uint64_t traps; /* exits handled, all vCPUs */
+	double trap_ns;
+};
+
+/* vcpu->be */
+struct proc_vcpu {
+	struct vcpu *v;
+	struct stub_vcpu *rec; /* the shared record (hostile: copied before use) */
+	uint32_t seen_exit;    /* the last exit_seq handled */
+	struct guest_cpu cpu;
+	bool started; /* the guest thread reported in */
+	bool running; /* hearth has answered; the guest thread runs guest code */
+	bool halted;  /* hlt: sleeping until an interrupt */
+	bool halted_for_good;
+	bool interp;          /* 32-bit code: the interpreter runs it */
+	bool stepping_pt;     /* single-stepping a page-table store (pmmu_unprotect) */
+	uint32_t wake;        /* futex: bumped by kicks while hearth's thread sleeps */
+	unsigned op_failures; /* mapping changes that failed in a row */
+	pid_t tid;            /* the guest thread (from the start exit) */
+	                      /* MSRs the guest may set and read back */
+#define PROC_MSRS 8
+	uint32_t msr_index[PROC_MSRS];
+	uint64_t msr_value[PROC_MSRS];
+	/* the reply being built */
+	struct stub_op ops[STUB_MAX_OPS];
+	unsigned nops;
+	uint64_t set_fs, set_gs;
+	bool fs_dirty, gs_dirty;
+};
+
+static inline struct proc_vm *proc_of(const struct vm *vm)
+{
+	return vm->be;
+}
+
+static inline struct proc_vcpu *pvcpu_of(const struct vcpu *v)
+{
+	return v->be;
+}
+
+/* guest_proc.c: make the guest process (its slot, its threads, its filter); it waits for the
+ * first state of each vCPU. */
+int proc_spawn(struct vm *vm, struct error *err);
+void proc_kill(struct vm *vm);
+
+/* vcpu.c */
+/* An access at `va` (-> `gpa`) that is not mapped: a device register, or guest page 0. */
+void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa);
+/* A store into a page table that hearth could not decode: single-step it natively. */
+void proc_step_pt_store(struct proc_vcpu *pv, uint64_t va, uint64_t gpa);
+/* The guest uses an address the guest process cannot map (the slot, the upper half). */
+void proc_refuse_va(struct proc_vcpu *pv, uint64_t va);
+void proc_vcpu_run(struct vcpu *v);
+void proc_vcpu_kick(struct vcpu *v);
+int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err);
+/* Queue a change of the guest process's mappings for the next resume of this vCPU; false
+ * when the reply is full (the caller flushes instead). */
+bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t len, uint64_t off,
+                  uint32_t prot);
+/* Queue the unmapping of the whole guest range in place of every mapping change queued so
+ * far (always fits). */
+void proc_vcpu_unmap_all(struct proc_vcpu *pv);
+
+/* pmmu.c: f.g in the guest process's page tables. One per VM; its lock is taken inside. */
+struct pmmu *pmmu_create(struct vm *vm);
+void pmmu_destroy(struct pmmu *m);
+/* A page fault at `va` with the host's error code: map it, reflect the guest's own #PF,
+ * emulate a store to a guest page table, or emulate an access to a device. */
+void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err);
+/* Drop every mapping (a changed page-table entry hearth cannot place). */
+void pmmu_flush(struct pmmu *m, struct proc_vcpu *pv);
+/* The vCPU's paging controls or CR3 changed: drop what the old ones allowed. */
+void pmmu_sync(struct pmmu *m, struct proc_vcpu *pv);
+void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va);
+/* A store hearth emulated into a guest page-table entry (guest_cpu_ops.pte_stored). */
+void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_t old,
+                     uint64_t new);
+/* A page-table store hearth cannot decode runs natively, single-stepped: the page is left
+ * writable for it (unprotect), and protected again after it (step_done). */
+void pmmu_unprotect(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa);
+void pmmu_step_done(struct pmmu *m, struct proc_vcpu *pv);
+/* Guest-virtual -> guest-physical without side effects, as the vCPU's paging says. */
+bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
+                    uint64_t *gpa);
+void pmmu_stats(const struct pmmu *m, cJSON *o);
+void pmmu_log_stats(const struct pmmu *m);
+
+#endif

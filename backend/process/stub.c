@@ -1,0 +1,297 @@
+/*
+ * The stub: the only code of hearth's in the guest process (backend/process/stub.h has the
+ * slot's layout). Built freestanding, linked at STUB_SLOT_VA, copied there read-only and
+ * executable when the guest process is made.
+ *
+ * Start-up (stub_start, on vCPU 0's stub stack): unmap everything outside the slot (all of
+ * what the process inherited from hearth, the vDSO and vvar included), take the fault and
+ * kick signals on per-thread signal stacks, start a thread per further vCPU, load the
+ * seccomp filter hearth prepared on every thread, and raise a start trap on each thread.
+ *
+ * From then on the stub runs only in its signal handler: every fault, trap, refused system
+ * call or kick of the guest becomes an exit record in the shared area; hearth answers with
+ * the registers to resume with and the mappings to change; the handler makes those system
+ * calls (the only ones the filter lets through, and only from here) and returns into the
+ * guest. Nothing here trusts the shared area: it is the guest's to scribble on.
+ *
+ * No libc, no globals (the code page is read-only), no FS or GS: the guest owns those. A
+ * thread finds its context at the base of the signal stack it runs on.
+ */
+#include "stub.h"
+
+#include <asm/unistd.h>
+#include <linux/futex.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+
+#define SIGILL_            4
+#define SIGTRAP_           5
+#define SIGBUS_            7
+#define SIGFPE_            8
+#define SIGUSR1_           10
+#define SIGSEGV_           11
+#define SIGSYS_            31
+#define SA_SIGINFO_        0x4
+#define SA_ONSTACK_        0x08000000
+#define SA_RESTORER_       0x04000000
+#define SIG_SETMASK_       2
+#define MAP_SHARED_        0x01
+#define MAP_PRIVATE_       0x02
+#define MAP_FIXED_         0x10
+#define MAP_ANON_          0x20
+#define ARCH_SET_GS_       0x1001
+#define ARCH_SET_FS_       0x1002
+#define CLONE_THREAD_FLAGS 0x50f00           /* VM | FS | FILES | SIGHAND | THREAD | SYSVSEM */
+#define SPIN               4000              /* pause loops before a futex wait */
+#define UCONTEXT_GREGS     40                /* offset of uc_mcontext's registers in a ucontext */
+#define USER_VA_END        0x7ffffffff000ULL /* the kernel's TASK_SIZE */
+
+struct ksigaction {
+	void (*handler)(int, void *, void *);
+	unsigned long flags;
+	void (*restorer)(void);
+	unsigned long mask;
+};
+
+/* A thread's context, at the base of its signal stack. */
+struct tctx {
+	struct stub_vcpu *v;
+	uint32_t started;
+};
+
+static inline long sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+	long r;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+
+	__asm__ volatile("syscall"
+	                 : "=a"(r)
+	                 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+	                 : "rcx", "r11", "memory");
+	return r;
+}
+
+#define sys(nr, a, b, c) sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+static inline uint64_t slot(uint64_t off)
+{
+	return STUB_SLOT_VA + off;
+}
+
+static struct stub_init *init_area(void)
+{
+	return (struct stub_init *)slot(STUB_SHARED_OFF);
+}
+
+static uint64_t stack_top(unsigned k)
+{
+	return slot(STUB_STACKS_OFF) + k * STUB_PER_VCPU + STUB_STACK_SIZE;
+}
+
+static uint64_t altstack_base(unsigned k)
+{
+	return stack_top(k);
+}
+
+static struct tctx *self(void)
+{
+	uint64_t sp;
+
+	__asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+	return (struct tctx *)(sp & ~(STUB_STACK_SIZE - 1));
+}
+
+static void futex_wait(uint32_t *w, uint32_t old)
+{
+	sys6(__NR_futex, (long)w, FUTEX_WAIT, old, 0, 0, 0);
+}
+
+static void futex_wake(uint32_t *w)
+{
+	sys6(__NR_futex, (long)w, FUTEX_WAKE, 1, 0, 0, 0);
+}
+
+static __attribute__((noreturn)) void die(long code)
+{
+	for (;;)
+		sys(__NR_exit_group, code, 0, 0);
+}
+
+/* Run hearth's list of changes; report the first failure in the next exit. */
+static void run_ops(struct stub_vcpu *v)
+{
+	uint32_t n = v->reply.nops;
+
+	if (n > STUB_MAX_OPS)
+		n = STUB_MAX_OPS;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct stub_op *o = &v->reply.ops[i];
+		long r = 0;
+
+		switch (o->kind) {
+		case STUB_OP_MMAP:
+			r = sys6(__NR_mmap, (long)o->addr, (long)o->len, o->prot,
+			         MAP_SHARED_ | MAP_FIXED_, STUB_RAM_FD, (long)o->off);
+			break;
+		case STUB_OP_MUNMAP:
+			r = sys(__NR_munmap, o->addr, o->len, 0);
+			break;
+		case STUB_OP_MPROTECT:
+			r = sys(__NR_mprotect, o->addr, o->len, o->prot);
+			break;
+		case STUB_OP_SET_FS:
+			r = sys(__NR_arch_prctl, ARCH_SET_FS_, o->addr, 0);
+			break;
+		case STUB_OP_SET_GS:
+			r = sys(__NR_arch_prctl, ARCH_SET_GS_, o->addr, 0);
+			break;
+		default:
+			r = -22;
+			break;
+		}
+		if (r < 0 && r > -4096 && !v->exit.op_error)
+			v->exit.op_error = r;
+	}
+}
+
+/* Every fault, trap, refused system call and kick of the guest lands here. */
+static void handler(int sig, void *info, void *uc)
+{
+	struct tctx *t = self();
+	struct stub_vcpu *v = t->v;
+	uint64_t *g = (uint64_t *)((char *)uc + UCONTEXT_GREGS);
+	const uint8_t *si = info;
+	uint32_t seq;
+
+	v->exit.kind = t->started ? STUB_EXIT_SIGNAL : STUB_EXIT_START;
+	t->started = 1;
+	v->exit.signo = (uint32_t)sig;
+	v->exit.code = *(const uint32_t *)(si + 8);
+	v->exit.addr = *(const uint64_t *)(si + 16);
+	v->exit.syscall_nr = sig == SIGSYS_ ? *(const uint32_t *)(si + 24) : 0;
+	v->exit.syscall_arch = sig == SIGSYS_ ? *(const uint32_t *)(si + 28) : 0;
+	for (unsigned i = 0; i < SG_COUNT; i++)
+		v->exit.gregs[i] = g[i];
+	seq = __atomic_load_n(&v->reply_seq, __ATOMIC_ACQUIRE);
+	__atomic_add_fetch(&v->exit_seq, 1, __ATOMIC_RELEASE);
+	futex_wake(&v->exit_seq);
+	for (unsigned i = 0; __atomic_load_n(&v->reply_seq, __ATOMIC_ACQUIRE) == seq; i++) {
+		if (i < SPIN)
+			__asm__ volatile("pause");
+		else
+			futex_wait(&v->reply_seq, seq);
+	}
+	v->exit.op_error = 0;
+	if (v->reply.command != STUB_RESUME)
+		die(0);
+	run_ops(v);
+	for (unsigned i = 0; i < SG_RESUME; i++)
+		g[i] = v->reply.gregs[i];
+}
+
+/* The signal return, as the kernel expects it (SA_RESTORER). */
+__asm__(".text\n"
+        "stub_restorer:\n"
+        "	mov $15, %eax\n" /* __NR_rt_sigreturn */
+        "	syscall\n"
+        "	ud2\n");
+__attribute__((visibility("hidden"))) void stub_restorer(void);
+
+/* A vCPU thread's set-up: its signal stack and context, its record, the signals. */
+static void thread_setup(unsigned k)
+{
+	struct stub_vcpu *v = stub_vcpus(init_area()) + k;
+	struct {
+		uint64_t sp;
+		int flags;
+		int pad;
+		uint64_t size;
+	} ss = {altstack_base(k), 0, 0, STUB_STACK_SIZE};
+	struct tctx *t = (struct tctx *)altstack_base(k);
+	unsigned long mask = 0;
+
+	t->v = v;
+	t->started = 0;
+	if (sys(__NR_sigaltstack, &ss, 0, 0) < 0)
+		die(120);
+	v->tid = (uint32_t)sys(__NR_gettid, 0, 0, 0);
+	if (sys6(__NR_rt_sigprocmask, SIG_SETMASK_, (long)&mask, 0, 8, 0, 0) < 0)
+		die(121);
+}
+
+/* Wait for the filter, then the start trap: hearth answers with the first state. */
+static __attribute__((noreturn)) void thread_go(void)
+{
+	while (!__atomic_load_n(&init_area()->ready, __ATOMIC_ACQUIRE))
+		futex_wait(&init_area()->ready, 0);
+	__asm__ volatile("ud2");
+	die(122);
+}
+
+/* A further vCPU's thread: set up (the filter refuses what that needs), then go. */
+static __attribute__((noreturn)) void thread_main(unsigned k)
+{
+	thread_setup(k);
+	__atomic_add_fetch(&init_area()->up, 1, __ATOMIC_RELEASE);
+	futex_wake(&init_area()->up);
+	thread_go();
+}
+
+/* clone() for a thread: the child starts on `stack` with thread_main(k) on it. */
+static long spawn_thread(unsigned k, uint64_t stack)
+{
+	long r;
+	register long r10 __asm__("r10") = 0;
+	register long r8 __asm__("r8") = 0;
+
+	stack -= 16;
+	*(uint64_t *)stack = k;
+	__asm__ volatile("syscall\n"
+	                 "test %%rax, %%rax\n"
+	                 "jnz 1f\n"
+	                 "mov (%%rsp), %%rdi\n"
+	                 "call *%[fn]\n"
+	                 "ud2\n"
+	                 "1:\n"
+	                 : "=a"(r)
+	                 : "a"(__NR_clone), "D"(CLONE_THREAD_FLAGS), "S"(stack), "d"(0), "r"(r10),
+	                   "r"(r8), [fn] "r"(thread_main)
+	                 : "rcx", "r11", "memory");
+	return r;
+}
+
+__attribute__((section(".text.entry"), noreturn, used)) void stub_start(struct stub_init *in)
+{
+	static const int sigs[] = {SIGSEGV_, SIGBUS_, SIGILL_, SIGFPE_,
+	                           SIGTRAP_, SIGSYS_, SIGUSR1_};
+	struct ksigaction sa = {handler, SA_SIGINFO_ | SA_ONSTACK_ | SA_RESTORER_, stub_restorer,
+	                        ~0UL};
+	struct {
+		unsigned short len;
+		const void *filter;
+	} prog = {(unsigned short)in->filter_len, in->filter};
+	uint32_t n = in->nvcpus;
+
+	/* Nothing of hearth stays: everything outside the slot goes, the vDSO included. */
+	sys(__NR_munmap, 0x1000, STUB_SLOT_VA - 0x1000, 0);
+	sys(__NR_munmap, STUB_SLOT_VA + STUB_SLOT_SIZE, USER_VA_END - STUB_SLOT_VA - STUB_SLOT_SIZE,
+	    0);
+	if (n == 0 || n > STUB_MAX_VCPUS)
+		die(123);
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sys6(__NR_rt_sigaction, sigs[i], (long)&sa, 0, 8, 0, 0) < 0)
+			die(124);
+	thread_setup(0);
+	for (unsigned k = 1; k < n; k++)
+		if (spawn_thread(k, stack_top(k)) < 0)
+			die(125);
+	for (uint32_t up; (up = __atomic_load_n(&in->up, __ATOMIC_ACQUIRE)) < n - 1;)
+		futex_wait(&in->up, up);
+	if (sys(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		die(126);
+	__atomic_store_n(&in->ready, 1, __ATOMIC_RELEASE);
+	sys6(__NR_futex, (long)&in->ready, FUTEX_WAKE, (long)n, 0, 0, 0);
+	thread_go();
+}

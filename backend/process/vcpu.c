@@ -1,0 +1,753 @@
+/*
+ * hearth's side of a process-engine vCPU, on the vCPU thread vmm/ starts: it answers its
+ * guest thread's exits (stub.c) through the shared record, like a KVM_RUN loop.
+ *
+ * An exit is a host signal the guest thread took: a privileged instruction (#GP, emulated by
+ * the virtual CPU), a page fault (pmmu.c: mapped, reflected, or an emulated device access),
+ * an exception that is the guest's own (reflected through its IDT), the guest's own system
+ * call (trapped by the guest process's filter), or a kick. The record lives in memory the
+ * guest can write: it is copied once and nothing in it is trusted beyond the guest's own
+ * state. Interrupts (irqchip/userspace.h) are delivered through the guest's IDT when its
+ * virtual IF is set; a guest that runs when one becomes due is kicked (SIGUSR1 to its
+ * thread). hlt sleeps until an interrupt is due.
+ */
+#include "process.h"
+#include "cpu/interp32.h"
+#include "cpu/x86.h"
+#include "seccomp/filters.h"
+#include "boot/boot_gdt.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/metrics.h"
+
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SPIN_NS         50000ULL /* how long to poll the record before a futex wait */
+#define WAIT_SLICE_NS   50000000ULL
+#define INTERP_STEPS    100000
+#define MAX_OP_FAILURES 3 /* in a row, each after a flush */
+#define PAGE_SIZE_      4096ULL
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, w, op, val, ts, NULL, 0);
+}
+
+bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t len, uint64_t off,
+                  uint32_t prot)
+{
+	/* two places stay free for the FS and GS bases (reply) */
+	bool base = kind == STUB_OP_SET_FS || kind == STUB_OP_SET_GS;
+
+	if (pv->nops >= STUB_MAX_OPS - (base ? 0 : 2))
+		return false;
+	pv->ops[pv->nops++] = (struct stub_op){kind, prot, addr, len, off};
+	return true;
+}
+
+void proc_vcpu_unmap_all(struct proc_vcpu *pv)
+{
+	unsigned n = 0;
+
+	/* Everything queued for the guest range is moot: one unmap of all of it, last. */
+	for (unsigned i = 0; i < pv->nops; i++)
+		if (pv->ops[i].kind == STUB_OP_SET_FS || pv->ops[i].kind == STUB_OP_SET_GS)
+			pv->ops[n++] = pv->ops[i];
+	pv->nops = n;
+	proc_vcpu_op(pv, STUB_OP_MUNMAP, PAGE_SIZE_, STUB_GUEST_VA_END - PAGE_SIZE_, 0, 0);
+}
+
+static struct vm *vm_of(const struct proc_vcpu *pv)
+{
+	return pv->v->vm;
+}
+
+static bool guest_alive(const struct proc_vm *p)
+{
+	struct pollfd f = {.fd = p->pidfd, .events = POLLIN};
+
+	return poll(&f, 1, 0) == 0;
+}
+
+/* How the guest process ended, for the stop reason (it is reaped later). */
+static void death(const struct proc_vm *p, char *buf, size_t len)
+{
+	siginfo_t si = {0};
+
+	if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || !si.si_pid)
+		snprintf(buf, len, "ended");
+	else if (si.si_code == CLD_EXITED)
+		snprintf(buf, len, "exited with status %d", si.si_status);
+	else
+		snprintf(buf, len, "was killed by signal %d (%s)", si.si_status,
+		         strsignal(si.si_status));
+}
+
+/* ---- the virtual CPU's ops ---------------------------------------------------------------- */
+
+static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
+{
+	struct proc_vcpu *pv = ctx;
+
+	return pmmu_translate(proc_of(vm_of(pv))->mmu, &pv->cpu, va, write, gpa);
+}
+
+/* The guest's own GDT: nothing is mirrored, the host's is never the guest's. */
+static uint64_t op_descriptor(void *ctx, uint16_t sel)
+{
+	struct proc_vcpu *pv = ctx;
+	uint64_t d = 0, off = sel & ~7u;
+
+	if (!(sel >> 3) || off + 7 > pv->cpu.gdtr.limit ||
+	    !cpu_read(&pv->cpu, pv->cpu.gdtr.base + off, &d, 8))
+		return 0;
+	return d;
+}
+
+static bool op_gdt_loaded(void *ctx)
+{
+	(void)ctx;
+	return true;
+}
+
+static void op_paging_changed(void *ctx)
+{
+	struct proc_vcpu *pv = ctx;
+
+	pmmu_sync(proc_of(vm_of(pv))->mmu, pv);
+}
+
+static void op_pte_stored(void *ctx, uint64_t gpa, uint64_t old, uint64_t new)
+{
+	struct proc_vcpu *pv = ctx;
+
+	pmmu_pte_stored(proc_of(vm_of(pv))->mmu, pv, gpa, old, new);
+}
+
+static void op_invlpg(void *ctx, uint64_t va)
+{
+	struct proc_vcpu *pv = ctx;
+
+	pmmu_invlpg(proc_of(vm_of(pv))->mmu, pv, va);
+}
+
+/* MSRs: the local APIC's (the userspace chips), the TSC, and a few the guest may set and read
+ * back (PAT, MTRR default type, SYSENTER, TSC_AUX, MISC_ENABLE). */
+static bool op_rdmsr(void *ctx, uint32_t index, uint64_t *value)
+{
+	struct proc_vcpu *pv = ctx;
+	int r = uirq_rdmsr(proc_of(vm_of(pv))->uirq, pv->v->id, index, value);
+
+	if (r != UIRQ_MSR_NOT_MINE)
+		return r == 0;
+	switch (index) {
+	case MSR_IA32_TSC:
+		*value = __builtin_ia32_rdtsc();
+		return true;
+	case MSR_IA32_MISC_ENABLE:
+		*value = 1; /* fast strings */
+		return true;
+	default:
+		for (unsigned i = 0; i < PROC_MSRS; i++)
+			if (pv->msr_index[i] == index) {
+				*value = pv->msr_value[i];
+				return true;
+			}
+		if (index == MSR_IA32_PAT) {
+			*value = 0x0007040600070406ULL;
+			return true;
+		}
+		if (index == MSR_MTRR_DEF_TYPE || index == MSR_TSC_AUX ||
+		    (index >= MSR_IA32_SYSENTER_CS && index <= MSR_IA32_SYSENTER_EIP)) {
+			*value = 0;
+			return true;
+		}
+		return false;
+	}
+}
+
+static bool op_wrmsr(void *ctx, uint32_t index, uint64_t value)
+{
+	struct proc_vcpu *pv = ctx;
+	int r = uirq_wrmsr(proc_of(vm_of(pv))->uirq, pv->v->id, index, value);
+
+	if (r != UIRQ_MSR_NOT_MINE)
+		return r == 0;
+	switch (index) {
+	case MSR_IA32_TSC:
+		return true; /* the TSC is the host's: a write is ignored */
+	case MSR_IA32_PAT:
+	case MSR_MTRR_DEF_TYPE:
+	case MSR_TSC_AUX:
+	case MSR_IA32_SYSENTER_CS:
+	case MSR_IA32_SYSENTER_ESP:
+	case MSR_IA32_SYSENTER_EIP:
+		for (unsigned i = 0; i < PROC_MSRS; i++)
+			if (pv->msr_index[i] == index || !pv->msr_index[i]) {
+				pv->msr_index[i] = index;
+				pv->msr_value[i] = value;
+				return true;
+			}
+		return false;
+	default:
+		return false;
+	}
+}
+
+/* XCR0: the host's decides what xsave does natively; the guest may enable what it has. */
+static bool op_xsetbv(void *ctx, uint32_t index, uint64_t value)
+{
+	uint32_t lo, hi;
+	uint64_t host;
+
+	(void)ctx;
+	if (index != 0 || !(value & 1))
+		return false;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	host = (uint64_t)hi << 32 | lo;
+	return (value & ~host) == 0;
+}
+
+static void op_pio(void *ctx, uint16_t port, bool write, void *data, unsigned size)
+{
+	struct proc_vcpu *pv = ctx;
+
+	METRIC_INC(exit_io);
+	vm_pio(vm_of(pv), port, write, data, size, 1);
+}
+
+static void op_stop(void *ctx, enum cpu_stop how, const char *why)
+{
+	struct proc_vcpu *pv = ctx;
+
+	if (how == CPU_STOP_TRIPLE_FAULT)
+		vm_request_stop(vm_of(pv), STOP_TRIPLE_FAULT, 0,
+		                "guest triple fault on vCPU %u at rip=0x%llx (process engine: %s)",
+		                pv->v->id, (unsigned long long)pv->cpu.r.rip, why);
+	else
+		vm_request_stop(vm_of(pv), STOP_VMM_ERROR, 0, "process engine: %s at rip=0x%llx",
+		                why, (unsigned long long)pv->cpu.r.rip);
+}
+
+/* CPUID for interpreted code: the host's, as native code sees it (no CPUID faulting here). */
+static void op_cpuid(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t out[4])
+{
+	(void)ctx;
+	__asm__ volatile("cpuid"
+	                 : "=a"(out[0]), "=b"(out[1]), "=c"(out[2]), "=d"(out[3])
+	                 : "a"(leaf), "c"(subleaf));
+}
+
+static const struct guest_cpu_ops proc_cpu_ops = {
+    .translate = op_translate,
+    .descriptor = op_descriptor,
+    .gdt_loaded = op_gdt_loaded,
+    .paging_changed = op_paging_changed,
+    .pte_stored = op_pte_stored,
+    .invlpg = op_invlpg,
+    .rdmsr = op_rdmsr,
+    .wrmsr = op_wrmsr,
+    .xsetbv = op_xsetbv,
+    .pio = op_pio,
+    .stop = op_stop,
+    .cpuid = op_cpuid,
+};
+
+/* ---- device accesses and odd addresses -------------------------------------------------- */
+
+static void mmio_access(void *ctx, uint64_t gpa, bool write, void *data, unsigned len)
+{
+	struct proc_vcpu *pv = ctx;
+	struct vm *vm = vm_of(pv);
+	struct proc_vm *p = proc_of(vm);
+	uint64_t lapic;
+
+	if (gm_range_ok(&vm->mem, gpa, len)) { /* guest page 0, which the host cannot map */
+		if (write)
+			gm_write(&vm->mem, gpa, data, len);
+		else
+			gm_read(&vm->mem, gpa, data, len);
+		return;
+	}
+	METRIC_INC(exit_mmio);
+	if (uirq_lapic_mmio_base(p->uirq, pv->v->id, &lapic) && gpa - lapic < PAGE_SIZE_) {
+		if (write)
+			uirq_lapic_write(p->uirq, pv->v->id, gpa - lapic, data, len);
+		else
+			uirq_lapic_read(p->uirq, pv->v->id, gpa - lapic, data, len);
+		return;
+	}
+	vm_mmio(vm, gpa, write, data, len);
+}
+
+void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa)
+{
+	if (!cpu_emulate_mmio(&pv->cpu, va, gpa, mmio_access, pv))
+		cpu_reflect(&pv->cpu, V_GP, 0, false);
+}
+
+void proc_step_pt_store(struct proc_vcpu *pv, uint64_t va, uint64_t gpa)
+{
+	(void)va;
+	pv->stepping_pt = true;
+	pmmu_unprotect(proc_of(vm_of(pv))->mmu, pv, gpa);
+	pv->cpu.r.rflags |= RF_TF;
+}
+
+void proc_refuse_va(struct proc_vcpu *pv, uint64_t va)
+{
+	vm_request_stop(
+	    vm_of(pv), STOP_VMM_ERROR, 0,
+	    "process engine: the guest uses virtual address 0x%llx, beyond what a host "
+	    "process can map (the upper half, or the slot hearth reserves from 0x%llx); "
+	    "this engine runs guests that live in the lower half (a KVM engine runs the "
+	    "others)",
+	    (unsigned long long)va, (unsigned long long)STUB_SLOT_VA);
+}
+
+/* The signals the stub takes (stub.c). */
+static bool stub_signal(uint32_t signo)
+{
+	switch (signo) {
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGILL:
+	case SIGFPE:
+	case SIGTRAP:
+	case SIGSYS:
+	case SIGUSR1:
+		return true;
+	}
+	return false;
+}
+
+/* The guest jumped into the slot (the stub's code, say with crafted registers): what runs
+ * there is hearth's, and whatever it did, the filter kept it to the guest process. No
+ * hardware would have let the guest reach that address: the VM ends. */
+static void stub_entered(struct proc_vcpu *pv, uint64_t rip, uint32_t signo)
+{
+	if (rip - STUB_SLOT_VA >= STUB_SLOT_SIZE) { /* the upper half (the vsyscall page) */
+		proc_refuse_va(pv, rip);
+		return;
+	}
+	vm_request_stop(vm_of(pv), STOP_VMM_ERROR, 0,
+	                "process engine: the guest ran code at 0x%llx (signal %u there), in the "
+	                "slot hearth reserves at 0x%llx-0x%llx for its own code, which a guest "
+	                "may not map or use",
+	                (unsigned long long)rip, signo, (unsigned long long)STUB_SLOT_VA,
+	                (unsigned long long)(STUB_SLOT_VA + STUB_SLOT_SIZE - 1));
+}
+
+/* A change of the guest process's mappings failed (say, the host's limit on mappings): start
+ * over from none; when even that fails, the VM ends. False: stop now. */
+static bool mappings_failed(struct proc_vcpu *pv, int64_t op_error)
+{
+	struct proc_vm *p = proc_of(vm_of(pv));
+
+	if (op_error > -4096 && op_error < 0 && ++pv->op_failures <= MAX_OP_FAILURES) {
+		pmmu_flush(p->mmu, pv);
+		return true;
+	}
+	vm_request_stop(vm_of(pv), STOP_VMM_ERROR, 0,
+	                "process engine: the guest process cannot map guest memory: %s",
+	                op_error < 0 && op_error > -4096 ? strerror((int)-op_error)
+	                                                 : "a bad report from the guest process");
+	return false;
+}
+
+/* ---- registers in and out ------------------------------------------------------------------ */
+
+static const uint8_t sg_of[16] = {
+    [R_AX] = SG_RAX,  [R_CX] = SG_RCX,  [R_DX] = SG_RDX,  [R_BX] = SG_RBX,
+    [R_SP] = SG_RSP,  [R_BP] = SG_RBP,  [R_SI] = SG_RSI,  [R_DI] = SG_RDI,
+    [R_R8] = SG_R8,   [R_R9] = SG_R9,   [R_R10] = SG_R10, [R_R11] = SG_R11,
+    [R_R12] = SG_R12, [R_R13] = SG_R13, [R_R14] = SG_R14, [R_R15] = SG_R15,
+};
+
+/* The guest's registers from an exit. Its IF is virtual (the real one is always set). */
+static void regs_in(struct guest_cpu *c, const uint64_t *g)
+{
+	for (unsigned i = 0; i < 16; i++)
+		c->r.gpr[i] = g[sg_of[i]];
+	c->r.rip = g[SG_RIP];
+	c->r.rflags = (g[SG_EFL] & ~RF_IF) | (c->r.rflags & RF_IF) | RF_RESERVED;
+}
+
+static void regs_out(uint64_t *g, const struct guest_cpu *c)
+{
+	for (unsigned i = 0; i < 16; i++)
+		g[sg_of[i]] = c->r.gpr[i];
+	g[SG_RIP] = c->r.rip;
+	g[SG_EFL] = (c->r.rflags & ~(RF_IOPL | RF_VM | RF_NT)) | RF_IF | RF_RESERVED;
+}
+
+/* ---- the loop -------------------------------------------------------------------------------- */
+
+/* Answer the guest thread: the queued changes, the registers, resume. */
+static void reply(struct proc_vcpu *pv)
+{
+	struct stub_vcpu *r = pv->rec;
+	struct guest_cpu *c = &pv->cpu;
+
+	if (c->fs_base != pv->set_fs && proc_vcpu_op(pv, STUB_OP_SET_FS, c->fs_base, 0, 0, 0))
+		pv->set_fs = c->fs_base;
+	if (c->gs_base != pv->set_gs && proc_vcpu_op(pv, STUB_OP_SET_GS, c->gs_base, 0, 0, 0))
+		pv->set_gs = c->gs_base;
+	memcpy(r->reply.ops, pv->ops, pv->nops * sizeof(pv->ops[0]));
+	r->reply.nops = pv->nops;
+	pv->nops = 0;
+	regs_out(r->reply.gregs, c);
+	r->reply.command = STUB_RESUME;
+	pv->running = true;
+	__atomic_add_fetch(&r->reply_seq, 1, __ATOMIC_RELEASE);
+	futex(&r->reply_seq, FUTEX_WAKE, 1, NULL);
+}
+
+void proc_vcpu_kick(struct vcpu *v)
+{
+	struct proc_vcpu *pv = pvcpu_of(v);
+	struct proc_vm *p = proc_of(v->vm);
+
+	if (!pv || !p)
+		return;
+	__atomic_add_fetch(&pv->wake, 1, __ATOMIC_SEQ_CST);
+	futex(&pv->wake, FUTEX_WAKE, 1, NULL);
+	if (pv->rec) /* our own wait on the record ends too */
+		futex(&pv->rec->exit_seq, FUTEX_WAKE, INT32_MAX, NULL);
+	if (__atomic_load_n(&pv->running, __ATOMIC_ACQUIRE) && pv->tid > 0 && p->pid > 0)
+		syscall(SYS_tgkill, p->pid, pv->tid, SIGUSR1);
+}
+
+/* Wait until the guest thread exits to the stub; false when the VM must stop. Timers that
+ * come due meanwhile are fired, and a guest that can take the interrupt is kicked. */
+static bool wait_exit(struct proc_vcpu *pv)
+{
+	struct vm *vm = vm_of(pv);
+	struct proc_vm *p = proc_of(vm);
+	uint32_t *seq = &pv->rec->exit_seq;
+	bool kicked = false;
+
+	uint64_t spin_until = now_ns() + SPIN_NS;
+
+	for (unsigned i = 0;; i++) {
+		uint32_t cur = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+		uint64_t now, deadline;
+		struct timespec ts;
+
+		if (cur != pv->seen_exit) {
+			pv->seen_exit = cur;
+			pv->running = false;
+			return true;
+		}
+		/* A trap comes back within microseconds: poll a while before sleeping. */
+		if (spin_until && ((i & 255) || now_ns() < spin_until)) {
+			__asm__ volatile("pause");
+			continue;
+		}
+		spin_until = 0;
+		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE)) {
+			if (!kicked) /* out of guest code: pause and stop happen at the checkpoint
+			              */
+				syscall(SYS_tgkill, p->pid, pv->tid, SIGUSR1);
+			kicked = true;
+			if (!guest_alive(p))
+				return false;
+		}
+		now = now_ns();
+		uirq_tick(p->uirq, (int)pv->v->id);
+		if (!kicked && (pv->cpu.r.rflags & RF_IF) &&
+		    (uirq_pending(p->uirq, pv->v->id) >= 0 || uirq_take_nmi(p->uirq, pv->v->id))) {
+			syscall(SYS_tgkill, p->pid, pv->tid, SIGUSR1);
+			kicked = true;
+		}
+		deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
+		if (deadline > now + WAIT_SLICE_NS)
+			deadline = now + WAIT_SLICE_NS;
+		ts.tv_sec = 0;
+		ts.tv_nsec = deadline > now ? (long)(deadline - now) : 0;
+		if (ts.tv_nsec)
+			futex(seq, FUTEX_WAIT, cur, &ts);
+		if (!guest_alive(p)) {
+			char how[64];
+
+			death(p, how, sizeof(how));
+			vm_request_stop(vm, STOP_VMM_ERROR, 0,
+			                "process engine: the guest process (vCPU %u) %s", pv->v->id,
+			                how);
+			return false;
+		}
+	}
+}
+
+/* Deliver what is due: an NMI, else an interrupt when the guest's IF allows. */
+static void deliver_interrupts(struct proc_vcpu *pv)
+{
+	struct proc_vm *p = proc_of(vm_of(pv));
+	int vec;
+
+	if (uirq_take_nmi(p->uirq, pv->v->id)) {
+		cpu_reflect(&pv->cpu, V_NMI, 0, false);
+		pv->halted = false;
+		return;
+	}
+	if (!(pv->cpu.r.rflags & RF_IF))
+		return;
+	vec = uirq_ack(p->uirq, pv->v->id);
+	if (vec < 0)
+		return;
+	pv->halted = false;
+	cpu_reflect(&pv->cpu, (unsigned)vec, 0, true);
+}
+
+/* hlt with IF set: sleep until an interrupt is due (or the VM must stop or pause). */
+static void sleep_halted(struct proc_vcpu *pv)
+{
+	struct vm *vm = vm_of(pv);
+	struct proc_vm *p = proc_of(vm);
+
+	for (;;) {
+		uint32_t w = __atomic_load_n(&pv->wake, __ATOMIC_ACQUIRE);
+		uint64_t now, deadline;
+		struct timespec ts;
+
+		uirq_tick(p->uirq, (int)pv->v->id);
+		if (uirq_wakeup_pending(p->uirq, pv->v->id) ||
+		    __atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+			return;
+		now = now_ns();
+		deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
+		if (deadline > now + WAIT_SLICE_NS)
+			deadline = now + WAIT_SLICE_NS;
+		if (deadline <= now)
+			continue;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)(deadline - now);
+		futex(&pv->wake, FUTEX_WAIT, w, &ts);
+	}
+}
+
+static void handle_signal(struct proc_vcpu *pv, uint32_t signo, const uint64_t *g,
+                          uint32_t syscall_arch)
+{
+	struct guest_cpu *c = &pv->cpu;
+	struct proc_vm *p = proc_of(vm_of(pv));
+	uint64_t trapno = g[SG_TRAPNO];
+	uint32_t err = (uint32_t)g[SG_ERR];
+
+	switch (signo) {
+	case SIGSEGV:
+		if (trapno == V_PF) {
+			pmmu_fault(p->mmu, pv, g[SG_CR2], err);
+		} else if (trapno == V_GP) {
+			if (cpu_emulate_gp(c, err) == EMU_HALT)
+				pv->halted = true;
+		} else {
+			cpu_reflect(c, trapno < 32 ? (unsigned)trapno : V_GP, err, false);
+		}
+		break;
+	case SIGBUS:
+		cpu_reflect(c, trapno == V_AC ? V_AC : V_GP, 0, false);
+		break;
+	case SIGILL:
+		cpu_emulate_ud(c);
+		break;
+	case SIGFPE:
+		cpu_reflect(c, trapno == V_MF || trapno == V_XM ? (unsigned)trapno : V_DE, 0,
+		            false);
+		break;
+	case SIGTRAP:
+		if (trapno == V_BP) {
+			cpu_reflect(c, V_BP, 0, true); /* RIP is past the int3 */
+		} else if (pv->stepping_pt) {
+			pv->stepping_pt =
+			    false; /* the page-table store ran: protect the page again */
+			c->r.rflags &= ~RF_TF;
+			pmmu_step_done(p->mmu, pv);
+		} else {
+			cpu_reflect(c, V_DB, 0, false);
+		}
+		break;
+	case SIGSYS:
+		/* The guest's own system call: syscall (x86-64 ABI, RIP past it) is its user mode,
+		 * which this engine refuses as #UD would; int $0x80 (i386 ABI) goes to its IDT. */
+		if (syscall_arch == AUDIT_ARCH_X86_64) {
+			c->r.rip -= 2;
+			cpu_emulate_ud(c);
+		} else {
+			cpu_reflect(c, 0x80, 0, true);
+		}
+		break;
+	default: /* a kick: nothing to do but what is due */
+		break;
+	}
+}
+
+/* The first state: the boot vCPU as the boot protocol says; the others wait for INIT/SIPI,
+ * which this engine does not start: they stay parked. */
+static void boot_state(struct proc_vcpu *pv)
+{
+	const struct boot_cpu_state *b = &vm_of(pv)->boot_cpu;
+	struct guest_cpu *c = &pv->cpu;
+
+	c->gdtr.base = LAYOUT_BOOT_GDT;
+	c->gdtr.limit = BOOT_GDT_SIZE - 1;
+	c->ss = c->ds = c->es = c->fs = c->gs = BOOT_GDT_SEL_DATA;
+	memset(&c->r, 0, sizeof(c->r));
+	c->r.rip = b->rip;
+	c->r.gpr[R_SI] = b->rsi;
+	c->r.gpr[R_BX] = b->rbx;
+	c->r.rflags = RF_RESERVED;
+	if (b->long_mode) {
+		c->cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
+		c->cr3 = b->cr3;
+		c->cr4 = CR4_PAE;
+		c->efer = EFER_LME | EFER_LMA;
+		c->cs = BOOT_GDT_SEL_CODE64;
+		c->r.gpr[R_SP] = c->r.gpr[R_BP] = 0x8ff0;
+	} else {
+		c->cr0 = CR0_PE | CR0_ET;
+		c->cs = BOOT_GDT_SEL_CODE32;
+		pv->interp = true;
+	}
+}
+
+/* 32-bit entry code (PVH): the interpreter runs it until the guest is in long mode. */
+static bool interpret(struct proc_vcpu *pv)
+{
+	struct vm *vm = vm_of(pv);
+	struct interp32_exit x;
+
+	while (vm_vcpu_checkpoint(pv->v)) {
+		switch (interp32_run(&pv->cpu, INTERP_STEPS, &x)) {
+		case INTERP_LONG_MODE:
+			pv->interp = false;
+			pmmu_sync(proc_of(vm)->mmu, pv);
+			return true;
+		case INTERP_BUDGET:
+			continue;
+		case INTERP_HALT:
+			if (!(pv->cpu.r.rflags & RF_IF)) {
+				vm_vcpu_park(pv->v);
+				return false;
+			}
+			sleep_halted(pv);
+			deliver_interrupts(pv);
+			continue;
+		case INTERP_UNSUPPORTED:
+		case INTERP_FAULT:
+			return false; /* the CPU core asked the VM to stop, saying why */
+		}
+	}
+	return false;
+}
+
+void proc_vcpu_run(struct vcpu *v)
+{
+	struct proc_vcpu *pv = pvcpu_of(v);
+	struct proc_vm *p = proc_of(v->vm);
+	struct timespec t0, t1;
+
+	pv->seen_exit = __atomic_load_n(&pv->rec->exit_seq, __ATOMIC_ACQUIRE); /* the start */
+	pv->tid = (pid_t)__atomic_load_n(&pv->rec->tid, __ATOMIC_ACQUIRE);
+	if (v->id != 0) {
+		/* Application processors stay parked (as in KVM's shadow engine). */
+		vm_vcpu_park(v);
+		return;
+	}
+	boot_state(pv);
+	if (pv->interp && !interpret(pv))
+		return;
+	while (vm_vcpu_checkpoint(v)) {
+		uint64_t g[SG_COUNT];
+		uint32_t signo, arch;
+		int64_t op_error;
+
+		if (pv->halted_for_good) {
+			vm_vcpu_park(v);
+			return;
+		}
+		deliver_interrupts(pv);
+		reply(pv);
+		if (!wait_exit(pv))
+			continue; /* the checkpoint says stop */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		/* The record is the guest's to scribble on: one copy, then only the copy. */
+		memcpy(g, pv->rec->exit.gregs, sizeof(g));
+		signo = __atomic_load_n(&pv->rec->exit.signo, __ATOMIC_RELAXED);
+		arch = __atomic_load_n(&pv->rec->exit.syscall_arch, __ATOMIC_RELAXED);
+		op_error = __atomic_load_n(&pv->rec->exit.op_error, __ATOMIC_RELAXED);
+		if (!stub_signal(signo)) {
+			/* The stub never reports that: the guest wrote over the record. */
+			vm_request_stop(
+			    vm_of(pv), STOP_VMM_ERROR, 0,
+			    "process engine: the guest wrote over its exit record in the "
+			    "slot hearth reserves at 0x%llx (no signal %u comes from there)",
+			    (unsigned long long)STUB_SLOT_VA, signo);
+			continue;
+		}
+		if (g[SG_RIP] >= STUB_GUEST_VA_END) {
+			/* Guest code never runs there: the guest jumped into the slot. */
+			stub_entered(pv, g[SG_RIP], signo);
+			continue;
+		}
+		if (!op_error)
+			pv->op_failures = 0;
+		else if (!mappings_failed(pv, op_error))
+			continue;
+		regs_in(&pv->cpu, g);
+		handle_signal(pv, signo, g, arch);
+		if (pv->halted) {
+			pv->halted = false;
+			if (!(pv->cpu.r.rflags & RF_IF)) {
+				/* hlt with interrupts off: as hardware, asleep for good */
+				pv->halted_for_good = true;
+				continue;
+			}
+			sleep_halted(pv);
+		}
+		p->traps++;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		p->trap_ns +=
+		    (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+	}
+}
+
+int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err)
+{
+	struct proc_vm *p = proc_of(vm);
+	struct proc_vcpu *pv = calloc(1, sizeof(*pv));
+
+	if (!pv)
+		return err_set(err, "out of memory");
+	v->be = pv;
+	pv->v = v;
+	pv->rec = stub_vcpus(p->shared) + v->id;
+	pv->cpu.gm = &vm->mem;
+	pv->cpu.ops = &proc_cpu_ops;
+	pv->cpu.virtual_segments = true;
+	pv->cpu.ctx = pv;
+	pv->cpu.trap_port = -1;
+	return 0;
+}

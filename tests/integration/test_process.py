@@ -1,0 +1,58 @@
+"""The process engine (docs/PROCESS_ENGINE.md): what is its own. The bundled guests run in it
+through the `hearth` fixture like in every engine; here are its limits and its sandbox."""
+import re
+import resource
+import subprocess
+
+from api_client import Api
+from conftest import EXIT_VMM_ERROR, GUESTS, HEARTH, run_hearth
+
+
+def test_guest_ram_beyond_the_file_size_limit_is_a_clear_error(guest):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    p = subprocess.run([str(HEARTH), "--engine", "process", "--mem", "64", "--kernel",
+                        guest("hello")], capture_output=True, text=True, timeout=30,
+                       preexec_fn=limit)
+    assert p.returncode == EXIT_VMM_ERROR, p.stderr
+    assert "RLIMIT_FSIZE" in p.stderr and "64 MiB" in p.stderr, p.stderr
+
+
+STATS = re.compile(
+    r"process engine mmu: cache: (?P<hits>\d+) hits, (?P<misses>\d+) misses, (?P<fills>\d+) "
+    r"fills, (?P<evictions>\d+) evictions, (?P<invalidations>\d+) invalidations, "
+    r"(?P<flushes>\d+) flushes; (?P<ptwrites>\d+) page-table writes")
+
+
+def test_counters_at_exit(guest):
+    # Two roots back and forth: the second visit to a root is a cache hit, mapped again in
+    # one reply; the remap's PTE stores are emulated and invalidate what they change.
+    r = run_hearth("--engine", "process", "--verbose", "--kernel", guest("mmuguest"),
+                   "--cmdline", "roots remap pf", timeout=30)
+    assert r.code == 0, r.err
+    m = STATS.search(r.err)
+    assert m, r.err
+    s = {k: int(v) for k, v in m.groupdict().items()}
+    assert s["hits"] > 0 and s["misses"] >= 2 and s["fills"] > 0
+    assert s["ptwrites"] >= 3 and s["invalidations"] > 0
+    assert re.search(r"process engine: \d+ exits", r.err)
+
+
+def test_get_root_shows_the_engine_and_its_counters(tmp_path):
+    api = Api(tmp_path)
+    try:
+        assert api.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
+                                           "mmu": "process"})[0] == 204
+        assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "testguest.elf"),
+                                        "boot_args": "print=up halt"})[0] == 204
+        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+        api.wait_stdout("testguest: up")
+        info = api.get("/")[1]
+        assert info["engine"] == "process" and info["state"] == "Running"
+        p = info["process"]
+        assert p["fills"] > 0 and p["cache_misses"] >= 1 and p["guest_pid"] > 0
+        assert p["traps"] > 0
+        assert api.get("/vm/config")[1]["machine-config"]["mmu"] == "process"
+    finally:
+        api.stop()
