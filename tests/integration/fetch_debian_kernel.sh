@@ -7,6 +7,11 @@
 #   .cache/debian-kernel/modules/  the package's /lib/modules/<version>/ (modules.builtin and
 #                                  kernel/**/*.ko): what an initramfs needs
 #
+# HEARTH_KERNEL_FLAVOUR picks another flavour of the package: "cloud-amd64" (the default, what
+# the integration tests boot) or "amd64" (the generic kernel, which has kvm-amd and the other
+# modules the nested harness, tests/nested/, needs). A flavour other than the default is cached
+# in .cache/debian-kernel-<flavour>/ so the two never mix.
+#
 # Idempotent: when the images and the modules are already there and valid, nothing is fetched.
 # Prints the paths (one per line, as "bzImage: PATH", "vmlinux: PATH" and "modules: PATH") on
 # success.
@@ -17,8 +22,15 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-CACHE="${HEARTH_KERNEL_CACHE:-$ROOT/.cache/debian-kernel}"
-META=linux-image-cloud-amd64
+FLAVOUR="${HEARTH_KERNEL_FLAVOUR:-cloud-amd64}"
+case "$FLAVOUR" in
+    cloud-amd64) DEFAULT_CACHE="$ROOT/.cache/debian-kernel" ;;
+    amd64) DEFAULT_CACHE="$ROOT/.cache/debian-kernel-$FLAVOUR" ;;
+    *) echo "fetch_debian_kernel: error: HEARTH_KERNEL_FLAVOUR=$FLAVOUR:" \
+            "expected cloud-amd64 or amd64" >&2; exit 1 ;;
+esac
+CACHE="${HEARTH_KERNEL_CACHE:-$DEFAULT_CACHE}"
+META=linux-image-$FLAVOUR
 EXIT_NET=2
 
 die() { echo "fetch_debian_kernel: error: $*" >&2; exit 1; }
@@ -144,7 +156,7 @@ if ! apt-cache show "$META" >/dev/null 2>&1; then
         || fail_after_update "$st" "no package $META in the apt sources"
 fi
 
-# The metapackage has no kernel in it; it depends on the real linux-image-<abi>-cloud-amd64.
+# The metapackage has no kernel in it; it depends on the real linux-image-<abi>-<flavour>.
 rm -f ./*.deb
 download() { # pkg[=version]
     apt-get download -q "$1" >&2 && return 0
@@ -157,10 +169,11 @@ download "$META"
 meta_deb=$(ls ${META}_*.deb 2>/dev/null | head -n1)
 [ -n "$meta_deb" ] || die "apt-get download $META produced no .deb"
 depends=$(dpkg-deb -f "$meta_deb" Depends)
-# e.g. "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)"
+# e.g. "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)". The ABI part has no letters, so
+# "-amd64" does not also match "-cloud-amd64".
 dep=$(printf '%s\n' "$depends" | tr ',|' '\n\n' | sed 's/^ *//' \
-    | grep -E '^linux-image-[0-9][^ ]*-cloud-amd64( |$)' | head -n1) \
-    || die "$meta_deb has no linux-image-*-cloud-amd64 dependency (Depends: $depends)"
+    | grep -E "^linux-image-[0-9][0-9.-]*-$FLAVOUR( |\$)" | head -n1) \
+    || die "$meta_deb has no linux-image-*-$FLAVOUR dependency (Depends: $depends)"
 pkg=${dep%% *}
 ver=$(printf '%s\n' "$dep" | sed -n 's/.*(= *\([^)]*\)).*/\1/p')
 log "$META depends on $pkg${ver:+ (= $ver)}"
