@@ -14,7 +14,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRCS  := $(filter-out vmm/main.c api/server.c seccomp/rules.c seccomp/gen_bpf.c backend/process/stub.c,\
-               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c backend/process/*.c cpu/*.c boot/*.c devices/*.c))
+               $(wildcard vmm/*.c virtio/*.c api/*.c config/*.c seccomp/*.c backend/*.c backend/kvm/*.c backend/process/*.c cpu/*.c boot/*.c devices/*.c snapshot/*.c))
 LIB_SRCS  += $(wildcard irqchip/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/backend/process/stub_blob.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -29,10 +29,12 @@ enum api_op {
 	API_PATCH_DRIVE, /* PATCH /drives/{id}: path_on_host */
 	API_PUT_NET,     /* PUT /network-interfaces/{id} */
 	API_PATCH_NET,
-	API_ACTION,      /* PUT /actions */
-	API_PATCH_VM,    /* PATCH /vm: Paused / Resumed */
-	API_PUT_LOGGER,  /* PUT /logger */
-	API_PUT_METRICS, /* PUT /metrics */
+	API_ACTION,          /* PUT /actions */
+	API_PATCH_VM,        /* PATCH /vm: Paused / Resumed */
+	API_PUT_LOGGER,      /* PUT /logger */
+	API_PUT_METRICS,     /* PUT /metrics */
+	API_SNAPSHOT_CREATE, /* PUT /snapshot/create */
+	API_SNAPSHOT_LOAD,   /* PUT /snapshot/load */
 };
 
 enum api_action { ACTION_INSTANCE_START, ACTION_SEND_CTRL_ALT_DEL, ACTION_FLUSH_METRICS };
@@ -74,6 +76,11 @@ struct api_msg {
 		struct {
 			char *path;
 		} metrics;
+		struct {
+			char *state_path, *mem_path;
+			bool diff;
+		} snap_create;
+		struct snapshot_load_params snap_load;
 	} u;
 	/* The reply, filled by the VMM thread: 200 with a JSON body, 204, or 400 with
 	 * {"fault_message": ...}. body is malloc'd (or NULL). */

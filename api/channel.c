@@ -41,6 +41,16 @@ void api_msg_free(struct api_msg *m)
 		free(m->u.metrics.path);
 		m->u.metrics.path = NULL;
 		break;
+	case API_SNAPSHOT_CREATE:
+		free(m->u.snap_create.state_path);
+		free(m->u.snap_create.mem_path);
+		m->u.snap_create.state_path = m->u.snap_create.mem_path = NULL;
+		break;
+	case API_SNAPSHOT_LOAD:
+		free(m->u.snap_load.state_path);
+		free(m->u.snap_load.mem_path);
+		m->u.snap_load.state_path = m->u.snap_load.mem_path = NULL;
+		break;
 	default:
 		break;
 	}

@@ -617,6 +617,132 @@ int api_parse_metrics(const struct api_pctx *c, const cJSON *o, struct api_msg *
 	return dup_str(c, path, &m->u.metrics.path);
 }
 
+int api_parse_snapshot_create(const struct api_pctx *c, const cJSON *o, struct api_msg *m)
+{
+	static const char *const known[] = {"snapshot_path", "mem_file_path", "snapshot_type",
+	                                    NULL};
+	const char *state, *mem, *type = "Full";
+	char name[NAME_LEN];
+
+	if (check_fields(c, o, known) || get_str(c, o, "snapshot_path", true, true, &state) < 0 ||
+	    get_str(c, o, "mem_file_path", true, true, &mem) < 0 ||
+	    get_str(c, o, "snapshot_type", false, false, &type) < 0)
+		return -1;
+	if (strcmp(type, "Full") && strcmp(type, "Diff"))
+		return fail(c, "%s must be Full or Diff", subject(c, "snapshot_type", name));
+	m->u.snap_create.diff = !strcmp(type, "Diff");
+	if (dup_str(c, state, &m->u.snap_create.state_path) ||
+	    dup_str(c, mem, &m->u.snap_create.mem_path)) {
+		free(m->u.snap_create.state_path);
+		return -1;
+	}
+	return 0;
+}
+
+/* mem_backend: {"backend_type": "File", "backend_path": ...}; Uffd is not implemented. */
+static int get_mem_backend(const struct api_pctx *c, const cJSON *o, const char **path)
+{
+	static const char *const known[] = {"backend_type", "backend_path", NULL};
+	const struct api_pctx sub = {"mem_backend", c->err, c->errlen};
+	const char *type;
+
+	if (!cJSON_IsObject(o))
+		return fail(c, "field 'mem_backend' must be an object");
+	if (check_fields(&sub, o, known) ||
+	    get_str(&sub, o, "backend_type", true, false, &type) < 0 ||
+	    get_str(&sub, o, "backend_path", true, true, path) < 0)
+		return -1;
+	if (!strcmp(type, "Uffd"))
+		return fail(
+		    c, "mem_backend.backend_type Uffd is not implemented by hearth (use File)");
+	if (strcmp(type, "File"))
+		return fail(c, "mem_backend.backend_type must be File or Uffd");
+	return 0;
+}
+
+int api_parse_snapshot_load(const struct api_pctx *c, const cJSON *o,
+                            struct snapshot_load_params *p)
+{
+	static const char *const known[] = {"snapshot_path",
+	                                    "mem_file_path",
+	                                    "mem_backend",
+	                                    "enable_diff_snapshots",
+	                                    "track_dirty_pages",
+	                                    "resume_vm",
+	                                    "network_overrides",
+	                                    "vsock_override",
+	                                    "clock_realtime",
+	                                    "huge_pages",
+	                                    NULL};
+	const char *state, *mem = NULL, *rule;
+	const cJSON *backend = member(o, "mem_backend"), *ov = member(o, "network_overrides");
+	bool old_dirty = false, realtime = false;
+	char name[NAME_LEN];
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	if (check_fields(c, o, known) || get_str(c, o, "snapshot_path", true, true, &state) < 0 ||
+	    (r = get_str(c, o, "mem_file_path", false, true, &mem)) < 0)
+		return -1;
+	if (r && backend)
+		return fail(c, "give mem_backend or mem_file_path, not both");
+	if (!r && !backend)
+		return fail(c, "missing required field 'mem_backend' (or the deprecated "
+		               "'mem_file_path')");
+	if (backend && get_mem_backend(c, backend, &mem))
+		return -1;
+	if (get_bool(c, o, "enable_diff_snapshots", false, &old_dirty) < 0 ||
+	    get_bool(c, o, "track_dirty_pages", false, &p->track_dirty_pages) < 0 ||
+	    get_bool(c, o, "resume_vm", false, &p->resume_vm) < 0 ||
+	    get_bool(c, o, "clock_realtime", false, &realtime) < 0 ||
+	    forbid(c, o, "vsock_override") || only_value(c, o, "huge_pages", "None"))
+		return -1;
+	p->track_dirty_pages |= old_dirty;
+	if (realtime)
+		return fail(c, "clock_realtime true is not supported by hearth (the guest's clocks "
+		               "resume from where they were)");
+	if (ov) {
+		const cJSON *it;
+
+		if (!cJSON_IsArray(ov))
+			return fail(c, "field 'network_overrides' must be an array");
+		cJSON_ArrayForEach(it, ov)
+		{
+			static const char *const okeys[] = {"iface_id", "host_dev_name", NULL};
+			const struct api_pctx sub = {"network_overrides[]", c->err, c->errlen};
+			const char *id, *dev;
+
+			if (p->nnet_overrides == VM_MAX_NETS)
+				return fail(c, "network_overrides: at most %d entries",
+				            VM_MAX_NETS);
+			if (!cJSON_IsObject(it))
+				return fail(c, "network_overrides[] must be objects");
+			if (check_fields(&sub, it, okeys) ||
+			    get_str(&sub, it, "iface_id", true, false, &id) < 0 ||
+			    get_str(&sub, it, "host_dev_name", true, false, &dev) < 0)
+				return -1;
+			if ((rule = validate_id(id)))
+				return fail(c, "network_overrides[].iface_id '%.64s' %s", id, rule);
+			if ((rule = validate_ifname(dev)))
+				return fail(c, "%s '%.64s' %s",
+				            full_name(&sub, "host_dev_name", name), dev, rule);
+			for (unsigned i = 0; i < p->nnet_overrides; i++)
+				if (!strcmp(p->net_overrides[i].id, id))
+					return fail(c, "network_overrides: iface_id '%s' twice",
+					            id);
+			strcpy(p->net_overrides[p->nnet_overrides].id, id);
+			strcpy(p->net_overrides[p->nnet_overrides].host_dev_name, dev);
+			p->nnet_overrides++;
+		}
+	}
+	if (dup_str(c, state, &p->state_path) || dup_str(c, mem, &p->mem_path)) {
+		free(p->state_path);
+		p->state_path = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 enum { M_GET = 1, M_PUT = 2, M_PATCH = 4 };
@@ -641,6 +767,8 @@ static const struct route routes[] = {
     {"/vm", false, true, M_PATCH, NULL},
     {"/logger", false, true, M_PUT, NULL},
     {"/metrics", false, true, M_PUT, NULL},
+    {"/snapshot/create", false, true, M_PUT, NULL},
+    {"/snapshot/load", false, true, M_PUT, NULL},
     /* In Firecracker's API, not in hearth. */
     {"/balloon", false, false, M_GET | M_PUT | M_PATCH, NULL},
     {"/balloon/statistics", false, false, M_GET | M_PATCH, NULL},
@@ -654,8 +782,6 @@ static const struct route routes[] = {
     {"/entropy", false, false, M_PUT, NULL},
     {"/serial", false, false, M_PUT, NULL},
     {"/hotplug/memory", false, false, M_GET | M_PUT | M_PATCH, NULL},
-    {"/snapshot/create", false, false, M_PUT, NULL},
-    {"/snapshot/load", false, false, M_PUT, NULL},
     {"/vsock", false, false, M_PUT, NULL},
 };
 
@@ -796,6 +922,12 @@ int api_route(const char *method, const char *url, const char *body, size_t len,
 	} else if (!strcmp(r->path, "/logger")) {
 		m->op = API_PUT_LOGGER;
 		ret = api_parse_logger(&c, root, m);
+	} else if (!strcmp(r->path, "/snapshot/create")) {
+		m->op = API_SNAPSHOT_CREATE;
+		ret = api_parse_snapshot_create(&c, root, m);
+	} else if (!strcmp(r->path, "/snapshot/load")) {
+		m->op = API_SNAPSHOT_LOAD;
+		ret = api_parse_snapshot_load(&c, root, &m->u.snap_load);
 	} else {
 		m->op = API_PUT_METRICS;
 		ret = api_parse_metrics(&c, root, m);

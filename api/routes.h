@@ -63,6 +63,9 @@ int api_parse_net_patch(const struct api_pctx *c, const cJSON *o, const char *pa
                         struct net_config *n);
 int api_parse_action(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_vm_state(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
+int api_parse_snapshot_create(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
+int api_parse_snapshot_load(const struct api_pctx *c, const cJSON *o,
+                            struct snapshot_load_params *p);
 int api_parse_logger(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 int api_parse_metrics(const struct api_pctx *c, const cJSON *o, struct api_msg *m);
 

@@ -27,6 +27,8 @@
 
 struct vm;
 struct vcpu;
+struct snap_w;
+struct snap_r;
 
 /* How guest code is run. */
 enum engine {
@@ -76,6 +78,21 @@ struct backend {
 	/* With every vCPU parked: freeze / restart the guest's clocks. */
 	void (*pause)(struct vm *vm);
 	void (*resume)(struct vm *vm);
+	/* Snapshots (snapshot/stream.h). With every vCPU parked (vm_pause): append the
+	 * backend's state as sections: every vCPU's architectural state (registers, special
+	 * and debug registers, MSRs, XSAVE state, XCR0, pending events), the interrupt chips and
+	 * the clocks. NULL: this backend cannot save a VM. */
+	int (*save)(struct vm *vm, struct snap_w *w, struct error *err);
+	/* After create (the boot vCPU state it set is replaced), before any vCPU runs: set the
+	 * state `save` wrote, from sections that are hostile input (every field validated; a
+	 * bad one fails with its name and changes nothing the caller keeps). */
+	int (*restore)(struct vm *vm, struct snap_r *r, struct error *err);
+	/* Dirty page tracking for diff snapshots: start (every page counts as clean from now
+	 * on), and collect: OR into `bitmap` (one bit per 4 KiB page of guest RAM, in
+	 * guest_memory offset order: gm_offset) the pages the guest wrote since the last
+	 * start or collect, which restarts the count. NULL: no tracking. */
+	int (*dirty_start)(struct vm *vm, struct error *err);
+	int (*dirty_collect)(struct vm *vm, uint64_t *bitmap, struct error *err);
 	/* Its part of GET / (host facts, engine counters) and of the last log lines. */
 	void (*info)(const struct vm *vm, cJSON *o);
 	void (*log_stats)(const struct vm *vm);

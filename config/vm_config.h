@@ -77,6 +77,19 @@ struct vm_config {
 	char *metrics_path;
 };
 
+/* What PUT /snapshot/load (or --snapshot-load) asks for; the strings are malloc'd. */
+struct snapshot_load_params {
+	char *state_path, *mem_path;
+	bool track_dirty_pages;
+	bool resume_vm;
+	/* Firecracker's network_overrides: a restored interface on another TAP. */
+	struct {
+		char id[DRIVE_ID_MAX + 1];
+		char host_dev_name[IFACE_NAME_MAX + 1];
+	} net_overrides[VM_MAX_NETS];
+	unsigned nnet_overrides;
+};
+
 void vm_config_defaults(struct vm_config *c);
 void vm_config_free(struct vm_config *c);
 /* Replace an owned string (NULL clears it); returns -1 when out of memory. */

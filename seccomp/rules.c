@@ -132,6 +132,12 @@ static const struct rule vmm_rules[] = {
     ALLOW2(tgkill, EQ(0, GUEST_PID), EQ(2, SIGUSR1)),
     ALLOW2(kill, EQ(0, GUEST_PID), EQ(1, SIGKILL)),
     ALLOW1(wait4, EQ(0, GUEST_PID)),
+    /* PUT /snapshot/create: the state and memory files, created (or truncated) for writing
+     * with exactly these flags, filled and synced */
+    ALLOW1(openat, EQ(2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)),
+    ALLOW(ftruncate),
+    ALLOW(pwrite64),
+    ALLOW(fsync),
 };
 
 /* The API thread: one HTTP connection loop over MHD's epoll set and a stop eventfd, and the
@@ -182,6 +188,7 @@ static const struct rule vcpu_process_rules[] = {
     COMMON_RULES,
     ALLOW2(tgkill, EQ(0, GUEST_PID), EQ(2, SIGUSR1)),
     ALLOW(poll),
+    ALLOW(sched_yield), /* while it waits for its guest thread, which may share the CPU */
     /* how it died, left for the VMM thread to reap */
     ALLOW2(waitid, EQ(0, P_PIDFD), EQ(3, WEXITED | WNOHANG | WNOWAIT)),
     IOCTL(TUNSETOFFLOAD),  /* virtio-net: DRIVER_OK and reset arrive as MMIO writes */

@@ -3,6 +3,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "seccomp/filters.h"
+#include "snapshot/snapshot.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
@@ -131,20 +132,13 @@ static void tap_watch(void *ctx, int fd, uint64_t tag, uint32_t old_events, uint
 
 int controller_init(struct controller *c);
 
-int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *code)
+/* A built VM goes live: the loop's event sources, the vCPU threads, the VMM thread's filter.
+ * `held`: the vCPUs park before their first instruction (a restored VM starts Paused). */
+static int start_built_vm(struct controller *c, bool held, char *msg, size_t msglen, int *code)
 {
 	struct error err = {""};
 	struct vm *vm = c->vm;
 
-	c->t_start = now_sec();
-	if (vm_build(vm, c->cfg, &err, code)) {
-		snprintf(msg, msglen, "%s", err.msg);
-		return -1;
-	}
-	log_status("host mmu: %s; engine: %s (--engine %s%s); %u vCPU(s), %llu MiB",
-	           vm->kvm.summary, engine_name(vm->engine), mmu_mode_name(c->cfg->mmu),
-	           vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
-	           c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
 	ep_add(c, vm->stop_fd, EV_STOP);
 	for (unsigned i = 0; i < vm->nvirtio; i++) {
 		for (unsigned q = 0; q < vm->virtio[i]->nqueues; q++)
@@ -169,16 +163,118 @@ int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *cod
 		*code = EXIT_VMM_ERROR;
 		return -1;
 	}
+	if (held)
+		vm_hold(vm);
 	vm_release_vcpus(vm);
-	c->state = VM_RUNNING;
+	c->state = held ? VM_PAUSED : VM_RUNNING;
 	c->deadline = c->cfg->timeout_sec > 0 ? now_sec() + c->cfg->timeout_sec : 0;
 	c->in_open = vm->console.in_fd >= 0;
 	if (c->in_open) {
 		fcntl(vm->console.in_fd, F_SETFL, fcntl(vm->console.in_fd, F_GETFL) | O_NONBLOCK);
 		pump_input(c);
 	}
-	log_info("guest started: %u vCPU(s), %llu MiB, %u virtio device(s)", vm->nvcpus,
-	         (unsigned long long)c->cfg->mem_mib, vm->nvirtio);
+	log_info("guest %s: %u vCPU(s), %llu MiB, %u virtio device(s)",
+	         held ? "restored" : "started", vm->nvcpus, (unsigned long long)c->cfg->mem_mib,
+	         vm->nvirtio);
+	return 0;
+}
+
+static void log_machine(struct controller *c)
+{
+	struct vm *vm = c->vm;
+
+	log_status("host mmu: %s; engine: %s (--engine %s%s); %u vCPU(s), %llu MiB",
+	           vm->kvm.summary, engine_name(vm->engine), mmu_mode_name(c->cfg->mmu),
+	           vm->linux_kernel && c->cfg->mmu == MMU_AUTO ? ", Linux guest" : "",
+	           c->cfg->vcpus, (unsigned long long)c->cfg->mem_mib);
+}
+
+int controller_start_vm(struct controller *c, char *msg, size_t msglen, int *code)
+{
+	struct error err = {""};
+
+	c->t_start = now_sec();
+	if (vm_build(c->vm, c->cfg, &err, code)) {
+		snprintf(msg, msglen, "%s", err.msg);
+		return -1;
+	}
+	log_machine(c);
+	return start_built_vm(c, false, msg, msglen, code);
+}
+
+/* What a restored VM keeps of this process's own settings (not the snapshot's). */
+static int keep_process_settings(struct vm_config *to, const struct vm_config *from)
+{
+	memcpy(to->id, from->id, sizeof(to->id));
+	to->console = from->console;
+	to->timeout_sec = from->timeout_sec;
+	to->boot_timer = from->boot_timer;
+	to->no_api = from->no_api;
+	return config_set_str(&to->console_path, from->console_path) ||
+	       config_set_str(&to->api_sock, from->api_sock) ||
+	       config_set_str(&to->config_file, from->config_file) ||
+	       config_set_str(&to->log_path, from->log_path) ||
+	       config_set_str(&to->metrics_path, from->metrics_path);
+}
+
+static int apply_net_overrides(struct vm_config *cfg, const struct snapshot_load_params *p,
+                               struct error *err)
+{
+	for (unsigned i = 0; i < p->nnet_overrides; i++) {
+		unsigned k;
+
+		for (k = 0; k < cfg->nnets && strcmp(cfg->nets[k].id, p->net_overrides[i].id); k++)
+			;
+		if (k == cfg->nnets)
+			return err_set(err,
+			               "network_overrides: the snapshot has no network interface "
+			               "'%s'",
+			               p->net_overrides[i].id);
+		strcpy(cfg->nets[k].host_dev_name, p->net_overrides[i].host_dev_name);
+	}
+	return 0;
+}
+
+int controller_restore_vm(struct controller *c, const struct snapshot_load_params *p, char *msg,
+                          size_t msglen, int *code)
+{
+	struct vm_config cfg, old;
+	struct snapshot_file f;
+	struct error err = {""};
+
+	*code = EXIT_VMM_ERROR;
+	vm_config_defaults(&cfg);
+	if (keep_process_settings(&cfg, c->cfg) || snapshot_open(p->state_path, &cfg, &f, &err)) {
+		snprintf(msg, msglen, "%s", err.msg[0] ? err.msg : "out of memory");
+		vm_config_free(&cfg);
+		return -1;
+	}
+	if (apply_net_overrides(&cfg, p, &err)) {
+		snprintf(msg, msglen, "%s", err.msg);
+		snapshot_close(&f);
+		vm_config_free(&cfg);
+		return -1;
+	}
+	cfg.track_dirty_pages = p->track_dirty_pages;
+	old = *c->cfg;
+	*c->cfg = cfg;
+	c->t_start = now_sec();
+	if (vm_build_restored(c->vm, c->cfg, &f, p->mem_path, &err, code)) {
+		snprintf(msg, msglen, "%s", err.msg);
+		snapshot_close(&f);
+		vm_config_free(c->cfg);
+		*c->cfg = old; /* unchanged for the next try */
+		return -1;
+	}
+	snapshot_close(&f);
+	vm_config_free(&old);
+	log_machine(c);
+	if (start_built_vm(c, true, msg, msglen, code))
+		return -1;
+	if (p->resume_vm) {
+		vm_resume(c->vm);
+		c->state = VM_RUNNING;
+	}
 	return 0;
 }
 
@@ -377,6 +473,18 @@ static void machine_config(struct controller *c, struct api_msg *m, bool put)
 	api_reply(m, NULL);
 }
 
+/* The VM of a failed start or restore goes; the VMM is as before, ready for another try. */
+static void discard_vm(struct controller *c)
+{
+	struct vm *vm = c->vm;
+	struct host_probe kvm = vm->kvm;
+
+	vm_destroy(vm);
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm = kvm;
+	vm->stop_fd = -1;
+}
+
 static void action(struct controller *c, struct api_msg *m)
 {
 	char msg[512];
@@ -395,13 +503,7 @@ static void action(struct controller *c, struct api_msg *m)
 		}
 		if (controller_start_vm(c, msg, sizeof(msg), &code)) {
 			/* Leave a clean, unstarted VM behind so the call can be retried. */
-			struct vm *vm = c->vm;
-			struct host_probe kvm = vm->kvm;
-
-			vm_destroy(vm);
-			memset(vm, 0, sizeof(*vm));
-			vm->kvm = kvm;
-			vm->stop_fd = -1;
+			discard_vm(c);
 			api_reply_error(m, "InstanceStart failed: %s", msg);
 			return;
 		}
@@ -425,6 +527,47 @@ static void action(struct controller *c, struct api_msg *m)
 		api_reply(m, NULL);
 		return;
 	}
+}
+
+static void snapshot_create_api(struct controller *c, struct api_msg *m)
+{
+	struct error err = {""};
+
+	if (c->state != VM_PAUSED) {
+		api_reply_error(m,
+		                "snapshot/create: the microVM must be Paused (it is %s): PATCH "
+		                "/vm {\"state\": \"Paused\"} first",
+		                vm_state_name(c->state));
+		return;
+	}
+	vm_wait_parked(c->vm);
+	if (snapshot_create(c->vm, c->cfg, m->u.snap_create.diff ? SNAPSHOT_DIFF : SNAPSHOT_FULL,
+	                    m->u.snap_create.state_path, m->u.snap_create.mem_path, &err)) {
+		api_reply_error(m, "snapshot/create: %s", err.msg);
+		return;
+	}
+	log_info("snapshot (%s) written: %s, %s", m->u.snap_create.diff ? "Diff" : "Full",
+	         m->u.snap_create.state_path, m->u.snap_create.mem_path);
+	api_reply(m, NULL);
+}
+
+static void snapshot_load_api(struct controller *c, struct api_msg *m)
+{
+	char msg[512];
+	int code;
+
+	if (c->state != VM_NOT_STARTED || c->configured) {
+		api_reply_error(m,
+		                "snapshot/load: only in a fresh hearth, before the microVM is "
+		                "configured or started (only the logger and metrics may be set)");
+		return;
+	}
+	if (controller_restore_vm(c, &m->u.snap_load, msg, sizeof(msg), &code)) {
+		discard_vm(c);
+		api_reply_error(m, "snapshot/load: %s", msg);
+		return;
+	}
+	api_reply(m, NULL);
 }
 
 static void handle_api(struct controller *c, struct api_msg *m)
@@ -455,6 +598,7 @@ static void handle_api(struct controller *c, struct api_msg *m)
 	case API_PUT_BOOT_SOURCE:
 		if (started)
 			break;
+		c->configured = true;
 		if (!check_file(m, "kernel_image_path", m->u.boot.kernel, O_RDONLY) ||
 		    (m->u.boot.initrd && !check_file(m, "initrd_path", m->u.boot.initrd, O_RDONLY)))
 			return;
@@ -467,11 +611,13 @@ static void handle_api(struct controller *c, struct api_msg *m)
 	case API_PATCH_MACHINE_CONFIG:
 		if (started)
 			break;
+		c->configured = true;
 		machine_config(c, m, m->op == API_PUT_MACHINE_CONFIG);
 		return;
 	case API_PUT_DRIVE:
 		if (started)
 			break;
+		c->configured = true;
 		put_drive(c, m);
 		return;
 	case API_PATCH_DRIVE:
@@ -484,6 +630,7 @@ static void handle_api(struct controller *c, struct api_msg *m)
 	case API_PUT_NET:
 		if (started)
 			break;
+		c->configured = true;
 		put_net(c, m);
 		return;
 	case API_PATCH_NET:
@@ -531,6 +678,12 @@ static void handle_api(struct controller *c, struct api_msg *m)
 		}
 		config_set_str(&c->cfg->metrics_path, m->u.metrics.path);
 		api_reply(m, NULL);
+		return;
+	case API_SNAPSHOT_CREATE:
+		snapshot_create_api(c, m);
+		return;
+	case API_SNAPSHOT_LOAD:
+		snapshot_load_api(c, m);
 		return;
 	}
 	api_reply_error(m, "%s", not_after_boot);

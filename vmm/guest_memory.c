@@ -2,6 +2,7 @@
 #include "layout.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -9,17 +10,18 @@
 
 #define GM_SMALL_PAGES_BELOW (2ULL << 20)
 
-static int map_ram(struct guest_memory *gm, uint64_t size, int fd)
+static int map_ram(struct guest_memory *gm, uint64_t size, int fd, bool private_file)
 {
 	void *p;
 
 	memset(gm, 0, sizeof(*gm));
-	gm->fd = fd;
+	gm->fd = private_file ? -1 : fd;
 	if (fd < 0)
 		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	else
-		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		         (private_file ? MAP_PRIVATE : MAP_SHARED) | MAP_NORESERVE, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	/* Huge pages make first touches ~10x cheaper (docs/HOST_FACTS.md); failure is harmless. The
@@ -38,7 +40,7 @@ static int map_ram(struct guest_memory *gm, uint64_t size, int fd)
 
 int gm_init(struct guest_memory *gm, uint64_t size)
 {
-	return map_ram(gm, size, -1);
+	return map_ram(gm, size, -1, false);
 }
 
 int gm_init_shared(struct guest_memory *gm, uint64_t size)
@@ -58,12 +60,17 @@ int gm_init_shared(struct guest_memory *gm, uint64_t size)
 		close(fd);
 		return r;
 	}
-	r = map_ram(gm, size, fd);
+	r = map_ram(gm, size, fd, false);
 	if (r < 0) {
 		close(fd);
 		gm->fd = -1;
 	}
 	return r;
+}
+
+int gm_init_file(struct guest_memory *gm, int fd, uint64_t size)
+{
+	return map_ram(gm, size, fd, true);
 }
 
 void gm_destroy(struct guest_memory *gm)
@@ -74,6 +81,7 @@ void gm_destroy(struct guest_memory *gm)
 		if (gm->fd >= 0)
 			close(gm->fd);
 	}
+	free(gm->dirty);
 	memset(gm, 0, sizeof(*gm));
 	gm->fd = -1;
 }
@@ -128,6 +136,7 @@ int gm_write(const struct guest_memory *gm, uint64_t gpa, const void *src, uint6
 
 	if (!p)
 		return -1;
+	gm_mark_dirty(gm, gpa, len);
 	memcpy(p, src, len);
 	return 0;
 }
@@ -139,5 +148,62 @@ int gm_fill(const struct guest_memory *gm, uint64_t gpa, int byte, uint64_t len)
 	if (!p)
 		return -1;
 	memset(p, byte, len);
+	gm_mark_dirty(gm, gpa, len);
 	return 0;
+}
+
+/* ---- dirty tracking of device writes ---------------------------------------------------- */
+
+uint64_t gm_pages(const struct guest_memory *gm)
+{
+	return (gm->size + 4095) / 4096;
+}
+
+void gm_mark_dirty(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+	uint64_t *bm = __atomic_load_n(&gm->dirty, __ATOMIC_ACQUIRE);
+	uint64_t off, first, last;
+
+	if (!bm || !len)
+		return;
+	off = gm_offset(gm, gpa, len);
+	if (off == UINT64_MAX)
+		return;
+	first = off / 4096;
+	last = (off + len - 1) / 4096;
+	for (uint64_t p = first; p <= last; p++)
+		__atomic_fetch_or(&bm[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+}
+
+int gm_dirty_start(struct guest_memory *gm)
+{
+	uint64_t *bm;
+
+	if (gm->dirty) {
+		memset(gm->dirty, 0, (gm_pages(gm) + 63) / 64 * 8);
+		return 0;
+	}
+	bm = calloc((gm_pages(gm) + 63) / 64, 8);
+	if (!bm)
+		return -ENOMEM;
+	__atomic_store_n(&gm->dirty, bm, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void gm_dirty_stop(struct guest_memory *gm)
+{
+	uint64_t *bm = gm->dirty;
+
+	__atomic_store_n(&gm->dirty, NULL, __ATOMIC_RELEASE);
+	free(bm); /* callers stop tracking only with every vCPU and device quiet */
+}
+
+void gm_dirty_collect(struct guest_memory *gm, uint64_t *bitmap)
+{
+	uint64_t words = (gm_pages(gm) + 63) / 64;
+
+	if (!gm->dirty)
+		return;
+	for (uint64_t i = 0; i < words; i++)
+		bitmap[i] |= __atomic_exchange_n(&gm->dirty[i], 0, __ATOMIC_RELAXED);
 }

@@ -17,6 +17,10 @@ struct guest_memory {
 	uint64_t low_size;  /* RAM in [0, low_size) */
 	uint64_t high_size; /* RAM in [4 GiB, 4 GiB + high_size) */
 	int fd;             /* the memfd behind `host` (gm_init_shared), else -1 */
+	/* Pages hearth's own devices wrote (one bit per 4 KiB page, by gm_offset), while dirty
+	 * tracking is on for diff snapshots; NULL otherwise. The guest's own writes are the
+	 * backend's to track (backend.h: dirty_collect). */
+	uint64_t *dirty;
 };
 
 /* Map `size` bytes of anonymous memory (MADV_HUGEPAGE). Returns 0 or -errno. */
@@ -24,6 +28,10 @@ int gm_init(struct guest_memory *gm, uint64_t size);
 /* The same in a memfd, mapped shared, for a backend that maps guest RAM into another
  * process too (the process engine). Returns 0 or -errno. */
 int gm_init_shared(struct guest_memory *gm, uint64_t size);
+/* Map `size` bytes of the file `fd` privately (a snapshot's memory file: no copy, pages
+ * read on demand, shared with other mappings of the file until written). fd may be closed
+ * afterwards. Returns 0 or -errno. */
+int gm_init_file(struct guest_memory *gm, int fd, uint64_t size);
 void gm_destroy(struct guest_memory *gm);
 
 /* Wrap an existing buffer as low RAM only (unit tests). */
@@ -43,5 +51,17 @@ void *gm_ptr(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
 int gm_read(const struct guest_memory *gm, uint64_t gpa, void *dst, uint64_t len);
 int gm_write(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64_t len);
 int gm_fill(const struct guest_memory *gm, uint64_t gpa, int byte, uint64_t len);
+
+/* Dirty tracking of device writes (diff snapshots). gm_write and gm_fill mark what they
+ * write; a device that writes through gm_ptr marks it with gm_mark_dirty (a no-op when
+ * tracking is off). Any thread. */
+void gm_mark_dirty(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
+/* Start tracking (0 or -ENOMEM), or stop it. */
+int gm_dirty_start(struct guest_memory *gm);
+void gm_dirty_stop(struct guest_memory *gm);
+/* Number of 4 KiB pages of guest RAM (the bitmaps' size in bits). */
+uint64_t gm_pages(const struct guest_memory *gm);
+/* OR the device-dirtied pages into `bitmap` and clear them. */
+void gm_dirty_collect(struct guest_memory *gm, uint64_t *bitmap);
 
 #endif

@@ -23,6 +23,8 @@
 
 #include "metrics.h"
 
+#include "snapshot/snapshot.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -412,7 +414,30 @@ out:
 	return r;
 }
 
-int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code)
+/* The backend a snapshot's engine needs. */
+static const struct backend *snapshot_backend(const struct snapshot_file *snap)
+{
+	return snap->meta.engine == ENGINE_PROCESS ? &process_backend : &kvm_backend;
+}
+
+/* Dirty page tracking (diff snapshots): the guest's writes through the backend, the devices'
+ * through guest memory. */
+static int start_dirty_tracking(struct vm *vm, struct error *err)
+{
+	if (!vm->backend->dirty_start)
+		return err_set(err, "track_dirty_pages: the %s engine cannot track dirty pages",
+		               engine_name(vm->engine));
+	if (vm->backend->dirty_start(vm, err))
+		return -1;
+	if (gm_dirty_start(&vm->mem))
+		return err_set(err, "track_dirty_pages: out of memory");
+	vm->dirty_tracking = true;
+	return 0;
+}
+
+/* Build a VM that boots `cfg`'s kernel, or (snap) one restored from a snapshot. */
+static int build(struct vm *vm, const struct vm_config *cfg, struct snapshot_file *snap,
+                 const char *mem_path, struct error *err, int *exit_code)
 {
 	struct error open_err = {""};
 	int r, open_r;
@@ -432,10 +457,24 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	 * loaded. Its failure is reported after the images are checked, so that a bad image is
 	 * reported as such on any host. */
 	if (!vm->backend) /* (a test may bring its own) */
-		vm->backend = backend_pick(&vm->kvm, cfg->mmu);
+		vm->backend = snap ? snapshot_backend(snap) : backend_pick(&vm->kvm, cfg->mmu);
 	open_r = vm->backend->open(vm, &open_err);
-	r = vm->backend->shared_memory ? gm_init_shared(&vm->mem, cfg->mem_mib * MIB)
-	                               : gm_init(&vm->mem, cfg->mem_mib * MIB);
+	if (snap && open_r) {
+		*err = open_err;
+		*exit_code = EXIT_VMM_ERROR;
+		return -1;
+	}
+	if (snap) {
+		if (snapshot_map_memory(&vm->mem, mem_path, &snap->meta, vm->backend->shared_memory,
+		                        err)) {
+			*exit_code = EXIT_VMM_ERROR;
+			return -1;
+		}
+		r = 0;
+	} else {
+		r = vm->backend->shared_memory ? gm_init_shared(&vm->mem, cfg->mem_mib * MIB)
+		                               : gm_init(&vm->mem, cfg->mem_mib * MIB);
+	}
 	if (r == -EFBIG) {
 		*exit_code = EXIT_VMM_ERROR;
 		return err_set(
@@ -454,14 +493,24 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
-	/* Guest images first: a bad image is reported before the machine is built. */
-	if (plan_devices(vm, cfg, err) || load_guest(vm, cfg, err)) {
-		*exit_code = EXIT_BAD_IMAGE;
-		return -1;
+	if (snap) {
+		/* The guest is in guest memory already; the engine is the one it ran in. */
+		if (plan_devices(vm, cfg, err)) {
+			*exit_code = EXIT_VMM_ERROR;
+			return -1;
+		}
+		vm->linux_kernel = snap->meta.linux_kernel;
+		vm->engine = (enum engine)snap->meta.engine;
+	} else {
+		/* Guest images first: a bad image is reported before the machine is built. */
+		if (plan_devices(vm, cfg, err) || load_guest(vm, cfg, err)) {
+			*exit_code = EXIT_BAD_IMAGE;
+			return -1;
+		}
+		if (engine_pick(vm->backend, &vm->kvm, cfg->mmu, vm->linux_kernel, &vm->engine, err,
+		                exit_code))
+			return -1;
 	}
-	if (engine_pick(vm->backend, &vm->kvm, cfg->mmu, vm->linux_kernel, &vm->engine, err,
-	                exit_code))
-		return -1;
 	if (open_r) {
 		*err = open_err;
 		*exit_code = EXIT_VMM_ERROR;
@@ -479,11 +528,23 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vm->vcpus[i] = (struct vcpu){.vm = vm, .id = i};
 	if (add_legacy_devices(vm, err) || map_devices(vm, err) || vm->backend->create(vm, err) ||
-	    bind_device_fds(vm, err)) {
+	    bind_device_fds(vm, err) || (snap && snapshot_restore_state(vm, snap, err)) ||
+	    (cfg->track_dirty_pages && start_dirty_tracking(vm, err))) {
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
 	return 0;
+}
+
+int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code)
+{
+	return build(vm, cfg, NULL, NULL, err, exit_code);
+}
+
+int vm_build_restored(struct vm *vm, const struct vm_config *cfg, struct snapshot_file *snap,
+                      const char *mem_path, struct error *err, int *exit_code)
+{
+	return build(vm, cfg, snap, mem_path, err, exit_code);
 }
 
 /* vCPU threads wait here, their filter loaded, until the VMM thread has loaded its own
@@ -626,6 +687,23 @@ void vm_pause(struct vm *vm)
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 	pthread_mutex_unlock(&vm->pause_lock);
 	vm->backend->pause(vm); /* the guest's clocks stop too */
+}
+
+void vm_hold(struct vm *vm)
+{
+	/* Before the vCPUs are released: they park at their first checkpoint. The backend's
+	 * clocks are as restore left them: stopped until vm_resume. */
+	pthread_mutex_lock(&vm->pause_lock);
+	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_wait_parked(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < vm->nvcpus && !__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 void vm_resume(struct vm *vm)

@@ -72,6 +72,7 @@ struct vm {
 	struct irqchip *irqchip; /* the backend's interrupt controller: every device's IRQs */
 	bool linux_kernel;       /* the loaded kernel is Linux: never the shadow engine */
 	struct guest_memory mem;
+	bool dirty_tracking; /* track_dirty_pages: the backend and guest memory count writes */
 	unsigned nvcpus;
 	struct vcpu *vcpus;
 	struct bus pio, mmio;
@@ -110,6 +111,12 @@ void vm_info(const struct vm *vm, cJSON *o);
 /* Load the kernel and boot data, plan the devices, choose the engine, and have the backend
  * create the VM (memory, interrupt controller, vCPUs). */
 int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int *exit_code);
+/* The same for a VM restored from a snapshot (snapshot/snapshot.h): built from the
+ * snapshot's configuration `cfg`, guest RAM from `mem_path`, then every part's state from
+ * the snapshot; no guest is loaded. */
+struct snapshot_file;
+int vm_build_restored(struct vm *vm, const struct vm_config *cfg, struct snapshot_file *snap,
+                      const char *mem_path, struct error *err, int *exit_code);
 /* Start the vCPU threads. Each loads its seccomp filter, then waits for vm_release_vcpus
  * before it runs the guest (so that the VMM thread can load its own filter first). */
 int vm_start(struct vm *vm);
@@ -119,6 +126,10 @@ void vm_stop_vcpus(struct vm *vm);
 /* Park every vCPU outside the guest, freezing its clocks / let them run again. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+/* A restored VM: its vCPUs park before their first instruction (call before
+ * vm_release_vcpus); vm_wait_parked waits until they have. */
+void vm_hold(struct vm *vm);
+void vm_wait_parked(struct vm *vm);
 /* Called by backends before each entry into the guest: parks while paused; false when the
  * VM must stop. */
 bool vm_vcpu_checkpoint(struct vcpu *v);

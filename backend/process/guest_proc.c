@@ -6,7 +6,8 @@
  *
  * The filter (checked in this order): the x86-64 system-call ABI (int $0x80 and friends are
  * the guest's own), an instruction pointer inside the stub's code, then only futex (wait
- * and wake), rt_sigreturn, exit, exit_group, arch_prctl(SET_FS/SET_GS), and mmap/munmap/mprotect of
+ * and wake), rt_sigreturn, exit, exit_group, sched_yield, arch_prctl(SET_FS/SET_GS), and
+ * mmap/munmap/mprotect of
  * the RAM memfd below the slot, at most STUB_MAP_MAX at a time (or the whole guest range in
  * one unmap). Anything else is the guest's own system call: it traps (SIGSYS) into the stub
  * and hearth emulates it; it never reaches the host.
@@ -127,7 +128,8 @@ static void rule_end(struct bpf *b, unsigned at)
 
 static int build_filter(struct sock_filter *p, unsigned cap)
 {
-	static const uint32_t plain[] = {SYS_rt_sigreturn, SYS_exit, SYS_exit_group};
+	static const uint32_t plain[] = {SYS_rt_sigreturn, SYS_exit, SYS_exit_group,
+	                                 SYS_sched_yield};
 	struct bpf b = {p, 0, cap, false};
 	uint64_t code = STUB_SLOT_VA + STUB_CODE_OFF;
 	unsigned at, trap;

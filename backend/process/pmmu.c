@@ -30,6 +30,7 @@
 #include "cpu/x86.h"
 #include "vmm/log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -58,6 +59,7 @@ struct pmmu {
 	struct pt_tracker pt;
 	struct pm_root roots[MAX_ROOTS];
 	struct pm_root *cur; /* whose mappings are in the guest process; NULL: none */
+	uint64_t *dirty;     /* dirty tracking: pages stored to, by gm_offset page; else NULL */
 	uint64_t clock;
 	uint64_t hits, misses, fills, evictions, invalidations, flushes, tracked_writes, mmio,
 	    guest_faults;
@@ -77,8 +79,10 @@ struct pmmu *pmmu_create(struct vm *vm)
 
 void pmmu_destroy(struct pmmu *m)
 {
-	if (m)
+	if (m) {
 		pthread_mutex_destroy(&m->lock);
+		free(m->dirty);
+	}
 	free(m);
 }
 
@@ -151,8 +155,10 @@ static void invalidate_where(struct pmmu *m, struct proc_vcpu *pv,
 				continue;
 			}
 			m->invalidations++;
-			if (root == m->cur && !proc_vcpu_op(pv, STUB_OP_MUNMAP, root->maps[i].va,
-			                                    root->maps[i].size, 0, 0)) {
+			/* PROT_NONE in place, not an unmap: the host keeps its page-table pages
+			 * (freeing and refilling them costs ~5x the mapping itself here). */
+			if (root == m->cur && !proc_vcpu_op(pv, STUB_OP_MMAP, root->maps[i].va,
+			                                    root->maps[i].size, 0, PROT_NONE)) {
 				flush_locked(m, pv);
 				break;
 			}
@@ -174,11 +180,60 @@ static bool reads_entry(const struct pm_map *p, uint64_t gpa)
 	return false;
 }
 
+static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err, bool prefetch);
+
+/* Lock held. May the page at memfd offset `off` be mapped writable? Always, unless dirty
+ * pages are tracked: then once it is marked, and a store (`write`) marks it. */
+static bool dirty_ok(struct pmmu *m, uint64_t off, bool write)
+{
+	uint64_t p = off / PAGE_4K;
+
+	if (!m->dirty)
+		return true;
+	if (write)
+		m->dirty[p / 64] |= 1ULL << (p % 64);
+	return (m->dirty[p / 64] >> (p % 64)) & 1;
+}
+
+int pmmu_dirty_start(struct pmmu *m, struct proc_vcpu *pv)
+{
+	uint64_t words = (gm_pages(&m->vm->mem) + 63) / 64;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->dirty)
+		m->dirty = calloc(words, 8);
+	else
+		memset(m->dirty, 0, words * 8);
+	if (m->dirty)
+		forget_all(m, pv); /* writable mappings go: the next store faults and marks */
+	pthread_mutex_unlock(&m->lock);
+	return m->dirty ? 0 : -ENOMEM;
+}
+
+void pmmu_dirty_collect(struct pmmu *m, struct proc_vcpu *pv, uint64_t *bitmap)
+{
+	uint64_t words = (gm_pages(&m->vm->mem) + 63) / 64;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->dirty) {
+		for (uint64_t i = 0; i < words; i++) {
+			bitmap[i] |= m->dirty[i];
+			m->dirty[i] = 0;
+		}
+		forget_all(m, pv);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 {
 	pthread_mutex_lock(&m->lock);
 	/* invlpg acts on this CPU's current translations only */
 	invalidate_where(m, pv, covers, va, true);
+	/* A guest that invalidates a page is about to use its new translation: map it now
+	 * (read-only unless dirty) and save the fault. */
+	if (va >= 0x1000 && va < STUB_GUEST_VA_END)
+		fill(m, pv, va, 0, true);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -257,6 +312,15 @@ static void remember(struct pmmu *m, struct proc_vcpu *pv, const struct pm_map *
 
 void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 {
+	pthread_mutex_lock(&m->lock);
+	fill(m, pv, va, err, false);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Lock held; released and taken again around what the guest's CPU does (a #PF, an
+ * emulated access). A prefetch only maps, and only what it can map without a fault. */
+static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err, bool prefetch)
+{
 	struct guest_cpu *c = &pv->cpu;
 	const struct guest_memory *gm = c->gm;
 	bool new_tracked = false;
@@ -270,14 +334,16 @@ void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 	struct pm_map map;
 	uint64_t size = PAGE_4K, page;
 
-	pthread_mutex_lock(&m->lock);
 	switch_root(m, pv, c);
 	if (!page_walk(gm, c->cr3, va, &mode, &w)) {
 		if (new_tracked) /* the tables it passed are protected from now on */
 			forget_all(m, pv);
+		if (prefetch)
+			return;
 		m->guest_faults++;
 		pthread_mutex_unlock(&m->lock);
 		cpu_page_fault(c, va, w.fault_error);
+		pthread_mutex_lock(&m->lock);
 		return;
 	}
 	if (new_tracked) /* a page just became a page table: writable mappings of it go */
@@ -285,6 +351,7 @@ void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 	if (va >= STUB_GUEST_VA_END) {
 		pthread_mutex_unlock(&m->lock);
 		proc_refuse_va(pv, va);
+		pthread_mutex_lock(&m->lock);
 		return;
 	}
 	if (mode.write && pt_tracked(&m->pt, w.gpa) && (w.gpa >> 12) != m->pt.exempt) {
@@ -292,16 +359,20 @@ void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 		pthread_mutex_unlock(&m->lock);
 		if (!cpu_emulate_pte_store(c, va, w.gpa))
 			proc_step_pt_store(pv, va, w.gpa);
+		pthread_mutex_lock(&m->lock);
 		return;
 	}
 	if (!gm_range_ok(gm, w.gpa, 1) || va < 0x1000) {
+		if (prefetch)
+			return;
 		/* MMIO (or page 0): decoded and done by hearth, never mapped */
 		m->mmio++;
 		pthread_mutex_unlock(&m->lock);
 		proc_emulate_access(pv, va, w.gpa);
+		pthread_mutex_lock(&m->lock);
 		return;
 	}
-	if (w.page_size >= PAGE_2M) {
+	if (w.page_size >= PAGE_2M && !m->dirty) { /* (tracking dirty pages: 4 KiB each) */
 		uint64_t base = w.gpa & ~(PAGE_2M - 1), vbase = va & ~(PAGE_2M - 1);
 
 		if (gm_range_ok(gm, base, PAGE_2M) && !pt_tracked_in_range(&m->pt, base, PAGE_2M) &&
@@ -315,7 +386,8 @@ void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 	    .off = gm_offset(gm, page, size),
 	    .prot = PROT_READ,
 	    .entry_gpa = {w.entry_gpa[0], w.entry_gpa[1], w.entry_gpa[2], w.entry_gpa[3]}};
-	if (w.writable && w.dirty && !(size == PAGE_4K && pt_tracked(&m->pt, page)))
+	if (w.writable && w.dirty && !(size == PAGE_4K && pt_tracked(&m->pt, page)) &&
+	    dirty_ok(m, map.off, mode.write))
 		map.prot |= PROT_WRITE;
 	if (w.executable)
 		map.prot |= PROT_EXEC;
@@ -325,7 +397,6 @@ void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 		remember(m, pv, &map);
 		m->fills++;
 	}
-	pthread_mutex_unlock(&m->lock);
 }
 
 /* Let one store into a page table run natively: the page writable until the single step

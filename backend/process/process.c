@@ -5,6 +5,7 @@
 #include "vmm/log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,44 @@ static void kick(void *opaque, unsigned cpu)
 		proc_vcpu_kick(&vm->vcpus[cpu]);
 }
 
+/* Where vCPU k's two threads run: hearth's on allowed CPU 2k, the guest's on 2k + 1 (modulo
+ * the allowed ones). Each side polls a little before it sleeps, which pays off only when the
+ * other side runs meanwhile on another CPU. -1: fewer than two CPUs, no pinning. */
+static int allowed_cpu(unsigned slot)
+{
+	cpu_set_t set;
+	unsigned n, want;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0 || (n = (unsigned)CPU_COUNT(&set)) < 2)
+		return -1;
+	want = slot % n;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set) && want-- == 0)
+			return cpu;
+	return -1;
+}
+
+static int proc_vcpu_host_cpu(const struct vm *vm, unsigned id)
+{
+	(void)vm;
+	return allowed_cpu(2 * id);
+}
+
+static void pin_guest_threads(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		int cpu = allowed_cpu(2 * i + 1);
+		pid_t tid = (pid_t)stub_vcpus(proc_of(vm)->shared)[i].tid;
+		cpu_set_t set;
+
+		if (cpu < 0 || tid <= 0)
+			return;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		sched_setaffinity(tid, sizeof(set), &set); /* best effort */
+	}
+}
+
 static int proc_create(struct vm *vm, struct error *err)
 {
 	struct proc_vm *p = proc_of(vm);
@@ -152,6 +191,7 @@ static int proc_create(struct vm *vm, struct error *err)
 		return err_set(err, "out of memory");
 	if (add_chip_devices(vm, err) || proc_spawn(vm, err))
 		return -1;
+	pin_guest_threads(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (proc_vcpu_init(vm, &vm->vcpus[i], err))
 			return -1;
@@ -242,7 +282,12 @@ const struct backend process_backend = {
     .create = proc_create,
     .vcpu_run = proc_vcpu_run,
     .vcpu_kick = proc_vcpu_kick,
+    .vcpu_host_cpu = proc_vcpu_host_cpu,
     .vcpu_filter = proc_vcpu_filter,
+    .save = proc_save,
+    .restore = proc_restore,
+    .dirty_start = proc_dirty_start,
+    .dirty_collect = proc_dirty_collect,
     .pause = proc_pause,
     .resume = proc_resume,
     .info = proc_info,

@@ -61,8 +61,14 @@ struct proc_vcpu {
 	bool stepping_pt;     /* single-stepping a page-table store (pmmu_unprotect) */
 	uint32_t wake;        /* futex: bumped by kicks while hearth's thread sleeps */
 	unsigned op_failures; /* mapping changes that failed in a row */
-	pid_t tid;            /* the guest thread (from the start exit) */
-	                      /* MSRs the guest may set and read back */
+	bool started_guest;   /* it has run guest code (an AP never has: parked) */
+	/* Snapshots: restored from one (no boot state); its FPU state, loaded at the first
+	 * resume (load_fpu). */
+	bool restored, load_fpu;
+	uint32_t fp_len;
+	uint8_t fpstate[STUB_FP_MAX];
+	pid_t tid; /* the guest thread (from the start exit) */
+	           /* MSRs the guest may set and read back */
 #define PROC_MSRS 8
 	uint32_t msr_index[PROC_MSRS];
 	uint64_t msr_value[PROC_MSRS];
@@ -106,6 +112,12 @@ bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t l
  * far (always fits). */
 void proc_vcpu_unmap_all(struct proc_vcpu *pv);
 
+/* snapshot.c: the backend's snapshot ops */
+int proc_save(struct vm *vm, struct snap_w *w, struct error *err);
+int proc_restore(struct vm *vm, struct snap_r *r, struct error *err);
+int proc_dirty_start(struct vm *vm, struct error *err);
+int proc_dirty_collect(struct vm *vm, uint64_t *bitmap, struct error *err);
+
 /* pmmu.c: f.g in the guest process's page tables. One per VM; its lock is taken inside. */
 struct pmmu *pmmu_create(struct vm *vm);
 void pmmu_destroy(struct pmmu *m);
@@ -128,6 +140,11 @@ void pmmu_step_done(struct pmmu *m, struct proc_vcpu *pv);
 bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
                     uint64_t *gpa);
 void pmmu_stats(const struct pmmu *m, cJSON *o);
+/* Dirty tracking: guest RAM mapped read-only until the first store to each page, which marks
+ * it. Start (0 or -ENOMEM); collect ORs the marks into `bitmap` (by gm_offset page) and
+ * starts over. With every vCPU parked; the mappings' changes go with `pv`'s next resume. */
+int pmmu_dirty_start(struct pmmu *m, struct proc_vcpu *pv);
+void pmmu_dirty_collect(struct pmmu *m, struct proc_vcpu *pv, uint64_t *bitmap);
 void pmmu_log_stats(const struct pmmu *m);
 
 #endif

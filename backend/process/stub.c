@@ -41,10 +41,17 @@
 #define MAP_ANON_          0x20
 #define ARCH_SET_GS_       0x1001
 #define ARCH_SET_FS_       0x1002
-#define CLONE_THREAD_FLAGS 0x50f00           /* VM | FS | FILES | SIGHAND | THREAD | SYSVSEM */
-#define SPIN               4000              /* pause loops before a futex wait */
-#define UCONTEXT_GREGS     40                /* offset of uc_mcontext's registers in a ucontext */
-#define USER_VA_END        0x7ffffffff000ULL /* the kernel's TASK_SIZE */
+#define CLONE_THREAD_FLAGS 0x50f00 /* VM | FS | FILES | SIGHAND | THREAD | SYSVSEM */
+#define SPIN               1000    /* pause loops before a futex wait (~20 us) */
+#define YIELD_EVERY                                                                                \
+	64                   /* ... with a sched_yield now and then: on a shared CPU,              \
+	                        hearth's thread may be what the wait is for */
+#define UCONTEXT_GREGS   40  /* offset of uc_mcontext's registers in a ucontext */
+#define UCONTEXT_FPREGS  224 /* ... and of its pointer to the FPU state */
+#define FP_SW_OFF        464 /* the kernel's software header in the FXSAVE area */
+#define FP_XSTATE_MAGIC1 0x46505853u
+#define FXSAVE_LEN       512
+#define USER_VA_END      0x7ffffffff000ULL /* the kernel's TASK_SIZE */
 
 struct ksigaction {
 	void (*handler)(int, void *, void *);
@@ -156,6 +163,20 @@ static void run_ops(struct stub_vcpu *v)
 	}
 }
 
+static void copy_bytes(void *dst, const void *src, uint64_t n)
+{
+	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+}
+
+/* The size of the FPU state the kernel saved at `fp`: XSAVE with the kernel's software
+ * header (magic1, extended_size, ...), or plain FXSAVE. */
+static uint32_t fp_size(const uint8_t *fp)
+{
+	const uint32_t *sw = (const uint32_t *)(fp + FP_SW_OFF);
+
+	return sw[0] == FP_XSTATE_MAGIC1 ? sw[1] : FXSAVE_LEN;
+}
+
 /* Every fault, trap, refused system call and kick of the guest lands here. */
 static void handler(int sig, void *info, void *uc)
 {
@@ -163,7 +184,8 @@ static void handler(int sig, void *info, void *uc)
 	struct stub_vcpu *v = t->v;
 	uint64_t *g = (uint64_t *)((char *)uc + UCONTEXT_GREGS);
 	const uint8_t *si = info;
-	uint32_t seq;
+	uint8_t *fp;
+	uint32_t seq, n;
 
 	v->exit.kind = t->started ? STUB_EXIT_SIGNAL : STUB_EXIT_START;
 	t->started = 1;
@@ -174,12 +196,19 @@ static void handler(int sig, void *info, void *uc)
 	v->exit.syscall_arch = sig == SIGSYS_ ? *(const uint32_t *)(si + 28) : 0;
 	for (unsigned i = 0; i < SG_COUNT; i++)
 		v->exit.gregs[i] = g[i];
+	fp = *(uint8_t **)((char *)uc + UCONTEXT_FPREGS);
+	n = fp ? fp_size(fp) : 0;
+	v->fp_len = n <= STUB_FP_MAX ? n : 0;
+	if (v->fp_len)
+		copy_bytes(v->fpstate, fp, n);
 	seq = __atomic_load_n(&v->reply_seq, __ATOMIC_ACQUIRE);
 	__atomic_add_fetch(&v->exit_seq, 1, __ATOMIC_RELEASE);
 	futex_wake(&v->exit_seq);
 	for (unsigned i = 0; __atomic_load_n(&v->reply_seq, __ATOMIC_ACQUIRE) == seq; i++) {
-		if (i < SPIN)
+		if (i < SPIN && (i % YIELD_EVERY) != YIELD_EVERY - 1)
 			__asm__ volatile("pause");
+		else if (i < SPIN)
+			sys(__NR_sched_yield, 0, 0, 0);
 		else
 			futex_wait(&v->reply_seq, seq);
 	}
@@ -189,6 +218,10 @@ static void handler(int sig, void *info, void *uc)
 	run_ops(v);
 	for (unsigned i = 0; i < SG_RESUME; i++)
 		g[i] = v->reply.gregs[i];
+	/* A snapshot's FPU state, of the size this host's kernel uses (the kernel checks the
+	 * rest at sigreturn: a bad one ends the guest process). */
+	if (v->reply.load_fpu && fp && v->fp_len == n && n)
+		copy_bytes(fp, v->fpstate, n);
 }
 
 /* The signal return, as the kernel expects it (SA_RESTORER). */

@@ -60,6 +60,7 @@ enum stub_op_kind {
 };
 
 #define STUB_MAX_OPS 32
+#define STUB_FP_MAX  8192 /* the XSAVE area with AVX-512 is ~2.7 KiB */
 
 struct stub_op {
 	uint32_t kind, prot;
@@ -124,7 +125,13 @@ struct stub_vcpu {
 		uint32_t command, nops;
 		uint64_t gregs[SG_RESUME];
 		struct stub_op ops[STUB_MAX_OPS];
+		uint32_t load_fpu; /* 1: the FPU/SSE/AVX state below replaces the guest's */
 	} reply;
+	/* The guest's FPU/SSE/AVX state as the kernel saved it in the signal frame (the XSAVE
+	 * layout with its software header): copied out at every exit, in at a resume with
+	 * reply.load_fpu (a snapshot's). fp_len 0: it did not fit. */
+	uint32_t fp_len;
+	uint8_t fpstate[STUB_FP_MAX] __attribute__((aligned(64)));
 } __attribute__((aligned(4096)));
 
 /* How the guest process starts (at the start of the shared area, written by hearth). */

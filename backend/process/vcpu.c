@@ -24,6 +24,7 @@
 #include <linux/audit.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,14 @@ static void reply(struct proc_vcpu *pv)
 		pv->set_fs = c->fs_base;
 	if (c->gs_base != pv->set_gs && proc_vcpu_op(pv, STUB_OP_SET_GS, c->gs_base, 0, 0, 0))
 		pv->set_gs = c->gs_base;
+	if (pv->load_fpu) { /* a restored vCPU's first resume */
+		memcpy(r->fpstate, pv->fpstate, pv->fp_len);
+		r->fp_len = pv->fp_len;
+		pv->load_fpu = false;
+		r->reply.load_fpu = 1;
+	} else {
+		r->reply.load_fpu = 0;
+	}
 	memcpy(r->reply.ops, pv->ops, pv->nops * sizeof(pv->ops[0]));
 	r->reply.nops = pv->nops;
 	pv->nops = 0;
@@ -461,7 +470,10 @@ static bool wait_exit(struct proc_vcpu *pv)
 		}
 		/* A trap comes back within microseconds: poll a while before sleeping. */
 		if (spin_until && ((i & 255) || now_ns() < spin_until)) {
-			__asm__ volatile("pause");
+			if ((i & 63) == 63)
+				sched_yield(); /* the guest thread may share this CPU */
+			else
+				__asm__ volatile("pause");
 			continue;
 		}
 		spin_until = 0;
@@ -520,8 +532,9 @@ static void deliver_interrupts(struct proc_vcpu *pv)
 	cpu_reflect(&pv->cpu, (unsigned)vec, 0, true);
 }
 
-/* hlt with IF set: sleep until an interrupt is due (or the VM must stop or pause). */
-static void sleep_halted(struct proc_vcpu *pv)
+/* hlt with IF set: sleep until an interrupt is due (true), or the VM must stop or pause
+ * (false). */
+static bool sleep_halted(struct proc_vcpu *pv)
 {
 	struct vm *vm = vm_of(pv);
 	struct proc_vm *p = proc_of(vm);
@@ -532,10 +545,11 @@ static void sleep_halted(struct proc_vcpu *pv)
 		struct timespec ts;
 
 		uirq_tick(p->uirq, (int)pv->v->id);
-		if (uirq_wakeup_pending(p->uirq, pv->v->id) ||
-		    __atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
+		if (uirq_wakeup_pending(p->uirq, pv->v->id))
+			return true;
+		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
 		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
-			return;
+			return false;
 		now = now_ns();
 		deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
 		if (deadline > now + WAIT_SLICE_NS)
@@ -671,12 +685,20 @@ void proc_vcpu_run(struct vcpu *v)
 
 	pv->seen_exit = __atomic_load_n(&pv->rec->exit_seq, __ATOMIC_ACQUIRE); /* the start */
 	pv->tid = (pid_t)__atomic_load_n(&pv->rec->tid, __ATOMIC_ACQUIRE);
-	if (v->id != 0) {
-		/* Application processors stay parked (as in KVM's shadow engine). */
+	if (!pv->restored) {
+		if (v->id != 0) {
+			/* Application processors stay parked (as in KVM's shadow engine). */
+			vm_vcpu_park(v);
+			return;
+		}
+		boot_state(pv);
+		pv->started_guest = true;
+	} else if (!pv->started_guest) {
 		vm_vcpu_park(v);
 		return;
+	} else {
+		pv->load_fpu = pv->fp_len != 0; /* the snapshot's, at the first resume */
 	}
-	boot_state(pv);
 	if (pv->interp && !interpret(pv))
 		return;
 	while (vm_vcpu_checkpoint(v)) {
@@ -687,6 +709,11 @@ void proc_vcpu_run(struct vcpu *v)
 		if (pv->halted_for_good) {
 			vm_vcpu_park(v);
 			return;
+		}
+		if (pv->halted) {
+			if (!sleep_halted(pv))
+				continue; /* paused or stopping: still in hlt */
+			pv->halted = false;
 		}
 		deliver_interrupts(pv);
 		reply(pv);
@@ -718,15 +745,11 @@ void proc_vcpu_run(struct vcpu *v)
 			continue;
 		regs_in(&pv->cpu, g);
 		handle_signal(pv, signo, g, arch);
-		if (pv->halted) {
+		if (pv->halted && !(pv->cpu.r.rflags & RF_IF)) {
+			/* hlt with interrupts off: as hardware, asleep for good */
 			pv->halted = false;
-			if (!(pv->cpu.r.rflags & RF_IF)) {
-				/* hlt with interrupts off: as hardware, asleep for good */
-				pv->halted_for_good = true;
-				continue;
-			}
-			sleep_halted(pv);
-		}
+			pv->halted_for_good = true;
+		} /* (with IF set, the loop sleeps until an interrupt is due) */
 		p->traps++;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		p->trap_ns +=

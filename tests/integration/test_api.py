@@ -202,7 +202,11 @@ BAD = [
     ("PUT", "/vm", '{"state": "Paused"}', "PUT"),
     ("DELETE", "/", None, "DELETE"),
     ("GET", "/no/such/path", None, "/no/such/path"),
-    ("PUT", "/snapshot/create", '{}', "not implemented"),
+    ("PUT", "/snapshot/create", '{}', "missing required field 'snapshot_path'"),
+    ("PUT", "/snapshot/create", '{"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m"}',
+     "must be Paused"),
+    ("PUT", "/snapshot/load", '{"snapshot_path": "/tmp/s", "mem_backend": '
+                              '{"backend_type": "Uffd", "backend_path": "/x"}}', "Uffd"),
     ("PUT", "/balloon", '{}', "not implemented"),
     ("PUT", "/boot-source", "[]", "object"),
     ("PUT", "/boot-source", "", "body"),

@@ -348,8 +348,29 @@ static const struct err_case err_cases[] = {
     {"PUT", "/entropy", "{}", "PUT /entropy is not implemented by hearth"},
     {"PUT", "/serial", "{}", "PUT /serial is not implemented by hearth"},
     {"PATCH", "/hotplug/memory", "{}", "PATCH /hotplug/memory is not implemented by hearth"},
-    {"PUT", "/snapshot/create", "{}", "PUT /snapshot/create is not implemented by hearth"},
-    {"PUT", "/snapshot/load", "{}", "PUT /snapshot/load is not implemented by hearth"},
+    {"PUT", "/snapshot/create", "{}", "missing required field 'snapshot_path'"},
+    {"PUT", "/snapshot/create",
+     "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+     "\"snapshot_type\": \"Half\"}",
+     "field 'snapshot_type' must be Full or Diff"},
+    {"PUT", "/snapshot/load", "{}", "missing required field 'snapshot_path'"},
+    {"PUT", "/snapshot/load", "{\"snapshot_path\": \"s\"}",
+     "missing required field 'mem_backend' (or the deprecated 'mem_file_path')"},
+    {"PUT", "/snapshot/load",
+     "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", \"mem_backend\": "
+     "{\"backend_type\": \"File\", \"backend_path\": \"m\"}}",
+     "give mem_backend or mem_file_path, not both"},
+    {"PUT", "/snapshot/load",
+     "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"Disk\", "
+     "\"backend_path\": \"m\"}}",
+     "mem_backend.backend_type must be File or Uffd"},
+    {"PUT", "/snapshot/load",
+     "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", \"network_overrides\": "
+     "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"a/b\"}]}",
+     "network_overrides[].host_dev_name 'a/b' must be 1..15 bytes"},
+    {"PUT", "/snapshot/load",
+     "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", \"vsock_override\": {}}",
+     "vsock_override is not supported by hearth"},
     {"PUT", "/vsock", "{}", "PUT /vsock is not implemented by hearth"},
     {"DELETE", "/vsock", NULL, "Invalid request method and/or path: DELETE /vsock (allowed: PUT)"},
     /* path ids */
