@@ -22,6 +22,9 @@ OUT=/dev/ttyS1
 # Raw: no "\n" -> "\r\n", no echo, no signals from the line; setting it also waits for the
 # output already queued to be sent (busybox stty uses TCSADRAIN), which the end relies on.
 stty -F "$OUT" raw -echo 2>/dev/null || OUT=/dev/console
+# Held open for the whole run: an open port has its receive interrupt enabled, which the
+# host uses to wake a stalled L1 (run.sh, "nudge").
+exec 3<>"$OUT"
 
 say() { # on the command's channel and in the kernel log
 	echo "nested: $*" >"$OUT"
@@ -50,12 +53,13 @@ done </lib/modules/order
 mkdir -p /job /lower /rw /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L job /job || fail "mount the job share (9p tag job)"
 [ -f /job/job.sh ] || fail "no job.sh on the job share"
-# A heartbeat for the host: TCG has been seen (rarely) to leave L1 halted for good with no
-# timer to wake it, which no soft-lockup detector inside L1 can see; the host fails the run
-# when this file stops changing.
+# A heartbeat for the host. QEMU 7.2's TCG can lose L1's timer interrupt (README.md) and
+# leave L1 halted with nothing to wake it, which nothing inside L1 can see; the host
+# watches this file, wakes L1 with an interrupt when it stops changing, and fails the run
+# when that does not help.
 (while :; do
 	cut -d' ' -f1 /proc/uptime >/job/alive.tmp && mv /job/alive.tmp /job/alive
-	sleep 5
+	sleep 2
 done) &
 
 # The host's root, read-only; cache=loose: its files do not change under a run, and without
