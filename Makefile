@@ -143,12 +143,19 @@ asan:
 # libFuzzer targets (clang); fuzz-smoke runs each for a short bounded time.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c cpu/pagewalk.c backend/kvm/shadow_mmu.c backend/kvm/shadow_monitor.c cpu/decode.c cpu/guest_cpu.c cpu/interp32.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c config/vm_config.c config/validate.c
+FUZZ_LIB_SRCS := $(wildcard virtio/*.c) vmm/guest_memory.c cpu/pagewalk.c backend/kvm/shadow_mmu.c backend/kvm/shadow_monitor.c cpu/decode.c cpu/guest_cpu.c cpu/interp32.c vmm/layout.c vmm/error.c vmm/bus.c vmm/console.c vmm/log.c api/routes.c api/config_json.c api/channel.c config/vm_config.c config/validate.c \
+                 snapshot/stream.c snapshot/devices.c devices/serial.c devices/rtc_cmos.c devices/i8042.c
 FUZZ_SECONDS ?= 20
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lcjson -lpthread
+
+# The chip-set restore target links the userspace irqchip and the snapshot stream only.
+FUZZ_UIRQ_SRCS := $(wildcard irqchip/*.c) snapshot/stream.c vmm/error.c
+build/fuzz/fuzz_uirq_restore: tests/fuzz/fuzz_uirq_restore.c $(FUZZ_UIRQ_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_UIRQ_SRCS) -lpthread
 
 fuzz: $(FUZZ_TARGETS)
 

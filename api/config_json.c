@@ -106,7 +106,8 @@ char *config_to_json(const struct vm_config *c)
 
 /* Everything a config file can set, parsed in full before any of it is applied to c. */
 struct parsed {
-	bool has_boot, has_machine, has_drives, has_nets, has_logger, has_metrics;
+	bool has_boot, has_machine, has_drives, has_nets, has_logger, has_metrics, has_snapshot;
+	struct snapshot_load_params snapshot;
 	struct api_msg boot, machine, logger, metrics;
 	struct drive_config drives[VM_MAX_DRIVES];
 	unsigned ndrives;
@@ -123,6 +124,8 @@ static void parsed_free(struct parsed *p)
 	free(p->metrics.u.metrics.path);
 	for (unsigned i = 0; i < p->ndrives; i++)
 		free(p->drives[i].path);
+	free(p->snapshot.state_path);
+	free(p->snapshot.mem_path);
 }
 
 static int cfail(char *err, size_t errlen, const char *fmt, ...)
@@ -230,9 +233,9 @@ static const char *const unsupported_sections[] = {
 
 static int parse_sections(const cJSON *root, struct parsed *p, char *err, size_t errlen)
 {
-	static const char *const known[] = {
-	    "boot-source", "drives", "machine-config", "network-interfaces", "logger",
-	    "metrics",     NULL};
+	static const char *const known[] = {"boot-source",        "drives", "machine-config",
+	                                    "network-interfaces", "logger", "metrics",
+	                                    "snapshot-load",      NULL};
 
 	for (const cJSON *it = root->child; it; it = it->next) {
 		const char *k = it->string ? it->string : "";
@@ -282,6 +285,11 @@ static int parse_sections(const cJSON *root, struct parsed *p, char *err, size_t
 			if (api_parse_logger(&c, it, &p->logger))
 				return -1;
 			p->has_logger = true;
+		} else if (!strcmp(k, "snapshot-load")) {
+			/* hearth's: PUT /snapshot/load's body, the VM restored instead of booted */
+			if (api_parse_snapshot_load(&c, it, &p->snapshot))
+				return -1;
+			p->has_snapshot = true;
 		} else {
 			if (api_parse_metrics(&c, it, &p->metrics))
 				return -1;
@@ -317,6 +325,22 @@ int config_from_json(const char *text, struct vm_config *c, char *err, size_t er
 	}
 	cJSON_Delete(root);
 
+	if (p.has_snapshot && (p.has_boot || p.has_machine || p.has_drives || p.has_nets)) {
+		parsed_free(&p);
+		return cfail(err, errlen,
+		             "snapshot-load brings the VM's whole configuration: do not combine it "
+		             "with boot-source, machine-config, drives or network-interfaces");
+	}
+	if (p.has_snapshot) {
+		free_snapshot_params(c->snapshot);
+		c->snapshot = malloc(sizeof(*c->snapshot));
+		if (!c->snapshot) {
+			parsed_free(&p);
+			return cfail(err, errlen, "out of memory");
+		}
+		*c->snapshot = p.snapshot;
+		p.snapshot.state_path = p.snapshot.mem_path = NULL;
+	}
 	/* Apply: each section given replaces what c had for it. */
 	if (p.has_boot) {
 		replace(&c->kernel_path, &p.boot.u.boot.kernel);

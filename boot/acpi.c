@@ -379,6 +379,7 @@ int acpi_write(const struct guest_memory *gm, uint64_t addr, uint64_t max_len, u
 	if (!base)
 		return err_set(err, "ACPI: [0x%llx, 0x%llx) is not guest RAM",
 		               (unsigned long long)addr, (unsigned long long)(addr + total));
+	gm_mark_dirty(gm, addr, total);
 	memset(base, 0, total);
 
 	/* DSDT. */

@@ -91,6 +91,7 @@ int mptable_write(const struct guest_memory *gm, uint64_t addr, unsigned nvcpus,
 	if (!base || addr + size > LAYOUT_KERNEL_START)
 		return err_set(err, "MP table of %llu bytes does not fit at 0x%llx",
 		               (unsigned long long)size, (unsigned long long)addr);
+	gm_mark_dirty(gm, addr, size);
 	memset(base, 0, size);
 
 	mpf = (struct mpf_intel *)base;

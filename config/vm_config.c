@@ -26,7 +26,17 @@ void vm_config_free(struct vm_config *c)
 	free(c->metrics_path);
 	for (unsigned i = 0; i < c->ndrives; i++)
 		free(c->drives[i].path);
+	free_snapshot_params(c->snapshot);
 	memset(c, 0, sizeof(*c));
+}
+
+void free_snapshot_params(struct snapshot_load_params *p)
+{
+	if (!p)
+		return;
+	free(p->state_path);
+	free(p->mem_path);
+	free(p);
 }
 
 int config_set_str(char **field, const char *value)

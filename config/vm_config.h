@@ -44,6 +44,19 @@ struct net_config {
 	uint8_t mac[6];
 };
 
+/* What PUT /snapshot/load (or --snapshot-load) asks for; the strings are malloc'd. */
+struct snapshot_load_params {
+	char *state_path, *mem_path;
+	bool track_dirty_pages;
+	bool resume_vm;
+	/* Firecracker's network_overrides: a restored interface on another TAP. */
+	struct {
+		char id[DRIVE_ID_MAX + 1];
+		char host_dev_name[IFACE_NAME_MAX + 1];
+	} net_overrides[VM_MAX_NETS];
+	unsigned nnet_overrides;
+};
+
 struct vm_config {
 	char id[VM_ID_MAX + 1];
 	/* boot source */
@@ -75,22 +88,13 @@ struct vm_config {
 	bool no_api;
 	char *log_path;
 	char *metrics_path;
-};
-
-/* What PUT /snapshot/load (or --snapshot-load) asks for; the strings are malloc'd. */
-struct snapshot_load_params {
-	char *state_path, *mem_path;
-	bool track_dirty_pages;
-	bool resume_vm;
-	/* Firecracker's network_overrides: a restored interface on another TAP. */
-	struct {
-		char id[DRIVE_ID_MAX + 1];
-		char host_dev_name[IFACE_NAME_MAX + 1];
-	} net_overrides[VM_MAX_NETS];
-	unsigned nnet_overrides;
+	/* Restore this snapshot instead of booting (--snapshot-load, a config file's
+	 * snapshot-load section); malloc'd, NULL when none. */
+	struct snapshot_load_params *snapshot;
 };
 
 void vm_config_defaults(struct vm_config *c);
+void free_snapshot_params(struct snapshot_load_params *p);
 void vm_config_free(struct vm_config *c);
 /* Replace an owned string (NULL clears it); returns -1 when out of memory. */
 int config_set_str(char **field, const char *value);

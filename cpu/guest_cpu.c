@@ -72,10 +72,12 @@ static bool copy(struct guest_cpu *c, uint64_t va, void *buf, size_t len, bool w
 		h = gm_ptr(c->gm, gpa, chunk);
 		if (!h)
 			return false;
-		if (write)
+		if (write) {
 			memcpy(h, p, chunk);
-		else
+			gm_mark_dirty(c->gm, gpa, chunk);
+		} else {
 			memcpy(p, h, chunk);
+		}
 		va += chunk;
 		p += chunk;
 		len -= chunk;
@@ -817,6 +819,7 @@ bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa)
 	memcpy((uint8_t *)&new_entry + (gpa & 7), &value, size);
 	c->ops->pte_stored(c->ctx, aligned, old, new_entry);
 	__atomic_store_n((uint64_t *)p, new_entry, __ATOMIC_RELEASE);
+	gm_mark_dirty(c->gm, aligned, 8);
 	c->r.rip += in.len;
 	if (!cpu_code64(c))
 		c->r.rip &= 0xffffffffULL;

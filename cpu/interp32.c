@@ -492,6 +492,8 @@ static void *host(struct step *s, uint32_t addr, unsigned len, bool write)
 	h = gm_ptr(c->gm, gpa, len);
 	if (!h)
 		s->miss_gpa = gpa;
+	else if (write)
+		gm_mark_dirty(c->gm, gpa, len); /* written by the caller (conservatively) */
 	return h;
 }
 

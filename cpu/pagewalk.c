@@ -104,8 +104,10 @@ bool page_walk(const struct guest_memory *gm, uint64_t cr3, uint64_t va, const s
 		}
 		writable &= (e & PTE_W) != 0;
 		nx |= m->nxe && (e & PTE_NX);
-		if (commit && !(e & PTE_A))
+		if (commit && !(e & PTE_A)) {
 			__atomic_fetch_or(ep, PTE_A, __ATOMIC_RELAXED);
+			gm_mark_dirty(gm, table + idx * 8, 8);
+		}
 		if (level == 1 || ((level == 2 || level == 3) && (e & PTE_PS))) {
 			uint64_t size = level == 1 ? PAGE_4K : level == 2 ? PAGE_2M : PAGE_1G;
 			uint64_t frame = e & PTE_ADDR & ~(size - 1);
@@ -118,8 +120,10 @@ bool page_walk(const struct guest_memory *gm, uint64_t cr3, uint64_t va, const s
 				w->fault_error = base_err | PF_P;
 				return false;
 			}
-			if (commit && m->write && !(e & PTE_D))
+			if (commit && m->write && !(e & PTE_D)) {
 				__atomic_fetch_or(ep, PTE_D, __ATOMIC_RELAXED);
+				gm_mark_dirty(gm, table + idx * 8, 8);
+			}
 			w->dirty = m->write || (e & PTE_D);
 			return true;
 		}

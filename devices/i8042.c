@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "snapshot/stream.h"
+
 #define ST_OBF      0x01 /* output buffer full */
 #define ST_SYS      0x04 /* system flag: self test passed */
 #define ST_CMD      0x08 /* last write was to the command port */
@@ -152,6 +154,57 @@ void i8042_send_ctrl_alt_del(struct i8042 *k)
 	pthread_mutex_unlock(&k->lock);
 	if (irq && k->irq)
 		k->irq(k->ctx);
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+#define TAG_I8042 SNAP_TAG('I', '8', '4', '2')
+
+int i8042_save(const struct i8042 *k, struct snap_w *w)
+{
+	struct i8042 *m = (struct i8042 *)k; /* the lock only */
+	size_t at;
+
+	pthread_mutex_lock(&m->lock);
+	at = snap_begin(w, TAG_I8042);
+	snap_u8(w, k->ctr);
+	snap_u8(w, k->pending_cmd);
+	snap_u8(w, k->pending_kbd);
+	snap_u8(w, (uint8_t)k->count); /* the queue in order, oldest byte first */
+	for (unsigned i = 0; i < k->count; i++)
+		snap_u8(w, k->buf[(k->head + i) % I8042_BUF]);
+	snap_end(w, at);
+	pthread_mutex_unlock(&m->lock);
+	return w->failed ? -1 : 0;
+}
+
+int i8042_restore(struct i8042 *k, struct snap_r *r, struct error *err)
+{
+	uint8_t ctr, cmd, kbd, count, buf[I8042_BUF];
+	struct snap_r sec;
+
+	if (snap_section(r, TAG_I8042, &sec, err))
+		return -1;
+	if (!snap_get_u8(&sec, &ctr)) /* any byte the guest wrote */
+		return snap_bad(&sec, err, "command byte");
+	/* The commands that wait for a data byte (controller_command, keyboard_command). */
+	if (!snap_get_u8(&sec, &cmd) || (cmd && cmd != 0x60 && cmd != 0xd1 && cmd != 0xd4))
+		return snap_bad(&sec, err, "pending controller command");
+	if (!snap_get_u8(&sec, &kbd) || (kbd && kbd != 0xed && kbd != 0xf0 && kbd != 0xf3))
+		return snap_bad(&sec, err, "pending keyboard command");
+	if (!snap_get_u8(&sec, &count) || count > I8042_BUF || !snap_get_bytes(&sec, buf, count))
+		return snap_bad(&sec, err, "output queue");
+	if (snap_section_done(&sec, err))
+		return -1;
+	pthread_mutex_lock(&k->lock);
+	k->ctr = ctr;
+	k->pending_cmd = cmd;
+	k->pending_kbd = kbd;
+	memcpy(k->buf, buf, count);
+	k->head = 0;
+	k->count = count;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }
 
 /* Two registrations, 0x60 and 0x64: the ports between belong to others (0x61: the PIT's

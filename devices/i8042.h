@@ -13,6 +13,10 @@
 
 #define I8042_BUF 16
 
+struct snap_w;
+struct snap_r;
+struct error;
+
 struct i8042 {
 	pthread_mutex_t lock;
 	uint8_t ctr;         /* controller command byte */
@@ -28,6 +32,12 @@ struct i8042 {
 void i8042_init(struct i8042 *k, void (*reset)(void *), void (*irq)(void *), void *ctx);
 /* Queue the key presses and releases of Ctrl+Alt+Del and interrupt the guest. */
 void i8042_send_ctrl_alt_del(struct i8042 *k);
+
+/* Snapshots (snapshot/stream.h): command byte, pending controller and keyboard commands, the
+ * output queue, as section I842. Restore validates every field; on a bad one (-1, err set)
+ * nothing changes. */
+int i8042_save(const struct i8042 *k, struct snap_w *w);
+int i8042_restore(struct i8042 *k, struct snap_r *r, struct error *err);
 
 extern const struct bus_ops i8042_data_bus_ops; /* registered at 0x60, length 1 */
 extern const struct bus_ops i8042_cmd_bus_ops;  /* registered at 0x64, length 1 */

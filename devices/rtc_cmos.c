@@ -1,7 +1,10 @@
 #include "rtc_cmos.h"
 
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
+
+#include "snapshot/stream.h"
 
 enum {
 	SEC = 0,
@@ -78,6 +81,12 @@ static void cmos_read(void *opaque, uint64_t off, uint8_t *data, uint32_t size)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The RAM bytes cmos_write stores; the others stay 0. */
+static bool ram_writable(uint8_t index)
+{
+	return index > REG_D && index != CENTURY;
+}
+
 static void cmos_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t size)
 {
 	struct rtc_cmos *c = opaque;
@@ -86,9 +95,48 @@ static void cmos_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t
 	pthread_mutex_lock(&c->lock);
 	if (off == 0)
 		c->index = data[0] & 0x7f; /* bit 7 is the NMI mask */
-	else if (c->index > REG_D && c->index != CENTURY)
+	else if (ram_writable(c->index))
 		c->ram[c->index] = data[0];
 	pthread_mutex_unlock(&c->lock);
 }
 
 const struct bus_ops rtc_cmos_bus_ops = {.read = cmos_read, .write = cmos_write};
+
+#define TAG_CMOS SNAP_TAG('C', 'M', 'O', 'S')
+
+int rtc_cmos_save(const struct rtc_cmos *c, struct snap_w *w)
+{
+	struct rtc_cmos *m = (struct rtc_cmos *)c; /* the lock only */
+	size_t at;
+
+	pthread_mutex_lock(&m->lock);
+	at = snap_begin(w, TAG_CMOS);
+	snap_u8(w, c->index);
+	snap_bytes(w, c->ram, sizeof(c->ram));
+	snap_end(w, at);
+	pthread_mutex_unlock(&m->lock);
+	return w->failed ? -1 : 0;
+}
+
+int rtc_cmos_restore(struct rtc_cmos *c, struct snap_r *r, struct error *err)
+{
+	uint8_t index, ram[sizeof(c->ram)];
+	struct snap_r sec;
+
+	if (snap_section(r, TAG_CMOS, &sec, err))
+		return -1;
+	if (!snap_get_u8(&sec, &index) || index > 0x7f) /* bit 7 (NMI mask) is not kept */
+		return snap_bad(&sec, err, "index");
+	if (!snap_get_bytes(&sec, ram, sizeof(ram)))
+		return snap_bad(&sec, err, "RAM");
+	for (unsigned i = 0; i < sizeof(ram); i++)
+		if (ram[i] && !ram_writable((uint8_t)i))
+			return snap_bad(&sec, err, "RAM (a clock register)");
+	if (snap_section_done(&sec, err))
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	c->index = index;
+	memcpy(c->ram, ram, sizeof(ram));
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}

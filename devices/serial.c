@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "snapshot/stream.h"
+
 /* Register offsets and bits (8250/16550). */
 enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
 #define IER_RDI      0x01
@@ -214,6 +216,79 @@ static void serial_write_rep(void *opaque, uint64_t off, const uint8_t *data, ui
 	}
 	pthread_mutex_unlock(&s->lock);
 	pulse_if(s, irq);
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+#define TAG_UART SNAP_TAG('U', 'A', 'R', 'T')
+
+int serial_save(const struct serial *s, struct snap_w *w)
+{
+	struct serial *u = (struct serial *)s; /* the lock only */
+	size_t at;
+
+	pthread_mutex_lock(&u->lock);
+	at = snap_begin(w, TAG_UART);
+	snap_u8(w, s->ier);
+	snap_u8(w, s->lcr);
+	snap_u8(w, s->mcr);
+	snap_u8(w, s->scr);
+	snap_u8(w, s->dll);
+	snap_u8(w, s->dlm);
+	snap_u8(w, s->fcr);
+	snap_bool(w, s->thre_pending);
+	/* The FIFO in order, oldest byte first. */
+	snap_u8(w, (uint8_t)s->rx_count);
+	for (unsigned i = 0; i < s->rx_count; i++)
+		snap_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_FIFO]);
+	snap_end(w, at);
+	pthread_mutex_unlock(&u->lock);
+	return w->failed ? -1 : 0;
+}
+
+int serial_restore(struct serial *s, struct snap_r *r, struct error *err)
+{
+	struct snap_r sec;
+	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr, count, rx[SERIAL_RX_FIFO];
+	bool thre;
+
+	if (snap_section(r, TAG_UART, &sec, err))
+		return -1;
+	/* LCR, SCR, the divisor latch and FCR hold any byte the guest wrote; IER keeps 4 bits,
+	 * MCR 5 (serial_write). */
+	if (!snap_get_u8(&sec, &ier) || ier & ~0x0f)
+		return snap_bad(&sec, err, "IER");
+	if (!snap_get_u8(&sec, &lcr))
+		return snap_bad(&sec, err, "LCR");
+	if (!snap_get_u8(&sec, &mcr) || mcr & ~0x1f)
+		return snap_bad(&sec, err, "MCR");
+	if (!snap_get_u8(&sec, &scr))
+		return snap_bad(&sec, err, "SCR");
+	if (!snap_get_u8(&sec, &dll) || !snap_get_u8(&sec, &dlm))
+		return snap_bad(&sec, err, "divisor latch");
+	if (!snap_get_u8(&sec, &fcr))
+		return snap_bad(&sec, err, "FCR");
+	if (!snap_get_bool(&sec, &thre))
+		return snap_bad(&sec, err, "THRE interrupt");
+	if (!snap_get_u8(&sec, &count) || count > SERIAL_RX_FIFO ||
+	    !snap_get_bytes(&sec, rx, count))
+		return snap_bad(&sec, err, "receive FIFO");
+	if (snap_section_done(&sec, err))
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	s->ier = ier;
+	s->lcr = lcr;
+	s->mcr = mcr;
+	s->scr = scr;
+	s->dll = dll;
+	s->dlm = dlm;
+	s->fcr = fcr;
+	s->thre_pending = thre;
+	memcpy(s->rx, rx, count);
+	s->rx_head = 0;
+	s->rx_count = count;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 const struct bus_ops serial_bus_ops = {

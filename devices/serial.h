@@ -12,6 +12,10 @@
 
 #define SERIAL_RX_FIFO 64
 
+struct snap_w;
+struct snap_r;
+struct error;
+
 struct serial {
 	pthread_mutex_t lock;
 	struct console *console;
@@ -33,6 +37,12 @@ void serial_init(struct serial *s, struct console *console);
 /* Queue input bytes for the guest; returns how many fit in the FIFO. */
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 size_t serial_rx_space(struct serial *s);
+
+/* Snapshots (snapshot/stream.h): the registers, the pending THRE interrupt and the receive
+ * FIFO, as section UART. Restore validates every field; on a bad one (-1, err set) the UART
+ * is left as it was. Counters are not state: they start again at 0. */
+int serial_save(const struct serial *s, struct snap_w *w);
+int serial_restore(struct serial *s, struct snap_r *r, struct error *err);
 
 extern const struct bus_ops serial_bus_ops;
 

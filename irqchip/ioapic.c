@@ -3,12 +3,6 @@
 
 #include <string.h>
 
-/* Writable bits of an entry: vector, delivery mode, destination mode, polarity, trigger,
- * mask, destination. Delivery status and Remote IRR are read-only. */
-#define RTE_WRITABLE                                                                               \
-	(0xffULL | 0x700ULL | RTE_LOGICAL | RTE_ACTIVE_LOW | RTE_LEVEL | RTE_MASKED |              \
-	 (0xffULL << RTE_DEST_SHIFT))
-
 void ioapic_init(struct ioapic *io, uint32_t id, bool (*deliver)(void *, const struct irq_msg *),
                  void *opaque)
 {

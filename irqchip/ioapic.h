@@ -35,6 +35,11 @@
 #define RTE_LEVEL      (1ULL << 15)
 #define RTE_MASKED     (1ULL << 16)
 #define RTE_DEST_SHIFT 56
+/* Writable bits of an entry: vector, delivery mode, destination mode, polarity, trigger,
+ * mask, destination. Delivery status and Remote IRR are read-only. */
+#define RTE_WRITABLE                                                                               \
+	(0xffULL | 0x700ULL | RTE_LOGICAL | RTE_ACTIVE_LOW | RTE_LEVEL | RTE_MASKED |              \
+	 (0xffULL << RTE_DEST_SHIFT))
 
 struct ioapic {
 	uint32_t id; /* ID register bits 24..31 */

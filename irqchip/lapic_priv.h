@@ -1,8 +1,14 @@
-/* Shared between lapic.c, lapic_regs.c, lapic_timer.c and lapic_msr.c only. */
+/* Shared between lapic.c, lapic_regs.c, lapic_timer.c, lapic_msr.c and snapshot.c only. */
 #ifndef HEARTH_IRQCHIP_LAPIC_PRIV_H
 #define HEARTH_IRQCHIP_LAPIC_PRIV_H
 
 #include "irqchip/lapic.h"
+
+/* Bits a register write can set (lapic_regs.c); a restored register keeps to them too. */
+extern const uint32_t lapic_lvt_bits[LVT_COUNT];
+#define SVR_BITS    0x3ffu /* vector, enable, focus checking; no EOI-broadcast suppression */
+#define TDCR_BITS   0xbu
+#define ICR_LO_BITS 0x000ccfffu /* xAPIC: delivery status (12) reads 0 */
 
 /* 256-bit vector sets (IRR, ISR, TMR). */
 static inline bool vec_test(const uint32_t *set, unsigned v)
@@ -52,6 +58,7 @@ int lapic_reg_read(struct lapic *l, unsigned reg, uint64_t *val, bool x2);
 int lapic_reg_write(struct lapic *l, unsigned reg, uint64_t val, bool x2);
 
 /* Timer registers. */
+unsigned lapic_tdcr_shift(uint32_t tdcr); /* log2 of the divisor TDCR selects */
 void lapic_timer_reset(struct lapic *l);
 uint32_t lapic_timer_current(const struct lapic *l, uint64_t now_ns);
 void lapic_timer_write_initial(struct lapic *l, uint32_t val);

@@ -2,17 +2,14 @@
 #include "irqchip/lapic_priv.h"
 
 /* Writable bits of each LVT entry (timer, thermal, perfmon, LINT0, LINT1, error). */
-static const uint32_t lvt_bits[LVT_COUNT] = {
+const uint32_t lapic_lvt_bits[LVT_COUNT] = {
     0x000700ff, 0x000107ff, 0x000107ff, 0x0001a7ff, 0x0001a7ff, 0x000100ff,
 };
 /* Bits an x2APIC write may set without #GP: the writable ones plus the read-only delivery
  * status (12) and remote IRR (14) a read-modify-write hands back. */
 #define LVT_RO_BITS ((1u << 12) | (1u << 14))
 
-#define SVR_BITS    0x3ffu /* vector, enable, focus checking; no EOI-broadcast suppression */
-#define TDCR_BITS   0xbu
 #define ICR_X2_BITS 0xffffffff000ccfffULL /* x2APIC ICR: no delivery status, bits 12..13 */
-#define ICR_LO_BITS 0x000ccfffu           /* xAPIC: delivery status (12) reads 0 */
 
 /* The register index of an x2APIC MSR is its low 6 bits (0x800 + offset / 16). */
 enum {
@@ -166,7 +163,7 @@ static void write_svr(struct lapic *l, uint32_t v)
 
 static void write_lvt(struct lapic *l, unsigned idx, uint32_t v)
 {
-	v &= lvt_bits[idx];
+	v &= lapic_lvt_bits[idx];
 	if (!(l->svr & APIC_SVR_ENABLE))
 		v |= LVT_MASKED; /* attempts to unmask are ignored while disabled */
 	if (idx == LVT_TIMER)
@@ -181,7 +178,7 @@ static int write_common(struct lapic *l, unsigned reg, uint64_t val, bool x2)
 	uint32_t v = (uint32_t)val;
 
 	if (reg >= R_LVT && reg < R_LVT + LVT_COUNT) {
-		if (x2 && (v & ~(lvt_bits[reg - R_LVT] | LVT_RO_BITS)))
+		if (x2 && (v & ~(lapic_lvt_bits[reg - R_LVT] | LVT_RO_BITS)))
 			return LAPIC_MSR_GP;
 		write_lvt(l, reg - R_LVT, v);
 		return 0;

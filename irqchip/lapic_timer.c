@@ -16,7 +16,7 @@ static unsigned timer_mode(const struct lapic *l)
 }
 
 /* TDCR bits 3,1,0: 000 = /2 ... 110 = /128, 111 = /1. */
-static unsigned tdcr_shift(uint32_t tdcr)
+unsigned lapic_tdcr_shift(uint32_t tdcr)
 {
 	unsigned v = ((tdcr >> 1) & 4) | (tdcr & 3);
 
@@ -34,7 +34,7 @@ void lapic_timer_reset(struct lapic *l)
 
 	t->armed = false;
 	t->initial = 0;
-	t->shift = tdcr_shift(0);
+	t->shift = lapic_tdcr_shift(0);
 	t->start_ns = t->fire_ns = 0;
 	t->deadline = 0;
 }
@@ -115,7 +115,7 @@ void lapic_timer_write_initial(struct lapic *l, uint32_t val)
 	t->armed = val != 0; /* 0 stops the timer */
 	if (!t->armed)
 		return;
-	t->shift = tdcr_shift(l->tdcr);
+	t->shift = lapic_tdcr_shift(l->tdcr);
 	t->start_ns = now;
 	t->fire_ns = now + period_ns(t);
 }
@@ -144,11 +144,11 @@ void lapic_timer_write_tdcr(struct lapic *l, uint32_t val)
 	catch_up(l, now);
 	l->tdcr = val;
 	if (!t->armed || timer_mode(l) == MODE_TSC) {
-		t->shift = tdcr_shift(val);
+		t->shift = lapic_tdcr_shift(val);
 		return;
 	}
 	done = t->initial - lapic_timer_current(l, now);
-	t->shift = tdcr_shift(val);
+	t->shift = lapic_tdcr_shift(val);
 	t->start_ns = now - ((uint64_t)done << t->shift);
 	period = period_ns(t);
 	if (timer_mode(l) == MODE_PERIODIC)

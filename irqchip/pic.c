@@ -48,13 +48,18 @@ static int chip_request(const struct pic_chip *c, bool master)
 	return -1;
 }
 
+bool pic_slave_int(const struct pic *p)
+{
+	return chip_request(&p->chip[SLAVE], false) >= 0;
+}
+
 /* The slave's INT is a level on the master's IR2. */
 static void cascade(struct pic *p)
 {
 	struct pic_chip *m = &p->chip[MASTER];
 	uint8_t bit = 1u << PIC_CASCADE_IR;
 
-	if (chip_request(&p->chip[SLAVE], false) >= 0) {
+	if (pic_slave_int(p)) {
 		m->lines |= bit;
 		m->irr |= bit;
 	} else {

@@ -45,5 +45,7 @@ uint8_t pic_read(struct pic *p, unsigned chip, unsigned port);
 void pic_write(struct pic *p, unsigned chip, unsigned port, uint8_t val);
 uint8_t pic_elcr_read(const struct pic *p, unsigned chip);
 void pic_elcr_write(struct pic *p, unsigned chip, uint8_t val);
+/* The slave's INT, the level on the master's IR2: a request the slave would raise now. */
+bool pic_slave_int(const struct pic *p);
 
 #endif

@@ -102,4 +102,19 @@ int uirq_wrmsr(struct uirq *u, unsigned cpu, uint32_t msr, uint64_t val);
 /* A pulse on vCPU `cpu`'s LINT1 (the board's NMI line), delivered as its LVT says. */
 void uirq_lint1(struct uirq *u, unsigned cpu);
 
+/* ---- snapshots (irqchip/snapshot.c) ---- */
+
+struct snap_w;
+struct snap_r;
+struct error;
+
+/* Append the whole set's state as one section, the LAPIC and PIT timers as time elapsed on
+ * the clock now (snapshot.c has the layout and the rule). Call it with every vCPU parked.
+ * 0, or -1 when the writer ran out of memory. */
+int uirq_save(struct uirq *u, struct snap_w *w);
+/* Read that section into `u`, a set built from the same configuration and not running yet;
+ * timers are re-anchored to u's clock now. Every field is checked as hostile input: -1 (err
+ * names the field) leaves `u` as it was. Kicks no vCPU: they ask when they start. */
+int uirq_restore(struct uirq *u, struct snap_r *r, struct error *err);
+
 #endif

@@ -1,4 +1,4 @@
-/* The userspace chip set's state, shared by userspace.c and userspace_cpu.c only. */
+/* The userspace chip set's state, shared by userspace.c, userspace_cpu.c and snapshot.c only. */
 #ifndef HEARTH_IRQCHIP_USERSPACE_PRIV_H
 #define HEARTH_IRQCHIP_USERSPACE_PRIV_H
 

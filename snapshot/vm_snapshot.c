@@ -1,6 +1,7 @@
 /* Snapshots of a VM: what goes into the state and memory files, and back (snapshot.h). */
 #include "snapshot.h"
 #include "api/api.h"
+#include "devices.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
 #include "virtio/net.h"
@@ -12,23 +13,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* TEMPORARY until snapshot/devices.c lands: no device state. */
-int devices_save(struct vm *vm, struct snap_w *w);
-int devices_restore(struct vm *vm, struct snap_r *r, struct error *err);
-__attribute__((weak)) int devices_save(struct vm *vm, struct snap_w *w)
-{
-	(void)vm;
-	(void)w;
-	return 0;
-}
-__attribute__((weak)) int devices_restore(struct vm *vm, struct snap_r *r, struct error *err)
-{
-	(void)vm;
-	(void)r;
-	(void)err;
-	return 0;
-}
 
 #define TAG_META SNAP_TAG('M', 'E', 'T', 'A')
 #define TAG_CONF SNAP_TAG('C', 'O', 'N', 'F')

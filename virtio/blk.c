@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapshot/stream.h"
+
 /* A request is: header (readable) | data | status byte (the last writable byte). */
 #define HDR_BYTES ((uint64_t)sizeof(struct virtio_blk_outhdr))
 
@@ -450,6 +452,56 @@ static void blk_reset(struct virtio_mmio *t)
 {
 	/* Requests complete before queue_notify returns: nothing is in flight. */
 	(void)t;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+#define TAG_VBLK SNAP_TAG('V', 'B', 'L', 'K')
+
+int virtio_blk_save(const struct virtio_blk *b, struct snap_w *w)
+{
+	size_t at = snap_begin(w, TAG_VBLK);
+
+	/* Set at open or swap, on the VMM thread: no lock needed there. */
+	snap_u64(w, b->capacity);
+	snap_bool(w, b->read_only);
+	snap_end(w, at);
+	return w->failed ? -1 : 0;
+}
+
+int virtio_blk_restore(struct virtio_blk *b, struct snap_r *r, struct error *err)
+{
+	const char *name = b->t && b->t->name ? b->t->name : "drive";
+	struct snap_r sec;
+	uint64_t capacity;
+	bool read_only;
+	uint16_t busy;
+
+	if (snap_section(r, TAG_VBLK, &sec, err))
+		return -1;
+	if (!snap_get_u64(&sec, &capacity))
+		return snap_bad(&sec, err, "capacity");
+	if (capacity != b->capacity)
+		return err_set(err,
+		               "snapshot: drive %s has %llu sectors, but %llu when it was saved: "
+		               "not the same disk",
+		               name, (unsigned long long)b->capacity, (unsigned long long)capacity);
+	if (!snap_get_bool(&sec, &read_only))
+		return snap_bad(&sec, err, "read-only flag");
+	if (read_only != b->read_only)
+		return err_set(err, "snapshot: drive %s is %s, but was %s when it was saved", name,
+		               b->read_only ? "read-only" : "read-write",
+		               read_only ? "read-only" : "read-write");
+	if (snap_section_done(&sec, err))
+		return -1;
+	if (b->t) {
+		pthread_mutex_lock(&b->t->lock);
+		busy = virtq_in_flight(&b->t->vq[0]);
+		pthread_mutex_unlock(&b->t->lock);
+		if (busy)
+			return snap_bad(&sec, err, "queue 0 indices (requests in flight)");
+	}
+	return 0;
 }
 
 const struct virtio_dev_ops virtio_blk_ops = {

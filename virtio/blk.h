@@ -77,6 +77,13 @@ int virtio_blk_swap(struct virtio_blk *b, const char *path, struct error *err);
 
 void virtio_blk_close(struct virtio_blk *b);
 
+/* Snapshots (snapshot/stream.h), section VBLK after the transport's: the disk's size and
+ * mode. The drive itself is re-opened from the configuration; restore only checks that it is
+ * the same size and mode, and that no request is in flight (requests complete before
+ * queue_notify returns). -1 (err set) otherwise. */
+int virtio_blk_save(const struct virtio_blk *b, struct snap_w *w);
+int virtio_blk_restore(struct virtio_blk *b, struct snap_r *r, struct error *err);
+
 extern const struct virtio_dev_ops virtio_blk_ops;
 
 #endif

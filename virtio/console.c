@@ -3,6 +3,8 @@
 #include <linux/virtio_console.h>
 #include <string.h>
 
+#include "snapshot/stream.h"
+
 enum { RXQ = 0, TXQ = 1 };
 
 void virtio_console_init(struct virtio_console *c, struct virtio_mmio *t, struct console *con)
@@ -109,6 +111,49 @@ size_t virtio_console_receive(struct virtio_console *c, const uint8_t *buf, size
 	deliver(c);
 	pthread_mutex_unlock(&c->t->lock);
 	return n;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+#define TAG_VCON SNAP_TAG('V', 'C', 'O', 'N')
+
+int virtio_console_save(const struct virtio_console *c, struct snap_w *w)
+{
+	size_t at;
+
+	pthread_mutex_lock(&c->t->lock);
+	at = snap_begin(w, TAG_VCON);
+	snap_u32(w, (uint32_t)c->npending);
+	snap_bytes(w, c->pending, c->npending);
+	snap_end(w, at);
+	pthread_mutex_unlock(&c->t->lock);
+	return w->failed ? -1 : 0;
+}
+
+int virtio_console_restore(struct virtio_console *c, struct snap_r *r, struct error *err)
+{
+	struct virtio_mmio *t = c->t;
+	uint8_t buf[sizeof(c->pending)];
+	struct snap_r sec;
+	uint32_t n;
+	int ret = 0;
+
+	if (snap_section(r, TAG_VCON, &sec, err))
+		return -1;
+	if (!snap_get_u32(&sec, &n) || n > sizeof(buf) || !snap_get_bytes(&sec, buf, n))
+		return snap_bad(&sec, err, "pending input");
+	if (snap_section_done(&sec, err))
+		return -1;
+	pthread_mutex_lock(&t->lock);
+	/* Both queues complete every chain they take before the lock is released. */
+	if (virtq_in_flight(&t->vq[RXQ]) || virtq_in_flight(&t->vq[TXQ])) {
+		ret = snap_bad(&sec, err, "queue indices (chains in flight)");
+	} else {
+		memcpy(c->pending, buf, n);
+		c->npending = n;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ret;
 }
 
 const struct virtio_dev_ops virtio_console_ops = {

@@ -27,6 +27,12 @@ size_t virtio_console_receive(struct virtio_console *c, const uint8_t *buf, size
 /* Free room in the pending buffer (0: stop reading host input for now). */
 size_t virtio_console_rx_space(struct virtio_console *c);
 
+/* Snapshots (snapshot/stream.h), section VCON after the transport's: the input not yet in a
+ * guest buffer. Output is written out as it comes and holds nothing. Restore validates every
+ * field and that no chain is in flight; on a bad one (-1, err set) nothing changes. */
+int virtio_console_save(const struct virtio_console *c, struct snap_w *w);
+int virtio_console_restore(struct virtio_console *c, struct snap_r *r, struct error *err);
+
 extern const struct virtio_dev_ops virtio_console_ops;
 #define VIRTIO_CONSOLE_QUEUES 2 /* receiveq 0 and transmitq 0 of port 0 */
 

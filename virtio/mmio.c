@@ -7,6 +7,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "snapshot/stream.h"
+
 #define MMIO_MAGIC   0x74726976 /* "virt" */
 #define MMIO_VERSION 2
 
@@ -321,6 +323,106 @@ void virtio_mmio_handle_notify(struct virtio_mmio *t, unsigned q)
 	if (virtio_mmio_running(t) && t->vq[q].ready && t->ops->queue_notify)
 		t->ops->queue_notify(t, q);
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+#define TAG_VMIO SNAP_TAG('V', 'M', 'I', 'O')
+#define INT_BITS (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)
+
+int virtio_mmio_save(const struct virtio_mmio *t, struct snap_w *w)
+{
+	struct virtio_mmio *m = (struct virtio_mmio *)t; /* the lock only */
+	size_t at;
+
+	pthread_mutex_lock(&m->lock);
+	at = snap_begin(w, TAG_VMIO);
+	snap_u32(w, t->device_id);
+	snap_u32(w, t->nqueues);
+	snap_u64(w, t->device_features);
+	snap_u32(w, t->status);
+	snap_u32(w, t->device_features_sel);
+	snap_u32(w, t->driver_features_sel);
+	snap_u32(w, t->queue_sel);
+	snap_u64(w, t->driver_features);
+	snap_u32(w, t->interrupt_status);
+	snap_u32(w, t->config_generation);
+	for (unsigned q = 0; q < t->nqueues; q++)
+		virtq_save(&t->vq[q], w);
+	snap_end(w, at);
+	pthread_mutex_unlock(&m->lock);
+	return w->failed ? -1 : 0;
+}
+
+/* A status write_status can leave: bits 0-7, DRIVER_OK only after FEATURES_OK, and
+ * FEATURES_OK only for virtio 1.x features the device offers. */
+static bool status_ok(uint32_t status, uint64_t driver, uint64_t offered)
+{
+	if (status & ~0xffu)
+		return false;
+	if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_FEATURES_OK))
+		return false;
+	return !(status & VIRTIO_CONFIG_S_FEATURES_OK) ||
+	       (!(driver & ~offered) && (driver & (1ULL << VIRTIO_F_VERSION_1)));
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t, struct snap_r *r, struct error *err)
+{
+	struct virtq vq[VIRTIO_MAX_QUEUES] = {0};
+	uint32_t id, nq, status, dsel, drsel, qsel, isr, gen;
+	uint64_t offered, driver, one = 1;
+	struct snap_r sec;
+
+	if (snap_section(r, TAG_VMIO, &sec, err))
+		return -1;
+	if (!snap_get_u32(&sec, &id) || id != t->device_id)
+		return snap_bad(&sec, err, "device type");
+	if (!snap_get_u32(&sec, &nq) || nq != t->nqueues)
+		return snap_bad(&sec, err, "queue count");
+	if (!snap_get_u64(&sec, &offered))
+		return snap_bad(&sec, err, "offered features");
+	if (offered != t->device_features)
+		return err_set(err,
+		               "snapshot: %s offered other features when it was saved (0x%llx) "
+		               "than now (0x%llx): not the same device (for a drive: its read-only "
+		               "flag, or discard, which its file system's hole punching decides)",
+		               t->name ? t->name : "a virtio device", (unsigned long long)offered,
+		               (unsigned long long)t->device_features);
+	/* Any selector value is one the driver can write; reads check them. */
+	if (!snap_get_u32(&sec, &status) || !snap_get_u32(&sec, &dsel) ||
+	    !snap_get_u32(&sec, &drsel) || !snap_get_u32(&sec, &qsel))
+		return snap_bad(&sec, err, "registers");
+	if (!snap_get_u64(&sec, &driver) || !status_ok(status, driver, offered))
+		return snap_bad(&sec, err, "status or driver features");
+	if (!snap_get_u32(&sec, &isr) || isr & ~INT_BITS)
+		return snap_bad(&sec, err, "interrupt status");
+	if (!snap_get_u32(&sec, &gen))
+		return snap_bad(&sec, err, "config generation");
+	for (unsigned q = 0; q < nq; q++)
+		if (virtq_restore(&vq[q], q, t->queue_max, t->gm, &sec, err))
+			return -1;
+	if (snap_section_done(&sec, err))
+		return -1;
+
+	pthread_mutex_lock(&t->lock);
+	t->status = status;
+	t->device_features_sel = dsel;
+	t->driver_features_sel = drsel;
+	t->queue_sel = qsel;
+	t->driver_features = driver;
+	t->interrupt_status = isr;
+	t->config_generation = gen;
+	memcpy(t->vq, vq, sizeof(vq));
+	for (unsigned q = 0; q < t->nqueues && virtio_mmio_running(t); q++)
+		if (t->vq[q].ready && t->notify_fd[q] >= 0 &&
+		    write(t->notify_fd[q], &one, sizeof(one)) < 0) {
+			/* already signalled */
+		}
+	if (isr && t->irq_fd >= 0 && write(t->irq_fd, &one, sizeof(one)) < 0) {
+		/* already signalled */
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
 }
 
 const struct bus_ops virtio_mmio_bus_ops = {.read = mmio_read, .write = mmio_write};

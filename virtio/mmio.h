@@ -88,6 +88,20 @@ bool virtio_mmio_running(const struct virtio_mmio *t);
  * counted; a bad ring sets DEVICE_NEEDS_RESET. Returns true with a valid chain. */
 bool virtio_mmio_pop(struct virtio_mmio *t, unsigned q, struct virtq_chain *c);
 
+/*
+ * Snapshots (snapshot/stream.h): the registers and every queue (virtq_save), as section VMIO;
+ * the device's own state follows in its own section. Restore takes the section as hostile
+ * input: the same device type, queue count and offered features as this transport (built
+ * from the same configuration); a status the transport could reach (DRIVER_OK only with
+ * FEATURES_OK, which needs VERSION_1 and features the device offers); interrupt bits the
+ * transport sets; queues as virtq_restore checks them. Nothing changes on a bad field (-1,
+ * err set). Afterwards, with the device running, each ready queue's notify eventfd and, with
+ * interrupt bits pending, the interrupt eventfd are signalled once: a notification or
+ * interrupt still in its eventfd at save time is not lost (a spurious one is harmless).
+ */
+int virtio_mmio_save(const struct virtio_mmio *t, struct snap_w *w);
+int virtio_mmio_restore(struct virtio_mmio *t, struct snap_r *r, struct error *err);
+
 extern const struct bus_ops virtio_mmio_bus_ops;
 
 #endif

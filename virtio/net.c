@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "snapshot/stream.h"
 #include "vmm/log.h"
 
 enum { RXQ = VIRTIO_NET_RXQ, TXQ = VIRTIO_NET_TXQ };
@@ -519,9 +520,9 @@ static void net_config_read(struct virtio_mmio *t, uint32_t offset, uint8_t *dat
  * offloads are set and the TAP is watched); after a reset the TAP leaves the loop at its
  * next event, and the next activation sets the offloads again before any read.
  */
-static void net_activate(struct virtio_mmio *t)
+static void arm(struct virtio_net *n)
 {
-	struct virtio_net *n = t->dev;
+	struct virtio_mmio *t = n->t;
 	uint64_t f = t->driver_features;
 	unsigned off = 0;
 	uint64_t one = 1;
@@ -536,13 +537,20 @@ static void net_activate(struct virtio_mmio *t)
 			off |= TUN_F_TSO6;
 	}
 	n->offloads_wanted = off;
-	rx_reset_frame(n);
-	n->rx_held = n->tx_pending = false;
 	n->rx_starved = false;
 	n->active = true;
 	if (t->notify_fd[RXQ] >= 0 && write(t->notify_fd[RXQ], &one, sizeof(one)) < 0) {
 		/* already signalled */
 	}
+}
+
+static void net_activate(struct virtio_mmio *t)
+{
+	struct virtio_net *n = t->dev;
+
+	rx_reset_frame(n);
+	n->rx_held = n->tx_pending = false;
+	arm(n);
 }
 
 static void net_reset(struct virtio_mmio *t)
@@ -555,6 +563,160 @@ static void net_reset(struct virtio_mmio *t)
 	rx_reset_frame(n);
 	n->rx_held = n->tx_pending = false;
 	n->rx_starved = false;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+#define TAG_VNET SNAP_TAG('V', 'N', 'E', 'T')
+#define MIN_MTU  68 /* Linux's ETH_MIN_MTU */
+
+/* What the device holds on receiveq: nothing, a chain for the next frame, or a frame spread
+ * over several chains (MRG_RXBUF) waiting for more buffers. */
+enum { RX_IDLE, RX_HELD, RX_FRAME };
+
+int virtio_net_save(const struct virtio_net *n, struct snap_w *w)
+{
+	struct virtio_mmio *t = n->t;
+	uint8_t rx = n->rx_nused ? RX_FRAME : n->rx_held ? RX_HELD : RX_IDLE;
+	size_t at;
+
+	pthread_mutex_lock(&t->lock);
+	at = snap_begin(w, TAG_VNET);
+	snap_bytes(w, n->mac, sizeof(n->mac));
+	snap_u16(w, le16toh(n->config.mtu));
+	snap_bool(w, le16toh(n->config.status) & VIRTIO_NET_S_LINK_UP);
+	snap_u8(w, rx);
+	if (rx != RX_IDLE)
+		virtq_chain_save(&n->rx_chain, w);
+	if (rx == RX_FRAME) {
+		snap_u16(w, n->rx_nused);
+		for (uint16_t i = 0; i < n->rx_nused; i++) {
+			snap_u16(w, n->rx_used[i].head);
+			snap_u32(w, n->rx_used[i].len);
+		}
+		snap_u32(w, n->rx_held_descs);
+		snap_u32(w, n->rx_tail_off);
+		snap_u32(w, n->rx_tail_len);
+		snap_bytes(w, n->bounce + n->rx_tail_off, n->rx_tail_len - n->rx_tail_off);
+	}
+	snap_bool(w, n->tx_pending);
+	if (n->tx_pending)
+		virtq_chain_save(&n->tx_chain, w);
+	snap_end(w, at);
+	pthread_mutex_unlock(&t->lock);
+	return w->failed ? -1 : 0;
+}
+
+/* The frame in progress (RX_FRAME), after rx_chain: the chains filled so far (rx_chain
+ * first, with all its room), and the bytes still to place. */
+static int restore_frame(struct virtio_net *n, struct snap_r *sec, struct error *err)
+{
+	const struct virtq *rxq = &n->t->vq[RXQ];
+	uint64_t placed = 0;
+
+	if (!n->mrg || n->rx_chain.writable < VIRTIO_NET_HDR_BYTES)
+		return snap_bad(sec, err, "receive state (a spread frame without MRG_RXBUF)");
+	if (!snap_get_u16(sec, &n->rx_nused) || n->rx_nused == 0 || n->rx_nused > VIRTQ_MAX_SIZE)
+		return snap_bad(sec, err, "receive chain count");
+	for (uint16_t i = 0; i < n->rx_nused; i++) {
+		uint16_t head;
+		uint32_t len;
+
+		if (!snap_get_u16(sec, &head) || !snap_get_u32(sec, &len) ||
+		    (i == 0 &&
+		     (head != n->rx_chain.head || len != (uint32_t)n->rx_chain.writable)) ||
+		    (i > 0 && (head >= rxq->size || len == 0)))
+			return snap_bad(sec, err, "filled receive chain");
+		n->rx_used[i].head = head;
+		n->rx_used[i].len = len;
+		if (i > 0)
+			placed += len;
+	}
+	if (!snap_get_u32(sec, &n->rx_held_descs) || n->rx_held_descs < n->rx_nused)
+		return snap_bad(sec, err, "held descriptor count");
+	if (!snap_get_u32(sec, &n->rx_tail_off) || !snap_get_u32(sec, &n->rx_tail_len) ||
+	    n->rx_tail_off != placed || n->rx_tail_off >= n->rx_tail_len ||
+	    n->rx_tail_len >= VIRTIO_NET_BOUNCE ||
+	    !snap_get_bytes(sec, n->bounce + n->rx_tail_off, n->rx_tail_len - n->rx_tail_off))
+		return snap_bad(sec, err, "frame rest");
+	return 0;
+}
+
+static int restore_locked(struct virtio_net *n, struct snap_r *sec, struct error *err)
+{
+	struct virtio_mmio *t = n->t;
+	bool active = t->status & VIRTIO_CONFIG_S_DRIVER_OK, link;
+	uint8_t mac[6], rx;
+	uint16_t mtu;
+
+	if (!snap_get_bytes(sec, mac, sizeof(mac)))
+		return snap_bad(sec, err, "MAC");
+	if (memcmp(mac, n->mac, sizeof(mac)))
+		return err_set(err,
+		               "snapshot: %s: MAC %02x:%02x:%02x:%02x:%02x:%02x in the state, but "
+		               "%02x:%02x:%02x:%02x:%02x:%02x in the configuration",
+		               t->name ? t->name : "net", mac[0], mac[1], mac[2], mac[3], mac[4],
+		               mac[5], n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4],
+		               n->mac[5]);
+	if (!snap_get_u16(sec, &mtu) || mtu < MIN_MTU)
+		return snap_bad(sec, err, "MTU");
+	if (!snap_get_bool(sec, &link))
+		return snap_bad(sec, err, "link status");
+	/* As DRIVER_OK left them (arm); held chains need them. */
+	n->mrg = active && (t->driver_features & F(VIRTIO_NET_F_MRG_RXBUF));
+	/* Chains are held only while active (activation and reset forget them). */
+	if (!snap_get_u8(sec, &rx) || rx > RX_FRAME || (rx != RX_IDLE && !active))
+		return snap_bad(sec, err, "receive state");
+	if (rx != RX_IDLE &&
+	    virtq_chain_restore(&n->rx_chain, &t->vq[RXQ], t->gm, "receive chain", sec, err))
+		return -1;
+	if (rx == RX_FRAME && restore_frame(n, sec, err))
+		return -1;
+	if (!snap_get_bool(sec, &n->tx_pending) || (n->tx_pending && !active))
+		return snap_bad(sec, err, "transmit state");
+	if (n->tx_pending &&
+	    virtq_chain_restore(&n->tx_chain, &t->vq[TXQ], t->gm, "transmit chain", sec, err))
+		return -1;
+	/* Every chain taken and not yet used is one of these. */
+	if (virtq_in_flight(&t->vq[RXQ]) != (rx == RX_HELD) + n->rx_nused ||
+	    virtq_in_flight(&t->vq[TXQ]) != n->tx_pending)
+		return snap_bad(sec, err, "queue indices (chains in flight)");
+	if (snap_section_done(sec, err))
+		return -1;
+
+	n->rx_held = rx == RX_HELD;
+	if (mtu != n->mtu)
+		log_warn("%s: the guest keeps the MTU %u it was saved with; TAP %s has %u",
+		         t->name ? t->name : "net", mtu, n->ifname, n->mtu);
+	n->config.mtu = htole16(mtu);
+	/* A new TAP: its link is up. The guest saw it down (the old TAP failed): tell it. */
+	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
+	if (!link)
+		virtio_mmio_config_changed(t);
+	/* The new TAP has no offloads and is in no event loop yet: as after DRIVER_OK. */
+	if (active)
+		arm(n);
+	return 0;
+}
+
+int virtio_net_restore(struct virtio_net *n, struct snap_r *r, struct error *err)
+{
+	struct snap_r sec;
+	int ret;
+
+	if (snap_section(r, TAG_VNET, &sec, err))
+		return -1;
+	pthread_mutex_lock(&n->t->lock);
+	/* From a reset-like state: a failure below leaves nothing held. */
+	rx_reset_frame(n);
+	n->rx_held = n->tx_pending = false;
+	ret = restore_locked(n, &sec, err);
+	if (ret) {
+		rx_reset_frame(n);
+		n->rx_held = n->tx_pending = false;
+	}
+	pthread_mutex_unlock(&n->t->lock);
+	return ret;
 }
 
 const struct virtio_dev_ops virtio_net_ops = {

@@ -151,6 +151,20 @@ void virtio_net_tap_event(struct virtio_net *n, uint32_t events);
 
 void virtio_net_close(struct virtio_net *n);
 
+/*
+ * Snapshots (snapshot/stream.h), section VNET after the transport's: the MAC (checked against
+ * the configuration's), the MTU and link status the guest saw, and the chains the device
+ * holds (a receive chain, a frame spread over several chains with the bytes still to place,
+ * a transmit chain that would have blocked). The TAP is the one the configuration opened
+ * now, maybe another one (a network override): its link is up (the guest gets a config
+ * change if it saw it down), and a device the driver had set DRIVER_OK is armed again as
+ * DRIVER_OK arms it: its offloads go onto the TAP, and the TAP into the event loop, from the
+ * VMM thread. Restore validates every field; on a bad one (-1, err set) the device holds
+ * nothing.
+ */
+int virtio_net_save(const struct virtio_net *n, struct snap_w *w);
+int virtio_net_restore(struct virtio_net *n, struct snap_r *r, struct error *err);
+
 extern const struct virtio_dev_ops virtio_net_ops;
 
 #endif

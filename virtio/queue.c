@@ -1,7 +1,10 @@
 #include "queue.h"
 
 #include <linux/virtio_ring.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "snapshot/stream.h"
 
 /* Ring sizes for a queue of `n` entries (virtio 1.x split ring, no event index). */
 static uint64_t desc_bytes(uint16_t n)
@@ -49,8 +52,10 @@ static void store16(const struct guest_memory *gm, uint64_t gpa, uint16_t v)
 {
 	uint16_t *p = gm_ptr(gm, gpa, 2);
 
-	if (p)
+	if (p) {
 		__atomic_store_n(p, v, __ATOMIC_RELAXED);
+		gm_mark_dirty(gm, gpa, 2);
+	}
 }
 
 static int add_seg(struct virtq_chain *c, const struct vring_desc *d)
@@ -172,6 +177,7 @@ int virtq_push(struct virtq *q, const struct guest_memory *gm, uint16_t head, ui
 		return -1;
 	e->id = head;
 	e->len = written;
+	gm_mark_dirty(gm, slot, sizeof(*e));
 	q->used_idx++;
 	/* The entry must be visible before the index that publishes it. */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
@@ -217,10 +223,12 @@ static uint64_t chain_copy(const struct virtq_chain *c, const struct guest_memor
 		p = gm_ptr(gm, s->gpa + offset, n);
 		if (!p)
 			break;
-		if (to_guest)
+		if (to_guest) {
 			memcpy(p, host + done, n);
-		else
+			gm_mark_dirty(gm, s->gpa + offset, n);
+		} else {
 			memcpy(host + done, p, n);
+		}
 		done += n;
 		offset = 0;
 	}
@@ -261,6 +269,8 @@ int virtq_chain_iov(const struct virtq_chain *c, const struct guest_memory *gm, 
 		p = gm_ptr(gm, s->gpa + offset, take);
 		if (!p)
 			return -1;
+		if (device_writes)
+			gm_mark_dirty(gm, s->gpa + offset, take);
 		iov[n].iov_base = p;
 		iov[n].iov_len = take;
 		n++;
@@ -269,4 +279,90 @@ int virtq_chain_iov(const struct virtq_chain *c, const struct guest_memory *gm, 
 		offset = 0;
 	}
 	return len && len != VIRTQ_ALL ? -1 : n;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+void virtq_save(const struct virtq *q, struct snap_w *w)
+{
+	snap_u16(w, q->size);
+	snap_bool(w, q->ready);
+	snap_u64(w, q->desc_gpa);
+	snap_u64(w, q->avail_gpa);
+	snap_u64(w, q->used_gpa);
+	snap_u16(w, q->last_avail);
+	snap_u16(w, q->used_idx);
+	snap_bool(w, q->broken);
+}
+
+static int bad_field(struct snap_r *sec, struct error *err, const char *what, unsigned n,
+                     const char *field)
+{
+	char name[96];
+
+	snprintf(name, sizeof(name), "%s %u %s", what, n, field);
+	return snap_bad(sec, err, name);
+}
+
+int virtq_restore(struct virtq *q, unsigned n, uint16_t max, const struct guest_memory *gm,
+                  struct snap_r *sec, struct error *err)
+{
+	struct virtq v = {0};
+
+	/* QueueNum keeps only 0 or a power of two <= max; any address is a value the driver can
+	 * write while the queue is not ready. */
+	if (!snap_get_u16(sec, &v.size) || (v.size & (v.size - 1)) || v.size > max)
+		return bad_field(sec, err, "queue", n, "size");
+	if (!snap_get_bool(sec, &v.ready))
+		return bad_field(sec, err, "queue", n, "ready");
+	if (!snap_get_u64(sec, &v.desc_gpa) || !snap_get_u64(sec, &v.avail_gpa) ||
+	    !snap_get_u64(sec, &v.used_gpa) || (v.ready && !virtq_layout_ok(&v, gm)))
+		return bad_field(sec, err, "queue", n, "ring addresses");
+	/* The device puts on the used ring only chains it took: never more than the ring has. */
+	if (!snap_get_u16(sec, &v.last_avail) || !snap_get_u16(sec, &v.used_idx) ||
+	    virtq_in_flight(&v) > v.size)
+		return bad_field(sec, err, "queue", n, "indices");
+	if (!snap_get_bool(sec, &v.broken))
+		return bad_field(sec, err, "queue", n, "broken flag");
+	*q = v;
+	return 0;
+}
+
+void virtq_chain_save(const struct virtq_chain *c, struct snap_w *w)
+{
+	snap_u16(w, c->head);
+	snap_u16(w, c->nsegs);
+	for (uint16_t i = 0; i < c->nsegs; i++) {
+		snap_u64(w, c->seg[i].gpa);
+		snap_u32(w, c->seg[i].len);
+		snap_bool(w, c->seg[i].device_writes);
+	}
+}
+
+int virtq_chain_restore(struct virtq_chain *c, const struct virtq *q, const struct guest_memory *gm,
+                        const char *what, struct snap_r *sec, struct error *err)
+{
+	char name[96];
+
+	c->readable = c->writable = 0;
+	snprintf(name, sizeof(name), "%s head", what);
+	if (!snap_get_u16(sec, &c->head) || !q->ready || c->head >= q->size)
+		return snap_bad(sec, err, name);
+	/* A popped chain has at least its head's buffer (walk_chain), at most VIRTQ_MAX_SEGS. */
+	snprintf(name, sizeof(name), "%s length", what);
+	if (!snap_get_u16(sec, &c->nsegs) || c->nsegs == 0 || c->nsegs > VIRTQ_MAX_SEGS)
+		return snap_bad(sec, err, name);
+	snprintf(name, sizeof(name), "%s buffer", what);
+	for (uint16_t i = 0; i < c->nsegs; i++) {
+		struct virtq_seg *s = &c->seg[i];
+
+		if (!snap_get_u64(sec, &s->gpa) || !snap_get_u32(sec, &s->len) ||
+		    !snap_get_bool(sec, &s->device_writes) || !gm_range_ok(gm, s->gpa, s->len))
+			return snap_bad(sec, err, name);
+		if (s->device_writes)
+			c->writable += s->len;
+		else
+			c->readable += s->len;
+	}
+	return 0;
 }

@@ -13,6 +13,10 @@
 
 #include "vmm/guest_memory.h"
 
+struct snap_w;
+struct snap_r;
+struct error;
+
 #define VIRTQ_MAX_SIZE 256
 /* A chain has at most this many buffers (a queue's worth, or one indirect table's). */
 #define VIRTQ_MAX_SEGS VIRTQ_MAX_SIZE
@@ -77,9 +81,33 @@ uint64_t virtq_chain_write(const struct virtq_chain *c, const struct guest_memor
 /* iovecs over a chain's device-writable (`device_writes`) or device-readable buffers:
  * `len` bytes from `offset` into that part, or all of it from there with VIRTQ_ALL. Empty
  * segments are skipped; `iov` needs room for c->nsegs entries. Returns the count, or -1 when
- * a segment is not in guest RAM or the chain holds fewer than `len` bytes. */
+ * a segment is not in guest RAM or the chain holds fewer than `len` bytes. Device-writable
+ * iovecs count as written (gm_mark_dirty) from here: the caller fills them. */
 #define VIRTQ_ALL UINT64_MAX
 int virtq_chain_iov(const struct virtq_chain *c, const struct guest_memory *gm, bool device_writes,
                     uint64_t offset, uint64_t len, struct iovec *iov);
+
+/* Chains taken from the ring and not yet put on the used ring. */
+static inline uint16_t virtq_in_flight(const struct virtq *q)
+{
+	return (uint16_t)(q->last_avail - q->used_idx);
+}
+
+/*
+ * Snapshots (snapshot/stream.h): a queue's registers and run-time state, as fields of its
+ * transport's section. virtq_restore reads them as hostile input: a size that is 0 or a power
+ * of two <= `max`, a ready queue's rings in guest RAM (virtq_layout_ok), no more chains in
+ * flight than the ring holds. *q is written only when every field is good; -1 (err set,
+ * naming "queue <n> <field>") otherwise.
+ */
+void virtq_save(const struct virtq *q, struct snap_w *w);
+int virtq_restore(struct virtq *q, unsigned n, uint16_t max, const struct guest_memory *gm,
+                  struct snap_r *sec, struct error *err);
+/* A chain a device holds across a snapshot, as it was popped. Restore checks it against its
+ * queue `q` (ready, head < size) and every buffer against guest RAM; `what` names it in
+ * errors. */
+void virtq_chain_save(const struct virtq_chain *c, struct snap_w *w);
+int virtq_chain_restore(struct virtq_chain *c, const struct virtq *q, const struct guest_memory *gm,
+                        const char *what, struct snap_r *sec, struct error *err);
 
 #endif

@@ -30,6 +30,9 @@ enum {
 	OPT_VIRTIO_CONSOLE,
 	OPT_BOOT_TIMER,
 	OPT_NO_SECCOMP,
+	OPT_SNAPSHOT_LOAD,
+	OPT_SNAPSHOT_MEM,
+	OPT_NET_OVERRIDE,
 	OPT_NET,
 };
 
@@ -54,6 +57,9 @@ static const struct option options[] = {
     {"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
     {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"snapshot-load", required_argument, NULL, OPT_SNAPSHOT_LOAD},
+    {"snapshot-mem", required_argument, NULL, OPT_SNAPSHOT_MEM},
+    {"net-override", required_argument, NULL, OPT_NET_OVERRIDE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -101,6 +107,12 @@ void cli_usage(FILE *f)
 	    "                       socket; the VM starts with PUT /actions InstanceStart\n"
 	    "  --config-file FILE   the VM as JSON (the GET /vm/config shape); boots at once\n"
 	    "  --no-api             with --config-file: no API socket, exit when the guest stops\n"
+	    "  --snapshot-load STATE  restore the snapshot whose state file is STATE (with\n"
+	    "                       --snapshot-mem, its memory file) instead of booting, and run\n"
+	    "                       it (PUT /snapshot/load does the same through the API)\n"
+	    "  --snapshot-mem FILE  the snapshot's memory file\n"
+	    "  --net-override ID=TAP  with --snapshot-load: attach interface ID to TAP\n"
+	    "                       (repeatable)\n"
 	    "  --boot-timer         log the time from start to the guest's write of 123 to\n"
 	    "                       the boot-timer device (MMIO 0xd0000000)\n"
 	    "  --no-seccomp         run without the per-thread seccomp filters (a warning is\n"
@@ -163,6 +175,43 @@ static int set_path(const char *flag, char **field, const char *s, struct error 
 		return bad_value(err, flag, s, rule);
 	if (config_set_str(field, s))
 		return err_set(err, "out of memory");
+	return 0;
+}
+
+static struct snapshot_load_params *snapshot_params(struct vm_config *cfg)
+{
+	if (!cfg->snapshot) {
+		cfg->snapshot = calloc(1, sizeof(*cfg->snapshot));
+		if (cfg->snapshot)
+			cfg->snapshot->resume_vm =
+			    true; /* the command line runs what it restores */
+	}
+	return cfg->snapshot;
+}
+
+/* --net-override ID=TAP */
+static int parse_net_override(const char *s, struct vm_config *cfg, struct error *err)
+{
+	struct snapshot_load_params *p = snapshot_params(cfg);
+	const char *eq = strchr(s, '='), *rule;
+	char id[DRIVE_ID_MAX + 2];
+	size_t n = eq ? (size_t)(eq - s) : 0;
+
+	if (!p)
+		return err_set(err, "out of memory");
+	if (!eq || n > DRIVE_ID_MAX)
+		return err_set(err, "--net-override '%.64s': expected ID=TAP", s);
+	memcpy(id, s, n);
+	id[n] = 0;
+	if ((rule = validate_id(id)))
+		return bad_value(err, "--net-override interface id", id, rule);
+	if ((rule = validate_ifname(eq + 1)))
+		return bad_value(err, "--net-override TAP", eq + 1, rule);
+	if (p->nnet_overrides == VM_MAX_NETS)
+		return err_set(err, "--net-override: at most %d", VM_MAX_NETS);
+	strcpy(p->net_overrides[p->nnet_overrides].id, id);
+	strcpy(p->net_overrides[p->nnet_overrides].host_dev_name, eq + 1);
+	p->nnet_overrides++;
 	return 0;
 }
 
@@ -386,6 +435,22 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		case OPT_NO_SECCOMP:
 			o->no_seccomp = true;
 			break;
+		case OPT_SNAPSHOT_LOAD:
+			if (!snapshot_params(cfg))
+				return oom(err);
+			if (set_path("--snapshot-load", &cfg->snapshot->state_path, optarg, err))
+				return CLI_ERROR;
+			break;
+		case OPT_SNAPSHOT_MEM:
+			if (!snapshot_params(cfg))
+				return oom(err);
+			if (set_path("--snapshot-mem", &cfg->snapshot->mem_path, optarg, err))
+				return CLI_ERROR;
+			break;
+		case OPT_NET_OVERRIDE:
+			if (parse_net_override(optarg, cfg, err))
+				return CLI_ERROR;
+			break;
 		case OPT_HELP:
 			o->help = true;
 			return CLI_EXIT_OK;
@@ -412,6 +477,24 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		             "--kernel, --drive or --net");
 		return CLI_ERROR;
 	}
+	if (cfg->snapshot && !cfg->config_file) {
+		if (!cfg->snapshot->state_path || !cfg->snapshot->mem_path) {
+			err_set(err, "--snapshot-load STATE and --snapshot-mem FILE go together "
+			             "(--net-override needs them)");
+			return CLI_ERROR;
+		}
+		if (cfg->kernel_path || cfg->ndrives || cfg->nnets || cfg->virtio_console) {
+			err_set(err,
+			        "--snapshot-load restores the VM the snapshot describes: do not "
+			        "combine it with --kernel, --drive, --net or --virtio-console");
+			return CLI_ERROR;
+		}
+	}
+	if (cfg->snapshot && cfg->config_file) {
+		err_set(err, "--config-file describes the whole VM: give the snapshot in its "
+		             "snapshot-load section, not with --snapshot-load");
+		return CLI_ERROR;
+	}
 	if (cfg->no_api && !cfg->config_file) {
 		err_set(err, "--no-api needs --config-file (nothing else could start the VM)");
 		return CLI_ERROR;
@@ -420,7 +503,7 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 		err_set(err, "--no-api and --api-sock contradict each other");
 		return CLI_ERROR;
 	}
-	if (!cfg->kernel_path && !cfg->api_sock && !cfg->config_file) {
+	if (!cfg->kernel_path && !cfg->api_sock && !cfg->config_file && !cfg->snapshot) {
 		err_set(err, "no kernel: --kernel PATH is required (or --api-sock / "
 		             "--config-file; see --help)");
 		return CLI_ERROR;

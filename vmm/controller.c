@@ -258,10 +258,15 @@ int controller_restore_vm(struct controller *c, const struct snapshot_load_param
 	cfg.track_dirty_pages = p->track_dirty_pages;
 	old = *c->cfg;
 	*c->cfg = cfg;
+	/* `p` may be the request the old configuration holds: it moves over with it */
+	c->cfg->snapshot = old.snapshot;
+	old.snapshot = NULL;
 	c->t_start = now_sec();
 	if (vm_build_restored(c->vm, c->cfg, &f, p->mem_path, &err, code)) {
 		snprintf(msg, msglen, "%s", err.msg);
 		snapshot_close(&f);
+		old.snapshot = c->cfg->snapshot;
+		c->cfg->snapshot = NULL;
 		vm_config_free(c->cfg);
 		*c->cfg = old; /* unchanged for the next try */
 		return -1;

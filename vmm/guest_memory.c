@@ -93,6 +93,7 @@ void gm_wrap(struct guest_memory *gm, void *buf, uint64_t size)
 	gm->low_size = size;
 	gm->high_size = 0;
 	gm->fd = -1;
+	gm->dirty = NULL;
 }
 
 uint64_t gm_offset(const struct guest_memory *gm, uint64_t gpa, uint64_t len)

@@ -111,6 +111,13 @@ int main(int argc, char **argv)
 		vm_config_free(&cfg);
 		return EXIT_USAGE;
 	}
+	if (cfg.snapshot && !cfg.api_sock && !cfg.snapshot->resume_vm) {
+		log_error("--config-file %s: snapshot-load.resume_vm is false, and without the API "
+		          "nothing could resume the VM",
+		          cfg.config_file);
+		vm_config_free(&cfg);
+		return EXIT_USAGE;
+	}
 	/* /dev/kvm is opened when a VM is built: without it hearth still configures and
 	 * serves its API, and says so when asked to run a guest. */
 	vm_probe_host(&vm);
@@ -136,8 +143,18 @@ int main(int argc, char **argv)
 		log_error("cannot set up the VMM loop: %s", strerror(errno));
 		return EXIT_VMM_ERROR;
 	}
-	/* The one-shot command line and a config file boot at once. */
-	if (cfg.kernel_path && !(cfg.api_sock && !cfg.config_file)) {
+	/* A snapshot (--snapshot-load, a config file's snapshot-load) is restored at once. */
+	if (cfg.snapshot) {
+		if (controller_restore_vm(&ctl, cfg.snapshot, msg, sizeof(msg), &code)) {
+			log_error("snapshot: %s", msg);
+			if (server)
+				api_server_stop(server);
+			vm_destroy(&vm);
+			vm_config_free(&cfg);
+			return code;
+		}
+	} else if (cfg.kernel_path && !(cfg.api_sock && !cfg.config_file)) {
+		/* The one-shot command line and a config file boot at once. */
 		if (controller_start_vm(&ctl, msg, sizeof(msg), &code)) {
 			log_error("%s", msg);
 			if (server)

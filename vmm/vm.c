@@ -435,12 +435,37 @@ static int start_dirty_tracking(struct vm *vm, struct error *err)
 	return 0;
 }
 
+/* Guest RAM: new, or a snapshot's memory file. */
+static int map_memory(struct vm *vm, const struct vm_config *cfg, struct snapshot_file *snap,
+                      const char *mem_path, struct error *err, int *exit_code)
+{
+	int r;
+
+	*exit_code = EXIT_VMM_ERROR;
+	if (snap)
+		return snapshot_map_memory(&vm->mem, mem_path, &snap->meta,
+		                           vm->backend->shared_memory, err);
+	r = vm->backend->shared_memory ? gm_init_shared(&vm->mem, cfg->mem_mib * MIB)
+	                               : gm_init(&vm->mem, cfg->mem_mib * MIB);
+	if (r == -EFBIG)
+		return err_set(
+		    err,
+		    "cannot make %llu MiB of guest memory: the %s engine keeps guest RAM "
+		    "in a file (a memfd), and the file-size limit (RLIMIT_FSIZE; the "
+		    "jailer's --resource-limit fsize) is lower",
+		    (unsigned long long)cfg->mem_mib, vm->backend->name);
+	if (r < 0)
+		return err_set(err, "cannot map %llu MiB of guest memory: %s",
+		               (unsigned long long)cfg->mem_mib, strerror(-r));
+	return 0;
+}
+
 /* Build a VM that boots `cfg`'s kernel, or (snap) one restored from a snapshot. */
 static int build(struct vm *vm, const struct vm_config *cfg, struct snapshot_file *snap,
                  const char *mem_path, struct error *err, int *exit_code)
 {
 	struct error open_err = {""};
-	int r, open_r;
+	int open_r;
 
 	clock_gettime(CLOCK_MONOTONIC, &vm->t_start);
 	vm->cfg = cfg;
@@ -458,37 +483,18 @@ static int build(struct vm *vm, const struct vm_config *cfg, struct snapshot_fil
 	 * reported as such on any host. */
 	if (!vm->backend) /* (a test may bring its own) */
 		vm->backend = snap ? snapshot_backend(snap) : backend_pick(&vm->kvm, cfg->mmu);
+	/* A backend that maps guest RAM elsewhere too gets it before it opens (the process
+	 * engine starts its guest process there, while the guest is loaded). */
+	if (vm->backend->shared_memory && map_memory(vm, cfg, snap, mem_path, err, exit_code))
+		return -1;
 	open_r = vm->backend->open(vm, &open_err);
 	if (snap && open_r) {
 		*err = open_err;
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;
 	}
-	if (snap) {
-		if (snapshot_map_memory(&vm->mem, mem_path, &snap->meta, vm->backend->shared_memory,
-		                        err)) {
-			*exit_code = EXIT_VMM_ERROR;
-			return -1;
-		}
-		r = 0;
-	} else {
-		r = vm->backend->shared_memory ? gm_init_shared(&vm->mem, cfg->mem_mib * MIB)
-		                               : gm_init(&vm->mem, cfg->mem_mib * MIB);
-	}
-	if (r == -EFBIG) {
-		*exit_code = EXIT_VMM_ERROR;
-		return err_set(
-		    err,
-		    "cannot make %llu MiB of guest memory: the %s engine keeps guest RAM "
-		    "in a file (a memfd), and the file-size limit (RLIMIT_FSIZE; the "
-		    "jailer's --resource-limit fsize) is lower",
-		    (unsigned long long)cfg->mem_mib, vm->backend->name);
-	}
-	if (r < 0) {
-		*exit_code = EXIT_VMM_ERROR;
-		return err_set(err, "cannot map %llu MiB of guest memory: %s",
-		               (unsigned long long)cfg->mem_mib, strerror(-r));
-	}
+	if (!vm->backend->shared_memory && map_memory(vm, cfg, snap, mem_path, err, exit_code))
+		return -1;
 	if (open_nets(vm, cfg, err)) {
 		*exit_code = EXIT_VMM_ERROR;
 		return -1;

@@ -352,6 +352,11 @@ int proc_spawn(struct vm *vm, struct error *err)
 	p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
 	if (p->pidfd < 0)
 		return err_set(err, "process engine: pidfd_open: %s", strerror(errno));
+	return 0;
+}
+
+int proc_wait_started(struct vm *vm, struct error *err)
+{
 	return wait_started(vm, err);
 }
 

@@ -65,6 +65,11 @@ static int proc_open(struct vm *vm, struct error *err)
 		return err_set(err, "process engine: the address range at 0x%llx is taken",
 		               (unsigned long long)STUB_SLOT_VA);
 	}
+	/* The guest process starts now and gets ready while hearth loads the guest. */
+	if (vm->mem.fd < 0)
+		return err_set(err, "process engine: guest RAM is not in a memfd");
+	if (proc_spawn(vm, err))
+		return -1;
 	p->tsc_hz = measure_tsc_hz();
 	return 0;
 }
@@ -179,8 +184,6 @@ static int proc_create(struct vm *vm, struct error *err)
 	struct proc_vm *p = proc_of(vm);
 	struct uirq_config ucfg = {.ncpus = vm->nvcpus, .kick = kick, .kick_opaque = vm};
 
-	if (vm->mem.fd < 0)
-		return err_set(err, "process engine: guest RAM is not in a memfd");
 	irqchip_host_clock(&ucfg.clock, p->tsc_hz);
 	p->uirq = uirq_create(&ucfg);
 	if (!p->uirq)
@@ -189,7 +192,7 @@ static int proc_create(struct vm *vm, struct error *err)
 	p->mmu = pmmu_create(vm);
 	if (!p->mmu)
 		return err_set(err, "out of memory");
-	if (add_chip_devices(vm, err) || proc_spawn(vm, err))
+	if (add_chip_devices(vm, err) || proc_wait_started(vm, err))
 		return -1;
 	pin_guest_threads(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)

@@ -92,6 +92,8 @@ static inline struct proc_vcpu *pvcpu_of(const struct vcpu *v)
 /* guest_proc.c: make the guest process (its slot, its threads, its filter); it waits for the
  * first state of each vCPU. */
 int proc_spawn(struct vm *vm, struct error *err);
+/* ... and wait (a bounded time) until its threads reported in. */
+int proc_wait_started(struct vm *vm, struct error *err);
 void proc_kill(struct vm *vm);
 
 /* vcpu.c */

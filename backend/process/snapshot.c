@@ -18,23 +18,6 @@
 #define TAG_PVM SNAP_TAG('P', 'V', 'M', '0')
 #define TAG_CPU SNAP_TAG('P', 'C', 'P', 'U')
 
-/* TEMPORARY until irqchip/snapshot.c lands. */
-int uirq_save(struct uirq *u, struct snap_w *w);
-int uirq_restore(struct uirq *u, struct snap_r *r, struct error *err);
-__attribute__((weak)) int uirq_save(struct uirq *u, struct snap_w *w)
-{
-	(void)u;
-	(void)w;
-	return 0;
-}
-__attribute__((weak)) int uirq_restore(struct uirq *u, struct snap_r *r, struct error *err)
-{
-	(void)u;
-	(void)r;
-	(void)err;
-	return 0;
-}
-
 static void save_cpu(struct snap_w *w, const struct proc_vcpu *pv)
 {
 	const struct guest_cpu *c = &pv->cpu;

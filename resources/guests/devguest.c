@@ -12,6 +12,10 @@
  *                  data just read from it) with VIRTIO_BLK_S_IOERR; print
  *                  "devguest: blk N ro ok", then "devguest: blk N sector0 <32 hex digits>"
  *                  (the first 16 bytes of sector 0)
+ *   blk-seq=N      write sectors 0..63 of block device N one at a time, ~20 ms of TSC time
+ *                  apart (2 GHz assumed), sector s filled with (s * 29 + i * 3 + 0x11) & 0xff,
+ *                  flushing each (when offered); print "devguest: blk N seq S" after each
+ *                  and "devguest: blk N seq done" at the end (for snapshots taken meanwhile)
  *   blk-id=N       print "devguest: blk N id <id>" (VIRTIO_BLK_T_GET_ID, up to 20 bytes)
  *   blk-size=N     print "devguest: blk N capacity <sectors>"
  *   blk-badreq=N   a read at the end, a read across the end, a 100-byte read (each must end
@@ -114,6 +118,41 @@ static void make_pattern(uint8_t *buf)
 		table[j] = (uint8_t)(j * 7 + 0x5a);
 	for (unsigned s = 0; s < PATTERN_SECTORS; s++)
 		rt_copy(buf + s * RT_VBLK_SECTOR, table + ((s * 41) & 0xff), RT_VBLK_SECTOR);
+}
+
+#define SEQ_SECTORS 64
+#define SEQ_GAP_TSC (20ULL * 2000000) /* ~20 ms at 2 GHz */
+
+static uint64_t tsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static void blk_seq(uint64_t n)
+{
+	struct rt_vblk *b = blk(n);
+	uint8_t st;
+
+	if (b->ro || b->capacity < SEQ_SECTORS)
+		fail(EXIT_PATTERN, "devguest: blk %lu seq: device is read-only or too small\n", n);
+	for (unsigned s = 0; s < SEQ_SECTORS; s++) {
+		uint64_t until = tsc() + SEQ_GAP_TSC;
+
+		for (unsigned i = 0; i < RT_VBLK_SECTOR; i++)
+			wbuf[i] = (uint8_t)(s * 29 + i * 3 + 0x11);
+		st = rt_vblk_write(b, s, wbuf, 1, false);
+		if (st == VIRTIO_BLK_S_OK && b->flush)
+			st = rt_vblk_flush(b);
+		if (st != VIRTIO_BLK_S_OK)
+			fail(EXIT_PATTERN, "devguest: blk %lu seq %u: status %u\n", n, s, st);
+		con_printf("devguest: blk %lu seq %u\n", n, s);
+		while (tsc() < until)
+			__asm__ volatile("pause");
+	}
+	con_printf("devguest: blk %lu seq done\n", n);
 }
 
 static void blk_pattern(uint64_t n)
@@ -269,7 +308,7 @@ static const struct {
 	void (*fn)(uint64_t n);
 } blk_actions[] = {
     {"blk-pattern", blk_pattern}, {"blk-ro", blk_ro},         {"blk-id", blk_id},
-    {"blk-size", blk_size},       {"blk-badreq", blk_badreq},
+    {"blk-size", blk_size},       {"blk-badreq", blk_badreq}, {"blk-seq", blk_seq},
 };
 
 static void run(const struct token *tok)

@@ -104,13 +104,24 @@ class Jailed:
         self.pid = None
         deadline = time.monotonic() + 10
         pidfile = self.root / "hearth.pid"
-        while not (self.pid and (self.root / "api.sock").exists()):
+        # The socket file exists from bind(); connections work from listen(): wait for both.
+        while not (self.pid and (self.root / "api.sock").exists() and self.accepting()):
             if self.pid is None and pidfile.exists() and pidfile.read_text().endswith("\n"):
                 self.pid = int(pidfile.read_text())
             assert time.monotonic() < deadline, self.log.read_text()
             if self.jailer.poll() not in (None, 0):
                 pytest.fail(f"jailer exited {self.jailer.returncode}: {self.log.read_text()}")
             time.sleep(0.01)
+
+    def accepting(self):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(str(self.root / "api.sock"))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def request(self, method, path, body=None):
         c = UnixHTTPConnection(str(self.root / "api.sock"))
@@ -270,9 +281,15 @@ def test_jailed_hearth_boots_the_guest_and_is_confined(base, cg_parent, tmp_path
             # No descriptor but guest RAM.
             assert os.listdir(f"/proc/{g}/fd") == ["3"]
             assert os.readlink(f"/proc/{g}/fd/3").startswith("/memfd:")
-        # Every thread is filtered once a guest ran.
+        # Every thread is filtered once a guest runs: a vCPU thread loads its filter as it
+        # starts, before it runs guest code, which may be a moment after InstanceStart.
+        deadline = time.monotonic() + 10
         for t in os.listdir(f"/proc/{j.pid}/task"):
-            text = open(f"/proc/{j.pid}/task/{t}/status").read()
+            while True:
+                text = open(f"/proc/{j.pid}/task/{t}/status").read()
+                if "Seccomp:\t2" in text or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             assert "Seccomp:\t2" in text, text
     finally:
         if j:

@@ -394,3 +394,58 @@ def test_api_network_interfaces(netns, tmp_path):
     assert status == 400 and "does not exist" in body["fault_message"]
     status, _ = api.put("/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0"})
     assert status == 400
+
+
+# ---- snapshots --------------------------------------------------------------------------
+
+
+def test_snapshot_restores_the_nic_onto_a_new_tap(netns, tmp_path, engine):
+    """docs/SNAPSHOTS.md: a restored NIC on another TAP (network_overrides) answers ping and
+    echoes, with the MAC the guest had."""
+    netns.add_tap("tap0", "10.77.0.1/24")
+    (tmp_path / "a").mkdir()
+    a = Api(tmp_path / "a", prefix=netns.exec_args())
+    netns.cleanups.append(a.stop)
+    assert a.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
+                                     "mmu": engine})[0] == 204
+    assert a.put("/boot-source", {"kernel_image_path": str(GUESTS / "netguest.elf"),
+                                  "boot_args": "ip=10.77.0.2"})[0] == 204
+    assert a.put("/network-interfaces/eth0", {"iface_id": "eth0",
+                                              "host_dev_name": "tap0"})[0] == 204
+    assert a.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+    a.wait_stdout("netguest: ready")
+    mac = re.search(r"mac (\S+)", a.stdout())[1]
+    check_echo_sizes(udp(netns), "10.77.0.2", [100])
+    assert a.patch("/vm", {"state": "Paused"})[0] == 204
+    status, body = a.put("/snapshot/create", {"snapshot_path": str(tmp_path / "s.state"),
+                                              "mem_file_path": str(tmp_path / "s.mem")})
+    assert status == 204, body
+    a.stop()
+    netns.ip("link", "del", "tap0")
+    netns.add_tap("tap9", "10.77.0.1/24")
+    (tmp_path / "b").mkdir()
+    b = Api(tmp_path / "b", prefix=netns.exec_args())
+    netns.cleanups.append(b.stop)
+    status, body = b.put("/snapshot/load", {
+        "snapshot_path": str(tmp_path / "s.state"),
+        "mem_backend": {"backend_type": "File", "backend_path": str(tmp_path / "s.mem")},
+        "resume_vm": True,
+        "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap9"}]})
+    assert status == 204, body
+    assert b.get("/vm/config")[1]["network-interfaces"][0]["host_dev_name"] == "tap9"
+    pinger = Pinger(netns)
+    try:
+        rtts = [pinger.ping("10.77.0.2", timeout=5) for _ in range(3)]
+    finally:
+        pinger.close()
+    assert None not in rtts, f"ping lost after restore: {rtts}\n{b.stderr()}"
+    check_echo_sizes(udp(netns), "10.77.0.2", [1, 1000, UDP_MAX])
+    assert mac in netns.ip("neigh", "show", "10.77.0.2", "dev", "tap9").stdout
+    # An override for an interface the snapshot does not have is refused.
+    (tmp_path / "c").mkdir()
+    c = Api(tmp_path / "c", prefix=netns.exec_args())
+    netns.cleanups.append(c.stop)
+    status, body = c.put("/snapshot/load", {
+        "snapshot_path": str(tmp_path / "s.state"), "mem_file_path": str(tmp_path / "s.mem"),
+        "network_overrides": [{"iface_id": "eth7", "host_dev_name": "tap9"}]})
+    assert status == 400 and "no network interface 'eth7'" in body["fault_message"]
