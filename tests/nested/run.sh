@@ -255,10 +255,10 @@ PY
 # The watchdog: the three timeouts, one-second resolution; it notes why it killed QEMU,
 # after saving L1's CPU state (a hang shows where L1 was).
 #
-# A stall: QEMU 7.2's TCG can lose an interrupt that L1's local APIC raises while L1 leaves
-# its guest (do_vmexit clears another bit of the same interrupt_request word, not
-# atomically, from the vCPU thread). When that interrupt is L1's one-shot timer, L1 halts
-# with the vector pending in the IRR and nothing armed to wake it. Any new interrupt makes
+# A stall: under QEMU 7.2's TCG, L1 has been seen halted for good with its timer vector
+# pending in the IRR (a lost wakeup; likely do_vmexit clearing another bit of the same
+# interrupt_request word, not atomically, from the vCPU thread, while the main loop raises
+# the timer's; README.md). Nothing is left armed to wake L1 then. Any new interrupt makes
 # QEMU look at the IRR again, so when the heartbeat stops for NUDGE_AFTER seconds the
 # watchdog sends a break to ttyS1 (an RX interrupt in L1; the NUL it reads goes nowhere),
 # after saving the local APIC's state to stalls.txt.
