@@ -135,21 +135,24 @@ static int restore_cpu(struct snap_r *r, struct proc_vcpu *pv, uint32_t host_fp_
 	      snap_get_u64(&s, &c->sfmask);
 	if (!ok)
 		return snap_bad(&s, err, "registers");
-	/* What the host would refuse or hearth never produces. */
-	if ((c->r.rflags & (RF_VM | RF_NT | RF_IOPL)) || !(c->r.rflags & RF_RESERVED))
-		return snap_bad(&s, err, "rflags");
-	if ((c->cr3 & ~(PTE_ADDR | 0xfffULL)) || c->cr8 > 15)
-		return snap_bad(&s, err, "control registers");
-	if (c->fs_base >= STUB_GUEST_VA_END || c->gs_base >= STUB_GUEST_VA_END)
-		return snap_bad(&s, err, "FS/GS base (beyond what a host process can use)");
 	for (unsigned i = 0; i < PROC_MSRS; i++)
 		if (!snap_get_u32(&s, &pv->msr_index[i]) || !snap_get_u64(&s, &pv->msr_value[i]))
 			return snap_bad(&s, err, "MSRs");
 	if (!snap_get_bool(&s, &pv->halted_for_good) || !snap_get_bool(&s, &pv->halted) ||
 	    !snap_get_bool(&s, &pv->interp) || !snap_get_bool(&s, &pv->started_guest))
 		return snap_bad(&s, err, "run state");
-	if (pv->started_guest && !modes_ok(c, pv->interp))
-		return snap_bad(&s, err, "CPU mode (CR0/CR4/EFER)");
+	/* A vCPU that never ran (a parked AP) has no state to check; one that ran has what the
+	 * host would accept and hearth produces. */
+	if (pv->started_guest) {
+		if ((c->r.rflags & (RF_VM | RF_NT | RF_IOPL)) || !(c->r.rflags & RF_RESERVED))
+			return snap_bad(&s, err, "rflags");
+		if ((c->cr3 & ~(PTE_ADDR | 0xfffULL)) || c->cr8 > 15)
+			return snap_bad(&s, err, "control registers");
+		if (c->fs_base >= STUB_GUEST_VA_END || c->gs_base >= STUB_GUEST_VA_END)
+			return snap_bad(&s, err, "FS/GS base (beyond what a host process can use)");
+		if (!modes_ok(c, pv->interp))
+			return snap_bad(&s, err, "CPU mode (CR0/CR4/EFER)");
+	}
 	if (!snap_get_u32(&s, &fp_len) || fp_len > STUB_FP_MAX || fp_len > snap_left(&s))
 		return snap_bad(&s, err, "FPU state");
 	if (fp_len && fp_len != host_fp_len)
