@@ -138,6 +138,23 @@ static const struct rule vmm_rules[] = {
     ALLOW(ftruncate),
     ALLOW(pwrite64),
     ALLOW(fsync),
+    /* PUT /snapshot/create in a KVM engine (backend/kvm/snapshot.c), every vCPU parked:
+     * read each vCPU's state (SREGS2 and XSAVE2 where KVM has them), the interrupt chips
+     * and the PIT (the clock is the one the pause saved), and the dirty logs of a diff */
+    IOCTL(KVM_GET_MP_STATE),
+    IOCTL(KVM_GET_REGS),
+    IOCTL(KVM_GET_SREGS),
+    IOCTL(KVM_GET_SREGS2),
+    IOCTL(KVM_GET_XSAVE),
+    IOCTL(KVM_GET_XSAVE2),
+    IOCTL(KVM_GET_XCRS),
+    IOCTL(KVM_GET_DEBUGREGS),
+    IOCTL(KVM_GET_LAPIC),
+    IOCTL(KVM_GET_MSRS),
+    IOCTL(KVM_GET_VCPU_EVENTS),
+    IOCTL(KVM_GET_IRQCHIP),
+    IOCTL(KVM_GET_PIT2),
+    IOCTL(KVM_GET_DIRTY_LOG),
 };
 
 /* The API thread: one HTTP connection loop over MHD's epoll set and a stop eventfd, and the

@@ -41,6 +41,11 @@ struct kvm_vm {
 	bool clock_saved;
 	uint64_t paused_at_tsc;
 	struct kvm_clock_data clock;
+	/* snapshots (snapshot.c): what this KVM offers, asked at create */
+	uint32_t xsave_size; /* KVM_GET_XSAVE2's (KVM_CAP_XSAVE2), or struct kvm_xsave's */
+	bool xsave2, sregs2;
+	/* dirty page tracking: one KVM dirty log per guest-RAM memslot */
+	uint64_t *dirty_log[2];
 };
 
 /* vcpu->be */
@@ -50,6 +55,7 @@ struct kvm_vcpu {
 	bool tsc_offset_saved;
 	uint64_t tsc_offset;        /* while paused */
 	struct string_io_state sio; /* rep outs batching (string_io.h) */
+	bool exited; /* the last KVM_RUN returned an exit, which KVM completes at the next */
 };
 
 static inline struct kvm_vm *kvm_of(const struct vm *vm)
@@ -89,6 +95,16 @@ extern const struct kvm_engine kvm_shadow_engine;
 /* The KVM_RUN loop both engines share: exits go to the engine's hooks and the device buses. */
 void kvm_vcpu_loop(struct vcpu *v);
 
+/* kvm.c: a memslot of guest memory (flags: KVM_MEM_LOG_DIRTY_PAGES or 0). */
+int kvm_set_memslot(struct kvm_vm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+                    uint32_t flags, struct error *err);
+
+/* snapshot.c: the backend's snapshot ops (backend.h). */
+int kvm_save(struct vm *vm, struct snap_w *w, struct error *err);
+int kvm_restore(struct vm *vm, struct snap_r *r, struct error *err);
+int kvm_dirty_start(struct vm *vm, struct error *err);
+int kvm_dirty_collect(struct vm *vm, uint64_t *bitmap, struct error *err);
+
 /* irqchip_kvm.c: the in-kernel PIC, IOAPIC, LAPICs and PIT (after the memslots). */
 struct irqchip *kvm_irqchip_create(int vm_fd, struct error *err);
 
@@ -107,6 +123,15 @@ int kvm_shadow_add_memslots(struct vm *vm, struct error *err);
 void kvm_shadow_destroy(struct vm *vm);
 void kvm_shadow_info(const struct vm *vm, cJSON *o);
 void kvm_shadow_log_stats(const struct vm *vm);
+/* Snapshots of the shadow engine (its part of snapshot.c's): the virtual CPU, the mirrored
+ * GDT, the trap frame and the engine's run state as a section; the boot vCPU's real
+ * registers as the engine last left them (kvm_run's sync area); and, at restore (the
+ * section first), those real registers checked against the monitor's rules and set. */
+int kvm_shadow_save(struct vm *vm, struct snap_w *w, struct error *err);
+int kvm_shadow_restore(struct vm *vm, struct snap_r *r, struct error *err);
+void kvm_shadow_real_regs(const struct vm *vm, struct kvm_regs *regs, struct kvm_sregs *sregs);
+int kvm_shadow_set_real_regs(struct vm *vm, const struct kvm_regs *regs,
+                             const struct kvm_sregs *sregs, struct error *err);
 /* The host CPU to run vCPU `id` on so that cpuid's APIC ID is its own, or -1. */
 int kvm_shadow_pin_cpu(unsigned vcpu_id);
 

@@ -22,19 +22,34 @@ void kvm_vcpu_loop(struct vcpu *v)
 	struct kvm_run *run = kv->run;
 	struct vm *vm = v->vm;
 
-	while (vm_vcpu_checkpoint(v)) {
+	for (;;) {
+		/* A pause parks the vCPU at the checkpoint. KVM finishes an exit (the data of a
+		 * port or MMIO read, the registers an engine left in the sync area) only at the
+		 * next KVM_RUN: after an exit, one with immediate_exit first, which does that and
+		 * returns before the guest runs, so that a parked vCPU's state is whole (a
+		 * snapshot reads it). Paused is read once here: when it was not set, the kick
+		 * that follows setting it makes KVM_RUN return, and this comes round again. */
+		bool paused = __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE);
+
+		if (paused && kv->exited)
+			run->immediate_exit = 1;
+		else if (paused ? !vm_vcpu_checkpoint(v)
+		                : __atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) != STOP_NONE)
+			return;
 		if (eng->before_run && !eng->before_run(v))
 			return;
 		if (ioctl(kv->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				METRIC_INC(exit_intr);
 				run->immediate_exit = 0; /* a kick: back to the checkpoint */
+				kv->exited = false;
 				continue;
 			}
 			vm_request_stop(vm, STOP_VMM_ERROR, 0, "KVM_RUN on vCPU %u: %s", v->id,
 			                strerror(errno));
 			return;
 		}
+		kv->exited = true;
 		if (eng->after_run)
 			eng->after_run(v);
 		switch (run->exit_reason) {

@@ -24,6 +24,7 @@
 #include "shadow.h"
 #include "cpu/decode.h"
 #include "shadow_mmu.h"
+#include "snapshot/stream.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -595,7 +596,9 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	r.rsi = boot->rsi;
 	if (ioctl(kvcpu_of(v)->fd, KVM_SET_REGS, &r) < 0)
 		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));
-	/* From here on the special registers travel in kvm_run's sync area. */
+	/* From here on the registers travel in kvm_run's sync area (a snapshot reads them
+	 * there, also before the first run). */
+	kvcpu_of(v)->run->s.regs.regs = r;
 	kvcpu_of(v)->run->s.regs.sregs = s;
 	e->sregs_valid = true;
 	return 0;
@@ -772,6 +775,324 @@ void kvm_shadow_log_stats(const struct vm *vm)
 	         (unsigned long long)st->fills, (unsigned long long)st->evictions,
 	         (unsigned long long)st->invalidations, (unsigned long long)st->epochs,
 	         (unsigned long long)st->reloads, (unsigned long long)st->tracked_writes);
+}
+
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+/*
+ * What the shadow engine adds to the KVM vCPUs' state (snapshot.c): the virtual CPU (what
+ * the guest believes its privileged state is), the guest part of the real GDT as the monitor
+ * mirrored it, the trap frame on the boot vCPU's trap stack (an exit may come between the
+ * CPU's entry into a stub and the stub's `out`), and whether the vCPU halted. The boot
+ * vCPU's real registers are the ones in kvm_run's sync area: hearth's latest, which KVM
+ * may not have taken yet. The shadow page tables are not saved: they start empty and fill
+ * as the guest runs.
+ *
+ * The restored real state must keep the guest at CPL3 outside the monitor, whatever the
+ * file says: CS and SS only from descriptors a deprivileged guest may use (or the monitor's
+ * own, for a RIP on its halt path or at a stub's entry), IOPL 0, and the monitor's GDT, IDT,
+ * TSS, CR0, CR4 and EFER as create set them, CR3 a fresh shadow root.
+ */
+#define TAG_SHADOW      SNAP_TAG('K', 'S', 'H', 'D')
+#define RF_DEFINED      0x3f7fd7ULL /* the RFLAGS bits that exist */
+#define DESC_WRITABLE   (1ULL << 41)
+#define DESC_CONFORMING (1ULL << 42)
+#define DESC_CODE       (1ULL << 43)
+#define DESC_S          (1ULL << 44)
+#define DESC_P          (1ULL << 47)
+#define DESC_DPL(d)     (((d) >> 45) & 3)
+#define HALT_CODE_LEN   4 /* sti; hlt; jmp (shadow_monitor.c) */
+
+static bool canonical(uint64_t a)
+{
+	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
+
+/* What sh_monitor_mirror_gdt puts in the guest part of the real GDT: null; a present code
+ * or data segment at DPL3; the guest's user code, non-conforming at DPL0 (CPL3 cannot enter
+ * it). */
+static bool mirrored_ok(uint64_t d)
+{
+	if (!d)
+		return true;
+	if (!(d & DESC_S) || !(d & DESC_P))
+		return false;
+	return DESC_DPL(d) == 3 || (DESC_DPL(d) == 0 && (d & DESC_CODE) && !(d & DESC_CONFORMING));
+}
+
+/* A selector (any RPL) of the guest part the guest may run with: a DPL3 code segment for
+ * CS, a writable DPL3 data segment for SS. */
+static bool guest_cs_ok(const struct sh_engine *e, uint64_t sel)
+{
+	const uint64_t *gdt = (const uint64_t *)(e->mon.mon + SH_OFF_GDT);
+	uint64_t i = sel >> 3;
+
+	return sel <= 0xffff && !(sel & 4) && i && i < e->mon.guest_gdt_entries &&
+	       (gdt[i] & DESC_CODE) && (gdt[i] & DESC_P) && DESC_DPL(gdt[i]) == 3;
+}
+
+static bool guest_ss_ok(const struct sh_engine *e, uint64_t sel)
+{
+	const uint64_t *gdt = (const uint64_t *)(e->mon.mon + SH_OFF_GDT);
+	uint64_t i = sel >> 3;
+
+	return sel <= 0xffff && !(sel & 4) && i && i < e->mon.guest_gdt_entries &&
+	       !(gdt[i] & DESC_CODE) && (gdt[i] & DESC_WRITABLE) && (gdt[i] & DESC_P) &&
+	       DESC_DPL(gdt[i]) == 3;
+}
+
+/* The real CS and SS of the guest at CPL3 (resume: RPL3, SS the stand-in when null). */
+static bool real_cs_ok(const struct sh_engine *e, uint64_t sel)
+{
+	return (sel & 3) == 3 && guest_cs_ok(e, sel);
+}
+
+static bool real_ss_ok(const struct sh_engine *e, uint64_t sel)
+{
+	return sel == SH_SEL_DS3 || ((sel & 3) == 3 && guest_ss_ok(e, sel));
+}
+
+static void put_cpu(struct snap_w *w, const struct guest_cpu *c)
+{
+	for (unsigned i = 0; i < 16; i++)
+		snap_u64(w, c->r.gpr[i]);
+	snap_u64(w, c->r.rip);
+	snap_u64(w, c->r.rflags);
+	snap_u64(w, c->cr0);
+	snap_u64(w, c->cr2);
+	snap_u64(w, c->cr3);
+	snap_u64(w, c->cr4);
+	snap_u64(w, c->efer);
+	snap_u64(w, c->cr8);
+	snap_u64(w, c->gdtr.base);
+	snap_u16(w, c->gdtr.limit);
+	snap_u64(w, c->idtr.base);
+	snap_u16(w, c->idtr.limit);
+	snap_u16(w, c->tr);
+	snap_u16(w, c->ldtr);
+	snap_u64(w, c->tr_base);
+	snap_u16(w, c->cs);
+	snap_u16(w, c->ss);
+	snap_u16(w, c->ds);
+	snap_u16(w, c->es);
+	snap_u16(w, c->fs);
+	snap_u16(w, c->gs);
+	snap_u64(w, c->fs_base);
+	snap_u64(w, c->gs_base);
+	snap_u64(w, c->kernel_gs_base);
+	snap_u64(w, c->star);
+	snap_u64(w, c->lstar);
+	snap_u64(w, c->cstar);
+	snap_u64(w, c->sfmask);
+}
+
+static bool get_cpu(struct snap_r *s, struct guest_cpu *c)
+{
+	bool ok = true;
+
+	for (unsigned i = 0; i < 16; i++)
+		ok &= snap_get_u64(s, &c->r.gpr[i]);
+	return ok && snap_get_u64(s, &c->r.rip) && snap_get_u64(s, &c->r.rflags) &&
+	       snap_get_u64(s, &c->cr0) && snap_get_u64(s, &c->cr2) && snap_get_u64(s, &c->cr3) &&
+	       snap_get_u64(s, &c->cr4) && snap_get_u64(s, &c->efer) && snap_get_u64(s, &c->cr8) &&
+	       snap_get_u64(s, &c->gdtr.base) && snap_get_u16(s, &c->gdtr.limit) &&
+	       snap_get_u64(s, &c->idtr.base) && snap_get_u16(s, &c->idtr.limit) &&
+	       snap_get_u16(s, &c->tr) && snap_get_u16(s, &c->ldtr) &&
+	       snap_get_u64(s, &c->tr_base) && snap_get_u16(s, &c->cs) && snap_get_u16(s, &c->ss) &&
+	       snap_get_u16(s, &c->ds) && snap_get_u16(s, &c->es) && snap_get_u16(s, &c->fs) &&
+	       snap_get_u16(s, &c->gs) && snap_get_u64(s, &c->fs_base) &&
+	       snap_get_u64(s, &c->gs_base) && snap_get_u64(s, &c->kernel_gs_base) &&
+	       snap_get_u64(s, &c->star) && snap_get_u64(s, &c->lstar) &&
+	       snap_get_u64(s, &c->cstar) && snap_get_u64(s, &c->sfmask);
+}
+
+/* The virtual CPU's checks: what its emulation can produce (4-level paging only, EFER
+ * without SCE, canonical bases, the GDT it can mirror) and CS/SS the guest can run in. */
+static const char *cpu_bad(const struct sh_engine *e, const struct guest_cpu *c)
+{
+	bool pg = c->cr0 & CR0_PG;
+
+	if ((c->r.rflags & ~RF_DEFINED) || !(c->r.rflags & RF_RESERVED))
+		return "RFLAGS";
+	if (!(c->cr0 & CR0_PE) || (c->efer & ~(EFER_LME | EFER_LMA | EFER_NXE)) ||
+	    pg != !!(c->efer & EFER_LMA) || (pg && (!(c->efer & EFER_LME) || !(c->cr4 & CR4_PAE))))
+		return "CPU mode (CR0/CR4/EFER)";
+	if ((c->cr3 & ~(PTE_ADDR | 0xfffULL)) || c->cr8 > 15)
+		return "CR3/CR8";
+	if ((c->gdtr.limit + 1u) / 8 > SH_GUEST_GDT_MAX)
+		return "GDTR";
+	if (!canonical(c->fs_base) || !canonical(c->gs_base) || !canonical(c->kernel_gs_base))
+		return "segment bases";
+	if ((c->cs & 3) || !guest_cs_ok(e, c->cs) || (c->ss & 3) ||
+	    (c->ss && !guest_ss_ok(e, c->ss)))
+		return "CS/SS";
+	return NULL;
+}
+
+int kvm_shadow_save(struct vm *vm, struct snap_w *w, struct error *err)
+{
+	struct sh_engine *e = kvm_of(vm)->shadow;
+	const uint64_t *gdt = sh_mon_ptr(&e->mon, SH_OFF_GDT);
+	const uint64_t *frame = sh_mon_ptr(&e->mon, sh_stack_top(e->v->id) - 8ULL * SH_FRAME_WORDS);
+	size_t at = snap_begin(w, TAG_SHADOW);
+
+	(void)err;
+	put_cpu(w, &e->cpu);
+	snap_bool(w, e->halted);
+	snap_bool(w, e->halted_for_good);
+	snap_bool(w, e->stepping_pt);
+	snap_u64(w, e->mmu.pt.exempt);
+	snap_u32(w, e->mon.guest_gdt_entries);
+	for (unsigned i = 0; i < e->mon.guest_gdt_entries; i++)
+		snap_u64(w, gdt[i]);
+	for (unsigned i = 0; i < SH_FRAME_WORDS; i++)
+		snap_u64(w, frame[i]);
+	snap_end(w, at);
+	return 0;
+}
+
+void kvm_shadow_real_regs(const struct vm *vm, struct kvm_regs *regs, struct kvm_sregs *sregs)
+{
+	const struct kvm_run *run = run_of(kvm_of(vm)->shadow);
+
+	*regs = run->s.regs.regs;
+	*sregs = run->s.regs.sregs;
+}
+
+int kvm_shadow_restore(struct vm *vm, struct snap_r *r, struct error *err)
+{
+	struct sh_engine *e = kvm_of(vm)->shadow;
+	uint64_t *gdt = sh_mon_ptr(&e->mon, SH_OFF_GDT);
+	uint64_t *frame = sh_mon_ptr(&e->mon, sh_stack_top(e->v->id) - 8ULL * SH_FRAME_WORDS);
+	struct guest_cpu c = e->cpu; /* its ops, context, memory and trap port stay */
+	bool halted, for_good, stepping;
+	uint64_t exempt;
+	const char *bad;
+	struct snap_r s;
+	uint32_t n;
+
+	if (snap_section(r, TAG_SHADOW, &s, err))
+		return -1;
+	if (!get_cpu(&s, &c))
+		return snap_bad(&s, err, "virtual CPU");
+	if (!snap_get_bool(&s, &halted) || !snap_get_bool(&s, &for_good) ||
+	    !snap_get_bool(&s, &stepping) || !snap_get_u64(&s, &exempt) || (halted && for_good))
+		return snap_bad(&s, err, "run state");
+	/* Stepping one store to a guest page table: that page stays writable until the #DB. */
+	if (stepping ? exempt >> 40 || !gm_range_ok(&vm->mem, exempt << 12, PAGE_4K)
+	             : exempt != SH_NO_EXEMPT)
+		return snap_bad(&s, err, "page-table write in progress");
+	if (!snap_get_u32(&s, &n) || n > SH_GUEST_GDT_MAX || n * 8ULL > snap_left(&s))
+		return snap_bad(&s, err, "GDT");
+	/* Straight into the real GDT, each entry checked (a failed restore drops the VM). */
+	for (unsigned i = 0; i < n; i++) {
+		snap_get_u64(&s, &gdt[i]);
+		if ((i == 0 && gdt[i]) || !mirrored_ok(gdt[i]))
+			return snap_bad(&s, err, "GDT descriptor");
+	}
+	for (unsigned i = n; i < e->mon.guest_gdt_entries; i++)
+		gdt[i] = 0;
+	e->mon.guest_gdt_entries = n;
+	if ((bad = cpu_bad(e, &c)))
+		return snap_bad(&s, err, bad);
+	/* Checked with the registers that use it (kvm_shadow_set_real_regs). */
+	for (unsigned i = 0; i < SH_FRAME_WORDS; i++)
+		if (!snap_get_u64(&s, &frame[i]))
+			return snap_bad(&s, err, "trap frame");
+	e->cpu = c;
+	e->halted = halted;
+	e->halted_for_good = for_good;
+	e->stepping_pt = stepping;
+	/* Shadow page tables from nothing: KVM has not run this VM, so every pool page is new
+	 * to it. */
+	sh_mmu_init(&e->mmu, &e->mon, &vm->mem, kvm_of(vm)->vm_fd);
+	e->mmu.wp = c.cr0 & CR0_WP;
+	e->mmu.nxe = c.efer & EFER_NXE;
+	e->mmu.pt.exempt = exempt;
+	return snap_section_done(&s, err);
+}
+
+/* A data segment register as the guest may load it at CPL3. */
+static bool data_seg_ok(const struct kvm_segment *g)
+{
+	return g->unusable || !g->present ||
+	       (g->s && g->dpl == 3 && (!(g->type & 8) || (g->type & 2)));
+}
+
+static int bad_real(struct error *err, const char *what)
+{
+	return err_set(err, "snapshot: vCPU 0 (shadow engine): bad or missing %s", what);
+}
+
+int kvm_shadow_set_real_regs(struct vm *vm, const struct kvm_regs *regs,
+                             const struct kvm_sregs *saved, struct error *err)
+{
+	struct sh_engine *e = kvm_of(vm)->shadow;
+	struct kvm_run *run = run_of(e);
+	struct kvm_sregs s = run->s.regs.sregs; /* the monitor's, as create set them */
+	uint64_t top = SH_MON_VA + sh_stack_top(e->v->id);
+	uint64_t stub = regs->rip - (SH_MON_VA + SH_OFF_VECTORS);
+	uint16_t cs = saved->cs.selector, ss = saved->ss.selector;
+
+	if ((regs->rflags & ~RF_DEFINED) || !(regs->rflags & RF_RESERVED) ||
+	    (regs->rflags & (RF_IOPL | RF_VM | RF_NT)))
+		return bad_real(err, "RFLAGS");
+	if (cs == SH_SEL_CS0) {
+		/* In the monitor: on the halt path, or at a stub's `out` with the frame the CPU
+		 * pushed entering it (from CPL3, or from the halt path while halted). */
+		if (ss != SH_SEL_DS0)
+			return bad_real(err, "SS");
+		if (regs->rip - (SH_MON_VA + SH_OFF_HALT) < HALT_CODE_LEN) {
+			if (!e->halted || regs->rsp != top)
+				return bad_real(err, "halt state");
+		} else if (stub < 256 * SH_STUB_SIZE && stub % SH_STUB_SIZE == 0) {
+			unsigned words = cpu_vector_has_error_code((unsigned)(stub / SH_STUB_SIZE))
+			                     ? SH_FRAME_WORDS
+			                     : SH_FRAME_WORDS - 1;
+			/* RIP, CS, RFLAGS, RSP, SS (the error code before them is the stub's) */
+			const uint64_t *f = (const uint64_t *)sh_mon_ptr(
+			    &e->mon, sh_stack_top(e->v->id) - 8ULL * (SH_FRAME_WORDS - 1));
+
+			if (regs->rsp != top - 8ULL * words ||
+			    (e->halted ? f[1] != SH_SEL_CS0
+			               : !real_cs_ok(e, f[1]) || !real_ss_ok(e, f[4])))
+				return bad_real(err, "trap frame");
+		} else {
+			return bad_real(err, "RIP in the monitor");
+		}
+	} else if (e->halted || !real_cs_ok(e, cs) || !real_ss_ok(e, ss)) {
+		return bad_real(err, "CS/SS");
+	}
+	seg_from_desc(real_desc(e, cs), cs, &s.cs);
+	seg_from_desc(real_desc(e, ss), ss, &s.ss);
+	if (!data_seg_ok(&saved->ds) || !data_seg_ok(&saved->es) || !data_seg_ok(&saved->fs) ||
+	    !data_seg_ok(&saved->gs) || !canonical(saved->fs.base) || !canonical(saved->gs.base))
+		return bad_real(err, "data segments");
+	if (saved->cr8 > 15)
+		return bad_real(err, "CR8");
+	s.ds = saved->ds;
+	s.es = saved->es;
+	s.fs = saved->fs;
+	s.gs = saved->gs;
+	s.cr2 = saved->cr2;
+	s.cr8 = saved->cr8;
+	s.apic_base = saved->apic_base;
+	memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+	e->key = current_key(e);
+	s.cr3 = sh_mmu_root(&e->mmu, e->key);
+	e->epoch = e->mmu.epoch;
+	if (ioctl(fd_of(e), KVM_SET_SREGS, &s) < 0)
+		return err_set(err,
+		               "snapshot: vCPU 0: KVM_SET_SREGS refused the special registers: %s",
+		               strerror(errno));
+	if (ioctl(fd_of(e), KVM_SET_REGS, regs) < 0)
+		return err_set(err, "snapshot: vCPU 0: KVM_SET_REGS refused the registers: %s",
+		               strerror(errno));
+	run->s.regs.regs = *regs;
+	run->s.regs.sregs = s;
+	e->sregs_valid = true;
+	e->sregs_dirty = false;
+	return 0;
 }
 
 const struct kvm_engine kvm_shadow_engine = {

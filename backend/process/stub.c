@@ -170,11 +170,17 @@ static void copy_bytes(void *dst, const void *src, uint64_t n)
 
 /* The size of the FPU state the kernel saved at `fp`: XSAVE with the kernel's software
  * header (magic1, extended_size, ...), or plain FXSAVE. */
-static uint32_t fp_size(const uint8_t *fp)
+static uint32_t fp_size(const uint8_t *fp, uint64_t frame_end)
 {
 	const uint32_t *sw = (const uint32_t *)(fp + FP_SW_OFF);
+	uint32_t ecx, n;
 
-	return sw[0] == FP_XSTATE_MAGIC1 ? sw[1] : FXSAVE_LEN;
+	/* The kernel writes magic1 and extended_size (which counts a trailing magic2) also on
+	 * a CPU without XSAVE, where only the FXSAVE area is in the frame: XSAVE is in use only
+	 * with CR4.OSXSAVE, which CPUID.1:ECX bit 27 reflects. */
+	__asm__ volatile("cpuid" : "=c"(ecx) : "a"(1), "c"(0) : "ebx", "edx");
+	n = sw[0] == FP_XSTATE_MAGIC1 && (ecx & (1u << 27)) ? sw[1] : FXSAVE_LEN;
+	return (uint64_t)fp + n <= frame_end ? n : 0; /* never past the signal stack */
 }
 
 /* Every fault, trap, refused system call and kick of the guest lands here. */
@@ -197,7 +203,7 @@ static void handler(int sig, void *info, void *uc)
 	for (unsigned i = 0; i < SG_COUNT; i++)
 		v->exit.gregs[i] = g[i];
 	fp = *(uint8_t **)((char *)uc + UCONTEXT_FPREGS);
-	n = fp ? fp_size(fp) : 0;
+	n = fp ? fp_size(fp, (uint64_t)t + STUB_STACK_SIZE) : 0;
 	v->fp_len = n <= STUB_FP_MAX ? n : 0;
 	if (v->fp_len)
 		copy_bytes(v->fpstate, fp, n);
