@@ -93,7 +93,7 @@ ip link set lo up || fail "ip link set lo up"
 hostname nested
 
 [ -c /dev/kvm ] || fail "no /dev/kvm (kvm_amd loaded: $([ -d /sys/module/kvm_amd ] && echo yes || echo no))"
-{ : <>/dev/kvm; } 2>/dev/null || fail "/dev/kvm cannot be opened"
+{ [ -c /dev/kvm ] && : <>/dev/kvm; } 2>/dev/null || fail "/dev/kvm cannot be opened"
 npt=$(cat /sys/module/kvm_amd/parameters/npt)
 mem=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
 read -r t_cmd _ </proc/uptime
