@@ -37,6 +37,7 @@
 
 #define MAX_MAPS  1024 /* per root; more and the root starts over */
 #define MAX_ROOTS 4
+#define ANCHORS   1024 /* 2 MiB regions with a PROT_NONE anchor (a set; full: no more) */
 
 struct pm_map {
 	uint64_t va, size, off;
@@ -60,6 +61,11 @@ struct pmmu {
 	struct pm_root roots[MAX_ROOTS];
 	struct pm_root *cur; /* whose mappings are in the guest process; NULL: none */
 	uint64_t *dirty;     /* dirty tracking: pages stored to, by gm_offset page; else NULL */
+	/* 2 MiB regions (va >> 21, plus one; 0: free) covered by a PROT_NONE mapping before
+	 * their first 4 KiB mapping. A 4 KiB mapping replaced or taken away then has neighbours
+	 * in its region, so the host keeps the page-table page instead of freeing it and
+	 * allocating it again at the next fill (about 80 us each on a PVM host). */
+	uint64_t anchors[ANCHORS];
 	uint64_t clock;
 	uint64_t hits, misses, fills, evictions, invalidations, flushes, tracked_writes, mmio,
 	    guest_faults;
@@ -116,6 +122,7 @@ bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool
 /* Lock held. Unmap the whole guest range; the current root's list starts over. */
 static void flush_locked(struct pmmu *m, struct proc_vcpu *pv)
 {
+	memset(m->anchors, 0, sizeof(m->anchors));
 	m->flushes++;
 	if (m->cur)
 		m->cur->nmaps = 0;
@@ -155,8 +162,9 @@ static void invalidate_where(struct pmmu *m, struct proc_vcpu *pv,
 				continue;
 			}
 			m->invalidations++;
-			/* PROT_NONE in place, not an unmap: the host keeps its page-table pages
-			 * (freeing and refilling them costs ~5x the mapping itself here). */
+			/* PROT_NONE in place, not an unmap (with the region's anchor, the host
+			 * keeps its page-table page: freeing and refilling it costs ~5x the
+			 * mapping itself here). */
 			if (root == m->cur && !proc_vcpu_op(pv, STUB_OP_MMAP, root->maps[i].va,
 			                                    root->maps[i].size, 0, PROT_NONE)) {
 				flush_locked(m, pv);
@@ -256,6 +264,7 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 			victim = x;
 	}
 	m->flushes++;
+	memset(m->anchors, 0, sizeof(m->anchors));
 	proc_vcpu_unmap_all(pv);
 	if (r) {
 		m->hits++;
@@ -292,6 +301,31 @@ void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_
 	pthread_mutex_lock(&m->lock);
 	invalidate_where(m, pv, reads_entry, gpa, false);
 	pthread_mutex_unlock(&m->lock);
+}
+
+/* Lock held. The first 4 KiB mapping in a 2 MiB region comes after a PROT_NONE mapping of
+ * the whole region (nothing else is mapped there then: a region is anchored at its first
+ * fill after a flush). False: no room in the reply. */
+static bool anchor(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
+{
+	uint64_t key = (va >> 21) + 1, base = va & ~(PAGE_2M - 1);
+	unsigned h = (unsigned)(key * 0x9e3779b97f4a7c15ULL >> 54) % ANCHORS;
+
+	if (base < PAGE_2M || base + PAGE_2M > STUB_GUEST_VA_END)
+		return true; /* the first region holds page 0; the last borders the slot */
+	for (unsigned i = 0; i < ANCHORS; i++) {
+		uint64_t *e = &m->anchors[(h + i) % ANCHORS];
+
+		if (*e == key)
+			return true;
+		if (!*e) {
+			if (!proc_vcpu_op(pv, STUB_OP_MMAP, base, PAGE_2M, 0, PROT_NONE))
+				return false;
+			*e = key;
+			return true;
+		}
+	}
+	return true; /* the set is full: no anchor, only slower */
 }
 
 /* Lock held: remember a mapping of the current root (replacing one of the same page). */
@@ -391,7 +425,8 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		map.prot |= PROT_WRITE;
 	if (w.executable)
 		map.prot |= PROT_EXEC;
-	if (!proc_vcpu_op(pv, STUB_OP_MMAP, map.va, map.size, map.off, map.prot)) {
+	if ((size == PAGE_4K && !anchor(m, pv, map.va)) ||
+	    !proc_vcpu_op(pv, STUB_OP_MMAP, map.va, map.size, map.off, map.prot)) {
 		flush_locked(m, pv); /* no room: start over; the guest faults again */
 	} else {
 		remember(m, pv, &map);
