@@ -7,14 +7,15 @@ stop with an emulation failure (exit 244) after the first four checks. The shado
 it at native speed and every check passes. On hosts that run CPL0 natively, both pass.
 """
 import hashlib
+import os
 import re
 import struct
 from pathlib import Path
 
 import pytest
 
-from conftest import (EXIT_KVM_ERROR, EXIT_USAGE, EXIT_VMM_ERROR, ROOT, host_mmu, needs_kvm,
-                      run_hearth)
+from conftest import (EXIT_KVM_ERROR, EXIT_TIMEOUT, EXIT_USAGE, EXIT_VMM_ERROR, ROOT, host_mmu,
+                      needs_kvm, run_hearth)
 
 # The engines where hearth keeps the shadow page tables: KVM's shadow engine, and the process
 # engine (the host MMU holds them). Both run mmuguest's kernel deprivileged and must pass the
@@ -63,7 +64,13 @@ def test_mmuguest_passes_every_check_in_shadow_mode(guest, mmu):
 
 @needs_kvm
 def test_mmuguest_in_hardware_mode(guest):
-    r = mmuguest(guest, "hardware")
+    r = mmuguest(guest, "hardware", limit=20)
+    if (r.code == EXIT_TIMEOUT and host_mmu() == "kvm" and lines(r.out) == MMU_LINES[:3]
+            and os.path.exists("/sys/module/kvm_amd")):
+        # tests/nested/README.md, known issues: in the nested harness with npt=0, KVM's
+        # in-kernel LAPIC timer interrupt for the guest is lost about once in 50 runs (hearth
+        # takes no part in it: KVM injects it). One retry; a second loss is a failure.
+        r = mmuguest(guest, "hardware", limit=20)
     if host_mmu() == "pvm":
         # KVM emulates guest CPL0 code here and cannot run SSE (paddd): the first four checks
         # pass, then the run ends with an emulation failure.
