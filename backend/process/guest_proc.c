@@ -293,11 +293,13 @@ static int wait_started(struct vm *vm, struct error *err)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		unsigned up = 0;
+		const struct timespec slice = {0, 1000000}; /* to look for its death meanwhile */
+		unsigned waiting = 0;
 
-		for (unsigned i = 0; i < vm->nvcpus; i++)
-			up += __atomic_load_n(&recs[i].exit_seq, __ATOMIC_ACQUIRE) != 0;
-		if (up == vm->nvcpus)
+		while (waiting < vm->nvcpus &&
+		       __atomic_load_n(&recs[waiting].exit_seq, __ATOMIC_ACQUIRE) != 0)
+			waiting++;
+		if (waiting == vm->nvcpus)
 			return 0;
 		if (dead(p)) {
 			int status = 0;
@@ -312,7 +314,8 @@ static int wait_started(struct vm *vm, struct error *err)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - t0.tv_sec > START_WAIT_S)
 			return err_set(err, "process engine: the guest process did not start");
-		usleep(50);
+		/* The stub wakes this futex with its start exit. */
+		syscall(SYS_futex, &recs[waiting].exit_seq, FUTEX_WAIT, 0, &slice, NULL, 0);
 	}
 }
 
