@@ -35,7 +35,9 @@ $(HEARTH): $(BUILD)/vmm/main.o $(BUILD)/libhearth.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
 
 # The process engine's stub: freestanding, linked at its fixed place in the guest process,
-# flattened, and carried in hearth as data (backend/process/stub_blob.S). Never sanitized.
+# carried in hearth as data (backend/process/stub_blob.S) twice: a stripped static ELF that
+# hearth executes as the guest process, and flattened for the fallback that maps it into a
+# copy of hearth. Never sanitized.
 STUB_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -I. -ffreestanding -fno-builtin -fpie \
                -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables \
                -fcf-protection=none -mgeneral-regs-only -fno-tree-loop-distribute-patterns
@@ -46,9 +48,11 @@ $(BUILD)/stub/stub.bin: $(BUILD)/stub/stub.o backend/process/stub.ld
 	$(CC) -nostdlib -static -no-pie -Wl,-T,backend/process/stub.ld -Wl,--build-id=none \
 	  -o $(BUILD)/stub/stub.elf $<
 	objcopy -O binary $(BUILD)/stub/stub.elf $@
+	objcopy --strip-all $(BUILD)/stub/stub.elf $(BUILD)/stub/stub.exe
 $(BUILD)/backend/process/stub_blob.o: backend/process/stub_blob.S $(BUILD)/stub/stub.bin
 	@mkdir -p $(dir $@)
-	$(CC) -c -DSTUB_BIN='"$(BUILD)/stub/stub.bin"' -o $@ $<
+	$(CC) -c -DSTUB_BIN='"$(BUILD)/stub/stub.bin"' -DSTUB_ELF='"$(BUILD)/stub/stub.exe"' \
+	  -o $@ $<
 
 # The HTTP server, loaded only with --api-sock (api/server_loader.c).
 $(API_MODULE): api/server.c

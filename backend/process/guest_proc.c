@@ -1,8 +1,12 @@
 /*
  * Making the guest process: a child of hearth's VMM thread (no shared memory but the guest's
- * RAM and the shared records) that maps the slot, keeps only the guest-RAM memfd, drops
- * privileges it never needs, and jumps into the stub (stub.c), which unmaps every other page
- * it inherited from hearth, starts its vCPU threads and loads the filter built here.
+ * RAM and the shared records) that keeps only the guest-RAM memfd, drops privileges it never
+ * needs, and runs the stub (stub.c), which starts its vCPU threads and loads the filter built
+ * here. The child executes the stub as a tiny static ELF from a memfd: a fresh address space
+ * with nothing of hearth's in it, made without copying hearth's (a fork would write-protect
+ * every page hearth has touched, and each later write to one costs hearth a fault). Where
+ * the host refuses that execve (vm.memfd_noexec, a security module), the child is a copy of
+ * hearth that maps the slot itself and unmaps everything else.
  *
  * The filter (checked in this order): the x86-64 system-call ABI (int $0x80 and friends are
  * the guest's own), an instruction pointer inside the stub's code, then only futex (wait
@@ -13,6 +17,8 @@
  * and hearth emulates it; it never reaches the host.
  */
 #include "process.h"
+
+#include "vmm/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern const uint8_t stub_blob[], stub_blob_end[];
+extern const uint8_t stub_blob[], stub_blob_end[], stub_elf[], stub_elf_end[];
 
 #define ARCH_SET_GS_          0x1001
 #define ARCH_SET_FS_          0x1002
@@ -207,9 +213,10 @@ static int build_filter(struct sock_filter *p, unsigned cap)
 /* ---- the child, until it jumps into the stub -------------------------------------------- */
 
 struct spawn {
-	int ram_fd, shared_fd;
+	int ram_fd, shared_fd, elf_fd;
 	unsigned nvcpus;
 	pid_t parent;
+	int exec_errno; /* the execve's failure, seen by hearth (the child shares its memory) */
 };
 
 static long raw(long nr, long a, long b, long c, long d, long e, long f)
@@ -275,6 +282,85 @@ static int child_main(void *arg)
 	return 0;
 }
 
+/* The descriptors the stub expects (RAM, shared area, the ELF to run) at 3, 4 and 5, and no
+ * other: moved out of the way first, as any of them may already sit at 3, 4 or 5. */
+static bool child_fds(const struct spawn *sp)
+{
+	int high[3] = {sp->ram_fd, sp->shared_fd, sp->elf_fd};
+
+	for (int i = 0; i < 3; i++) {
+		high[i] = (int)raw(SYS_fcntl, high[i], F_DUPFD, 64, 0, 0, 0);
+		if (high[i] < 0)
+			return false;
+	}
+	for (int i = 0; i < 3; i++)
+		if (raw(SYS_dup2, high[i], STUB_RAM_FD + i, 0, 0, 0, 0) != STUB_RAM_FD + i)
+			return false;
+	return raw(SYS_close_range, 0, STUB_RAM_FD - 1, 0, 0, 0, 0) == 0 &&
+	       raw(SYS_close_range, STUB_RAM_FD + 3, ~0U, 0, 0, 0, 0) == 0 &&
+	       raw(SYS_fcntl, STUB_RAM_FD + 2, F_SETFD, FD_CLOEXEC, 0, 0, 0) == 0;
+}
+
+/* The child of clone(CLONE_VM | CLONE_VFORK): it runs on hearth's memory until its execve,
+ * so only raw system calls here, and it reports a failure in `exec_errno`. */
+static int child_exec(void *arg)
+{
+	struct spawn *sp = arg;
+	char *const argv[] = {(char *)"hearth-guest", NULL};
+	char *const envp[] = {NULL};
+
+	if (!child_fds(sp) || raw(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0) ||
+	    raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0) ||
+	    raw(SYS_getppid, 0, 0, 0, 0, 0, 0) != sp->parent) {
+		sp->exec_errno = errno ? errno : EINVAL;
+		raw(SYS_exit, 112, 0, 0, 0, 0, 0);
+	}
+	raw(SYS_execveat, STUB_RAM_FD + 2, (long)"", (long)argv, (long)envp, AT_EMPTY_PATH, 0);
+	sp->exec_errno = errno;
+	raw(SYS_exit, 115, 0, 0, 0, 0, 0);
+	return 0;
+}
+
+/* The stub as an ELF in a memfd, or -1. */
+static int stub_elf_fd(void)
+{
+	size_t len = (size_t)(stub_elf_end - stub_elf);
+	int fd = memfd_create("hearth-stub", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return -1;
+	if (write(fd, stub_elf, len) != (ssize_t)len ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Start the guest process by executing the stub; false if the host refused the execve. */
+static bool spawn_exec(struct proc_vm *p, struct spawn *sp, char *stack_top)
+{
+	pid_t pid;
+
+	sp->elf_fd = stub_elf_fd();
+	if (sp->elf_fd < 0)
+		return false;
+	sp->exec_errno = 0;
+	pid = clone(child_exec, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, sp);
+	close(sp->elf_fd);
+	if (pid < 0)
+		return false;
+	if (__atomic_load_n(&sp->exec_errno, __ATOMIC_ACQUIRE)) {
+		waitpid(pid, NULL, 0);
+		log_info("process engine: execve of the stub failed (%s): the guest process "
+		         "starts as a copy of hearth",
+		         strerror(sp->exec_errno));
+		return false;
+	}
+	p->pid = pid;
+	return true;
+}
+
 /* ---- hearth's side ------------------------------------------------------------------------- */
 
 static bool dead(const struct proc_vm *p)
@@ -324,7 +410,7 @@ int proc_spawn(struct vm *vm, struct error *err)
 	enum { CHILD_STACK = 64 * 1024 };
 	static char stack[CHILD_STACK] __attribute__((aligned(16)));
 	struct proc_vm *p = proc_of(vm);
-	struct spawn sp = {vm->mem.fd, -1, vm->nvcpus, getpid()};
+	struct spawn sp = {vm->mem.fd, -1, -1, vm->nvcpus, getpid(), 0};
 	size_t shared_len = (STUB_SHARED_SIZE + PAGE - 1) & ~(PAGE - 1);
 	int n;
 
@@ -341,14 +427,16 @@ int proc_spawn(struct vm *vm, struct error *err)
 		return err_set(err, "process engine: shared area: %s", strerror(errno));
 	}
 	p->shared->nvcpus = vm->nvcpus;
+	p->shared->parent = sp.parent;
 	n = build_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX);
 	if (n < 0)
 		return err_set(err, "process engine: the guest filter does not fit");
 	p->shared->filter_len = (uint32_t)n;
 	sp.shared_fd = p->shared_fd;
-	/* The child starts as a copy of hearth (no CLONE_VM): nothing of hearth's survives the
-	 * stub's start-up but the slot. */
-	p->pid = clone(child_main, stack + CHILD_STACK, SIGCHLD, &sp);
+	/* The fallback: a copy of hearth (no CLONE_VM), of which nothing survives the stub's
+	 * start-up but the slot. */
+	if (!spawn_exec(p, &sp, stack + CHILD_STACK))
+		p->pid = clone(child_main, stack + CHILD_STACK, SIGCHLD, &sp);
 	if (p->pid < 0)
 		return err_set(err, "process engine: cannot make the guest process: %s",
 		               strerror(errno));

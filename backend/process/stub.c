@@ -3,6 +3,11 @@
  * slot's layout). Built freestanding, linked at STUB_SLOT_VA, copied there read-only and
  * executable when the guest process is made.
  *
+ * Two ways in. hearth starts the guest process with execve of this code as a tiny static
+ * ELF (stub_exec_entry: the kernel's fresh stack, fd 3 the guest RAM, fd 4 the shared
+ * area), which maps the shared area and the stacks into the slot and goes on as below; or,
+ * where the host refuses that, as a copy of hearth that maps the slot and calls stub_start.
+ *
  * Start-up (stub_start, on vCPU 0's stub stack): unmap everything outside the slot (all of
  * what the process inherited from hearth, the vDSO and vvar included), take the fault and
  * kick signals on per-thread signal stacks, start a thread per further vCPU, load the
@@ -39,6 +44,9 @@
 #define MAP_PRIVATE_       0x02
 #define MAP_FIXED_         0x10
 #define MAP_ANON_          0x20
+#define MAP_NORESERVE_     0x4000
+#define PROT_RW_           0x3
+#define PR_SET_DUMPABLE_   4
 #define ARCH_SET_GS_       0x1001
 #define ARCH_SET_FS_       0x1002
 #define CLONE_THREAD_FLAGS 0x50f00 /* VM | FS | FILES | SIGHAND | THREAD | SYSVSEM */
@@ -300,6 +308,52 @@ static long spawn_thread(unsigned k, uint64_t stack)
 	                 : "rcx", "r11", "memory");
 	return r;
 }
+
+__attribute__((section(".text.entry"), noreturn, used)) void stub_start(struct stub_init *in);
+
+/* After execve: no core dumps from here on (execve made the process dumpable again), the
+ * shared area and the stubs' stacks into the slot, hearth still the parent (it asked the
+ * kernel to kill this process when it ends, which it may have done before that took). */
+__attribute__((noreturn, used)) void stub_exec_main(void)
+{
+	struct stub_init *in = init_area();
+	uint64_t len = (STUB_SHARED_SIZE + 4095) & ~4095ULL;
+	uint64_t top0 = stack_top(0);
+	uint32_t n;
+
+	if (sys(__NR_prctl, PR_SET_DUMPABLE_, 0, 0) != 0)
+		die(130);
+	if (sys6(__NR_mmap, (long)in, (long)len, PROT_RW_, MAP_SHARED_ | MAP_FIXED_, STUB_SHARED_FD,
+	         0) != (long)in)
+		die(131);
+	sys(__NR_close, STUB_SHARED_FD, 0, 0);
+	n = __atomic_load_n(&in->nvcpus, __ATOMIC_RELAXED);
+	if (n == 0 || n > STUB_MAX_VCPUS)
+		die(132);
+	if (sys6(__NR_mmap, (long)slot(STUB_STACKS_OFF), (long)(n * STUB_PER_VCPU), PROT_RW_,
+	         MAP_PRIVATE_ | MAP_ANON_ | MAP_FIXED_ | MAP_NORESERVE_, -1,
+	         0) != (long)slot(STUB_STACKS_OFF))
+		die(133);
+	if (sys(__NR_getppid, 0, 0, 0) != in->parent)
+		die(134);
+	__asm__ volatile("mov %0, %%rsp\n"
+	                 "call *%2\n"
+	                 "ud2\n"
+	                 :
+	                 : "r"(top0), "D"(in), "r"(stub_start)
+	                 : "memory");
+	__builtin_unreachable();
+}
+
+/* The ELF's entry point: the kernel leaves the stack 16-byte aligned, as a call expects
+ * before it pushes the return address. */
+__asm__(".text\n"
+        ".globl stub_exec_entry\n"
+        "stub_exec_entry:\n"
+        "	xor %ebp, %ebp\n"
+        "	and $-16, %rsp\n"
+        "	call stub_exec_main\n"
+        "	ud2\n");
 
 __attribute__((section(".text.entry"), noreturn, used)) void stub_start(struct stub_init *in)
 {

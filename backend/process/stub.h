@@ -145,7 +145,7 @@ struct stub_init {
 		uint64_t addr, len;
 	} unmap[STUB_MAX_UNMAP]; /* hearth's own mappings, inherited by the guest process */
 	uint32_t filter_len;
-	uint32_t pad;
+	int32_t parent; /* hearth's process id: the guest process checks it is still its child */
 	uint64_t filter[STUB_FILTER_MAX]; /* struct sock_filter[], 8 bytes each */
 	int32_t init_error;               /* the stub's start-up failure: -errno, step in high */
 	uint32_t up;    /* futex: threads past their set-up (vCPU 0 not counted) */
@@ -161,5 +161,9 @@ static inline struct stub_vcpu *stub_vcpus(void *shared)
 
 /* The stub's entry (the first bytes of its code): rdi = the stub_init in the slot. */
 #define STUB_ENTRY (STUB_SLOT_VA + STUB_CODE_OFF)
+
+/* A guest process started by execve of the stub as an ELF (guest_proc.c) finds the shared
+ * area at this descriptor, maps it, and closes it. */
+#define STUB_SHARED_FD 4
 
 #endif

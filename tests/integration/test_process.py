@@ -1,8 +1,11 @@
 """The process engine (docs/PROCESS_ENGINE.md): what is its own. The bundled guests run in it
 through the `hearth` fixture like in every engine; here are its limits and its sandbox."""
+import os
 import re
 import resource
 import subprocess
+
+import pytest
 
 from api_client import Api
 from conftest import EXIT_VMM_ERROR, GUESTS, HEARTH, run_hearth
@@ -56,3 +59,36 @@ def test_get_root_shows_the_engine_and_its_counters(tmp_path):
         assert api.get("/vm/config")[1]["machine-config"]["mmu"] == "process"
     finally:
         api.stop()
+
+
+def _memfd_noexec():
+    try:
+        with open("/proc/sys/vm/memfd_noexec") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def test_guest_process_starts_where_memfds_may_not_be_executed(guest):
+    # hearth executes its stub from a memfd; where the host forbids that
+    # (vm.memfd_noexec = 2), the guest process starts as a copy of hearth instead.
+    old = _memfd_noexec()
+    if old is None or os.geteuid() != 0:
+        pytest.skip("needs vm.memfd_noexec (Linux 6.3+) and root to change it")
+    normal = run_hearth("--engine", "process", "--verbose", "--kernel", guest("hello"),
+                        timeout=30)
+    assert normal.code == 0 and "hello from hearth" in normal.out, normal.err
+    assert "execve of the stub failed" not in normal.err
+    try:
+        with open("/proc/sys/vm/memfd_noexec", "w") as f:
+            f.write("2")
+    except OSError as e:
+        pytest.skip(f"vm.memfd_noexec cannot be changed here: {e}")
+    try:
+        r = run_hearth("--engine", "process", "--verbose", "--kernel", guest("hello"),
+                       timeout=30)
+    finally:
+        with open("/proc/sys/vm/memfd_noexec", "w") as f:
+            f.write(old)
+    assert r.code == 0 and "hello from hearth" in r.out, r.err
+    assert "execve of the stub failed" in r.err and "a copy of hearth" in r.err, r.err
