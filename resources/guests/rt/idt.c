@@ -36,13 +36,18 @@ static void set_gate(unsigned vector, unsigned dpl)
 	};
 }
 
-void idt_init(void)
+void idt_load(void)
 {
 	struct idt_ptr p = {sizeof(idt) - 1, (uint64_t)(uintptr_t)idt};
 
+	__asm__ volatile("lidt %0" : : "m"(p));
+}
+
+void idt_init(void)
+{
 	for (unsigned v = 0; v < 256; v++)
 		set_gate(v, 0);
-	__asm__ volatile("lidt %0" : : "m"(p));
+	idt_load();
 }
 
 void idt_set(unsigned vector, trap_handler fn, unsigned dpl)

@@ -25,6 +25,8 @@ typedef void (*trap_handler)(struct trap_frame *f);
 
 /* Fill all 256 gates (interrupt gates, DPL 0, code selector 0x08) and load the IDT. */
 void idt_init(void);
+/* Load the IDT idt_init built (for the other CPUs, which share it). */
+void idt_load(void);
 /* Route `vector` to `fn`; `dpl` 3 lets CPL3 code reach it with `int $vector`. */
 void idt_set(unsigned vector, trap_handler fn, unsigned dpl);
 

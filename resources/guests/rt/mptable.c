@@ -1,5 +1,5 @@
 /*
- * CPU count from the Intel MultiProcessor Specification (1.4) table.
+ * CPU count and APIC IDs from the Intel MultiProcessor Specification (1.4) table.
  *
  * The floating pointer ("_MP_", 16-byte aligned) is searched for in [0x9fc00, 0xa0000) (where
  * hearth puts it) and then in [0xf0000, 0x100000). Both it and the configuration table
@@ -131,7 +131,7 @@ static const struct mp_floating *mp_search(uint32_t start, uint32_t end)
 	return NULL;
 }
 
-int rt_mp_cpu_count(const struct hvm_start_info *si)
+int rt_mp_cpus(const struct hvm_start_info *si, uint8_t *apic_ids, int max)
 {
 	const struct mp_floating *f = NULL;
 	const struct mp_config *c;
@@ -142,8 +142,14 @@ int rt_mp_cpu_count(const struct hvm_start_info *si)
 		f = mp_search(mp_ranges[i].start, mp_ranges[i].end);
 	if (!f)
 		return -1;
-	if (f->config_paddr == 0)
-		return f->feature1 ? 2 : -1; /* every default configuration has two CPUs */
+	if (f->config_paddr == 0) {
+		if (!f->feature1)
+			return -1;
+		/* Every default configuration has two CPUs, APIC IDs 0 and 1. */
+		for (int i = 0; i < 2 && i < max; i++)
+			apic_ids[i] = (uint8_t)i;
+		return 2;
+	}
 
 	c = (const struct mp_config *)(uintptr_t)f->config_paddr;
 	if (!in_mp_range(f->config_paddr, sizeof(*c)) &&
@@ -169,11 +175,20 @@ int rt_mp_cpu_count(const struct hvm_start_info *si)
 		} else if (type == MP_ENTRY_PROCESSOR) {
 			if (end - p < MP_PROCESSOR_ENTRY_SIZE)
 				break;
-			cpus += p[3] & MP_CPU_ENABLED;
+			if (p[3] & MP_CPU_ENABLED) {
+				if (cpus < max)
+					apic_ids[cpus] = p[1];
+				cpus++;
+			}
 			p += MP_PROCESSOR_ENTRY_SIZE;
 		} else {
 			break; /* not a base-table entry: the rest cannot be parsed */
 		}
 	}
 	return cpus;
+}
+
+int rt_mp_cpu_count(const struct hvm_start_info *si)
+{
+	return rt_mp_cpus(si, NULL, 0);
 }

@@ -165,6 +165,12 @@ bool rt_in_ram(const struct hvm_start_info *si, uint64_t addr, uint64_t len);
 int rt_mp_cpu_count(const struct hvm_start_info *si);
 
 /*
+ * The same count; also stores the APIC IDs of the first `max` enabled processors in table
+ * order (the default configurations: 0 and 1) in apic_ids[].
+ */
+int rt_mp_cpus(const struct hvm_start_info *si, uint8_t *apic_ids, int max);
+
+/*
  * Print one line:
  * `<prefix><mem> MiB RAM (<n> map entries), <cpus> CPU(s), cmdline "<cmdline>"`
  * where <cpus> is "?" when there is no MP table.

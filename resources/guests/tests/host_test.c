@@ -248,6 +248,7 @@ static void test_byte_sum(void)
 static void test_mp(void)
 {
 	struct cfg c;
+	uint8_t ids[8];
 
 	clear_low();
 	reset_start_info();
@@ -258,6 +259,12 @@ static void test_mp(void)
 	CHECK(rt_mp_cpu_count(si) == 1);
 	hearth_table(0x9fc00, 0x9fc10, 3, 2);
 	CHECK(rt_mp_cpu_count(si) == 3);
+	memset(ids, 0xee, sizeof(ids));
+	CHECK(rt_mp_cpus(si, ids, 8) == 3);
+	CHECK(ids[0] == 0 && ids[1] == 1 && ids[2] == 2 && ids[3] == 0xee);
+	memset(ids, 0xee, sizeof(ids));
+	CHECK(rt_mp_cpus(si, ids, 2) == 3); /* the count, but only `max` IDs */
+	CHECK(ids[0] == 0 && ids[1] == 1 && ids[2] == 0xee);
 
 	/* A bad floating-pointer checksum: ignored, and nothing else to find. */
 	pa(0x9fc00)[10] ^= 1;
@@ -283,12 +290,16 @@ static void test_mp(void)
 
 	/* entry_count left at 0 (qboot does this): the length alone bounds the walk. */
 	cfg_begin(&c, 0x9fc10);
-	cfg_cpu(&c, 0, 3);
-	cfg_cpu(&c, 1, 1);
+	cfg_cpu(&c, 4, 3);
+	cfg_cpu(&c, 9, 0); /* disabled: no ID stored */
+	cfg_cpu(&c, 7, 1);
 	cfg_other(&c, 1);
 	cfg_end(&c, false);
 	write_floating(0x9fc00, 0x9fc10, 0);
 	CHECK(rt_mp_cpu_count(si) == 2);
+	memset(ids, 0xee, sizeof(ids));
+	CHECK(rt_mp_cpus(si, ids, 8) == 2);
+	CHECK(ids[0] == 4 && ids[1] == 7 && ids[2] == 0xee);
 
 	/* Processor entries after the others still count; an unknown type ends the walk. */
 	cfg_begin(&c, 0x9fc10);
@@ -316,6 +327,9 @@ static void test_mp(void)
 	reset_start_info();
 	write_floating(0x9fc00, 0, 5);
 	CHECK(rt_mp_cpu_count(si) == 2);
+	memset(ids, 0xee, sizeof(ids));
+	CHECK(rt_mp_cpus(si, ids, 8) == 2);
+	CHECK(ids[0] == 0 && ids[1] == 1 && ids[2] == 0xee);
 
 	/* A configuration table outside the search ranges is read only if it is in RAM. */
 	clear_low();
