@@ -166,13 +166,33 @@ bool cpu_vector_has_error_code(unsigned v)
 	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
 }
 
+bool cpu_can_deliver(const struct guest_cpu *c)
+{
+	/* in long mode the handler is 64-bit code, whose stack has no base nor 16-bit size */
+	if (cpu_long_mode(c))
+		return true;
+	return (c->cr0 & CR0_PE) && !c->hidden.stack16 && !c->hidden.base[SH_SS];
+}
+
+/* CS and its hidden part from its descriptor, as a delivery loads them (64-bit code in long
+ * mode has no base). */
+static void load_cs(struct guest_cpu *c, uint16_t sel, uint64_t d)
+{
+	bool code64 = cpu_long_mode(c) && (d & (1ULL << 53));
+
+	c->cs = sel & ~3;
+	c->hidden.base[SH_CS] =
+	    code64 ? 0 : (uint32_t)(((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24));
+	c->hidden.code16 = !code64 && !(d & (1ULL << 54));
+}
+
 /* Deliver `vector` as hardware does for an exception or interrupt taken at (virtual) CPL0. */
 static bool deliver(struct guest_cpu *c, unsigned vector, uint32_t err, bool soft)
 {
 	bool with_err = cpu_vector_has_error_code(vector) && !soft;
 	uint64_t rflags = c->r.rflags, rsp = c->r.gpr[R_SP];
 	uint16_t sel;
-	uint64_t target;
+	uint64_t target, d;
 	unsigned type;
 
 	if (cpu_long_mode(c)) {
@@ -210,9 +230,10 @@ static bool deliver(struct guest_cpu *c, unsigned vector, uint32_t err, bool sof
 		    !push(c, &rsp, (uint32_t)c->r.rip, 4) || (with_err && !push(c, &rsp, err, 4)))
 			return false;
 	}
-	if (desc_of(c, sel & ~3) == 0)
+	d = desc_of(c, sel & ~3);
+	if (d == 0)
 		return false;
-	c->cs = sel & ~3;
+	load_cs(c, sel, d);
 	c->r.gpr[R_SP] = rsp;
 	c->r.rip = target;
 	c->r.rflags &= ~(RF_TF | RF_NT | RF_RF | RF_VM);
@@ -223,8 +244,17 @@ static bool deliver(struct guest_cpu *c, unsigned vector, uint32_t err, bool sof
 
 void cpu_reflect(struct guest_cpu *c, unsigned vector, uint32_t err, bool soft)
 {
-	char why[64];
+	char why[160];
 
+	if (!cpu_can_deliver(c)) {
+		snprintf(
+		    why, sizeof(why),
+		    "vector %u in %s, which hearth does not deliver (it delivers through a 32- "
+		    "or 64-bit IDT onto a flat stack)",
+		    vector, (c->cr0 & CR0_PE) ? "16-bit or non-flat stack state" : "real mode");
+		stop(c, CPU_STOP_REFUSED, why);
+		return;
+	}
 	if (deliver(c, vector, err, soft))
 		return;
 	if (vector != V_DF && vector != V_GP && deliver(c, V_GP, vector * 8 + 2, false))
@@ -563,8 +593,8 @@ static enum emu table_register(struct guest_cpu *c, const struct sh_insn *in, bo
 	if (!cpu_read(c, ea, buf, len))
 		return fault(c, V_GP, 0);
 	memcpy(&base, buf + 2, 8);
-	if (!m64)
-		base &= 0xffffffffULL;
+	if (!m64) /* a 16-bit operand size loads a 24-bit base */
+		base &= in->opsize == 2 ? 0xffffffULL : 0xffffffffULL;
 	memcpy(&t->limit, buf, 2);
 	t->base = base;
 	if (gdt && !c->ops->gdt_loaded(c->ctx))

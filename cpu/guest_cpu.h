@@ -96,6 +96,17 @@ struct guest_cpu {
 	 * track them: 64-bit code does not use them). */
 	uint16_t ds, es, fs, gs;
 	uint64_t fs_base, gs_base, kernel_gs_base;
+	/* The hidden part of CS, SS, DS and ES that flat 32-bit and 64-bit code do not need:
+	 * their bases and the sizes of CS and SS. An application processor's startup code needs
+	 * them (real mode from its SIPI, then 16-bit code until a far jump; cpu/interp32.c keeps
+	 * them). All zero means flat segments, CS and SS of their descriptors' sizes, which is
+	 * what every other path assumes; the interpreter zeroes them when it reaches 64-bit
+	 * code (which ignores them). FS and GS keep theirs in fs_base and gs_base. */
+	struct {
+		uint32_t base[4]; /* by SH_ES, SH_CS, SH_SS, SH_DS */
+		bool code16;      /* CS is 16-bit code (real mode, or before the far jump) */
+		bool stack16;     /* SS is a 16-bit stack: SP, not ESP */
+	} hidden;
 	uint64_t star, lstar, cstar, sfmask;
 	/* The port the engine's traps use: closed to the guest, nothing answers there. */
 	int trap_port;
@@ -131,9 +142,15 @@ bool cpu_write(struct guest_cpu *c, uint64_t va, const void *buf, size_t len);
 /* Fetch and decode the instruction at RIP (as much of 15 bytes as is mapped). */
 int cpu_fetch_decode(struct guest_cpu *c, struct sh_insn *in, uint8_t *bytes, size_t *n);
 
+/* Whether an exception or interrupt can be delivered now: hearth delivers through a 32- or
+ * 64-bit IDT onto a flat stack, which rules out real mode (the interrupt vector table) and a
+ * 16-bit stack or one with a base outside long mode (an AP's startup code). */
+bool cpu_can_deliver(const struct guest_cpu *c);
+
 /* Deliver `vector` as hardware does at (virtual) CPL0: through the guest's IDT, escalating
  * a failed delivery to #GP, then #DF, then a triple fault. `err` is pushed when the vector
- * has an error code and it is not a software interrupt. */
+ * has an error code and it is not a software interrupt. Where cpu_can_deliver says no, the
+ * VM stops instead (CPU_STOP_REFUSED). */
 void cpu_reflect(struct guest_cpu *c, unsigned vector, uint32_t err, bool soft);
 /* The same for a #PF at `va`: CR2 is set first. */
 void cpu_page_fault(struct guest_cpu *c, uint64_t va, uint32_t err);

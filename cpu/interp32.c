@@ -1,8 +1,11 @@
 /*
- * The 32-bit interpreter (cpu/interp32.h). One step: fetch a window of up to 15 bytes at
- * EIP, decode it with two small tables (ModRM and immediates per opcode), execute. Nothing
- * is allocated. Instructions that belong to the CPU core (control registers, MSRs,
- * descriptor tables, port I/O) are decoded again by sh_decode and emulated by
+ * The interpreter of code before long mode (cpu/interp32.h). One step: fetch a window of up
+ * to 15 bytes at CS:EIP, decode it with two small tables (ModRM and immediates per opcode),
+ * execute. The mode of each step (real mode, 16- or 32-bit code) comes from CR0.PE and CS's
+ * hidden part; operand and address sizes, the ModRM forms and the stack's size follow from
+ * it. Nothing is allocated. Instructions that belong to the CPU core (control registers,
+ * MSRs, descriptor tables, port I/O) are decoded again by sh_decode (32-bit code; for 16-bit
+ * code or addressing, which it does not take, built from this decoder's) and emulated by
  * cpu_emulate_insn, so the interpreted and the trapped paths behave the same.
  *
  * Faults: every handler does its memory reads and writes before it changes a register,
@@ -59,7 +62,7 @@ enum { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_CMP };
 #define F_I8   0x02 /* imm8 */
 #define F_IZ   0x04 /* imm16 or imm32, by operand size */
 #define F_I16  0x08 /* imm16 */
-#define F_I32  0x10 /* moffs32 */
+#define F_MOFS 0x10 /* moffs: an offset of the address size */
 #define F_SEL  0x20 /* then a 16-bit selector (ptr16:32) */
 #define F_E8   0x40 /* then an imm8 (enter) */
 #define F_MREG 0x80 /* ModRM that always names registers (mov CR/DR) */
@@ -79,7 +82,7 @@ static const uint8_t ops1[256] = {
     [0x70 ... 0x7f] = F_I8, [0x80] = F_M | F_I8,
     [0x81] = F_M | F_IZ,    [0x82] = F_M | F_I8,
     [0x83] = F_M | F_I8,    [0x84 ... 0x8f] = F_M,
-    [0x9a] = F_IZ | F_SEL,  [0xa0 ... 0xa3] = F_I32,
+    [0x9a] = F_IZ | F_SEL,  [0xa0 ... 0xa3] = F_MOFS,
     [0xa8] = F_I8,          [0xa9] = F_IZ,
     [0xb0 ... 0xb7] = F_I8, [0xb8 ... 0xbf] = F_IZ,
     [0xc0] = F_M | F_I8,    [0xc1] = F_M | F_I8,
@@ -127,11 +130,15 @@ struct step {
 	uint64_t miss_gpa; /* and where it found no RAM (see host()) */
 	uint64_t flags;    /* RFLAGS as a fault must leave them */
 	uint32_t eip, next;
+	uint32_t lin; /* EIP's linear address: with CS's base */
+	bool real;    /* real mode (CR0.PE clear) */
+	bool code16;  /* CS is 16-bit code */
 	uint8_t b[15];
 	size_t n; /* bytes fetched */
 	/* the instruction */
 	uint8_t len, op, op2; /* op 0x0f: two-byte opcode op2 */
 	uint8_t osize;        /* 2 or 4 */
+	uint8_t asize;        /* address size: 2 or 4 */
 	uint8_t rep;          /* 0, 0xf2 or 0xf3 */
 	bool lock;
 	int seg; /* segment override (SH_ES...), or -1 */
@@ -411,6 +418,22 @@ static void put_why(struct step *s, const char *why)
 		snprintf(s->out->why, sizeof(s->out->why), "%s", why);
 }
 
+/* "<which interpreter>: <what> at <where>": flat 32-bit code as EIP, the rest as CS:IP. */
+static void say_where(const struct step *s, char *buf, size_t len, const char *what)
+{
+	const struct guest_cpu *c = s->c;
+	const char *mode = s->real ? " (real mode)" : "";
+
+	if (s->code16)
+		snprintf(buf, len, "16-bit interpreter%s: %s at cs:ip=0x%04x:0x%04x", mode, what,
+		         c->cs, s->eip);
+	else if (s->real || c->hidden.base[SH_CS])
+		snprintf(buf, len, "32-bit interpreter%s: %s at cs:eip=0x%04x:0x%08x", mode, what,
+		         c->cs, s->eip);
+	else
+		snprintf(buf, len, "32-bit interpreter: %s at eip=0x%08x", what, s->eip);
+}
+
 static int unsupported(struct step *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Refuse: the message names what, where, and the bytes there; the engine is told to stop. */
@@ -423,7 +446,9 @@ static int unsupported(struct step *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	snprintf(why, sizeof(why), "32-bit interpreter: %s at eip=0x%08x (bytes:", what, s->eip);
+	say_where(s, why, sizeof(why), what);
+	k = strlen(why);
+	snprintf(why + k, sizeof(why) - k, " (bytes:");
 	for (size_t i = 0; i < shown; i++) {
 		k = strlen(why);
 		snprintf(why + k, sizeof(why) - k, " %02x", s->b[i]);
@@ -445,9 +470,23 @@ static int not_implemented(struct step *s)
 	return unsupported(s, "an instruction the interpreter does not implement");
 }
 
+/* An exception where hearth delivers none (cpu_can_deliver): real mode would take it
+ * through the interrupt vector table, 16-bit or based stacks need a delivery hearth does not
+ * have. The instruction stays undone; the VM stops. */
+static int undeliverable(struct step *s, unsigned vector, bool soft)
+{
+	s->c->r.rip = s->eip;
+	s->c->r.rflags = s->flags;
+	return unsupported(
+	    s, "%s %u, which is not delivered %s", soft ? "int" : "exception", vector,
+	    s->real ? "in real mode (no interrupt vector table)" : "on a 16-bit or based stack");
+}
+
 /* A fault of this instruction: delivered at its address, with the flags it found. */
 static int raise_fault(struct step *s, unsigned vector, uint32_t err)
 {
+	if (!cpu_can_deliver(s->c))
+		return undeliverable(s, vector, false);
 	s->c->r.rip = s->eip;
 	s->c->r.rflags = s->flags;
 	cpu_reflect(s->c, vector, err, false);
@@ -462,6 +501,8 @@ static int mem_fault(struct step *s, uint32_t addr, bool write, bool fetch)
 	const char *what = fetch ? "code at" : write ? "a store to" : "a load from";
 
 	if (s->miss_gpa == UINT64_MAX && (c->cr0 & CR0_PG)) {
+		if (!cpu_can_deliver(c))
+			return undeliverable(s, V_PF, false);
 		c->r.rip = s->eip;
 		c->r.rflags = s->flags;
 		cpu_page_fault(c, addr,
@@ -541,9 +582,28 @@ static bool wr(struct step *s, uint32_t addr, uint32_t v, unsigned size)
 	return access_mem(s, addr, &v, size, true);
 }
 
+/* The base of segment register `seg` (its hidden part: 0 when flat). */
 static uint32_t seg_base(const struct guest_cpu *c, int seg)
 {
-	return seg == SH_FS ? (uint32_t)c->fs_base : seg == SH_GS ? (uint32_t)c->gs_base : 0;
+	switch (seg) {
+	case SH_ES:
+	case SH_CS:
+	case SH_SS:
+	case SH_DS:
+		return c->hidden.base[seg];
+	case SH_FS:
+		return (uint32_t)c->fs_base;
+	case SH_GS:
+		return (uint32_t)c->gs_base;
+	default:
+		return 0;
+	}
+}
+
+/* The segment of a string source, moffs or xlat: DS unless overridden. */
+static int data_seg(const struct step *s)
+{
+	return s->seg >= 0 ? s->seg : SH_DS;
 }
 
 /* The r/m operand. */
@@ -563,14 +623,30 @@ static bool rm_put(struct step *s, unsigned size, uint32_t v)
 	return true;
 }
 
-/* The stack (SS is a flat 32-bit segment: ESP, no limit). */
+/* The stack: SS:ESP, or SS:SP on a 16-bit stack (no limit). */
+static uint32_t sp_get(const struct guest_cpu *c)
+{
+	return getr(c, R_SP, c->hidden.stack16 ? 2 : 4);
+}
+
+static void sp_set(struct guest_cpu *c, uint32_t sp)
+{
+	setr(c, R_SP, sp, c->hidden.stack16 ? 2 : 4);
+}
+
+/* The linear address of stack offset `sp` (SP, ESP, or BP / EBP for leave). */
+static uint32_t stack_at(const struct guest_cpu *c, uint32_t sp)
+{
+	return seg_base(c, SH_SS) + (sp & mask_of(c->hidden.stack16 ? 2 : 4));
+}
+
 static bool push(struct step *s, uint32_t v, unsigned size)
 {
-	uint32_t esp = reg32(s->c, R_SP) - size;
+	uint32_t sp = sp_get(s->c) - size;
 
-	if (!wr(s, esp, v, size))
+	if (!wr(s, stack_at(s->c, sp), v, size))
 		return false;
-	s->c->r.gpr[R_SP] = esp;
+	sp_set(s->c, sp);
 	return true;
 }
 
@@ -579,7 +655,7 @@ static bool peek(struct step *s, uint32_t *v, unsigned n, unsigned size)
 {
 	uint8_t buf[32] = {0};
 
-	if (!access_mem(s, reg32(s->c, R_SP), buf, n * size, false))
+	if (!access_mem(s, stack_at(s->c, sp_get(s->c)), buf, n * size, false))
 		return false;
 	for (unsigned i = 0; i < n; i++) {
 		v[i] = 0;
@@ -590,26 +666,26 @@ static bool peek(struct step *s, uint32_t *v, unsigned n, unsigned size)
 
 static void drop(struct guest_cpu *c, uint32_t bytes)
 {
-	c->r.gpr[R_SP] = reg32(c, R_SP) + bytes;
+	sp_set(c, sp_get(c) + bytes);
 }
 
 /* ---- fetch and decode ------------------------------------------------------------------ */
 
 static int fetch(struct step *s)
 {
-	size_t first = 4096 - (s->eip & 4095);
+	size_t first = 4096 - (s->lin & 4095);
 	uint8_t *h;
 
 	if (first > 15)
 		first = 15;
 	s->n = 0;
-	h = host(s, s->eip, (unsigned)first, false);
+	h = host(s, s->lin, (unsigned)first, false);
 	if (!h)
-		return mem_fault(s, s->eip, false, true);
+		return mem_fault(s, s->lin, false, true);
 	memcpy(s->b, h, first);
 	s->n = first;
 	if (first < 15) {
-		h = host(s, s->eip + (uint32_t)first, (unsigned)(15 - first), false);
+		h = host(s, s->lin + (uint32_t)first, (unsigned)(15 - first), false);
 		if (h) {
 			memcpy(s->b + first, h, 15 - first);
 			s->n = 15;
@@ -622,7 +698,7 @@ static int fetch(struct step *s)
 static int truncated(struct step *s)
 {
 	if (s->n < 15)
-		return mem_fault(s, s->eip + (uint32_t)s->n, false, true);
+		return mem_fault(s, s->lin + (uint32_t)s->n, false, true);
 	return raise_fault(s, V_GP, 0);
 }
 
@@ -637,14 +713,95 @@ static bool take(struct step *s, size_t *p, unsigned bytes, uint32_t *v)
 	return true;
 }
 
+/* A 32-bit ModRM memory operand (SIB, displacement): its offset, and the segment it
+ * defaults to (SS for a base of ESP or EBP). */
+static int modrm32(struct step *s, size_t *p, int *dseg)
+{
+	const struct guest_cpu *c = s->c;
+	uint32_t off = 0, v;
+
+	if (s->rm == 4) {
+		uint8_t sib;
+		unsigned idx, base;
+
+		if (*p >= s->n)
+			return truncated(s);
+		sib = s->b[(*p)++];
+		idx = (sib >> 3) & 7;
+		base = sib & 7;
+		if (idx != 4)
+			off = reg32(c, idx) << (sib >> 6);
+		if (base == 5 && s->mod == 0) {
+			if (!take(s, p, 4, &v))
+				return truncated(s);
+			off += v;
+		} else {
+			s->base = (int)base;
+			off += reg32(c, base);
+		}
+	} else if (s->rm == 5 && s->mod == 0) {
+		if (!take(s, p, 4, &v))
+			return truncated(s);
+		off = v;
+	} else {
+		s->base = s->rm;
+		off = reg32(c, s->rm);
+	}
+	if (s->mod == 1) {
+		if (!take(s, p, 1, &v))
+			return truncated(s);
+		off += sext(v, 1);
+	} else if (s->mod == 2) {
+		if (!take(s, p, 4, &v))
+			return truncated(s);
+		off += v;
+	}
+	s->off = off;
+	*dseg = s->base == R_SP || s->base == R_BP ? SH_SS : SH_DS;
+	return ST_NEXT;
+}
+
+/* A 16-bit ModRM memory operand: [BX+SI], [BX+DI], [BP+SI], [BP+DI], [SI], [DI], [BP] (mod
+ * 0: disp16), [BX], with a displacement, wrapping at 64 KiB; BP-based ones default to SS. */
+static int modrm16(struct step *s, size_t *p, int *dseg)
+{
+	static const int8_t base[8] = {R_BX, R_BX, R_BP, R_BP, R_SI, R_DI, R_BP, R_BX};
+	static const int8_t index[8] = {R_SI, R_DI, R_SI, R_DI, -1, -1, -1, -1};
+	const struct guest_cpu *c = s->c;
+	uint32_t off = 0, v;
+
+	*dseg = SH_DS;
+	if (s->rm == 6 && s->mod == 0) {
+		if (!take(s, p, 2, &v))
+			return truncated(s);
+		off = v;
+	} else {
+		off = getr(c, (unsigned)base[s->rm], 2);
+		if (index[s->rm] >= 0)
+			off += getr(c, (unsigned)index[s->rm], 2);
+		if (base[s->rm] == R_BP)
+			*dseg = SH_SS;
+	}
+	if (s->mod == 1) {
+		if (!take(s, p, 1, &v))
+			return truncated(s);
+		off += sext(v, 1);
+	} else if (s->mod == 2) {
+		if (!take(s, p, 2, &v))
+			return truncated(s);
+		off += v;
+	}
+	s->off = off & 0xffff;
+	return ST_NEXT;
+}
+
 static int decode(struct step *s)
 {
 	const struct guest_cpu *c = s->c;
 	size_t p = 0;
-	uint32_t v;
 	uint8_t op, fl;
+	bool osize_prefix = false, asize_prefix = false;
 
-	s->osize = 4;
 	s->seg = -1;
 	s->rep = 0;
 	s->lock = s->mem = false;
@@ -655,11 +812,12 @@ static int decode(struct step *s)
 			return truncated(s);
 		op = s->b[p++];
 		switch (op) {
-		case 0x66:
-			s->osize = 2;
+		case 0x66: /* the other operand size: 32 bits in 16-bit code, 16 in 32-bit */
+			osize_prefix = true;
 			continue;
-		case 0x67:
-			return unsupported(s, "16-bit addressing (address-size prefix)");
+		case 0x67: /* the same for addresses */
+			asize_prefix = true;
+			continue;
 		case 0xf0:
 			s->lock = true;
 			continue;
@@ -690,6 +848,8 @@ static int decode(struct step *s)
 		}
 		break;
 	}
+	s->osize = s->code16 != osize_prefix ? 2 : 4;
+	s->asize = s->code16 != asize_prefix ? 2 : 4;
 	s->op = op;
 	fl = ops1[op];
 	if (op == 0x0f) {
@@ -708,54 +868,20 @@ static int decode(struct step *s)
 		s->reg = (m >> 3) & 7;
 		s->rm = m & 7;
 		if (s->mod != 3 && !(fl & F_MREG)) {
-			uint32_t off = 0;
+			int dseg = SH_DS, st;
 
 			s->mem = true;
-			if (s->rm == 4) {
-				uint8_t sib;
-				unsigned idx, base;
-
-				if (p >= s->n)
-					return truncated(s);
-				sib = s->b[p++];
-				idx = (sib >> 3) & 7;
-				base = sib & 7;
-				if (idx != 4)
-					off = reg32(c, idx) << (sib >> 6);
-				if (base == 5 && s->mod == 0) {
-					if (!take(s, &p, 4, &v))
-						return truncated(s);
-					off += v;
-				} else {
-					s->base = (int)base;
-					off += reg32(c, base);
-				}
-			} else if (s->rm == 5 && s->mod == 0) {
-				if (!take(s, &p, 4, &v))
-					return truncated(s);
-				off = v;
-			} else {
-				s->base = s->rm;
-				off = reg32(c, s->rm);
-			}
-			if (s->mod == 1) {
-				if (!take(s, &p, 1, &v))
-					return truncated(s);
-				off += sext(v, 1);
-			} else if (s->mod == 2) {
-				if (!take(s, &p, 4, &v))
-					return truncated(s);
-				off += v;
-			}
-			s->off = off;
-			s->ea = off + seg_base(c, s->seg);
+			st = s->asize == 2 ? modrm16(s, &p, &dseg) : modrm32(s, &p, &dseg);
+			if (st != ST_NEXT)
+				return st;
+			s->ea = s->off + seg_base(c, s->seg >= 0 ? s->seg : dseg);
 		}
 	}
 	s->imm = s->imm2 = 0;
 	if (((fl & F_I8) && !take(s, &p, 1, &s->imm)) ||
 	    ((fl & F_IZ) && !take(s, &p, s->osize, &s->imm)) ||
 	    ((fl & F_I16) && !take(s, &p, 2, &s->imm)) ||
-	    ((fl & F_I32) && !take(s, &p, 4, &s->imm)) ||
+	    ((fl & F_MOFS) && !take(s, &p, s->asize, &s->imm)) ||
 	    ((fl & F_SEL) && !take(s, &p, 2, &s->imm2)) ||
 	    ((fl & F_E8) && !take(s, &p, 1, &s->imm2)))
 		return truncated(s);
@@ -825,10 +951,12 @@ static uint32_t desc_limit(uint64_t d)
 	return (d & D_G) ? (l << 12) | 0xfff : l;
 }
 
-static bool code32_flat(uint64_t d)
+/* Code this interpreter runs, outside long mode: 32-bit code with a 4 GiB limit (limits are
+ * not emulated), or 16-bit code (its 64 KiB are what IP reaches); any base. */
+static bool code_runnable(uint64_t d)
 {
-	return (d & (D_P | D_S | D_CODE)) == (D_P | D_S | D_CODE) && (d & D_DB) && !(d & D_L) &&
-	       desc_base(d) == 0 && desc_limit(d) == 0xffffffffu;
+	return (d & (D_P | D_S | D_CODE)) == (D_P | D_S | D_CODE) &&
+	       (!(d & D_DB) || desc_limit(d) == 0xffffffffu);
 }
 
 static uint64_t descriptor(const struct guest_cpu *c, uint16_t sel)
@@ -861,18 +989,52 @@ static uint16_t seg_selector(const struct guest_cpu *c, unsigned seg)
 	}
 }
 
-/* Load a data segment register (mov, pop, lds...): the checks of the SDM (MOV: "Loading a
- * segment register while in protected mode"), except the DPL, which an engine may present
- * deprivileged; then only flat segments (FS and GS may have a base). */
+/* A data segment register and its hidden part. */
+static void set_seg(struct step *s, unsigned seg, uint16_t sel, uint32_t base, bool stack16)
+{
+	struct guest_cpu *c = s->c;
+
+	switch (seg) {
+	case SH_ES:
+		c->es = sel;
+		break;
+	case SH_SS:
+		c->ss = s->real ? sel : sel & ~3;
+		c->hidden.stack16 = stack16;
+		break;
+	case SH_DS:
+		c->ds = sel;
+		break;
+	case SH_FS:
+		c->fs = sel;
+		c->fs_base = base;
+		return;
+	default:
+		c->gs = sel;
+		c->gs_base = base;
+		return;
+	}
+	c->hidden.base[seg] = base;
+}
+
+/* Load a data segment register (mov, pop, lds...). In real mode its base is the selector
+ * times 16, the rest of the hidden part stays. In protected mode, the checks of the SDM
+ * (MOV: "Loading a segment register while in protected mode"), except the DPL, which an
+ * engine may present deprivileged; then any base, but only a 4 GiB limit (limits are not
+ * emulated). */
 static int load_seg(struct step *s, unsigned seg, uint16_t sel)
 {
 	struct guest_cpu *c = s->c;
-	uint64_t d;
+	uint64_t d = 0;
 	uint32_t base = 0;
 	bool code;
 
 	if (seg == SH_CS || seg > SH_GS)
 		return raise_fault(s, V_UD, 0);
+	if (s->real) {
+		set_seg(s, seg, sel, (uint32_t)sel << 4, c->hidden.stack16);
+		return ST_NEXT;
+	}
 	if ((sel & ~3) == 0) {
 		if (seg == SH_SS)
 			return raise_fault(s, V_GP, 0);
@@ -893,40 +1055,33 @@ static int load_seg(struct step *s, unsigned seg, uint16_t sel)
 				return raise_fault(s, V_NP, sel & ~3u);
 		}
 		base = desc_base(d);
-		if (desc_limit(d) != 0xffffffffu || (!code && (d & D_E)) ||
-		    (seg == SH_SS && !(d & D_DB)) || (base && seg != SH_FS && seg != SH_GS))
+		if (desc_limit(d) != 0xffffffffu || (!code && (d & D_E)))
 			return unsupported(s, "a segment that is not flat: %s = 0x%04x (0x%016llx)",
 			                   seg_name(seg), sel, (unsigned long long)d);
 	}
-	switch (seg) {
-	case SH_ES:
-		c->es = sel;
-		break;
-	case SH_SS:
-		c->ss = sel & ~3;
-		break;
-	case SH_DS:
-		c->ds = sel;
-		break;
-	case SH_FS:
-		c->fs = sel;
-		c->fs_base = base;
-		break;
-	default:
-		c->gs = sel;
-		c->gs_base = base;
-		break;
-	}
+	set_seg(s, seg, sel, base, seg == SH_SS && !(d & D_DB));
 	return ST_NEXT;
 }
 
-/* The target of a far jmp / call / ret / iret: ST_NEXT with *to64 when it is 64-bit code
- * (long mode), or flat 32-bit code; else the fault or the refusal. */
-static int far_target(struct step *s, uint16_t sel, bool *to64)
+/* Where a far transfer goes: CS's new hidden part. */
+struct far_dest {
+	unsigned bits; /* 16, 32 or 64 */
+	uint32_t base;
+};
+
+/* The target of a far jmp / call / ret / iret: ST_NEXT with where it goes (in real mode, CS
+ * gets the selector times 16 as its base, its size stays; in protected mode, the
+ * descriptor's); else the fault or the refusal. */
+static int far_target(struct step *s, uint16_t sel, struct far_dest *to)
 {
 	struct guest_cpu *c = s->c;
 	uint64_t d;
 
+	if (s->real) {
+		to->bits = c->hidden.code16 ? 16 : 32;
+		to->base = (uint32_t)sel << 4;
+		return ST_NEXT;
+	}
 	if ((sel & ~3) == 0)
 		return raise_fault(s, V_GP, 0);
 	if (sel & 3)
@@ -937,32 +1092,50 @@ static int far_target(struct step *s, uint16_t sel, bool *to64)
 		return raise_fault(s, V_GP, sel & ~3u);
 	if (!(d & D_P))
 		return raise_fault(s, V_NP, sel & ~3u);
-	*to64 = cpu_long_mode(c) && (d & D_L);
-	if (!*to64 && !code32_flat(d))
-		return unsupported(s,
-		                   "a far transfer to CS 0x%04x, not flat 32-bit code (0x%016llx)",
-		                   sel, (unsigned long long)d);
+	if (cpu_long_mode(c) && (d & D_L)) {
+		to->bits = 64;
+		to->base = 0;
+		return ST_NEXT;
+	}
+	if (!code_runnable(d))
+		return unsupported(
+		    s, "a far transfer to CS 0x%04x, 32-bit code with a limit (0x%016llx)", sel,
+		    (unsigned long long)d);
+	to->bits = (d & D_DB) ? 32 : 16;
+	to->base = desc_base(d);
 	return ST_NEXT;
 }
 
-static int far_go(struct step *s, uint16_t sel, uint32_t off, bool to64)
+/* 64-bit code ignores the bases of CS, DS, ES and SS and the sizes: the hidden part is left
+ * as every other path expects it (cpu/guest_cpu.h). */
+static int to_long_mode(struct step *s)
 {
-	s->c->cs = sel & ~3;
-	if (to64) {
-		s->c->r.rip = off;
-		s->res = INTERP_LONG_MODE;
-		return ST_EXIT;
+	memset(&s->c->hidden, 0, sizeof(s->c->hidden));
+	s->res = INTERP_LONG_MODE;
+	return ST_EXIT;
+}
+
+static int far_go(struct step *s, uint16_t sel, uint32_t off, const struct far_dest *to)
+{
+	struct guest_cpu *c = s->c;
+
+	c->cs = s->real ? sel : sel & ~3;
+	if (to->bits == 64) {
+		c->r.rip = off;
+		return to_long_mode(s);
 	}
+	c->hidden.base[SH_CS] = to->base;
+	c->hidden.code16 = to->bits == 16;
 	s->next = s->osize == 2 ? off & 0xffff : off;
 	return ST_NEXT;
 }
 
 static int far_jump(struct step *s, uint16_t sel, uint32_t off)
 {
-	bool to64;
-	int st = far_target(s, sel, &to64);
+	struct far_dest to;
+	int st = far_target(s, sel, &to);
 
-	return st == ST_NEXT ? far_go(s, sel, off, to64) : st;
+	return st == ST_NEXT ? far_go(s, sel, off, &to) : st;
 }
 
 static int far_call(struct step *s, uint16_t sel, uint32_t off)
@@ -970,34 +1143,36 @@ static int far_call(struct step *s, uint16_t sel, uint32_t off)
 	struct guest_cpu *c = s->c;
 	unsigned sz = s->osize;
 	uint8_t frame[8];
-	uint32_t esp = reg32(c, R_SP) - 2 * sz, cs = c->cs;
-	bool to64;
-	int st = far_target(s, sel, &to64);
+	uint32_t sp = sp_get(c) - 2 * sz, cs = c->cs;
+	struct far_dest to;
+	int st = far_target(s, sel, &to);
 
 	if (st != ST_NEXT)
 		return st;
 	memcpy(frame, &s->next, sz);
 	memcpy(frame + sz, &cs, sz);
-	if (!access_mem(s, esp, frame, 2 * sz, true))
+	if (!access_mem(s, stack_at(c, sp), frame, 2 * sz, true))
 		return s->st;
-	c->r.gpr[R_SP] = esp;
-	return far_go(s, sel, off, to64);
+	sp_set(c, sp);
+	return far_go(s, sel, off, &to);
 }
 
 static int far_return(struct step *s, uint32_t extra)
 {
 	uint32_t v[2];
-	bool to64;
+	struct far_dest to;
 	int st;
 
 	if (!peek(s, v, 2, s->osize))
 		return s->st;
-	if ((st = far_target(s, (uint16_t)v[1], &to64)) != ST_NEXT)
+	if ((st = far_target(s, (uint16_t)v[1], &to)) != ST_NEXT)
 		return st;
 	drop(s->c, 2 * s->osize + extra);
-	return far_go(s, (uint16_t)v[1], v[0], to64);
+	return far_go(s, (uint16_t)v[1], v[0], &to);
 }
 
+/* iret: in real mode IP, CS and FLAGS (real-mode CS), in protected mode to CPL0 code of the
+ * same task. */
 static int iret(struct step *s)
 {
 	struct guest_cpu *c = s->c;
@@ -1006,24 +1181,24 @@ static int iret(struct step *s)
 	    sz == 4 ? FL_ARITH | RF_TF | RF_IF | RF_DF | RF_NT | RF_AC | FL_ID | FL_VIF | FL_VIP
 	            : FL_ARITH | RF_TF | RF_IF | RF_DF | RF_NT;
 	uint32_t v[3];
-	bool to64;
+	struct far_dest to;
 	int st;
 
 	if (cpu_long_mode(c))
 		return unsupported(s, "iret in compatibility mode");
-	if (flag(c, RF_NT))
+	if (flag(c, RF_NT) && !s->real)
 		return unsupported(s, "a task return (iret with NT set)");
 	if (!peek(s, v, 3, sz))
 		return s->st;
-	if (sz == 4 && (v[2] & RF_VM))
+	if (sz == 4 && (v[2] & RF_VM) && !s->real) /* (real mode leaves VM as it is: clear) */
 		return unsupported(s, "an iret to virtual-8086 mode");
 	if (v[2] & RF_TF)
 		return unsupported(s, "single-stepping (iret sets TF)");
-	if ((st = far_target(s, (uint16_t)v[1], &to64)) != ST_NEXT)
+	if ((st = far_target(s, (uint16_t)v[1], &to)) != ST_NEXT)
 		return st;
 	drop(c, 3 * sz);
 	c->r.rflags = ((c->r.rflags & ~keep) | (v[2] & keep) | RF_RESERVED) & ~RF_RF;
-	return far_go(s, (uint16_t)v[1], v[0], to64);
+	return far_go(s, (uint16_t)v[1], v[0], &to);
 }
 
 /* lds, les, lfs, lgs, lss: a far pointer from memory. */
@@ -1048,14 +1223,118 @@ static int load_far_pointer(struct step *s, unsigned seg)
 
 /* ---- what the CPU core does ------------------------------------------------------------- */
 
+/* The CPU core's view of an instruction of 16-bit code or with 16-bit addressing, which
+ * sh_decode does not take: built from this decoder's, a memory operand as its linear address
+ * (as core_view does). False: not one the core emulates. */
+static bool core_insn16(const struct step *s, struct sh_insn *in)
+{
+	static const enum sh_op tables[8] = {SH_OP_SGDT, SH_OP_SIDT,  SH_OP_LGDT, SH_OP_LIDT,
+	                                     SH_OP_SMSW, SH_OP_OTHER, SH_OP_LMSW, SH_OP_INVLPG};
+	static const enum sh_op ldt_tr[4] = {SH_OP_SLDT, SH_OP_STR, SH_OP_LLDT, SH_OP_LTR};
+	uint8_t op = s->op;
+
+	memset(in, 0, sizeof(*in));
+	in->op = SH_OP_OTHER;
+	in->len = s->len;
+	in->opsize = s->osize;
+	in->addrsize = 4;
+	in->seg = -1;
+	in->base = in->index = -1;
+	in->has_modrm = s->mem;
+	in->mem = s->mem;
+	in->mod = s->mod;
+	in->reg = s->reg;
+	in->rm = s->rm;
+	in->disp = s->ea;
+	if ((op >= 0xe4 && op <= 0xe7) || (op >= 0xec && op <= 0xef)) { /* in, out */
+		in->op = (op & 2) ? SH_OP_OUT : SH_OP_IN;
+		in->io_size = (op & 1) ? s->osize : 1;
+		in->io_port_imm = op < 0xec;
+		in->imm = s->imm;
+		return true;
+	}
+	if (op != 0x0f)
+		return false;
+	switch (s->op2) {
+	case 0x00:
+		if (s->reg < 4)
+			in->op = ldt_tr[s->reg];
+		break;
+	case 0x01:
+		if (s->mem)
+			in->op = tables[s->reg];
+		else if (s->reg == 2 && s->rm == 1)
+			in->op = SH_OP_XSETBV;
+		else if (s->reg == 4 || s->reg == 6)
+			in->op = s->reg == 4 ? SH_OP_SMSW : SH_OP_LMSW;
+		break;
+	case 0x06:
+		in->op = SH_OP_CLTS;
+		break;
+	case 0x08:
+	case 0x09:
+		in->op = s->op2 == 0x08 ? SH_OP_INVD : SH_OP_WBINVD;
+		break;
+	case 0x20: /* mov CR/DR: registers, 32 bits whatever the operand size */
+	case 0x21:
+	case 0x22:
+	case 0x23:
+		in->op = s->op2 == 0x20   ? SH_OP_MOV_FROM_CR
+		         : s->op2 == 0x22 ? SH_OP_MOV_TO_CR
+		         : s->op2 == 0x21 ? SH_OP_MOV_FROM_DR
+		                          : SH_OP_MOV_TO_DR;
+		in->mod = 3;
+		in->opsize = 4;
+		break;
+	case 0x30:
+		in->op = SH_OP_WRMSR;
+		break;
+	case 0x32:
+		in->op = SH_OP_RDMSR;
+		break;
+	default:
+		break;
+	}
+	return in->op != SH_OP_OTHER;
+}
+
+/* The instruction as the CPU core takes it: sh_decode's for 32-bit code and addressing (the
+ * trapped path's own), built here otherwise; a memory operand is given as the linear address
+ * decode() computed (with its segment's base, which the core does not add). -1: the core
+ * does not take it (`*why` says how). */
+static int core_view(struct step *s, struct sh_insn *in, const char **why)
+{
+	*why = "an instruction the interpreter does not implement";
+	if (s->code16 || s->asize == 2)
+		return core_insn16(s, in) ? 0 : -1;
+	if (sh_decode(s->b, s->n, false, true, in) < 0 || in->len != s->len) {
+		*why = "an instruction the CPU core decodes differently";
+		return -1;
+	}
+	if (in->mem) {
+		in->base = in->index = -1;
+		in->disp = s->ea;
+		in->seg = -1;
+		in->rip_relative = false;
+	}
+	return 0;
+}
+
 /* Control and debug registers, MSRs, descriptor tables, port I/O: as when they trap. */
 static int core(struct step *s)
 {
 	struct guest_cpu *c = s->c;
 	struct sh_insn in;
+	const char *why;
 
-	if (sh_decode(s->b, s->n, false, true, &in) < 0 || in.len != s->len)
-		return unsupported(s, "an instruction the CPU core decodes differently");
+	if ((s->code16 || s->asize == 2) && s->op >= 0x6c && s->op <= 0x6f)
+		return unsupported(s, "string port I/O (ins, outs) in 16-bit code or addressing");
+	if (core_view(s, &in, &why) < 0)
+		return unsupported(s, "%s", why);
+	/* ins / outs: the core addresses ES:EDI and DS:ESI (FS, GS) as flat 32-bit */
+	if ((in.op == SH_OP_INS && seg_base(c, SH_ES)) ||
+	    (in.op == SH_OP_OUTS && in.seg != SH_FS && in.seg != SH_GS && seg_base(c, data_seg(s))))
+		return unsupported(s, "string port I/O with a segment base");
 	c->r.rip = s->eip;
 	if (cpu_emulate_insn(c, &in, s->b, s->n, false, 0) == EMU_HALT) {
 		s->res = INTERP_HALT;
@@ -1064,15 +1343,21 @@ static int core(struct step *s)
 	return ST_CORE;
 }
 
+/* What the guest's CPUID says: the engine's, else the host's. */
+static void cpuid_of(const struct guest_cpu *c, uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	if (c->ops->cpuid)
+		c->ops->cpuid(c->ctx, leaf, sub, r);
+	else
+		__cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+}
+
 static int cpuid(struct step *s)
 {
 	struct guest_cpu *c = s->c;
 	uint32_t r[4], leaf = reg32(c, R_AX), sub = reg32(c, R_CX);
 
-	if (c->ops->cpuid)
-		c->ops->cpuid(c->ctx, leaf, sub, r);
-	else
-		__cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+	cpuid_of(c, leaf, sub, r);
 	c->r.gpr[R_AX] = r[0];
 	c->r.gpr[R_BX] = r[1];
 	c->r.gpr[R_CX] = r[2];
@@ -1083,6 +1368,8 @@ static int cpuid(struct step *s)
 /* int n, int3, into: a software interrupt, from the next instruction. */
 static int soft_int(struct step *s, unsigned vector)
 {
+	if (!cpu_can_deliver(s->c))
+		return undeliverable(s, vector, true);
 	s->c->r.rip = s->next;
 	cpu_reflect(s->c, vector, 0, true);
 	return ST_FAULT;
@@ -1210,21 +1497,28 @@ static int bit_test(struct step *s, unsigned kind, uint32_t offset, bool imm)
 }
 
 /* movs and stos forwards, a page at a time. 0: done this way; -1: go element by element
- * (an element straddles a page, or source and destination overlap closely). */
+ * (an element straddles a page or a 16-bit offset's wrap, or source and destination overlap
+ * closely). */
 static int string_bulk(struct step *s, unsigned size, uint32_t count, uint32_t sbase)
 {
 	struct guest_cpu *c = s->c;
 	uint8_t buf[STRING_CHUNK];
-	uint32_t edi = reg32(c, R_DI), src = sbase + reg32(c, R_SI), v = getr(c, R_AX, size);
-	uint64_t bytes = (uint64_t)count * size, room = 4096 - (edi & 4095);
+	unsigned as = s->asize;
+	uint32_t di = getr(c, R_DI, as), si = getr(c, R_SI, as), v = getr(c, R_AX, size);
+	uint32_t dst = seg_base(c, SH_ES) + di, src = sbase + si;
+	uint64_t bytes = (uint64_t)count * size, room = 4096 - (dst & 4095);
 	bool movs = s->op == 0xa4 || s->op == 0xa5;
 
+	if (as == 2 && room > 0x10000u - di)
+		room = 0x10000u - di;
 	if (movs) {
 		if (room > 4096 - (src & 4095))
 			room = 4096 - (src & 4095);
+		if (as == 2 && room > 0x10000u - si)
+			room = 0x10000u - si;
 		/* an overlap: element by element copies what earlier elements wrote */
-		if (edi - src != 0 && edi - src < bytes && edi - src < room)
-			room = edi - src;
+		if (dst - src != 0 && dst - src < bytes && dst - src < room)
+			room = dst - src;
 	}
 	if (bytes > room)
 		bytes = room - room % size;
@@ -1239,25 +1533,27 @@ static int string_bulk(struct step *s, unsigned size, uint32_t count, uint32_t s
 		for (uint64_t i = 0; i < bytes; i += size)
 			memcpy(buf + i, &v, size);
 	}
-	if (!access_mem(s, edi, buf, (unsigned)bytes, true))
+	if (!access_mem(s, dst, buf, (unsigned)bytes, true))
 		return s->st;
-	setr(c, R_DI, edi + (uint32_t)bytes, 4);
+	setr(c, R_DI, di + (uint32_t)bytes, as);
 	if (movs)
-		setr(c, R_SI, reg32(c, R_SI) + (uint32_t)bytes, 4);
-	setr(c, R_CX, count - (uint32_t)(bytes / size), 4);
-	if (reg32(c, R_CX))
+		setr(c, R_SI, si + (uint32_t)bytes, as);
+	setr(c, R_CX, count - (uint32_t)(bytes / size), as);
+	if (getr(c, R_CX, as))
 		s->next = s->eip; /* more: the same instruction again */
 	return ST_NEXT;
 }
 
-/* movs, cmps, stos, lods, scas with rep / repe / repne. */
+/* movs, cmps, stos, lods, scas with rep / repe / repne: the source at DS:rSI (or the
+ * override), the destination at ES:rDI, rSI, rDI and rCX of the address size. */
 static int string_op(struct step *s)
 {
 	struct guest_cpu *c = s->c;
 	uint8_t op = s->op;
-	unsigned size = (op & 1) ? s->osize : 1;
-	uint32_t step = flag(c, RF_DF) ? (uint32_t)-size : size, sbase = seg_base(c, s->seg);
-	uint32_t todo = s->rep ? reg32(c, R_CX) : 1, x, y;
+	unsigned size = (op & 1) ? s->osize : 1, as = s->asize;
+	uint32_t step = flag(c, RF_DF) ? (uint32_t)-size : size;
+	uint32_t sbase = seg_base(c, data_seg(s)), dbase = seg_base(c, SH_ES);
+	uint32_t todo = s->rep ? getr(c, R_CX, as) : 1, x, y;
 	bool compare = op == 0xa6 || op == 0xa7 || op == 0xae || op == 0xaf;
 
 	if (!todo)
@@ -1269,45 +1565,45 @@ static int string_op(struct step *s)
 			return st;
 	}
 	for (unsigned i = 0; i < STRING_BATCH; i++) {
-		uint32_t esi = reg32(c, R_SI), edi = reg32(c, R_DI);
+		uint32_t si = getr(c, R_SI, as), di = getr(c, R_DI, as);
 
 		switch (op) {
 		case 0xa4:
 		case 0xa5: /* movs */
-			if (!rd(s, sbase + esi, &x, size) || !wr(s, edi, x, size))
+			if (!rd(s, sbase + si, &x, size) || !wr(s, dbase + di, x, size))
 				return s->st;
 			break;
 		case 0xa6:
 		case 0xa7: /* cmps */
-			if (!rd(s, sbase + esi, &x, size) || !rd(s, edi, &y, size))
+			if (!rd(s, sbase + si, &x, size) || !rd(s, dbase + di, &y, size))
 				return s->st;
 			alu(c, ALU_CMP, x, y, size);
 			break;
 		case 0xaa:
 		case 0xab: /* stos */
-			if (!wr(s, edi, getr(c, R_AX, size), size))
+			if (!wr(s, dbase + di, getr(c, R_AX, size), size))
 				return s->st;
 			break;
 		case 0xac:
 		case 0xad: /* lods */
-			if (!rd(s, sbase + esi, &x, size))
+			if (!rd(s, sbase + si, &x, size))
 				return s->st;
 			setr(c, R_AX, x, size);
 			break;
 		default: /* scas */
-			if (!rd(s, edi, &y, size))
+			if (!rd(s, dbase + di, &y, size))
 				return s->st;
 			alu(c, ALU_CMP, getr(c, R_AX, size), y, size);
 			break;
 		}
 		if (op != 0xaa && op != 0xab && op != 0xae && op != 0xaf)
-			setr(c, R_SI, esi + step, 4);
+			setr(c, R_SI, si + step, as);
 		if (op != 0xac && op != 0xad)
-			setr(c, R_DI, edi + step, 4);
+			setr(c, R_DI, di + step, as);
 		s->flags = c->r.rflags; /* a fault in a later element leaves these */
 		if (!s->rep)
 			return ST_NEXT;
-		setr(c, R_CX, --todo, 4);
+		setr(c, R_CX, --todo, as);
 		if (!todo || (compare && flag(c, FL_ZF) != (s->rep == 0xf3)))
 			return ST_NEXT;
 	}
@@ -1351,14 +1647,17 @@ static int exec2(struct step *s)
 		return ST_NEXT;
 	}
 	switch (op) {
-	case 0x00: /* sldt, str, lldt, ltr */
+	case 0x00: /* sldt, str, lldt, ltr: not in real mode */
 		if (s->reg > 3)
 			break;
+		if (s->real)
+			return raise_fault(s, V_UD, 0);
 		return core(s);
 	case 0x01: {
 		struct sh_insn in;
 
-		if (sh_decode(s->b, s->n, false, true, &in) < 0)
+		if (s->code16 || s->asize == 2 ? !core_insn16(s, &in)
+		                               : sh_decode(s->b, s->n, false, true, &in) < 0)
 			break;
 		switch (in.op) {
 		case SH_OP_LGDT:
@@ -1586,13 +1885,13 @@ static int exec(struct step *s)
 			v[i] = getr(c, 7 - i, sz);
 		{
 			uint8_t buf[32];
-			uint32_t esp = reg32(c, R_SP) - 8 * sz;
+			uint32_t sp = sp_get(c) - 8 * sz;
 
 			for (unsigned i = 0; i < 8; i++)
 				memcpy(buf + i * sz, &v[i], sz);
-			if (!access_mem(s, esp, buf, 8 * sz, true))
+			if (!access_mem(s, stack_at(c, sp), buf, 8 * sz, true))
 				return s->st;
-			c->r.gpr[R_SP] = esp;
+			sp_set(c, sp);
 		}
 		return ST_NEXT;
 	case 0x61: /* popa: ESP's slot skipped */
@@ -1718,14 +2017,14 @@ static int exec(struct step *s)
 		return ST_NEXT;
 	case 0xa0: /* mov AL / eAX, moffs and back */
 	case 0xa1:
-		if (!rd(s, s->imm + seg_base(c, s->seg), &a, size))
+		if (!rd(s, s->imm + seg_base(c, data_seg(s)), &a, size))
 			return s->st;
 		setr(c, R_AX, a, size);
 		return ST_NEXT;
 	case 0xa2:
 	case 0xa3:
-		return wr(s, s->imm + seg_base(c, s->seg), getr(c, R_AX, size), size) ? ST_NEXT
-		                                                                      : s->st;
+		return wr(s, s->imm + seg_base(c, data_seg(s)), getr(c, R_AX, size), size) ? ST_NEXT
+		                                                                           : s->st;
 	case 0xa8: /* test AL / eAX, imm */
 	case 0xa9:
 		alu(c, ALU_AND, getr(c, R_AX, size), s->imm, size);
@@ -1767,15 +2066,16 @@ static int exec(struct step *s)
 			return unsupported(s, "enter with a nesting level");
 		if (!push(s, getr(c, R_BP, sz), sz))
 			return s->st;
-		frame = reg32(c, R_SP);
+		frame = sp_get(c);
 		setr(c, R_BP, frame, sz);
-		c->r.gpr[R_SP] = frame - s->imm;
+		sp_set(c, frame - s->imm);
 		return ST_NEXT;
 	}
-	case 0xc9: /* leave */
-		if (!rd(s, reg32(c, R_BP), &a, sz))
+	case 0xc9: /* leave: rSP = rBP (of the stack's size), pop rBP */
+		b = getr(c, R_BP, c->hidden.stack16 ? 2 : 4);
+		if (!rd(s, stack_at(c, b), &a, sz))
 			return s->st;
-		c->r.gpr[R_SP] = reg32(c, R_BP) + sz;
+		sp_set(c, b + sz);
 		setr(c, R_BP, a, sz);
 		return ST_NEXT;
 	case 0xca: /* lret, lret imm16 */
@@ -1790,22 +2090,24 @@ static int exec(struct step *s)
 	case 0xcf:
 		return iret(s);
 	case 0xd7: /* xlat */
-		if (!rd(s, reg32(c, R_BX) + getr(c, R_AX, 1) + seg_base(c, s->seg), &a, 1))
+		a = (getr(c, R_BX, s->asize) + getr(c, R_AX, 1)) & mask_of(s->asize);
+		if (!rd(s, a + seg_base(c, data_seg(s)), &a, 1))
 			return s->st;
 		setr(c, R_AX, a, 1);
 		return ST_NEXT;
 	case 0xe0: /* loopne, loope, loop, jecxz */
 	case 0xe1:
 	case 0xe2:
-	case 0xe3: {
+	case 0xe3: { /* the count in CX or ECX, by the address size */
+		unsigned as = s->asize;
 		bool taken;
 
 		if (op == 0xe3) {
-			taken = reg32(c, R_CX) == 0;
+			taken = getr(c, R_CX, as) == 0;
 		} else {
-			setr(c, R_CX, reg32(c, R_CX) - 1, 4);
-			taken =
-			    reg32(c, R_CX) != 0 && (op == 0xe2 || (op == 0xe1) == flag(c, FL_ZF));
+			setr(c, R_CX, getr(c, R_CX, as) - 1, as);
+			taken = getr(c, R_CX, as) != 0 &&
+			        (op == 0xe2 || (op == 0xe1) == flag(c, FL_ZF));
 		}
 		if (taken)
 			jump(s, sext(s->imm, 1));
@@ -1901,25 +2203,28 @@ static int exec(struct step *s)
 
 /* ---- the loop ------------------------------------------------------------------------- */
 
-/* After a delivery or a CS change: where the code goes on. */
+/* After a delivery or a CS change: where the code goes on (CS's hidden part is the
+ * descriptor's). */
 static int check_cs(struct step *s)
 {
 	struct guest_cpu *c = s->c;
 	uint64_t d = descriptor(c, c->cs);
 
 	if (cpu_long_mode(c)) {
-		if ((d & D_L) && !(d & D_DB)) {
-			s->res = INTERP_LONG_MODE;
-			return ST_EXIT;
-		}
+		if ((d & D_L) && !(d & D_DB))
+			return to_long_mode(s);
 		/* the SDM makes a gate to other than 64-bit code a #GP, which hearth's delivery
 		 * does not check */
 		return unsupported(s, "a handler in CS 0x%04x, not 64-bit code, in long mode",
 		                   c->cs);
 	}
-	if (!code32_flat(d))
-		return unsupported(s, "code in CS 0x%04x, not flat 32-bit code (0x%016llx)", c->cs,
-		                   (unsigned long long)d);
+	if (!code_runnable(d))
+		return unsupported(s,
+		                   "code in CS 0x%04x, not 32-bit code without a limit nor "
+		                   "16-bit code (0x%016llx)",
+		                   c->cs, (unsigned long long)d);
+	c->hidden.base[SH_CS] = desc_base(d);
+	c->hidden.code16 = !(d & D_DB);
 	return ST_NEXT;
 }
 
@@ -1928,10 +2233,9 @@ static enum interp_result core_stopped(struct step *s)
 {
 	char why[192];
 
-	snprintf(why, sizeof(why), "32-bit interpreter: %s at eip=0x%08x",
-	         s->c->stop_how == CPU_STOP_TRIPLE_FAULT ? "a triple fault (no usable IDT)"
-	                                                 : "the CPU core refused to go on",
-	         s->eip);
+	say_where(s, why, sizeof(why),
+	          s->c->stop_how == CPU_STOP_TRIPLE_FAULT ? "a triple fault (no usable IDT)"
+	                                                  : "the CPU core refused to go on");
 	put_why(s, why);
 	return s->c->stop_how == CPU_STOP_TRIPLE_FAULT ? INTERP_FAULT : INTERP_UNSUPPORTED;
 }
@@ -1953,10 +2257,14 @@ enum interp_result interp32_run(struct guest_cpu *c, uint64_t max_steps, struct 
 
 		steps++;
 		s.eip = (uint32_t)c->r.rip;
+		s.real = !(c->cr0 & CR0_PE);
+		s.code16 = c->hidden.code16;
+		s.lin = seg_base(c, SH_CS) + s.eip;
 		s.flags = c->r.rflags;
 		s.len = 0;
-		if (!(c->cr0 & CR0_PE)) {
-			unsupported(&s, "real mode (CR0.PE is clear)");
+		if (s.real && !s.code16) { /* PE cleared in 32-bit code: nothing here does that */
+			unsupported(&s,
+			            "real mode with a 32-bit CS (CR0.PE cleared in 32-bit code)");
 			res = s.res;
 			break;
 		}
@@ -1973,7 +2281,7 @@ enum interp_result interp32_run(struct guest_cpu *c, uint64_t max_steps, struct 
 			res = core_stopped(&s);
 			break;
 		}
-		if (st == ST_FAULT || (st == ST_CORE && c->cs != cs))
+		if (st == ST_FAULT || (st == ST_CORE && c->cs != cs && !s.real))
 			st = check_cs(&s);
 		if (st == ST_EXIT) {
 			res = s.res;
@@ -1983,4 +2291,27 @@ enum interp_result interp32_run(struct guest_cpu *c, uint64_t max_steps, struct 
 	if (out)
 		out->steps = steps;
 	return res;
+}
+
+void interp_sipi_state(struct guest_cpu *c, uint8_t vector)
+{
+	uint32_t id[4];
+
+	memset(&c->r, 0, sizeof(c->r));
+	c->r.rflags = RF_RESERVED;
+	cpuid_of(c, 1, 0, id);
+	c->r.gpr[R_DX] = id[0]; /* the processor signature, as after INIT */
+	c->cr0 = CR0_CD | CR0_NW | CR0_ET;
+	c->cr2 = c->cr3 = c->cr4 = c->efer = c->cr8 = 0;
+	c->gdtr.base = c->idtr.base = 0;
+	c->gdtr.limit = c->idtr.limit = 0xffff;
+	c->ldtr = c->tr = 0;
+	c->tr_base = 0;
+	c->cs = (uint16_t)(vector << 8);
+	c->ss = c->ds = c->es = c->fs = c->gs = 0;
+	c->fs_base = c->gs_base = 0;
+	memset(&c->hidden, 0, sizeof(c->hidden));
+	c->hidden.base[SH_CS] = (uint32_t)vector << 12;
+	c->hidden.code16 = c->hidden.stack16 = true;
+	c->stopped = false;
 }

@@ -12,6 +12,8 @@
 #define CR0_NE         0x20ULL
 #define CR0_WP         0x10000ULL
 #define CR0_AM         0x40000ULL
+#define CR0_NW         0x20000000ULL
+#define CR0_CD         0x40000000ULL
 #define CR0_PG         0x80000000ULL
 #define CR4_PSE        0x10ULL
 #define CR4_PAE        0x20ULL

@@ -14,6 +14,9 @@
  *     right kind, and the reason in out.why), never otherwise;
  *   - INTERP_LONG_MODE: the CPU is in long mode with a 64-bit CS; outside long mode EIP and
  *     the general registers stay 32-bit (their upper halves were zero and stay zero).
+ * With mode bit 3 the CPU starts as an application processor after its SIPI (real mode,
+ * interp_sipi_state with the vector in byte 41), then takes the header's registers, IP (16
+ * bits), flags and descriptor tables.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -195,9 +198,10 @@ static uint16_t le16(const uint8_t *p)
 
 /*
  * Header: 0-31 EAX..EDI; 32 EIP; 36 EFLAGS; 40 mode (bit 0: CR0.PG with EFER.LME/LMA and
- * CR4.PAE, bit 1: EFER.NXE, bit 2: trap port 0x80, bits 4-5: how many steps per call, 1 to
- * STEPS); 41 CS, 42 SS (selector indexes); 43-44 GDTR limit; 45-47 GDTR base / 256; 48-49 IDTR
- * limit; 50-51 IDTR base / 16; 52-55 CR3; 56-59 FS base; 60-63 port / MSR values.
+ * CR4.PAE, bit 1: EFER.NXE, bit 2: trap port 0x80, bit 3: start from a SIPI, bits 4-5: how
+ * many steps per call, 1 to STEPS); 41 CS, 42 SS (selector indexes; with bit 3: the vector); 43-44
+ * GDTR limit; 45-47 GDTR base / 256; 48-49 IDTR limit; 50-51 IDTR base / 16; 52-55 CR3; 56-59 FS
+ * base; 60-63 port / MSR values.
  */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -242,6 +246,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	z->c.trap_port = (mode & 4) ? 0x80 : -1;
 	z->io_value = le32(data + 60);
 	z->msr_value = le32(data + 60);
+	if (mode & 8) {
+		struct guest_cpu h = z->c;
+
+		interp_sipi_state(&z->c, data[41]);
+		memcpy(z->c.r.gpr, h.r.gpr, sizeof(h.r.gpr));
+		z->c.r.rip = h.r.rip & 0xffff;
+		z->c.r.rflags = h.r.rflags;
+		z->c.gdtr = h.gdtr;
+		z->c.idtr = h.idtr;
+	}
 
 	/* a few calls, as an engine makes them: each within its budget */
 	for (int call = 0; call < 4 && r == INTERP_BUDGET; call++) {

@@ -1445,10 +1445,13 @@ static void test_far_transfers(void **state)
 	assert_int_equal(reg(f, R_SP), STACK);
 	assert_true(f->c.r.rflags & RF_IF);
 	flags_are(f, CF, CF);
-	/* to a 64-bit segment outside long mode: its D bit is clear, that would be 16-bit code */
-	assert_int_equal(run(f, 10), INTERP_UNSUPPORTED);
-	assert_non_null(strstr(f->out.why, "not flat 32-bit code"));
-	assert_int_equal(f->c.cs, SEL_CODE32);
+	/* to a 64-bit segment outside long mode: its D bit is clear, it is 16-bit code */
+	assert_int_equal(run(f, 1), INTERP_BUDGET);
+	assert_int_equal(f->c.cs, SEL_CODE64);
+	assert_true(f->c.hidden.code16);
+	assert_int_equal(f->c.r.rip, 0x12345678);
+	f->c.cs = SEL_CODE32;
+	f->c.hidden.code16 = false;
 	/* to data: #GP(selector); not present: #NP(selector) */
 	f->c.r.rip = 0x1001e;
 	to_hlt(f);
@@ -1655,7 +1658,7 @@ static void test_unsupported(void **state)
 		const char *what;
 	} cases[] = {
 	    {{0xd9, 0xe8}, 2, "(bytes: d9 e8 "},                   /* fld1 */
-	    {{0x67, 0x8b, 0x07}, 3, "16-bit addressing"},          /* mov (%bx),%eax */
+	    {{0x67, 0x6e}, 2, "string port I/O"},                  /* outsb (%si),(%dx) */
 	    {{0xc8, 0x08, 0x00, 0x01}, 4, "nesting level"},        /* enter $8,$1 */
 	    {{0x0f, 0x05}, 2, "does not implement"},               /* syscall */
 	    {{0x66, 0x0f, 0x6f, 0xc1}, 4, "(bytes: 66 0f 6f c1 "}, /* movdqa %xmm1,%xmm0 */
@@ -2065,6 +2068,487 @@ static void test_rt_guest_entry(void **state)
 	assert_true(cpu_code64(&f->c));
 }
 
+/* ---- application processors: from the SIPI state through real mode ---------------------- */
+
+/* Identity-mapped 8 MiB (2 MiB pages) at PT_PML4, for the trampolines below. */
+static void identity_tables(struct fx *f)
+{
+	uint64_t e;
+
+	assert_int_equal(gm_fill(&f->gm, PT_PML4, 0, 3 * 4096), 0);
+	e = PT_PDPT | 3;
+	put(f, PT_PML4, &e, 8);
+	e = PT_PD | 3;
+	put(f, PT_PDPT, &e, 8);
+	for (unsigned i = 0; i < 4; i++) {
+		e = (uint64_t)i * 0x200000 | 0x83;
+		put(f, PT_PD + 8 * i, &e, 8);
+	}
+}
+
+/* The state INIT and a SIPI leave, as the SDM tables it. */
+static void test_sipi_state(void **state)
+{
+	struct fx *f = *state;
+
+	f->c.r.gpr[R_AX] = f->c.r.gpr[R_R8] = 0x1234;
+	f->c.efer = EFER_LME | EFER_LMA;
+	f->c.cr4 = CR4_PAE;
+	f->c.fs_base = 0x5000;
+	interp_sipi_state(&f->c, 0x9a);
+	assert_int_equal(f->c.cr0, 0x60000010);
+	assert_int_equal(f->c.cr3, 0);
+	assert_int_equal(f->c.cr4, 0);
+	assert_int_equal(f->c.efer, 0);
+	assert_int_equal(f->c.r.rflags, 2);
+	assert_int_equal(f->c.r.rip, 0);
+	assert_int_equal(f->c.r.gpr[R_AX], 0);
+	assert_int_equal(f->c.r.gpr[R_R8], 0);
+	assert_int_equal(f->c.r.gpr[R_DX], 1); /* CPUID.1:EAX, from the cpuid op */
+	assert_int_equal(f->c.cs, 0x9a00);
+	assert_int_equal(f->c.hidden.base[SH_CS], 0x9a000);
+	assert_int_equal(f->c.ds | f->c.es | f->c.ss | f->c.fs | f->c.gs, 0);
+	assert_int_equal(f->c.hidden.base[SH_DS] | f->c.hidden.base[SH_ES] |
+	                     f->c.hidden.base[SH_SS] | (uint32_t)f->c.fs_base,
+	                 0);
+	assert_true(f->c.hidden.code16 && f->c.hidden.stack16);
+	assert_int_equal(f->c.gdtr.base, 0);
+	assert_int_equal(f->c.gdtr.limit, 0xffff);
+	assert_int_equal(f->c.idtr.base, 0);
+	assert_int_equal(f->c.idtr.limit, 0xffff);
+	assert_false(cpu_can_deliver(&f->c));
+	/* hlt right there: the AP waits (IF is clear) */
+	CODE_AT(f, 0x9a000, 0xf4);
+	f->c.r.rip = 0;
+	assert_int_equal(run(f, 10), INTERP_HALT);
+	assert_int_equal(f->c.r.rip, 1);
+	assert_int_equal(f->stops, 0);
+}
+
+/*
+ * Linux's AP trampoline (arch/x86/realmode/rm/trampoline_64.S) in outline, at SIPI vector
+ * 0x08: a far jump to fix CS, DS = ES = SS = CS, a real-mode stack and a call to a CPU
+ * check (pushf / popf, cpuid), lidtl and lgdtl of DS-relative pointers, CR0.PE through
+ * `mov %cr0`, ljmpl to 32-bit code, which loads the data segments, enables PAE, long mode
+ * and paging, and far-jumps to 64-bit code. The data after the code: tr_gdt at 0x80a8 (its
+ * GDT at 0x80b0: 0x08 64-bit code, 0x10 32-bit code, 0x18 data), tr_idt at 0x80d0, tr_cr4
+ * at 0x80d8, tr_efer at 0x80e0.
+ */
+static void test_ap_linux_trampoline(void **state)
+{
+	struct fx *f = *state;
+	static const uint16_t tr_gdt[4] = {0x1f, 0x80b0, 0, 0};
+	static const uint64_t gdt[] = {
+	    0, 0x00af9b000000ffffULL, /* 0x08: 64-bit code */
+	    0x00cf9b000000ffffULL,    /* 0x10: 32-bit code */
+	    0x00cf93000000ffffULL,    /* 0x18: data */
+	};
+	static const uint64_t tr_idt = 0, tr_cr4 = CR4_PAE, tr_efer = EFER_LME;
+
+	identity_tables(f);
+	put(f, 0x80a8, tr_gdt, sizeof(tr_gdt));
+	put(f, 0x80b0, gdt, sizeof(gdt));
+	put(f, 0x80d0, &tr_idt, 8);
+	put(f, 0x80d8, &tr_cr4, 8);
+	put(f, 0x80e0, &tr_efer, 8);
+	CODE_AT(f, 0x8000, 0xfa,                                /* 8000: cli */
+	        0x0f, 0x09,                                     /* 8001: wbinvd */
+	        0xea, 0x08, 0x00, 0x00, 0x08,                   /* 8003: ljmp $0x800,$0x8 */
+	        0x8c, 0xc8,                                     /* 8008: mov %cs,%ax */
+	        0x8e, 0xd8,                                     /* 800a: mov %ax,%ds */
+	        0x8e, 0xc0,                                     /* 800c: mov %ax,%es */
+	        0x8e, 0xd0,                                     /* 800e: mov %ax,%ss */
+	        0x66, 0xbc, 0x00, 0x10, 0x00, 0x00,             /* 8010: mov $0x1000,%esp */
+	        0xe8, 0x26, 0x00,                               /* 8016: call 803f */
+	        0x66, 0x85, 0xc0,                               /* 8019: test %eax,%eax */
+	        0x75, 0x45,                                     /* 801c: jne 8063 */
+	        0x66, 0x0f, 0x01, 0x1e, 0xd0, 0x00,             /* 801e: lidtl 0xd0 */
+	        0x66, 0x0f, 0x01, 0x16, 0xa8, 0x00,             /* 8024: lgdtl 0xa8 */
+	        0xba, 0x18, 0x00,                               /* 802a: mov $0x18,%dx */
+	        0x0f, 0x20, 0xc0,                               /* 802d: mov %cr0,%eax */
+	        0x66, 0x83, 0xc8, 0x01,                         /* 8030: or $0x1,%eax */
+	        0x0f, 0x22, 0xc0,                               /* 8034: mov %eax,%cr0 */
+	        0x66, 0xea, 0x64, 0x80, 0x00, 0x00, 0x10, 0x00, /* 8037: ljmpl $0x10,$0x8064 */
+	        0x9c,                                           /* 803f: pushf */
+	        0x6a, 0x00,                                     /* 8040: push $0x0 */
+	        0x9d,                                           /* 8042: popf */
+	        0x66, 0x9c,                                     /* 8043: pushfl */
+	        0x66, 0x58,                                     /* 8045: pop %eax */
+	        0x66, 0xb8, 0x01, 0x00, 0x00, 0x80,             /* 8047: mov $0x80000001,%eax */
+	        0x0f, 0xa2,                                     /* 804d: cpuid */
+	        0x66, 0x0f, 0xba, 0xe2, 0x1d,                   /* 804f: bt $0x1d,%edx */
+	        0x73, 0x05,                                     /* 8054: jae 805b */
+	        0x9d,                                           /* 8056: popf */
+	        0x66, 0x31, 0xc0,                               /* 8057: xor %eax,%eax */
+	        0xc3,                                           /* 805a: ret */
+	        0x9d,                                           /* 805b: popf */
+	        0x66, 0xb8, 0x01, 0x00, 0x00, 0x00,             /* 805c: mov $0x1,%eax */
+	        0xc3,                                           /* 8062: ret */
+	        0xf4,                                           /* 8063: hlt */
+	        0x8e, 0xd2,                                     /* 8064: mov %edx,%ss */
+	        0x81, 0xc4, 0x00, 0x80, 0x00, 0x00,             /* 8066: add $0x8000,%esp */
+	        0x8e, 0xda,                                     /* 806c: mov %edx,%ds */
+	        0x8e, 0xc2,                                     /* 806e: mov %edx,%es */
+	        0x8e, 0xe2,                                     /* 8070: mov %edx,%fs */
+	        0x8e, 0xea,                                     /* 8072: mov %edx,%gs */
+	        0xa1, 0xd8, 0x80, 0x00, 0x00,                   /* 8074: mov 0x80d8,%eax */
+	        0x0f, 0x22, 0xe0,                               /* 8079: mov %eax,%cr4 */
+	        0xb8, 0x00, 0x00, 0x30, 0x00,                   /* 807c: mov $0x300000,%eax */
+	        0x0f, 0x22, 0xd8,                               /* 8081: mov %eax,%cr3 */
+	        0xb9, 0x80, 0x00, 0x00, 0xc0,                   /* 8084: mov $0xc0000080,%ecx */
+	        0x0f, 0x32,                                     /* 8089: rdmsr */
+	        0xa1, 0xe0, 0x80, 0x00, 0x00,                   /* 808b: mov 0x80e0,%eax */
+	        0x8b, 0x15, 0xe4, 0x80, 0x00, 0x00,             /* 8090: mov 0x80e4,%edx */
+	        0x0f, 0x30,                                     /* 8096: wrmsr */
+	        0xb8, 0x11, 0x00, 0x00, 0x80,                   /* 8098: mov $0x80000011,%eax */
+	        0x0f, 0x22, 0xc0,                               /* 809d: mov %eax,%cr0 */
+	        0xea, 0xa7, 0x80, 0x00, 0x00, 0x08, 0x00,       /* 80a0: ljmp $0x8,$0x80a7 */
+	        0xf4,                                           /* 80a7: hlt */
+	);
+	interp_sipi_state(&f->c, 0x08);
+	assert_int_equal(run(f, 1000), INTERP_LONG_MODE);
+	assert_int_equal(f->out.steps, 48);
+	assert_int_equal(f->stops, 0);
+	assert_int_equal(f->c.r.rip, 0x80a7);
+	assert_int_equal(f->c.cs, 0x08);
+	assert_true(cpu_long_mode(&f->c) && cpu_code64(&f->c));
+	assert_int_equal(f->c.cr0, CR0_PG | CR0_ET | CR0_PE); /* CD and NW cleared */
+	assert_int_equal(f->c.cr3, PT_PML4);
+	assert_int_equal(f->c.cr4, CR4_PAE);
+	assert_int_equal(f->c.efer, EFER_LME | EFER_LMA);
+	assert_int_equal(f->c.gdtr.base, 0x80b0);
+	assert_int_equal(f->c.gdtr.limit, 0x1f);
+	assert_int_equal(f->c.idtr.base, 0);
+	assert_int_equal(f->c.idtr.limit, 0);
+	assert_int_equal(f->gdt_loads, 1);
+	assert_int_equal(f->c.ss, 0x18);
+	assert_int_equal(f->c.ds, 0x18);
+	assert_int_equal(f->c.es, 0x18);
+	assert_int_equal(f->c.fs, 0x18);
+	assert_int_equal(f->c.gs, 0x18);
+	assert_int_equal(f->c.r.gpr[R_SP], 0x9000); /* 0x1000 in the real-mode SS, made linear */
+	assert_false(f->c.r.rflags & RF_IF);
+	/* the CPU check's call left its return address on the real-mode stack */
+	assert_int_equal(get32(f, 0x8ffc) >> 16, 0x0019);
+	/* 64-bit code: the hidden part is flat again */
+	assert_int_equal(f->c.hidden.base[SH_CS] | f->c.hidden.base[SH_DS] |
+	                     f->c.hidden.base[SH_SS] | f->c.hidden.base[SH_ES],
+	                 0);
+	assert_false(f->c.hidden.code16 || f->c.hidden.stack16);
+	assert_true(cpu_can_deliver(&f->c));
+}
+
+/* Straight from real mode to 64-bit code (SIPI vector 0x09): PAE, EFER.LME, then PE and PG
+ * in one `mov %eax, %cr0`; the 16-bit code after it runs through the page tables (in
+ * compatibility mode) until ljmpl to the 64-bit segment. The GDT pointer at 0x9048, the GDT
+ * at 0x9050 (0x08 64-bit code, 0x10 data). */
+static void test_ap_real_to_long_mode(void **state)
+{
+	struct fx *f = *state;
+	static const uint16_t gdtptr[4] = {0x17, 0x9050, 0, 0};
+	static const uint64_t gdt[] = {0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL};
+
+	identity_tables(f);
+	put(f, 0x9048, gdtptr, sizeof(gdtptr));
+	put(f, 0x9050, gdt, sizeof(gdt));
+	CODE_AT(f, 0x9000, 0xfa,                                /* 9000: cli */
+	        0xfc,                                           /* 9001: cld */
+	        0x8c, 0xc8,                                     /* 9002: mov %cs,%ax */
+	        0x8e, 0xd8,                                     /* 9004: mov %ax,%ds */
+	        0x66, 0x0f, 0x01, 0x16, 0x48, 0x00,             /* 9006: lgdtl 0x48 */
+	        0x66, 0xb8, 0x20, 0x00, 0x00, 0x00,             /* 900c: mov $0x20,%eax */
+	        0x0f, 0x22, 0xe0,                               /* 9012: mov %eax,%cr4 */
+	        0x66, 0xb8, 0x00, 0x00, 0x30, 0x00,             /* 9015: mov $0x300000,%eax */
+	        0x0f, 0x22, 0xd8,                               /* 901b: mov %eax,%cr3 */
+	        0x66, 0xb9, 0x80, 0x00, 0x00, 0xc0,             /* 901e: mov $0xc0000080,%ecx */
+	        0x0f, 0x32,                                     /* 9024: rdmsr */
+	        0x66, 0x0d, 0x00, 0x01, 0x00, 0x00,             /* 9026: or $0x100,%eax */
+	        0x0f, 0x30,                                     /* 902c: wrmsr */
+	        0x66, 0xb8, 0x01, 0x00, 0x00, 0x80,             /* 902e: mov $0x80000001,%eax */
+	        0x0f, 0x22, 0xc0,                               /* 9034: mov %eax,%cr0 */
+	        0xb8, 0x10, 0x00,                               /* 9037: mov $0x10,%ax */
+	        0x8e, 0xd0,                                     /* 903a: mov %ax,%ss */
+	        0x66, 0xea, 0x44, 0x90, 0x00, 0x00, 0x08, 0x00, /* 903c: ljmpl $0x8,$0x9044 */
+	        0xf4,                                           /* 9044: hlt */
+	);
+	interp_sipi_state(&f->c, 0x09);
+	assert_int_equal(run(f, 1000), INTERP_LONG_MODE);
+	assert_int_equal(f->out.steps, 18);
+	assert_int_equal(f->c.r.rip, 0x9044);
+	assert_int_equal(f->c.cs, 0x08);
+	assert_int_equal(f->c.ss, 0x10);
+	assert_int_equal(f->c.ds, 0x900);
+	assert_int_equal(f->c.cr0, CR0_PG | CR0_ET | CR0_PE);
+	assert_int_equal(f->c.cr4, CR4_PAE);
+	assert_int_equal(f->c.efer, EFER_LME | EFER_LMA);
+	assert_int_equal(f->c.gdtr.base, 0x9050);
+	assert_true(cpu_code64(&f->c));
+	assert_false(f->c.hidden.code16 || f->c.hidden.stack16 || f->c.hidden.base[SH_DS]);
+	assert_int_equal(f->paging_changes, 2); /* CR3, CR0 */
+	assert_int_equal(f->stops, 0);
+}
+
+/* Real-mode code at SIPI vector 0x10 (CS 0x1000, base 0x10000): the 16-bit addressing
+ * forms with their default segments (BP-based: SS) and overrides, 0x66 and 0x67, wrapping
+ * offsets; a 16-bit stack with 16- and 32-bit push, pop, call, ret, lcall, lret; strings,
+ * loop, jcxz, moffs, a 16-bit lgdt (a 24-bit base), port I/O. */
+static void test_real_mode_addressing_stack(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t gdtw[6] = {0x27, 0x00, 0x78, 0x56, 0x34, 0x12};
+	uint8_t b = 0xab;
+	uint16_t w = 0;
+
+	put(f, 0x3ffff, &b, 1);
+	put(f, 0x20010, "abcd", 4);
+	put32(f, 0x20020, 0xbeef);
+	put(f, 0x20400, gdtw, sizeof(gdtw));
+	f->pio_read_value = 0x5678;
+	CODE_AT(f, 0x10000, 0xb8, 0x00, 0x20,             /* 10000: mov $0x2000,%ax */
+	        0x8e, 0xd8,                               /* 10003: mov %ax,%ds */
+	        0xb8, 0x00, 0x30,                         /* 10005: mov $0x3000,%ax */
+	        0x8e, 0xc0,                               /* 10008: mov %ax,%es */
+	        0xb8, 0x00, 0x40,                         /* 1000a: mov $0x4000,%ax */
+	        0x8e, 0xd0,                               /* 1000d: mov %ax,%ss */
+	        0xbc, 0x00, 0x01,                         /* 1000f: mov $0x100,%sp */
+	        0xbb, 0x10, 0x00,                         /* 10012: mov $0x10,%bx */
+	        0xbe, 0x04, 0x00,                         /* 10015: mov $0x4,%si */
+	        0xbf, 0x08, 0x00,                         /* 10018: mov $0x8,%di */
+	        0xbd, 0x20, 0x00,                         /* 1001b: mov $0x20,%bp */
+	        0xc7, 0x00, 0x11, 0x11,                   /* 1001e: movw $0x1111,(%bx,%si) */
+	        0xc7, 0x43, 0x02, 0x22, 0x22,             /* 10022: movw $0x2222,0x2(%bp,%di) */
+	        0x26, 0xc7, 0x07, 0x33, 0x33,             /* 10027: movw $0x3333,%es:(%bx) */
+	        0xc7, 0x06, 0x34, 0x12, 0x44, 0x44,       /* 1002c: movw $0x4444,0x1234 */
+	        0x36, 0xc7, 0x04, 0x55, 0x55,             /* 10032: movw $0x5555,%ss:(%si) */
+	        0x2e, 0xc7, 0x06, 0x00, 0x08, 0x66, 0x66, /* 10037: movw $0x6666,%cs:0x800 */
+	        0xc7, 0x46, 0x00, 0x77, 0x77,             /* 1003e: movw $0x7777,0x0(%bp) */
+	        0x66, 0xb8, 0x78, 0x56, 0x34, 0x12,       /* 10043: mov $0x12345678,%eax */
+	        0x66, 0x89, 0x41, 0x40,                   /* 10049: mov %eax,0x40(%bx,%di) */
+	        0x66, 0xb9, 0x00, 0x01, 0x01, 0x00,       /* 1004d: mov $0x10100,%ecx */
+	        0x67, 0x66, 0x89, 0x01,                   /* 10053: mov %eax,(%ecx) */
+	        0x26, 0x67, 0x66, 0x89, 0x84, 0xb1, 0x00, 0x02, 0x00,
+	        0x00,                               /* 10057: mov %eax,%es:0x200(%ecx,%esi,4) */
+	        0xbb, 0xff, 0xff,                   /* 10061: mov $0xffff,%bx */
+	        0xc6, 0x47, 0x01, 0x99,             /* 10064: movb $0x99,0x1(%bx) */
+	        0x8d, 0x52, 0x10,                   /* 10068: lea 0x10(%bp,%si),%dx */
+	        0x8b, 0x0e, 0x34, 0x12,             /* 1006b: mov 0x1234,%cx */
+	        0x8b, 0x7e, 0x00,                   /* 1006f: mov 0x0(%bp),%di */
+	        0x26, 0x8a, 0x07,                   /* 10072: mov %es:(%bx),%al */
+	        0xf4,                               /* 10075: hlt */
+	        0xbc, 0x00, 0x01,                   /* 10076: mov $0x100,%sp */
+	        0x50,                               /* 10079: push %ax */
+	        0x66, 0x68, 0x0d, 0xf0, 0xfe, 0xca, /* 1007a: pushl $0xcafef00d */
+	        0x66, 0x5a,                         /* 10080: pop %edx */
+	        0x59,                               /* 10082: pop %cx */
+	        0xe8, 0x10, 0x00,                   /* 10083: call 10096 */
+	        0x66, 0xe8, 0x0d, 0x00, 0x00, 0x00, /* 10086: calll 10099 */
+	        0x89, 0xe7,                         /* 1008c: mov %sp,%di */
+	        0x9c,                               /* 1008e: pushf */
+	        0x9d,                               /* 1008f: popf */
+	        0x9a, 0x9d, 0x00, 0x00, 0x10,       /* 10090: lcall $0x1000,$0x9d */
+	        0xf4,                               /* 10095: hlt */
+	        0x89, 0xe6,                         /* 10096: mov %sp,%si */
+	        0xc3,                               /* 10098: ret */
+	        0x89, 0xe5,                         /* 10099: mov %sp,%bp */
+	        0x66, 0xc3,                         /* 1009b: retl */
+	        0x89, 0xe3,                         /* 1009d: mov %sp,%bx */
+	        0xcb,                               /* 1009f: lret */
+	        0xbe, 0x10, 0x00,                   /* 100a0: mov $0x10,%si */
+	        0xbf, 0x00, 0x01,                   /* 100a3: mov $0x100,%di */
+	        0xb9, 0x04, 0x00,                   /* 100a6: mov $0x4,%cx */
+	        0xf3, 0xa4,                         /* 100a9: rep movsb %ds:(%si),%es:(%di) */
+	        0xbe, 0x20, 0x00,                   /* 100ab: mov $0x20,%si */
+	        0xb9, 0x03, 0x00,                   /* 100ae: mov $0x3,%cx */
+	        0xad,                               /* 100b1: lods %ds:(%si),%ax */
+	        0x89, 0xc3,                         /* 100b2: mov %ax,%bx */
+	        0xb9, 0x05, 0x00,                   /* 100b4: mov $0x5,%cx */
+	        0xe2, 0xfe,                         /* 100b7: loop 100b7 */
+	        0xe3, 0x01,                         /* 100b9: jcxz 100bc */
+	        0xf4,                               /* 100bb: hlt */
+	        0xa1, 0x10, 0x00,                   /* 100bc: mov 0x10,%ax */
+	        0x26, 0xa3, 0x00, 0x03,             /* 100bf: mov %ax,%es:0x300 */
+	        0x0f, 0x01, 0x16, 0x00, 0x04,       /* 100c3: lgdtw 0x400 */
+	        0xba, 0xf8, 0x03,                   /* 100c8: mov $0x3f8,%dx */
+	        0xb0, 0x41,                         /* 100cb: mov $0x41,%al */
+	        0xee,                               /* 100cd: out %al,(%dx) */
+	        0xed,                               /* 100ce: in (%dx),%ax */
+	        0xf4,                               /* 100cf: hlt */
+	);
+	interp_sipi_state(&f->c, 0x10);
+	/* addressing */
+	to_hlt(f);
+	assert_int_equal(f->c.r.rip, 0x76);
+	assert_int_equal(f->c.ds, 0x2000);
+	assert_int_equal(f->c.hidden.base[SH_DS], 0x20000);
+	assert_int_equal(f->c.hidden.base[SH_ES], 0x30000);
+	assert_int_equal(f->c.hidden.base[SH_SS], 0x40000);
+	assert_int_equal(get32(f, 0x20014) & 0xffff, 0x1111); /* (%bx,%si) */
+	assert_int_equal(get32(f, 0x4002a) & 0xffff, 0x2222); /* 2(%bp,%di): SS */
+	assert_int_equal(get32(f, 0x30010) & 0xffff, 0x3333); /* %es:(%bx) */
+	assert_int_equal(get32(f, 0x21234) & 0xffff, 0x4444); /* disp16 */
+	assert_int_equal(get32(f, 0x40004) & 0xffff, 0x5555); /* %ss:(%si) */
+	assert_int_equal(get32(f, 0x10800) & 0xffff, 0x6666); /* %cs:0x800 */
+	assert_int_equal(get32(f, 0x40020) & 0xffff, 0x7777); /* 0(%bp): SS */
+	assert_int_equal(get32(f, 0x20058), 0x12345678);      /* 0x66: 32-bit store */
+	assert_int_equal(get32(f, 0x30100), 0x12345678);      /* 0x67: DS + ECX */
+	assert_int_equal(get32(f, 0x40310), 0x12345678);      /* 0x67: SIB, ES */
+	assert_int_equal(get32(f, 0x20000) & 0xff, 0x99);     /* 1(%bx) with BX 0xffff wraps */
+	assert_int_equal(reg(f, R_DX), 0x34);                 /* lea: the offset */
+	assert_int_equal(reg(f, R_CX), 0x10000 | 0x4444);     /* only CX */
+	assert_int_equal(reg(f, R_DI), 0x7777);
+	assert_int_equal(reg(f, R_AX), 0x123456ab); /* %es:0xffff */
+	/* stack */
+	to_hlt(f);
+	assert_int_equal(f->c.r.rip, 0x96);
+	assert_int_equal(reg(f, R_DX), 0xcafef00d);
+	assert_int_equal(reg(f, R_CX), 0x156ab); /* only CX */
+	assert_int_equal(reg(f, R_SI), 0xfe);    /* call: a 2-byte return address */
+	assert_int_equal(reg(f, R_BP), 0xfc);    /* calll: 4 bytes */
+	assert_int_equal(reg(f, R_BX), 0xfc);    /* lcall: CS and IP, 2 bytes each */
+	assert_int_equal(reg(f, R_DI), 0x100);
+	assert_int_equal(reg(f, R_SP), 0x100);
+	assert_int_equal(get32(f, 0x400fc), 0x10000095); /* lcall's frame */
+	assert_int_equal(f->c.cs, 0x1000);
+	/* strings and the rest */
+	f->c.r.rip = 0xa0;
+	to_hlt(f);
+	assert_int_equal(f->c.r.rip, 0xd0);
+	assert_int_equal(get32(f, 0x30100), 0x64636261); /* rep movsb DS:SI -> ES:DI */
+	assert_int_equal(reg(f, R_SI), 0x22);
+	assert_int_equal(reg(f, R_DI), 0x104);
+	assert_int_equal(reg(f, R_BX), 0xbeef);
+	assert_int_equal(reg(f, R_CX), 0x10000); /* rep and loop count CX, not ECX */
+	assert_int_equal(gm_read(&f->gm, 0x30300, &w, 2), 0);
+	assert_int_equal(w, 0x6261);
+	assert_int_equal(f->c.gdtr.base, 0x345678);
+	assert_int_equal(f->c.gdtr.limit, 0x27);
+	assert_int_equal(f->npio, 2);
+	assert_int_equal(f->pio[0].port, 0x3f8);
+	assert_int_equal(f->pio[0].value, 0x41);
+	assert_int_equal(f->pio[1].size, 2);
+	assert_int_equal(reg(f, R_AX), 0x12345678);
+	assert_int_equal(f->stops, 0);
+}
+
+/* An exception in real mode would go through the interrupt vector table, which is not
+ * emulated: the run stops cleanly, the instruction undone. */
+static void test_real_mode_faults(void **state)
+{
+	struct fx *f = *state;
+
+	CODE_AT(f, 0x10000, 0x31, 0xc9, /* 10000: xor %cx,%cx */
+	        0xf7, 0xf1,             /* 10002: div %cx */
+	        0xcd, 0x10,             /* 10004: int $0x10 */
+	        0x0f, 0x30,             /* 10006: wrmsr */
+	        0x0f, 0x0b,             /* 10008: ud2 */
+	);
+	interp_sipi_state(&f->c, 0x10);
+	f->c.r.gpr[R_AX] = 7;
+	assert_int_equal(run(f, 10), INTERP_UNSUPPORTED);
+	assert_non_null(strstr(f->out.why, "16-bit interpreter (real mode): exception 0"));
+	assert_non_null(strstr(f->out.why, "cs:ip=0x1000:0x0002"));
+	assert_non_null(strstr(f->out.why, "(bytes: f7 f1)"));
+	assert_int_equal(f->c.r.rip, 2);
+	assert_int_equal(reg(f, R_AX), 7);
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->stop_how, CPU_STOP_REFUSED);
+	/* int $0x10 */
+	f->c.r.rip = 4;
+	assert_int_equal(run(f, 10), INTERP_UNSUPPORTED);
+	assert_non_null(strstr(f->out.why, "int 16"));
+	assert_int_equal(f->c.r.rip, 4);
+	/* a #GP the CPU core raises (wrmsr refused by the engine) */
+	f->msr_ok = false;
+	f->c.r.rip = 6;
+	assert_int_equal(run(f, 10), INTERP_UNSUPPORTED);
+	assert_int_equal(f->stops, 3);
+	assert_non_null(strstr(f->stop_why, "vector 13 in real mode"));
+	assert_non_null(strstr(f->out.why, "cs:ip=0x1000:0x0006"));
+	/* CR0.PE set, but still on the real-mode (16-bit) stack: ud2 is not delivered either */
+	f->c.cr0 |= CR0_PE;
+	f->c.r.rip = 8;
+	assert_int_equal(run(f, 10), INTERP_UNSUPPORTED);
+	assert_non_null(strstr(f->out.why, "16-bit interpreter: exception 6"));
+	assert_non_null(strstr(f->out.why, "16-bit or based stack"));
+	assert_int_equal(f->c.r.rip, 8);
+}
+
+/* After lmsw sets PE, the real-mode CS and DS stay until reloaded; a far jump to a 16-bit
+ * code segment with a base (protected mode), and on to 32-bit code with a base, data with
+ * a base. Real mode at 0x20000 (the GDT at 0x20020), the 16-bit segment at 0x50000, the
+ * 32-bit one at 0x60000, data at 0x70000. */
+static void test_ap_16bit_protected_mode(void **state)
+{
+	struct fx *f = *state;
+	static const uint64_t gdt[] = {
+	    0,
+	    0x00009b050000ffffULL, /* 0x08: 16-bit code, base 0x50000, 64 KiB */
+	    0x00cf9b060000ffffULL, /* 0x10: 32-bit code, base 0x60000 */
+	    0x00cf93070000ffffULL, /* 0x18: data, base 0x70000 */
+	    0x00cf93000000ffffULL, /* 0x20: flat data */
+	};
+	static const uint8_t pm16[] = {
+	    0xb8, 0x18, 0x00,                               /* 50010: mov $0x18,%ax */
+	    0x8e, 0xd8,                                     /* 50013: mov %ax,%ds */
+	    0xc7, 0x06, 0x10, 0x00, 0xcd, 0xab,             /* 50015: movw $0xabcd,0x10 */
+	    0xb8, 0x20, 0x00,                               /* 5001b: mov $0x20,%ax */
+	    0x8e, 0xd0,                                     /* 5001e: mov %ax,%ss */
+	    0x66, 0xbc, 0x00, 0x80, 0x00, 0x00,             /* 50020: mov $0x8000,%esp */
+	    0x66, 0xea, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, /* 50026: ljmpl $0x10,$0x0 */
+	};
+	static const uint8_t pm32[] = {
+	    0xc7, 0x05, 0x20, 0x00, 0x00,
+	    0x00, 0x78, 0x56, 0x34, 0x12, /* 60000: movl $0x12345678,0x20 */
+	    0x6a, 0x5a,                   /* 6000a: push $0x5a */
+	    0xe8, 0x00, 0x00, 0x00, 0x00, /* 6000c: call 60011 */
+	    0x59,                         /* 60011: pop %ecx */
+	    0xf4,                         /* 60012: hlt */
+	};
+
+	put(f, 0x20020, (const uint8_t[]){0x27, 0, 0x28, 0, 0x02, 0}, 6);
+	put(f, 0x20028, gdt, sizeof(gdt));
+	put(f, 0x50010, pm16, sizeof(pm16));
+	put(f, 0x60000, pm32, sizeof(pm32));
+	CODE_AT(f, 0x20000, 0x8c, 0xc8,             /* 20000: mov %cs,%ax */
+	        0x8e, 0xd8,                         /* 20002: mov %ax,%ds */
+	        0x66, 0x0f, 0x01, 0x16, 0x20, 0x00, /* 20004: lgdtl 0x20 */
+	        0x0f, 0x01, 0xe0,                   /* 2000a: smsw %ax */
+	        0x83, 0xc8, 0x01,                   /* 2000d: or $0x1,%ax */
+	        0x0f, 0x01, 0xf0,                   /* 20010: lmsw %ax */
+	        0x8b, 0x1e, 0x00, 0x00,             /* 20013: mov 0x0,%bx */
+	        0xea, 0x10, 0x00, 0x08, 0x00,       /* 20017: ljmp $0x8,$0x10 */
+	);
+	interp_sipi_state(&f->c, 0x20);
+	/* up to the far jump: PE set, CS and DS as they were */
+	assert_int_equal(run(f, 7), INTERP_BUDGET);
+	assert_true(f->c.cr0 & CR0_PE);
+	assert_int_equal(f->c.r.rip, 0x17);
+	assert_int_equal(reg(f, R_BX), 0xc88c); /* DS:0, the real-mode base */
+	assert_true(f->c.hidden.code16);
+	assert_int_equal(f->c.hidden.base[SH_CS], 0x20000);
+	/* 16-bit protected mode */
+	assert_int_equal(run(f, 1), INTERP_BUDGET);
+	assert_int_equal(f->c.cs, 0x08);
+	assert_int_equal(f->c.r.rip, 0x10);
+	assert_true(f->c.hidden.code16);
+	assert_int_equal(f->c.hidden.base[SH_CS], 0x50000);
+	/* and 32-bit code */
+	to_hlt(f);
+	assert_int_equal(f->c.cs, 0x10);
+	assert_int_equal(f->c.r.rip, 0x13);
+	assert_false(f->c.hidden.code16 || f->c.hidden.stack16);
+	assert_int_equal(f->c.hidden.base[SH_CS], 0x60000);
+	assert_int_equal(f->c.hidden.base[SH_DS], 0x70000);
+	assert_int_equal(f->c.hidden.base[SH_SS], 0);
+	assert_int_equal(get32(f, 0x70010) & 0xffff, 0xabcd);
+	assert_int_equal(get32(f, 0x70020), 0x12345678);
+	assert_int_equal(reg(f, R_CX), 0x11); /* call pushed the offset, not the linear address */
+	assert_int_equal(reg(f, R_SP), 0x7ffc);
+	assert_int_equal(get32(f, 0x7ffc), 0x5a);
+	assert_true(cpu_can_deliver(&f->c));
+	assert_int_equal(f->stops, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -2094,6 +2578,12 @@ int main(void)
 	    T(test_compat_mode_faults),
 	    T(test_pvh_entry_builds_tables),
 	    T(test_rt_guest_entry),
+	    T(test_sipi_state),
+	    T(test_ap_linux_trampoline),
+	    T(test_ap_real_to_long_mode),
+	    T(test_real_mode_addressing_stack),
+	    T(test_real_mode_faults),
+	    T(test_ap_16bit_protected_mode),
 	};
 #undef T
 
