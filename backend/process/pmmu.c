@@ -245,6 +245,23 @@ void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* Lock held. The vCPU other than `pv` that runs, or will resume, on page tables other than
+ * `key`'s; -1: none. (A vCPU's CR3 changes only in its own thread, at a trap: what is read
+ * here is what it runs on.) */
+static int other_root(const struct pmmu *m, const struct proc_vcpu *pv, uint64_t key)
+{
+	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
+		const struct proc_vcpu *o = m->vm->vcpus[i].be;
+
+		if (!o || o == pv || !o->started_guest || o->interp || o->wait_sipi ||
+		    o->halted_for_good || !paging(&o->cpu))
+			continue;
+		if (cr3_key(&o->cpu) != key)
+			return (int)i;
+	}
+	return -1;
+}
+
 /* The root the vCPU's paging state selects: the current one, one from the cache (its
  * mappings put back in this reply, as far as there is room), or a new one. */
 static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest_cpu *c)
@@ -252,9 +269,25 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	uint64_t key = cr3_key(c);
 	bool nxe = c->efer & EFER_NXE, wp = c->cr0 & CR0_WP;
 	struct pm_root *r = NULL, *victim = &m->roots[0];
+	int other;
 
 	if (m->cur && m->cur->key == key && m->cur->nxe == nxe && m->cur->wp == wp)
 		return;
+	/* One address space serves every vCPU of the guest process: they must share a root. */
+	other = m->vm->nvcpus > 1 ? other_root(m, pv, key) : -1;
+	if (other >= 0) {
+		const struct proc_vcpu *o = m->vm->vcpus[other].be;
+
+		vm_request_stop(
+		    m->vm, STOP_VMM_ERROR, 0,
+		    "process engine: vCPU %u loads page tables at 0x%llx while vCPU %d "
+		    "runs on those at 0x%llx; the guest process has one address space "
+		    "for all its vCPUs, so they must share one (run this guest with one "
+		    "vCPU, or in a KVM engine)",
+		    pv->v->id, (unsigned long long)key, other,
+		    (unsigned long long)cr3_key(&o->cpu));
+		return;
+	}
 	for (unsigned i = 0; i < MAX_ROOTS; i++) {
 		struct pm_root *x = &m->roots[i];
 

@@ -61,7 +61,8 @@ struct proc_vcpu {
 	bool stepping_pt;     /* single-stepping a page-table store (pmmu_unprotect) */
 	uint32_t wake;        /* futex: bumped by kicks while hearth's thread sleeps */
 	unsigned op_failures; /* mapping changes that failed in a row */
-	bool started_guest;   /* it has run guest code (an AP never has: parked) */
+	bool started_guest;   /* it has run guest code (an AP: since its first SIPI) */
+	bool wait_sipi;       /* an AP after INIT: waiting for a STARTUP IPI */
 	/* Snapshots: restored from one (no boot state); its FPU state, loaded at the first
 	 * resume (load_fpu). */
 	bool restored, load_fpu;

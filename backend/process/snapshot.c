@@ -79,6 +79,17 @@ int proc_save(struct vm *vm, struct snap_w *w, struct error *err)
 		uint32_t n = __atomic_load_n(&pv->rec->fp_len, __ATOMIC_ACQUIRE);
 
 		pv->fp_len = 0;
+		/* The snapshot keeps a 32-bit interpreter's state (PVH entry code), not the
+		 * segment caches of an AP's 16-bit startup code: that lasts microseconds. */
+		if (pv->started_guest && pv->interp &&
+		    (!(pv->cpu.cr0 & CR0_PE) || pv->cpu.hidden.code16 || pv->cpu.hidden.stack16 ||
+		     pv->cpu.hidden.base[0] | pv->cpu.hidden.base[1] | pv->cpu.hidden.base[2] |
+		         pv->cpu.hidden.base[3]))
+			return err_set(
+			    err,
+			    "process engine: vCPU %u is in its 16-bit startup code (between "
+			    "its STARTUP IPI and long mode); pause it a moment later",
+			    i);
 		if (pv->started_guest) {
 			if (!n || n > STUB_FP_MAX)
 				return err_set(

@@ -47,6 +47,7 @@
 #define MAP_NORESERVE_     0x4000
 #define PROT_RW_           0x3
 #define PR_SET_DUMPABLE_   4
+#define PR_SET_NAME_       15
 #define ARCH_SET_GS_       0x1001
 #define ARCH_SET_FS_       0x1002
 #define CLONE_THREAD_FLAGS 0x50f00 /* VM | FS | FILES | SIGHAND | THREAD | SYSVSEM */
@@ -323,6 +324,8 @@ __attribute__((noreturn, used)) void stub_exec_main(void)
 
 	if (sys(__NR_prctl, PR_SET_DUMPABLE_, 0, 0) != 0)
 		die(130);
+	/* (execve named it after the memfd) */
+	sys(__NR_prctl, PR_SET_NAME_, "hearth-guest", 0);
 	if (sys6(__NR_mmap, (long)in, (long)len, PROT_RW_, MAP_SHARED_ | MAP_FIXED_, STUB_SHARED_FD,
 	         0) != (long)in)
 		die(131);

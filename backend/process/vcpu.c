@@ -37,6 +37,7 @@
 
 #define SPIN_NS         50000ULL /* how long to poll the record before a futex wait */
 #define WAIT_SLICE_NS   50000000ULL
+#define AHEAD_MAX       8 /* instructions emulated behind a trap, at most */
 #define INTERP_STEPS    100000
 #define MAX_OP_FAILURES 3 /* in a row, each after a flush */
 #define PAGE_SIZE_      4096ULL
@@ -60,6 +61,16 @@ bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t l
 	/* two places stay free for the FS and GS bases (reply) */
 	bool base = kind == STUB_OP_SET_FS || kind == STUB_OP_SET_GS;
 
+	struct stub_op *last = pv->nops ? &pv->ops[pv->nops - 1] : NULL;
+
+	/* A mapping that replaces the one just queued for the same range (an invalidation's
+	 * PROT_NONE, then the new translation: a PTE store and its invlpg in one exit) is one
+	 * system call. */
+	if (kind == STUB_OP_MMAP && last && last->kind == STUB_OP_MMAP && last->addr == addr &&
+	    last->len == len) {
+		*last = (struct stub_op){kind, prot, addr, len, off};
+		return true;
+	}
 	if (pv->nops >= STUB_MAX_OPS - (base ? 0 : 2))
 		return false;
 	pv->ops[pv->nops++] = (struct stub_op){kind, prot, addr, len, off};
@@ -135,6 +146,10 @@ static void op_paging_changed(void *ctx)
 {
 	struct proc_vcpu *pv = ctx;
 
+	/* The interpreter's paging is its own walk of the guest's tables: the guest process's
+	 * mappings, which other vCPUs may be running on, follow at INTERP_LONG_MODE. */
+	if (pv->interp)
+		return;
 	pmmu_sync(proc_of(vm_of(pv))->mmu, pv);
 }
 
@@ -562,6 +577,61 @@ static bool sleep_halted(struct proc_vcpu *pv)
 	}
 }
 
+/* Instructions that trap in the guest process anyway (privileged at CPL3) and that the CPU
+ * core emulates without leaving hearth. */
+static bool traps_anyway(const struct sh_insn *in)
+{
+	switch (in->op) {
+	case SH_OP_INVLPG:
+	case SH_OP_MOV_TO_CR:
+	case SH_OP_MOV_FROM_CR:
+	case SH_OP_RDMSR:
+	case SH_OP_WRMSR:
+	case SH_OP_CLI:
+	case SH_OP_HLT:
+	case SH_OP_IN:
+	case SH_OP_OUT:
+	case SH_OP_WBINVD:
+	case SH_OP_INVD:
+	case SH_OP_CLTS:
+	case SH_OP_LGDT:
+	case SH_OP_LIDT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* After a trap, the instructions right behind it that would trap too (a PTE store's invlpg,
+ * a status port read and then the data port write) are emulated in the same exit: each
+ * would cost a signal round trip. Not across anything that changes what may be delivered
+ * (sti, iret, popf), nor while single-stepping, nor past a stop or pause. */
+static void emulate_ahead(struct proc_vcpu *pv)
+{
+	struct guest_cpu *c = &pv->cpu;
+	struct vm *vm = vm_of(pv);
+
+	for (unsigned i = 0; i < AHEAD_MAX; i++) {
+		struct sh_insn in;
+		uint8_t bytes[15];
+		size_t n;
+		uint64_t rip = c->r.rip;
+		enum emu r;
+
+		if (pv->halted || pv->interp || pv->wait_sipi || pv->stepping_pt ||
+		    (c->r.rflags & RF_TF) || __atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+			return;
+		if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || !traps_anyway(&in))
+			return;
+		r = cpu_emulate_insn(c, &in, bytes, n, cpu_code64(c), 0);
+		if (r == EMU_HALT)
+			pv->halted = true;
+		if (r != EMU_DONE || c->r.rip == rip)
+			return;
+	}
+}
+
 static void handle_signal(struct proc_vcpu *pv, uint32_t signo, const uint64_t *g,
                           uint32_t syscall_arch)
 {
@@ -618,8 +688,8 @@ static void handle_signal(struct proc_vcpu *pv, uint32_t signo, const uint64_t *
 	}
 }
 
-/* The first state: the boot vCPU as the boot protocol says; the others wait for INIT/SIPI,
- * which this engine does not start: they stay parked. */
+/* The first state: the boot vCPU as the boot protocol says; the others wait for INIT and a
+ * STARTUP IPI (wait_for_sipi). */
 static void boot_state(struct proc_vcpu *pv)
 {
 	const struct boot_cpu_state *b = &vm_of(pv)->boot_cpu;
@@ -645,6 +715,52 @@ static void boot_state(struct proc_vcpu *pv)
 		c->cs = BOOT_GDT_SEL_CODE32;
 		pv->interp = true;
 	}
+}
+
+/* An application processor's STARTUP (SDM 8.4.4): real mode at vector << 12, in the
+ * interpreter until its startup code reaches long mode. Whatever it was doing is gone. */
+static void sipi_state(struct proc_vcpu *pv, uint8_t vector)
+{
+	interp_sipi_state(&pv->cpu, vector);
+	pv->interp = true;
+	pv->wait_sipi = pv->halted = pv->halted_for_good = pv->stepping_pt = false;
+	pv->started_guest = true;
+	/* FS and GS bases are 0 after INIT: the guest thread's too, at the next resume. */
+	pv->set_fs = pv->set_gs = 0;
+	pv->fs_dirty = pv->gs_dirty = true;
+}
+
+/* INIT and STARTUP IPIs for an AP: INIT stops it (it waits for a SIPI, whatever it ran),
+ * a SIPI in that state starts it. The BSP takes neither: INIT to it would be a reset. */
+static void take_startup(struct proc_vcpu *pv)
+{
+	uint8_t vector = 0;
+	unsigned s;
+
+	if (pv->v->id == 0)
+		return;
+	s = uirq_take_startup(proc_of(vm_of(pv))->uirq, pv->v->id, &vector);
+	if (s & UIRQ_INIT) {
+		pv->wait_sipi = true;
+		pv->started_guest = false; /* nothing of its state is left to run */
+	}
+	if ((s & UIRQ_SIPI) && pv->wait_sipi)
+		sipi_state(pv, vector);
+}
+
+/* An AP in wait-for-SIPI: sleep until its STARTUP IPI (true), or the VM stops (false). */
+static bool wait_for_sipi(struct proc_vcpu *pv)
+{
+	while (vm_vcpu_checkpoint(pv->v)) {
+		uint32_t w = __atomic_load_n(&pv->wake, __ATOMIC_ACQUIRE);
+		struct timespec ts = {0, WAIT_SLICE_NS};
+
+		take_startup(pv);
+		if (!pv->wait_sipi)
+			return true;
+		futex(&pv->wake, FUTEX_WAIT, w, &ts); /* an IPI kicks it awake */
+	}
+	return false;
 }
 
 /* 32-bit entry code (PVH): the interpreter runs it until the guest is in long mode. */
@@ -686,34 +802,44 @@ void proc_vcpu_run(struct vcpu *v)
 	pv->seen_exit = __atomic_load_n(&pv->rec->exit_seq, __ATOMIC_ACQUIRE); /* the start */
 	pv->tid = (pid_t)__atomic_load_n(&pv->rec->tid, __ATOMIC_ACQUIRE);
 	if (!pv->restored) {
-		if (v->id != 0) {
-			/* Application processors stay parked (as in KVM's shadow engine). */
-			vm_vcpu_park(v);
-			return;
+		if (v->id == 0) {
+			boot_state(pv);
+			pv->started_guest = true;
+		} else {
+			pv->wait_sipi = true; /* as an AP comes out of reset */
 		}
-		boot_state(pv);
-		pv->started_guest = true;
 	} else if (!pv->started_guest) {
-		vm_vcpu_park(v);
-		return;
+		pv->wait_sipi = true; /* an AP that had not started when the snapshot was taken */
 	} else {
 		pv->load_fpu = pv->fp_len != 0; /* the snapshot's, at the first resume */
 	}
-	if (pv->interp && !interpret(pv))
-		return;
 	while (vm_vcpu_checkpoint(v)) {
 		uint64_t g[SG_COUNT];
 		uint32_t signo, arch;
 		int64_t op_error;
 
-		if (pv->halted_for_good) {
-			vm_vcpu_park(v);
+		take_startup(pv);
+		if (pv->wait_sipi && !wait_for_sipi(pv))
 			return;
+		if (pv->interp && !interpret(pv))
+			return;
+		if (pv->halted_for_good) {
+			if (v->id == 0) {
+				vm_vcpu_park(v);
+				return;
+			}
+			/* an AP with interrupts off: only INIT wakes it */
+			pv->wait_sipi = true;
+			pv->started_guest = pv->halted_for_good = false;
+			continue;
 		}
 		if (pv->halted) {
 			if (!sleep_halted(pv))
 				continue; /* paused or stopping: still in hlt */
 			pv->halted = false;
+			take_startup(pv);
+			if (pv->wait_sipi)
+				continue;
 		}
 		deliver_interrupts(pv);
 		reply(pv);
@@ -745,6 +871,8 @@ void proc_vcpu_run(struct vcpu *v)
 			continue;
 		regs_in(&pv->cpu, g);
 		handle_signal(pv, signo, g, arch);
+		if (signo == SIGSEGV)
+			emulate_ahead(pv);
 		if (pv->halted && !(pv->cpu.r.rflags & RF_IF)) {
 			/* hlt with interrupts off: as hardware, asleep for good */
 			pv->halted = false;

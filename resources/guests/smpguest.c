@@ -25,6 +25,8 @@
  * Command line: `classic` (the default) or `direct` picks the trampoline:
  *   classic  real mode -> 32-bit protected mode -> long mode (as Linux's trampoline)
  *   direct   real mode straight to long mode: CR4.PAE, CR3, EFER.LME, then CR0.PE|PG at once
+ * and `ownroot` makes each AP, once in ap_main, load a page-table root of its own (a copy of
+ * the boot PML4: the same mappings through another CR3), as kernels with per-CPU roots do.
  * Tokens whose key contains a '.' are skipped.
  *
  * Exit status: 0 all checks passed; else a "smpguest: FAIL ..." line and
@@ -189,8 +191,19 @@ static void send_ipi(int cpu, uint32_t icr_low, const char *what)
 
 _Noreturn void ap_main(unsigned index);
 
+static bool own_root; /* `ownroot` */
+/* Each AP's own copy of the boot PML4 (`ownroot`). */
+static uint64_t ap_pml4[MAX_CPUS][512] __attribute__((aligned(PAGE_4K)));
+
 _Noreturn void ap_main(unsigned index)
 {
+	if (own_root) {
+		const uint64_t *boot = (const uint64_t *)(uintptr_t)(read_cr3() & ~0xfffULL);
+
+		for (unsigned i = 0; i < 512; i++)
+			ap_pml4[index][i] = boot[i];
+		write_cr3((uint64_t)(uintptr_t)ap_pml4[index]);
+	}
 	idt_load();
 	lapic_enable();
 	seen_apic_id[index] = lapic_id();
@@ -368,6 +381,8 @@ static bool want_direct(const char *pos, const char *end)
 			direct = true;
 		else if (rt_token_is(&tok, "classic"))
 			direct = false;
+		else if (rt_token_is(&tok, "ownroot"))
+			own_root = true;
 		else if (!is_foreign_param(&tok)) {
 			con_printf("smpguest: unknown action %.*s\n", (int)tok.len, tok.s);
 			guest_exit(EXIT_UNKNOWN);
