@@ -72,7 +72,10 @@ struct backend {
 	int (*vcpu_filter)(const struct vm *vm);
 	/* Signal eventfd `fd` when the guest writes `datamatch` (len bytes) at MMIO `addr`,
 	 * without a trip through hearth (an ioeventfd). -ENOTSUP (or NULL): the access reaches
-	 * the device's register through vm_mmio instead, which signals the same eventfd. */
+	 * the device's register through vm_mmio instead, which signals the same eventfd. A
+	 * backend may make the descriptor `fd` name another eventfd (dup3 over it) that its own
+	 * path can signal: the process engine hands its guest process eventfds before the
+	 * devices exist, and the device takes one over here. */
 	int (*attach_notify)(struct vm *vm, int fd, uint64_t addr, uint32_t len,
 	                     uint64_t datamatch);
 	/* With every vCPU parked: freeze / restart the guest's clocks. */

@@ -332,9 +332,10 @@ static int map_devices(struct vm *vm, struct error *err)
 }
 
 /* Each device's interrupt eventfd to its GSI and each queue's notify eventfd to its
- * QueueNotify write, where the backend can do that without hearth's threads. Otherwise the
- * VMM loop polls the interrupt eventfd (vm->irq_polled), and a notify arrives as the MMIO
- * write it is, which signals the same eventfd. */
+ * QueueNotify write, where the backend can do that without hearth's threads (the backend may
+ * swap the notify eventfd for one of its own under the same descriptor). Otherwise the VMM
+ * loop polls the interrupt eventfd (vm->irq_polled), and a notify arrives as the MMIO write
+ * it is, which signals the same eventfd. */
 static int bind_device_fds(struct vm *vm, struct error *err)
 {
 	for (unsigned i = 0; i < vm->nvirtio; i++) {

@@ -1,20 +1,21 @@
 /*
  * Making the guest process: a child of hearth's VMM thread (no shared memory but the guest's
- * RAM and the shared records) that keeps only the guest-RAM memfd, drops privileges it never
- * needs, and runs the stub (stub.c), which starts its vCPU threads and loads the filter built
- * here. The child executes the stub as a tiny static ELF from a memfd: a fresh address space
- * with nothing of hearth's in it, made without copying hearth's (a fork would write-protect
- * every page hearth has touched, and each later write to one costs hearth a fault). Where
+ * RAM and the shared records) that keeps only the guest-RAM memfd and the queue-notify
+ * eventfds (notify.c), drops privileges it never needs, and runs the stub (stub.c), which
+ * starts its vCPU threads and loads the filter built here. The child executes the stub as a
+ * tiny static ELF from a memfd: a fresh address space with nothing of hearth's in it, made
+ * without copying hearth's (a fork would write-protect every page hearth has touched, and
+ * each later write to one costs hearth a fault). Where
  * the host refuses that execve (vm.memfd_noexec, a security module), the child is a copy of
  * hearth that maps the slot itself and unmaps everything else.
  *
  * The filter (checked in this order): the x86-64 system-call ABI (int $0x80 and friends are
  * the guest's own), an instruction pointer inside the stub's code, then only futex (wait
- * and wake), rt_sigreturn, exit, exit_group, sched_yield, arch_prctl(SET_FS/SET_GS), and
- * mmap/munmap/mprotect of
- * the RAM memfd below the slot, at most STUB_MAP_MAX at a time (or the whole guest range in
- * one unmap). Anything else is the guest's own system call: it traps (SIGSYS) into the stub
- * and hearth emulates it; it never reaches the host.
+ * and wake), rt_sigreturn, exit, exit_group, sched_yield, arch_prctl(SET_FS/SET_GS),
+ * mmap/munmap/mprotect of the RAM memfd below the slot, at most STUB_MAP_MAX at a time (or
+ * the whole guest range in one unmap), and write of 8 bytes to a queue-notify eventfd
+ * (STUB_NOTIFY_FD0...). Anything else is the guest's own system call: it traps (SIGSYS)
+ * into the stub and hearth emulates it; it never reaches the host.
  */
 #include "process.h"
 
@@ -31,6 +32,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
@@ -49,6 +51,8 @@ extern const uint8_t stub_blob[], stub_blob_end[], stub_elf[], stub_elf_end[];
 #define START_WAIT_S          10
 #define RSEQ_FLAG_UNREGISTER_ 1
 #define RSEQ_SIG_             0x53053053 /* glibc's, x86 */
+#define STUB_ELF_FD           5          /* the stub's ELF, until the execve */
+#define FD_HIGH               64         /* above the guest process's fixed descriptors */
 
 /* ---- the guest process's filter -------------------------------------------------------- */
 
@@ -189,6 +193,15 @@ static int build_filter(struct sock_filter *p, unsigned cap)
 	jmp(&b, BPF_JEQ, (uint32_t)FLUSH_LEN, L_ALLOW, 0);
 	range_ok(&b);
 	rule_end(&b, at);
+	/* write: 8 bytes (an eventfd's counter) to a queue-notify eventfd, nothing else */
+	at = rule_start(&b, SYS_write);
+	ld(&b, ARG_HI(0));
+	jmp(&b, BPF_JEQ, 0, 0, L_TRAP);
+	ld(&b, ARG_LO(0));
+	jmp(&b, BPF_JGE, STUB_NOTIFY_FD0, 0, L_TRAP);
+	jmp(&b, BPF_JGE, STUB_NOTIFY_FD0 + STUB_NOTIFY_FDS, L_TRAP, 0);
+	arg_eq(&b, 2, 8);
+	rule_end(&b, at);
 	trap = b.n;
 	emit(&b, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_TRAP);
 	emit(&b, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW);
@@ -214,6 +227,8 @@ static int build_filter(struct sock_filter *p, unsigned cap)
 
 struct spawn {
 	int ram_fd, shared_fd, elf_fd;
+	const int *notify_fds; /* at STUB_NOTIFY_FD0... in the guest process */
+	unsigned nnotify;
 	unsigned nvcpus;
 	pid_t parent;
 	int exec_errno; /* the execve's failure, seen by hearth (the child shares its memory) */
@@ -239,6 +254,39 @@ static bool rseq_unregister(void)
 	return false;
 }
 
+/* The guest process's descriptors at their fixed numbers: guest RAM (3), with `exec` the
+ * shared area (4) and the ELF to run (5), and the notify eventfds (6...). Each is moved out
+ * of the way first, as any of them may already sit at another's number. Only system calls
+ * (see the callers). */
+static bool place_fds(const struct spawn *sp, bool exec)
+{
+	int from[3 + STUB_NOTIFY_FDS], to[3 + STUB_NOTIFY_FDS];
+	unsigned n = 0;
+
+	_Static_assert(STUB_NOTIFY_FD0 + STUB_NOTIFY_FDS <= FD_HIGH, "fixed descriptors overlap");
+	from[n] = sp->ram_fd;
+	to[n++] = STUB_RAM_FD;
+	if (exec) {
+		from[n] = sp->shared_fd;
+		to[n++] = STUB_SHARED_FD;
+		from[n] = sp->elf_fd;
+		to[n++] = STUB_ELF_FD;
+	}
+	for (unsigned i = 0; i < sp->nnotify && i < STUB_NOTIFY_FDS; i++) {
+		from[n] = sp->notify_fds[i];
+		to[n++] = STUB_NOTIFY_FD0 + (int)i;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		from[i] = (int)raw(SYS_fcntl, from[i], F_DUPFD, FD_HIGH, 0, 0, 0);
+		if (from[i] < 0)
+			return false;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (raw(SYS_dup2, from[i], to[i], 0, 0, 0, 0) != to[i])
+			return false;
+	return true;
+}
+
 /* Runs in the new process, on a copy of hearth: only system calls and memcpy here (another
  * thread of hearth may have held a lock at the fork). Any failure ends the child; hearth
  * sees it die before it reports in. */
@@ -261,10 +309,11 @@ static int child_main(void *arg)
 	    raw(SYS_mmap, (long)stacks, (long)(sp->nvcpus * STUB_PER_VCPU), PROT_READ | PROT_WRITE,
 	        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) != (long)stacks)
 		_exit(111);
-	/* No descriptor but guest RAM, at the number the filter pins. */
-	if (raw(SYS_dup2, sp->ram_fd, STUB_RAM_FD, 0, 0, 0, 0) != STUB_RAM_FD ||
-	    raw(SYS_close_range, 0, STUB_RAM_FD - 1, 0, 0, 0, 0) ||
-	    raw(SYS_close_range, STUB_RAM_FD + 1, ~0U, 0, 0, 0, 0))
+	/* No descriptor but guest RAM and the notify eventfds, at the numbers the filter
+	 * pins. */
+	if (!place_fds(sp, false) || raw(SYS_close_range, 0, STUB_RAM_FD - 1, 0, 0, 0, 0) ||
+	    raw(SYS_close_range, STUB_RAM_FD + 1, STUB_NOTIFY_FD0 - 1, 0, 0, 0, 0) ||
+	    raw(SYS_close_range, STUB_NOTIFY_FD0 + sp->nnotify, ~0U, 0, 0, 0, 0))
 		_exit(112);
 	if (raw(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0) ||
 	    raw(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0, 0) ||
@@ -282,23 +331,13 @@ static int child_main(void *arg)
 	return 0;
 }
 
-/* The descriptors the stub expects (RAM, shared area, the ELF to run) at 3, 4 and 5, and no
- * other: moved out of the way first, as any of them may already sit at 3, 4 or 5. */
+/* The descriptors the stub expects (RAM, shared area, the ELF to run, the notify eventfds)
+ * at 3, 4, 5 and 6..., and no other. */
 static bool child_fds(const struct spawn *sp)
 {
-	int high[3] = {sp->ram_fd, sp->shared_fd, sp->elf_fd};
-
-	for (int i = 0; i < 3; i++) {
-		high[i] = (int)raw(SYS_fcntl, high[i], F_DUPFD, 64, 0, 0, 0);
-		if (high[i] < 0)
-			return false;
-	}
-	for (int i = 0; i < 3; i++)
-		if (raw(SYS_dup2, high[i], STUB_RAM_FD + i, 0, 0, 0, 0) != STUB_RAM_FD + i)
-			return false;
-	return raw(SYS_close_range, 0, STUB_RAM_FD - 1, 0, 0, 0, 0) == 0 &&
-	       raw(SYS_close_range, STUB_RAM_FD + 3, ~0U, 0, 0, 0, 0) == 0 &&
-	       raw(SYS_fcntl, STUB_RAM_FD + 2, F_SETFD, FD_CLOEXEC, 0, 0, 0) == 0;
+	return place_fds(sp, true) && raw(SYS_close_range, 0, STUB_RAM_FD - 1, 0, 0, 0, 0) == 0 &&
+	       raw(SYS_close_range, STUB_NOTIFY_FD0 + sp->nnotify, ~0U, 0, 0, 0, 0) == 0 &&
+	       raw(SYS_fcntl, STUB_ELF_FD, F_SETFD, FD_CLOEXEC, 0, 0, 0) == 0;
 }
 
 /* The child of clone(CLONE_VM | CLONE_VFORK): it runs on hearth's memory until its execve,
@@ -315,7 +354,7 @@ static int child_exec(void *arg)
 		sp->exec_errno = errno ? errno : EINVAL;
 		raw(SYS_exit, 112, 0, 0, 0, 0, 0);
 	}
-	raw(SYS_execveat, STUB_RAM_FD + 2, (long)"", (long)argv, (long)envp, AT_EMPTY_PATH, 0);
+	raw(SYS_execveat, STUB_ELF_FD, (long)"", (long)argv, (long)envp, AT_EMPTY_PATH, 0);
 	sp->exec_errno = errno;
 	raw(SYS_exit, 115, 0, 0, 0, 0, 0);
 	return 0;
@@ -410,7 +449,7 @@ int proc_spawn(struct vm *vm, struct error *err)
 	enum { CHILD_STACK = 64 * 1024 };
 	static char stack[CHILD_STACK] __attribute__((aligned(16)));
 	struct proc_vm *p = proc_of(vm);
-	struct spawn sp = {vm->mem.fd, -1, -1, vm->nvcpus, getpid(), 0};
+	struct spawn sp = {vm->mem.fd, -1, -1, p->notify_pool, 0, vm->nvcpus, getpid(), 0};
 	size_t shared_len = (STUB_SHARED_SIZE + PAGE - 1) & ~(PAGE - 1);
 	int n;
 
@@ -418,6 +457,18 @@ int proc_spawn(struct vm *vm, struct error *err)
 		return err_set(err, "process engine: at most %d vCPUs", STUB_MAX_VCPUS);
 	if ((size_t)(stub_blob_end - stub_blob) > STUB_CODE_MAX)
 		return err_set(err, "process engine: the stub does not fit its slot");
+	/* The queue-notify eventfds, made before the devices are (they come after the guest
+	 * process starts): the devices take them over when the VM binds their notifies
+	 * (proc_attach_notify). Fewer when the host refuses more: the other queues' notifies
+	 * take the trap path. */
+	while (p->npool < STUB_NOTIFY_FDS) {
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		if (fd < 0)
+			break;
+		p->notify_pool[p->npool++] = fd;
+	}
+	sp.nnotify = p->npool;
 	p->shared_fd = memfd_create("hearth-stub-shared", MFD_CLOEXEC);
 	if (p->shared_fd < 0 || ftruncate(p->shared_fd, (off_t)shared_len) < 0)
 		return err_set(err, "process engine: shared area: %s", strerror(errno));

@@ -67,6 +67,7 @@ struct pmmu {
 	 * allocating it again at the next fill (about 80 us each on a PVM host). */
 	uint64_t anchors[ANCHORS];
 	uint64_t clock;
+	uint64_t gen; /* pmmu_gen: written under the lock */
 	uint64_t hits, misses, fills, evictions, invalidations, flushes, tracked_writes, mmio,
 	    guest_faults;
 };
@@ -90,6 +91,17 @@ void pmmu_destroy(struct pmmu *m)
 		free(m->dirty);
 	}
 	free(m);
+}
+
+uint64_t pmmu_gen(const struct pmmu *m)
+{
+	return __atomic_load_n(&m->gen, __ATOMIC_ACQUIRE);
+}
+
+/* Lock held. Translations derived from g may have changed (notify.c drops its table). */
+static void bump(struct pmmu *m)
+{
+	__atomic_store_n(&m->gen, m->gen + 1, __ATOMIC_RELEASE);
 }
 
 static uint64_t cr3_key(const struct guest_cpu *c)
@@ -124,6 +136,7 @@ static void flush_locked(struct pmmu *m, struct proc_vcpu *pv)
 {
 	memset(m->anchors, 0, sizeof(m->anchors));
 	m->flushes++;
+	bump(m);
 	if (m->cur)
 		m->cur->nmaps = 0;
 	proc_vcpu_unmap_all(pv);
@@ -236,6 +249,7 @@ void pmmu_dirty_collect(struct pmmu *m, struct proc_vcpu *pv, uint64_t *bitmap)
 void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 {
 	pthread_mutex_lock(&m->lock);
+	bump(m);
 	/* invlpg acts on this CPU's current translations only */
 	invalidate_where(m, pv, covers, va, true);
 	/* A guest that invalidates a page is about to use its new translation: map it now
@@ -297,6 +311,7 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 			victim = x;
 	}
 	m->flushes++;
+	bump(m);
 	memset(m->anchors, 0, sizeof(m->anchors));
 	proc_vcpu_unmap_all(pv);
 	if (r) {
@@ -323,6 +338,7 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 void pmmu_sync(struct pmmu *m, struct proc_vcpu *pv)
 {
 	pthread_mutex_lock(&m->lock);
+	bump(m); /* (also a CR3 load of the same root: the guest's TLB flush) */
 	switch_root(m, pv, &pv->cpu);
 	pthread_mutex_unlock(&m->lock);
 }
@@ -332,6 +348,7 @@ void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_
 	if (!(old & PTE_P) || old == new)
 		return;
 	pthread_mutex_lock(&m->lock);
+	bump(m); /* (also where no mapping read it: a device page's translation) */
 	invalidate_where(m, pv, reads_entry, gpa, false);
 	pthread_mutex_unlock(&m->lock);
 }
@@ -430,12 +447,14 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		return;
 	}
 	if (!gm_range_ok(gm, w.gpa, 1) || va < 0x1000) {
+		uint64_t gen = m->gen; /* what the walk saw */
+
 		if (prefetch)
 			return;
 		/* MMIO (or page 0): decoded and done by hearth, never mapped */
 		m->mmio++;
 		pthread_mutex_unlock(&m->lock);
-		proc_emulate_access(pv, va, w.gpa);
+		proc_emulate_access(pv, va, w.gpa, gen);
 		pthread_mutex_lock(&m->lock);
 		return;
 	}

@@ -229,6 +229,9 @@ static void proc_info(const struct vm *vm, cJSON *o)
 	pmmu_stats(p->mmu, o);
 	x = cJSON_GetObjectItem(o, "process");
 	cJSON_AddNumberToObject(x, "traps", (double)p->traps);
+	cJSON_AddNumberToObject(x, "fast_notifies", (double)proc_fast_count(vm));
+	cJSON_AddNumberToObject(x, "trapped_notifies",
+	                        (double)__atomic_load_n(&p->notify_traps, __ATOMIC_RELAXED));
 	cJSON_AddNumberToObject(x, "guest_pid", (double)p->pid);
 }
 
@@ -238,9 +241,12 @@ static void proc_log_stats(const struct vm *vm)
 
 	if (!p)
 		return;
-	log_info("process engine: %llu exits (%.2f us in hearth each)",
+	log_info("process engine: %llu exits (%.2f us in hearth each), %llu queue notifies "
+	         "signalled by the guest process itself, %llu trapped",
 	         (unsigned long long)p->traps,
-	         p->traps ? p->trap_ns / (double)p->traps / 1000.0 : 0.0);
+	         p->traps ? p->trap_ns / (double)p->traps / 1000.0 : 0.0,
+	         (unsigned long long)proc_fast_count(vm),
+	         (unsigned long long)__atomic_load_n(&p->notify_traps, __ATOMIC_RELAXED));
 	if (p->mmu)
 		pmmu_log_stats(p->mmu);
 }
@@ -263,6 +269,9 @@ static void proc_destroy(struct vm *vm)
 		close(p->shared_fd);
 	if (p->pidfd >= 0)
 		close(p->pidfd);
+	for (unsigned i = 0; i < p->npool; i++)
+		if (p->notify_pool[i] >= 0)
+			close(p->notify_pool[i]);
 	/* the uirq is vm->irqchip, which vm_destroy frees */
 	free(p);
 	vm->be = NULL;
@@ -287,6 +296,7 @@ const struct backend process_backend = {
     .vcpu_kick = proc_vcpu_kick,
     .vcpu_host_cpu = proc_vcpu_host_cpu,
     .vcpu_filter = proc_vcpu_filter,
+    .attach_notify = proc_attach_notify,
     .save = proc_save,
     .restore = proc_restore,
     .dirty_start = proc_dirty_start,

@@ -33,6 +33,13 @@ struct chip_port {
 	uint16_t base;
 };
 
+/* A queue's notify bound to a pool eventfd (the guest process's STUB_NOTIFY_FD0 + its index
+ * in proc_vm.notify): a 4-byte store of `queue` at guest-physical `addr`. */
+struct proc_notify {
+	uint64_t addr;
+	uint32_t queue;
+};
+
 /* vm->be */
 struct proc_vm {
 	pid_t pid;                /* the guest process */
@@ -45,6 +52,13 @@ struct proc_vm {
 	struct pmmu *mmu;
 	uint64_t traps; /* exits handled, all vCPUs */
 	double trap_ns;
+	/* The queue-notify eventfds the guest process got at its start (hearth's copies until
+	 * a device takes one over: -1 then), and what each is bound to. */
+	int notify_pool[STUB_NOTIFY_FDS];
+	unsigned npool;
+	struct proc_notify notify[STUB_NOTIFY_FDS];
+	unsigned nnotify;
+	uint64_t notify_traps; /* notifies of bound queues that trapped (atomic) */
 };
 
 /* vcpu->be */
@@ -73,6 +87,11 @@ struct proc_vcpu {
 #define PROC_MSRS 8
 	uint32_t msr_index[PROC_MSRS];
 	uint64_t msr_value[PROC_MSRS];
+	/* The fast notifies in the record's table (hearth's copy, which it trusts), and the
+	 * pmmu generation they were learned in. */
+	struct stub_fast_notify fast[STUB_FAST_MAX];
+	unsigned fast_next; /* the entry the next one replaces when all are in use */
+	uint64_t fast_gen;
 	/* the reply being built */
 	struct stub_op ops[STUB_MAX_OPS];
 	unsigned nops;
@@ -98,8 +117,11 @@ int proc_wait_started(struct vm *vm, struct error *err);
 void proc_kill(struct vm *vm);
 
 /* vcpu.c */
-/* An access at `va` (-> `gpa`) that is not mapped: a device register, or guest page 0. */
-void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa);
+/* An access at `va` (-> `gpa`, by a walk in pmmu generation `gen`) that is not mapped: a
+ * device register, or guest page 0. */
+void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa, uint64_t gen);
+/* The signal frame's index (SG_*) of each x86 register number (R_AX ...). */
+extern const uint8_t proc_sg_of[16];
 /* A store into a page table that hearth could not decode: single-step it natively. */
 void proc_step_pt_store(struct proc_vcpu *pv, uint64_t va, uint64_t gpa);
 /* The guest uses an address the guest process cannot map (the slot, the upper half). */
@@ -114,6 +136,26 @@ bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t l
 /* Queue the unmapping of the whole guest range in place of every mapping change queued so
  * far (always fits). */
 void proc_vcpu_unmap_all(struct proc_vcpu *pv);
+
+/* notify.c: queue notifies the stub signals itself (stub.h: struct stub_fast_notify). */
+/* The backend op: bind a pool eventfd to a queue's notify; it replaces the device's. */
+int proc_attach_notify(struct vm *vm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch);
+/* The entry for the instruction `in` (decoded at `rip`, 64-bit code) that stores to `va`,
+ * which is guest-physical `gpa`, given the bindings; false when it cannot be one (not a
+ * 4-byte mov from a register or an immediate, no queue of a binding at `gpa`). */
+bool proc_fast_entry(const struct sh_insn *in, bool code64, uint64_t rip, uint64_t va, uint64_t gpa,
+                     const struct proc_notify *binds, unsigned nbinds, struct stub_fast_notify *e);
+/* Whether `gpa` is a bound queue's QueueNotify register. */
+bool proc_notify_bound(const struct proc_vm *p, uint64_t gpa);
+/* Before an emulated access at `gpa`: whether it may teach the stub a fast notify (then *e
+ * is the entry); after the emulation, install it. */
+bool proc_fast_candidate(struct proc_vcpu *pv, uint64_t va, uint64_t gpa, uint64_t gen,
+                         struct stub_fast_notify *e);
+void proc_fast_install(struct proc_vcpu *pv, const struct stub_fast_notify *e, uint64_t gen);
+/* Before a resume: the table goes when the pmmu generation moved on. */
+void proc_fast_sync(struct proc_vcpu *pv);
+/* Fast notifies the stubs counted (a hint: the guest can write the counters). */
+uint64_t proc_fast_count(const struct vm *vm);
 
 /* snapshot.c: the backend's snapshot ops */
 int proc_save(struct vm *vm, struct snap_w *w, struct error *err);
@@ -142,6 +184,9 @@ void pmmu_step_done(struct pmmu *m, struct proc_vcpu *pv);
 /* Guest-virtual -> guest-physical without side effects, as the vCPU's paging says. */
 bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
                     uint64_t *gpa);
+/* A count that moves on whenever a translation hearth derived from g may have changed (a
+ * page-table store, invlpg, a CR3 or paging-control write, a flush). */
+uint64_t pmmu_gen(const struct pmmu *m);
 void pmmu_stats(const struct pmmu *m, cJSON *o);
 /* Dirty tracking: guest RAM mapped read-only until the first store to each page, which marks
  * it. Start (0 or -ENOMEM); collect ORs the marks into `bitmap` (by gm_offset page) and

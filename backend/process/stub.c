@@ -5,8 +5,9 @@
  *
  * Two ways in. hearth starts the guest process with execve of this code as a tiny static
  * ELF (stub_exec_entry: the kernel's fresh stack, fd 3 the guest RAM, fd 4 the shared
- * area), which maps the shared area and the stacks into the slot and goes on as below; or,
- * where the host refuses that, as a copy of hearth that maps the slot and calls stub_start.
+ * area, fds 6... the queue-notify eventfds), which maps the shared area and the stacks into
+ * the slot and goes on as below; or, where the host refuses that, as a copy of hearth that
+ * maps the slot and calls stub_start.
  *
  * Start-up (stub_start, on vCPU 0's stub stack): unmap everything outside the slot (all of
  * what the process inherited from hearth, the vDSO and vvar included), take the fault and
@@ -18,6 +19,10 @@
  * the registers to resume with and the mappings to change; the handler makes those system
  * calls (the only ones the filter lets through, and only from here) and returns into the
  * guest. Nothing here trusts the shared area: it is the guest's to scribble on.
+ *
+ * One fault never reaches hearth: a queue notify it has taught the stub (stub.h: struct
+ * stub_fast_notify). The handler writes the queue's eventfd (fd 6... in this process, the
+ * ones hearth's VMM thread polls), steps over the store and returns into the guest.
  *
  * No libc, no globals (the code page is read-only), no FS or GS: the guest owns those. A
  * thread finds its context at the base of the signal stack it runs on.
@@ -61,6 +66,11 @@
 #define FP_XSTATE_MAGIC1 0x46505853u
 #define FXSAVE_LEN       512
 #define USER_VA_END      0x7ffffffff000ULL /* the kernel's TASK_SIZE */
+#define TRAP_PF          14
+#define PF_W_            0x2
+#define PF_RSVD_         0x8
+#define PF_I_            0x10
+#define EFLAGS_TF        0x100
 
 struct ksigaction {
 	void (*handler)(int, void *, void *);
@@ -192,6 +202,36 @@ static uint32_t fp_size(const uint8_t *fp, uint64_t frame_end)
 	return (uint64_t)fp + n <= frame_end ? n : 0; /* never past the signal stack */
 }
 
+/* A queue notify hearth has seen before (stub.h: struct stub_fast_notify): a write page
+ * fault (not a fetch, not a reserved bit, not single-stepped) whose address and instruction
+ * match an entry. Signal the queue's eventfd and step over the store; false: an exit. */
+static int fast_notify(struct stub_vcpu *v, const uint8_t *si, uint64_t *g)
+{
+	uint64_t addr = *(const uint64_t *)(si + 16), rip = g[SG_RIP], one = 1;
+
+	if (g[SG_TRAPNO] != TRAP_PF || (g[SG_ERR] & (PF_W_ | PF_RSVD_ | PF_I_)) != PF_W_ ||
+	    (g[SG_EFL] & EFLAGS_TF))
+		return 0;
+	for (unsigned i = 0; i < STUB_FAST_MAX; i++) {
+		struct stub_fast_notify e;
+		unsigned len;
+		int fd;
+
+		if (__atomic_load_n(&v->fast[i].rip, __ATOMIC_RELAXED) != rip)
+			continue;
+		copy_bytes(&e, &v->fast[i], sizeof(e));
+		len = stub_fast_check(&e, rip, addr, g, &fd);
+		if (!len)
+			continue;
+		if (sys(__NR_write, fd, &one, sizeof(one)) != (long)sizeof(one))
+			return 0; /* hearth's trap path does it, or says why not */
+		g[SG_RIP] = rip + len;
+		__atomic_add_fetch(&v->fast_notifies, 1, __ATOMIC_RELAXED);
+		return 1;
+	}
+	return 0;
+}
+
 /* Every fault, trap, refused system call and kick of the guest lands here. */
 static void handler(int sig, void *info, void *uc)
 {
@@ -202,6 +242,8 @@ static void handler(int sig, void *info, void *uc)
 	uint8_t *fp;
 	uint32_t seq, n;
 
+	if (sig == SIGSEGV_ && t->started && fast_notify(v, si, g))
+		return;
 	v->exit.kind = t->started ? STUB_EXIT_SIGNAL : STUB_EXIT_START;
 	t->started = 1;
 	v->exit.signo = (uint32_t)sig;

@@ -37,6 +37,11 @@
 
 /* The guest process's fixed descriptors (the seccomp filter pins them). */
 #define STUB_RAM_FD 3 /* the guest-RAM memfd */
+/* Queue-notify eventfds, the same ones hearth's VMM thread polls: STUB_NOTIFY_FD0 + k is
+ * hearth's binding k (process.c: proc_attach_notify). The stub may write 8 bytes to these
+ * and to no other descriptor. */
+#define STUB_NOTIFY_FD0 6
+#define STUB_NOTIFY_FDS 32
 
 /* Highest address a guest mapping may reach: the slot starts above it. */
 #define STUB_GUEST_VA_END STUB_SLOT_VA
@@ -104,6 +109,31 @@ enum stub_command {
 };
 
 /*
+ * A queue notify the stub signals itself (the ioeventfd of this engine): a 4-byte store by
+ * the instruction at `rip` to `addr` (the guest-virtual address of a virtio-mmio QueueNotify
+ * register, as si_addr reports it), which hearth decoded and emulated once. The stub writes
+ * the eventfd of the queue the stored value names and resumes after the instruction, without
+ * an exit. hearth fills an entry while its guest thread waits for a reply, and clears the
+ * table whenever what the guest's page tables say may have changed (pmmu_gen). The guest can
+ * write here too: the stub checks every field (stub_fast_check), and the worst a forged entry
+ * does is a spurious notify or a skipped instruction of the guest's own.
+ */
+#define STUB_FAST_MAX    16   /* entries per vCPU */
+#define STUB_FAST_QUEUES 4    /* queues of one device */
+#define STUB_FAST_IMM    0xff /* `src`: the value is `imm` (mov $imm32, mem) */
+
+struct stub_fast_notify {
+	uint64_t rip;  /* 0: a free entry */
+	uint64_t addr; /* the fault address */
+	uint64_t imm;  /* the value stored, for STUB_FAST_IMM */
+	uint8_t len;   /* the instruction's length, 1..15 */
+	uint8_t src;   /* the register stored (a gregs index, SG_R8..SG_RSP), or STUB_FAST_IMM */
+	uint8_t nq;    /* queues in fd[] */
+	uint8_t pad;
+	uint8_t fd[STUB_FAST_QUEUES]; /* queue -> descriptor (STUB_NOTIFY_FD0...); else 0 */
+};
+
+/*
  * One vCPU's record in the shared area. The stub fills `exit` and bumps exit_seq (hearth
  * waits on it as a futex); hearth fills the reply and bumps reply_seq (the stub waits on
  * it). Both spin for a while before they sleep: a trap then costs little more than the
@@ -127,12 +157,44 @@ struct stub_vcpu {
 		struct stub_op ops[STUB_MAX_OPS];
 		uint32_t load_fpu; /* 1: the FPU/SSE/AVX state below replaces the guest's */
 	} reply;
+	struct stub_fast_notify fast[STUB_FAST_MAX];
+	uint64_t fast_notifies; /* counted by the stub (hearth takes it as a hint) */
 	/* The guest's FPU/SSE/AVX state as the kernel saved it in the signal frame (the XSAVE
 	 * layout with its software header): copied out at every exit, in at a resume with
 	 * reply.load_fpu (a snapshot's). fp_len 0: it did not fit. */
 	uint32_t fp_len;
 	uint8_t fpstate[STUB_FP_MAX] __attribute__((aligned(64)));
 } __attribute__((aligned(4096)));
+
+/*
+ * The stub's check of a fast-notify entry `e` (its own copy: the shared one may change under
+ * it) for a write fault at `addr` by the instruction at `rip`, with the guest's registers
+ * `gregs` (the signal frame's): the instruction's length, with the descriptor to signal in
+ * *fd; 0: the trap path takes it (no match, a bad field, a queue the entry does not have).
+ */
+static inline unsigned stub_fast_check(const struct stub_fast_notify *e, uint64_t rip,
+                                       uint64_t addr, const uint64_t *gregs, int *fd)
+{
+	uint64_t v;
+	unsigned f;
+
+	if (!rip || e->rip != rip || e->addr != addr || e->len < 1 || e->len > 15)
+		return 0;
+	if (e->src <= SG_RSP)
+		v = gregs[e->src];
+	else if (e->src == STUB_FAST_IMM)
+		v = e->imm;
+	else
+		return 0;
+	v &= 0xffffffffu; /* a 4-byte store */
+	if (e->nq > STUB_FAST_QUEUES || v >= e->nq)
+		return 0;
+	f = e->fd[v];
+	if (f < STUB_NOTIFY_FD0 || f >= STUB_NOTIFY_FD0 + STUB_NOTIFY_FDS)
+		return 0;
+	*fd = (int)f;
+	return e->len;
+}
 
 /* How the guest process starts (at the start of the shared area, written by hearth). */
 #define STUB_MAX_UNMAP  256

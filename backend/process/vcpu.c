@@ -316,10 +316,22 @@ static void mmio_access(void *ctx, uint64_t gpa, bool write, void *data, unsigne
 	vm_mmio(vm, gpa, write, data, len);
 }
 
-void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa)
+void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa, uint64_t gen)
 {
-	if (!cpu_emulate_mmio(&pv->cpu, va, gpa, mmio_access, pv))
+	struct proc_vm *p = proc_of(vm_of(pv));
+	struct stub_fast_notify fast;
+	/* A queue notify: the stub can do the next one by this instruction itself (notify.c). */
+	bool notify = proc_notify_bound(p, gpa);
+	bool learn = notify && proc_fast_candidate(pv, va, gpa, gen, &fast);
+
+	if (!cpu_emulate_mmio(&pv->cpu, va, gpa, mmio_access, pv)) {
 		cpu_reflect(&pv->cpu, V_GP, 0, false);
+		return;
+	}
+	if (notify)
+		__atomic_add_fetch(&p->notify_traps, 1, __ATOMIC_RELAXED);
+	if (learn && pv->cpu.r.rip == fast.rip + fast.len)
+		proc_fast_install(pv, &fast, gen);
 }
 
 void proc_step_pt_store(struct proc_vcpu *pv, uint64_t va, uint64_t gpa)
@@ -393,7 +405,7 @@ static bool mappings_failed(struct proc_vcpu *pv, int64_t op_error)
 
 /* ---- registers in and out ------------------------------------------------------------------ */
 
-static const uint8_t sg_of[16] = {
+const uint8_t proc_sg_of[16] = {
     [R_AX] = SG_RAX,  [R_CX] = SG_RCX,  [R_DX] = SG_RDX,  [R_BX] = SG_RBX,
     [R_SP] = SG_RSP,  [R_BP] = SG_RBP,  [R_SI] = SG_RSI,  [R_DI] = SG_RDI,
     [R_R8] = SG_R8,   [R_R9] = SG_R9,   [R_R10] = SG_R10, [R_R11] = SG_R11,
@@ -404,7 +416,7 @@ static const uint8_t sg_of[16] = {
 static void regs_in(struct guest_cpu *c, const uint64_t *g)
 {
 	for (unsigned i = 0; i < 16; i++)
-		c->r.gpr[i] = g[sg_of[i]];
+		c->r.gpr[i] = g[proc_sg_of[i]];
 	c->r.rip = g[SG_RIP];
 	c->r.rflags = (g[SG_EFL] & ~RF_IF) | (c->r.rflags & RF_IF) | RF_RESERVED;
 }
@@ -412,7 +424,7 @@ static void regs_in(struct guest_cpu *c, const uint64_t *g)
 static void regs_out(uint64_t *g, const struct guest_cpu *c)
 {
 	for (unsigned i = 0; i < 16; i++)
-		g[sg_of[i]] = c->r.gpr[i];
+		g[proc_sg_of[i]] = c->r.gpr[i];
 	g[SG_RIP] = c->r.rip;
 	g[SG_EFL] = (c->r.rflags & ~(RF_IOPL | RF_VM | RF_NT)) | RF_IF | RF_RESERVED;
 }
@@ -842,6 +854,7 @@ void proc_vcpu_run(struct vcpu *v)
 				continue;
 		}
 		deliver_interrupts(pv);
+		proc_fast_sync(pv);
 		reply(pv);
 		if (!wait_exit(pv))
 			continue; /* the checkpoint says stop */

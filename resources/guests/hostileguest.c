@@ -13,13 +13,26 @@
  *               int $0x80 goes to the guest's own handler, as on hardware. Prints
  *               "hostileguest: hostcalls ud=U int80=I"
  *   stubjump=W  jump into the process engine's slot (hearth's code in the guest process, at
- *               0x7e0000000000) with crafted registers: W = socket, kill or mmap (a
+ *               0x7e0000000000) with crafted registers: W = socket, kill, mmap or write (8
+ *               bytes to the guest-RAM descriptor, which only a notify eventfd may get) (a
  *               `syscall` found in that code, with those numbers and arguments), or entry
  *               (the slot's first byte). Where nothing is mapped there (the KVM engines,
  *               whose guests only see their own page tables) the fetch or read is a #PF
  *   scribble=W  write a pattern over part of the slot: W = shared (the records hearth
  *               reads), stacks (the stub's stacks) or code (read-only: a #PF). Then prints
  *               "hostileguest: scribbled W"
+ *   notify      the process engine only, with a virtio-blk device whose sector 0 starts 00 01
+ *               02 03: read sector 0 until the stub has learned the driver's QueueNotify
+ *               store (stub.h: struct stub_fast_notify, in vCPU 0's record) and signals it
+ *               itself; then write garbage over the fast-notify table, forge each field of
+ *               the learned entry in turn (lengths, registers, queue counts, descriptors
+ *               outside the notify range), store wild queue numbers, and forge entries for
+ *               another instruction (a store to InterruptACK) with a notify descriptor (the
+ *               stub takes it: the store is skipped, a spurious notify) and with the RAM
+ *               descriptor (refused: hearth emulates the store). Every request after each
+ *               step must complete with the right data. Prints "hostileguest: notify ok
+ *               fast=N forged=F refused=R" (N: the stub's count; F, R: 1 each as expected);
+ *               a failure prints why and exits with status 4
  *   halt        cli; hlt: the VM idles for good (for a look at its processes)
  *
  * An exception the guest did not ask for prints "hostileguest: #PF cr2=0x..." or
@@ -28,8 +41,13 @@
 #include "cpu.h"
 #include "idt.h"
 #include "rt.h"
+#include "virtio.h"
+
+/* The slot's layout and the records (hostile knowledge of the VMM, from its own header). */
+#include "../../backend/process/stub.h"
 
 #define EXIT_EXCEPTION 3
+#define EXIT_NOTIFY    4
 #define EXIT_UNKNOWN   98
 #define EXIT_RETURNED  97
 
@@ -138,6 +156,8 @@ static void stubjump(const struct token *w)
 		jump(find_syscall(), 62, target_pid, 9, 0, 0, 0, 0);
 	if (rt_token_is(w, "mmap")) /* guest RAM over the stub's own code */
 		jump(find_syscall(), 9, SLOT_VA, 0x1000, 7, 0x11, 3, 0);
+	if (rt_token_is(w, "write")) /* into the guest-RAM memfd, not a notify eventfd */
+		jump(find_syscall(), 1, STUB_RAM_FD, (uint64_t)(uintptr_t)path, 8, 0, 0, 0);
 	con_printf("hostileguest: unknown action stubjump=%.*s\n", (int)w->len, w->s);
 	guest_exit(EXIT_UNKNOWN);
 }
@@ -165,6 +185,132 @@ static void scribble(const struct token *w)
 	con_printf("hostileguest: scribbled %.*s\n", (int)w->len, w->s);
 }
 
+/* ---- notify ---- */
+
+static const struct hvm_start_info *start_info;
+static struct rt_virtio_dev devs[RT_VIRTIO_MAX_DEVS];
+static struct rt_vblk blk;
+static uint8_t sector[512] __attribute__((aligned(16)));
+
+/* A store the stub can be told is a notify: `movl %esi, (%rdi)`, 2 bytes, at its label. */
+__asm__(".text\n"
+        ".globl hostile_store\n"
+        "hostile_store:\n"
+        "	movl %esi, (%rdi)\n"
+        "	ret\n");
+void hostile_store(volatile uint32_t *p, uint32_t v);
+
+static volatile struct stub_vcpu *record(void)
+{
+	return (volatile struct stub_vcpu *)stub_vcpus((void *)SLOT_SHARED);
+}
+
+static _Noreturn void notify_fail(const char *why)
+{
+	con_printf("hostileguest: notify: %s\n", why);
+	guest_exit(EXIT_NOTIFY);
+}
+
+/* Sector 0, which must arrive. */
+static void request(const char *after)
+{
+	for (unsigned i = 0; i < 4; i++)
+		sector[i] = 0xee;
+	if (rt_vblk_read(&blk, 0, sector, 1, false) != VIRTIO_BLK_S_OK || sector[0] != 0 ||
+	    sector[1] != 1 || sector[2] != 2 || sector[3] != 3) {
+		con_printf("hostileguest: notify: the request after %s failed\n", after);
+		guest_exit(EXIT_NOTIFY);
+	}
+}
+
+/* The entry hearth wrote for the driver's notify: the one for QueueNotify's address. */
+static volatile struct stub_fast_notify *learned(void)
+{
+	uint64_t addr = devs[0].base + VIRTIO_MMIO_QUEUE_NOTIFY;
+
+	for (unsigned i = 0; i < STUB_FAST_MAX; i++)
+		if (record()->fast[i].addr == addr && record()->fast[i].rip)
+			return &record()->fast[i];
+	notify_fail("no fast notify learned");
+}
+
+static uint64_t fast_count(void)
+{
+	return record()->fast_notifies;
+}
+
+static void notify(void)
+{
+	static const struct {
+		unsigned field;
+		uint8_t value;
+		const char *name;
+	} forged[] = {
+	    {0, 0, "len 0"},     {0, 16, "len 16"},   {0, 255, "len 255"}, {1, 16, "src 16"},
+	    {1, 100, "src 100"}, {1, 0xfe, "src fe"}, {2, 5, "nq 5"},      {2, 255, "nq 255"},
+	    {3, 0, "fd 0"},      {3, 2, "fd 2"},      {3, 3, "fd 3"},      {3, 4, "fd 4"},
+	    {3, 5, "fd 5"},      {3, 38, "fd 38"},    {3, 255, "fd 255"},
+	};
+	static const uint32_t wild[] = {1, 2, 3, 4, 15, 16, 255, 0x10000, 0x80000000u, ~0u};
+	volatile uint32_t *ack = (volatile uint32_t *)(devs[0].base + VIRTIO_MMIO_INTERRUPT_ACK);
+	volatile struct stub_fast_notify *e;
+	volatile uint64_t *words;
+	uint64_t before, forged_taken, refused;
+
+	if (!rt_virtio_discover(start_info, devs, RT_VIRTIO_MAX_DEVS) || !rt_vblk_init(&blk, devs))
+		notify_fail("no block device");
+	for (unsigned i = 0; i < 4; i++)
+		request("the start");
+	learned();
+	before = fast_count();
+	request("learning");
+	if (fast_count() != before + 1)
+		notify_fail("the stub did not signal the notify");
+	/* garbage over the whole table */
+	words = (volatile uint64_t *)record()->fast;
+	for (unsigned i = 0; i < sizeof(record()->fast) / 8; i++)
+		words[i] = 0xa5a5a5a5a5a5a5a5ULL ^ (i * 0x0101010101010101ULL);
+	request("garbage");
+	request("garbage, again");
+	/* each field of the learned entry forged in turn */
+	for (unsigned i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+		e = learned();
+		if (forged[i].field == 0)
+			e->len = forged[i].value;
+		else if (forged[i].field == 1)
+			e->src = forged[i].value;
+		else if (forged[i].field == 2)
+			e->nq = forged[i].value;
+		else
+			e->fd[0] = forged[i].value;
+		request(forged[i].name);
+	}
+	/* queue numbers the device does not have, by the learned instruction */
+	for (unsigned i = 0; i < sizeof(wild) / sizeof(wild[0]); i++)
+		rt_virtio_write(devs, VIRTIO_MMIO_QUEUE_NOTIFY, wild[i]);
+	request("wild queue numbers");
+	/* another instruction taught as a notify: a store to InterruptACK */
+	e = &record()->fast[STUB_FAST_MAX - 1];
+	e->rip = (uint64_t)(uintptr_t)hostile_store;
+	e->addr = (uint64_t)(uintptr_t)ack;
+	e->len = 2;
+	e->src = SG_RSI;
+	e->nq = 1;
+	e->fd[0] = STUB_NOTIFY_FD0;
+	before = fast_count();
+	hostile_store(ack, 0);
+	forged_taken = fast_count() - before;
+	e->fd[0] = STUB_RAM_FD;
+	before = fast_count();
+	hostile_store(ack, 0);
+	refused = fast_count() == before;
+	e->rip = 0;
+	request("forged entries");
+	con_printf("hostileguest: notify ok fast=%lu forged=%lu refused=%lu\n",
+	           (unsigned long)fast_count(), (unsigned long)forged_taken,
+	           (unsigned long)refused);
+}
+
 static void run(const struct token *tok)
 {
 	struct token v;
@@ -183,6 +329,8 @@ static void run(const struct token *tok)
 		stubjump(&v);
 	} else if (rt_token_value(tok, "scribble", &v)) {
 		scribble(&v);
+	} else if (rt_token_is(tok, "notify")) {
+		notify();
 	} else if (rt_token_is(tok, "halt")) {
 		con_flush();
 		guest_halt();
@@ -198,6 +346,7 @@ void guest_main(struct hvm_start_info *si)
 	const char *end = cmdline + rt_strnlen(cmdline, RT_CMDLINE_MAX);
 	struct token tok;
 
+	start_info = si;
 	idt_init();
 	for (unsigned v = 0; v < 32; v++)
 		idt_set(v, on_other, 0);

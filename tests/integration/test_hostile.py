@@ -5,6 +5,7 @@ no socket), hearth stays responsive, and the VM ends as hardware would have ende
 where the guest broke hearth's own code in its process (the process engine), with one clear
 line."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -59,8 +60,12 @@ def test_guest_process_has_nothing_but_guest_ram(guest, tmp_path, victim):
             assert time.monotonic() < deadline and p.poll() is None, p.stderr.read()
             time.sleep(0.01)
         (g,) = children(p.pid)
-        assert os.listdir(f"/proc/{g}/fd") == ["3"]
+        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{g}/fd"))
+        # guest RAM, and the queue-notify eventfds from 6 on (the stub signals them)
+        assert fds == [3] + list(range(6, 6 + len(fds) - 1)), fds
         assert os.readlink(f"/proc/{g}/fd/3").startswith("/memfd:hearth-guest-ram")
+        for fd in fds[1:]:
+            assert os.readlink(f"/proc/{g}/fd/{fd}") == "anon_inode:[eventfd]"
         for t in os.listdir(f"/proc/{g}/task"):
             assert "Seccomp:\t2" in open(f"/proc/{g}/task/{t}/status").read()
         assert not target.exists() and victim.poll() is None
@@ -69,7 +74,7 @@ def test_guest_process_has_nothing_but_guest_ram(guest, tmp_path, victim):
         assert p.wait(10) is not None
 
 
-@pytest.mark.parametrize("how", ["socket", "kill", "mmap", "entry"])
+@pytest.mark.parametrize("how", ["socket", "kill", "mmap", "write", "entry"])
 def test_jumps_into_the_stub_end_the_vm_and_nothing_else(hearth, guest, victim, how):
     r = hearth("--kernel", guest("hostileguest"), "--cmdline",
                f"pid={victim.pid} stubjump={how}", timeout=30)
@@ -99,6 +104,31 @@ def test_writes_over_the_slot_hurt_only_the_guest(hearth, guest, victim, what):
         lines = [ln for ln in r.err.splitlines() if "process engine:" in ln]
         assert len(lines) == 1, r.err
     assert victim.poll() is None
+
+
+def test_forged_fast_notify_entries_hurt_only_the_guest(guest, tmp_path, victim):
+    """The process engine's stub signals a queue notify it has learned without an exit
+    (stub.h: struct stub_fast_notify). The table is in the guest's reach: garbage, forged
+    fields, wild queue numbers and entries for other instructions must neither reach the
+    host nor break the device: every request after each completes."""
+    sector0 = bytes(range(256)) * 2
+    img = tmp_path / "disk.img"
+    img.write_bytes(sector0 + b"\0" * ((1 << 20) - 512))
+    target = tmp_path / "created-by-guest"
+    r = run_hearth("--engine", "process", "--verbose", "--kernel", guest("hostileguest"),
+                   "--drive", img, "--cmdline",
+                   f"path={target} pid={victim.pid} notify hostcalls", timeout=60)
+    assert r.code == 0, (r.out, r.err)
+    m = re.search(r"hostileguest: notify ok fast=(\d+) forged=(\d+) refused=(\d+)", r.out)
+    assert m, r.out
+    # the stub signalled learned notifies (and the one forged entry that names a notify
+    # eventfd), and refused the one that names guest RAM
+    assert int(m[1]) >= 4 and m[2] == "1" and m[3] == "1", r.out
+    fast = re.search(r"process engine: \d+ exits .*, (\d+) queue notifies", r.err)
+    assert fast and int(fast[1]) == int(m[1]), r.err
+    assert "hostileguest: hostcalls ud=4 int80=4" in r.out
+    assert img.read_bytes()[:512] == sector0
+    assert not target.exists() and victim.poll() is None
 
 
 @pytest.mark.parametrize("mmu", ENGINES)

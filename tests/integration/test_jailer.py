@@ -278,9 +278,12 @@ def test_jailed_hearth_boots_the_guest_and_is_confined(base, cg_parent, tmp_path
             assert open(f"/proc/{g}/cgroup").read() == open(f"/proc/{j.pid}/cgroup").read()
             for t in os.listdir(f"/proc/{g}/task"):
                 assert "Seccomp:\t2" in open(f"/proc/{g}/task/{t}/status").read()
-            # No descriptor but guest RAM.
-            assert os.listdir(f"/proc/{g}/fd") == ["3"]
+            # No descriptor but guest RAM and the queue-notify eventfds (from 6 on).
+            fds = sorted(int(fd) for fd in os.listdir(f"/proc/{g}/fd"))
+            assert fds == [3] + list(range(6, 6 + len(fds) - 1)), fds
             assert os.readlink(f"/proc/{g}/fd/3").startswith("/memfd:")
+            for fd in fds[1:]:
+                assert os.readlink(f"/proc/{g}/fd/{fd}") == "anon_inode:[eventfd]"
         # Every thread is filtered once a guest runs: a vCPU thread loads its filter as it
         # starts, before it runs guest code, which may be a moment after InstanceStart.
         deadline = time.monotonic() + 10

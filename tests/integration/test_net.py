@@ -127,6 +127,23 @@ def test_udp_echo_every_size_up_to_the_mtu(netns, tmp_path, engine):
         s.recvfrom(65535)
 
 
+def test_notifies_are_signalled_by_the_process_engines_guest_process(netns, tmp_path):
+    # The process engine: the stub signals the receive-refill and transmit notifies it has
+    # learned itself, without an exit (docs/PROCESS_ENGINE.md, "Queue notifies").
+    netns.add_tap("tap0", "10.77.0.1/24")
+    vm = start(netns, tmp_path, "ip=10.77.0.2", ["tap0"], ["--engine", "process", "--verbose"])
+    s = udp(netns)
+    check_echo_sizes(s, "10.77.0.2", [64] * 100)
+    vm.stop()
+    m = re.search(r"(\d+) queue notifies signalled by the guest process itself, (\d+) trapped",
+                  vm.stderr())
+    assert m, vm.stderr()
+    # each echo is at least the reply's transmit notify: the first by each instruction
+    # traps (hearth teaches the stub the driver's notify instruction), the stub signals the
+    # others, whichever queue they name
+    assert int(m[1]) >= 100 - 2 and 1 <= int(m[2]) <= 2, vm.stderr()
+
+
 @pytest.mark.parametrize("features", ["csum", "mrg", "csum mrg rxbuf=256", "mrg rxbuf=128"])
 def test_udp_echo_with_offloads_and_merged_buffers(netns, tmp_path, features):
     """Partial checksums both ways (CSUM, GUEST_CSUM mirrored with TUNSETOFFLOAD), and frames
