@@ -111,6 +111,8 @@ int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err);
  * when the reply is full (the caller flushes instead). */
 bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t len, uint64_t off,
                   uint32_t prot);
+/* How many more mappings the reply being built has room for. */
+unsigned proc_vcpu_room(const struct proc_vcpu *pv);
 /* Queue the unmapping of the whole guest range in place of every mapping change queued so
  * far (always fits). */
 void proc_vcpu_unmap_all(struct proc_vcpu *pv);

@@ -77,6 +77,11 @@ bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t l
 	return true;
 }
 
+unsigned proc_vcpu_room(const struct proc_vcpu *pv)
+{
+	return pv->nops + 2 < STUB_MAX_OPS ? STUB_MAX_OPS - 2 - pv->nops : 0;
+}
+
 void proc_vcpu_unmap_all(struct proc_vcpu *pv)
 {
 	unsigned n = 0;
