@@ -318,7 +318,12 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 		if (victim->valid)
 			m->evictions++;
 		r = victim;
-		*r = (struct pm_root){.valid = true, .key = key, .nxe = nxe, .wp = wp};
+		/* (field by field: a compound literal would zero all of maps[], 64 KiB) */
+		r->valid = true;
+		r->key = key;
+		r->nxe = nxe;
+		r->wp = wp;
+		r->nmaps = 0;
 	}
 	r->last_use = ++m->clock;
 	m->cur = r;

@@ -28,19 +28,25 @@ static void proc_probe(struct host_probe *p)
 
 /* The TSC's rate, measured against CLOCK_MONOTONIC_RAW over ~200 us (enough for the
  * TSC-deadline timer's conversions; the guest calibrates its own). */
-static uint64_t measure_tsc_hz(void)
+/* The TSC's rate against CLOCK_MONOTONIC_RAW, from a first sample taken when the engine
+ * opens to a second when the VM is created (loading the guest in between costs the
+ * measurement nothing), at least 200 us apart. */
+static void tsc_sample(struct timespec *t, uint64_t *tsc)
 {
-	struct timespec a, b;
-	uint64_t t0, t1, ns;
+	clock_gettime(CLOCK_MONOTONIC_RAW, t);
+	*tsc = __builtin_ia32_rdtsc();
+}
 
-	clock_gettime(CLOCK_MONOTONIC_RAW, &a);
-	t0 = __builtin_ia32_rdtsc();
+static uint64_t tsc_hz_since(const struct timespec *a, uint64_t t0)
+{
+	struct timespec b;
+	uint64_t t1, ns;
+
 	do {
-		clock_gettime(CLOCK_MONOTONIC_RAW, &b);
-		ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
-		     (uint64_t)a.tv_nsec;
+		tsc_sample(&b, &t1);
+		ns = (uint64_t)(b.tv_sec - a->tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
+		     (uint64_t)a->tv_nsec;
 	} while (ns < 200000);
-	t1 = __builtin_ia32_rdtsc();
 	return (t1 - t0) * 1000000000ULL / ns;
 }
 
@@ -70,7 +76,7 @@ static int proc_open(struct vm *vm, struct error *err)
 		return err_set(err, "process engine: guest RAM is not in a memfd");
 	if (proc_spawn(vm, err))
 		return -1;
-	p->tsc_hz = measure_tsc_hz();
+	tsc_sample(&p->tsc_t0, &p->tsc0);
 	return 0;
 }
 
@@ -184,6 +190,7 @@ static int proc_create(struct vm *vm, struct error *err)
 	struct proc_vm *p = proc_of(vm);
 	struct uirq_config ucfg = {.ncpus = vm->nvcpus, .kick = kick, .kick_opaque = vm};
 
+	p->tsc_hz = tsc_hz_since(&p->tsc_t0, p->tsc0);
 	irqchip_host_clock(&ucfg.clock, p->tsc_hz);
 	p->uirq = uirq_create(&ucfg);
 	if (!p->uirq)

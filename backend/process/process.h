@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "cpu/guest_cpu.h"
 #include "cpu/pagewalk.h"
@@ -42,6 +43,8 @@ struct proc_vm {
 	struct uirq *uirq;
 	struct chip_port ports[5];
 	uint64_t tsc_hz;
+	struct timespec tsc_t0; /* the first sample of the TSC's rate (process.c) */
+	uint64_t tsc0;
 	struct pmmu *mmu;
 	uint64_t traps; /* exits handled, all vCPUs */
 	double trap_ns;
