@@ -46,6 +46,8 @@ struct proc_vm {
 	struct timespec tsc_t0; /* the first sample of the TSC's rate (process.c) */
 	uint64_t tsc0;
 	struct pmmu *mmu;
+	/* Host CPUs for each vCPU's guest thread and hearth's thread (process.c); -1: any */
+	int guest_cpu[STUB_MAX_VCPUS], host_cpu[STUB_MAX_VCPUS];
 	uint64_t traps; /* exits handled, all vCPUs */
 	double trap_ns;
 };
