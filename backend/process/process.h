@@ -78,6 +78,7 @@ struct proc_vcpu {
 #define PROC_MSRS 8
 	uint32_t msr_index[PROC_MSRS];
 	uint64_t msr_value[PROC_MSRS];
+	uint64_t kvm_system_time, kvm_wall_clock; /* kvmclock's MSRs, as last written */
 	/* the reply being built */
 	struct stub_op ops[STUB_MAX_OPS];
 	unsigned nops;

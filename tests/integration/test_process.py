@@ -143,3 +143,22 @@ def test_each_guest_thread_runs_on_the_cpu_with_its_apic_id(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(10)
+
+
+def test_kvmclock_for_guests_that_find_kvm(guest):
+    # On a KVM guest without nested virtualization (no /dev/kvm), the guest's cpuid reaches
+    # the outer KVM and finds kvmclock: hearth writes its records. 20M TSC cycles apart, the
+    # clock advances by 20M ticks at the TSC's rate (0.1 to 10 GHz: 2 ms to 200 ms).
+    before = time.time()
+    r = run_hearth("--engine", "process", "--kernel", guest("testguest"), "--cmdline",
+                   "kvmclock", timeout=30)
+    after = time.time()
+    assert r.code == 0, r.out + r.err
+    m = re.search(r"kvmclock version=(\d+) flags=(\d+) t1=(\d+) t2=(\d+) wall=(\d+)", r.out)
+    assert m, r.out
+    version, flags, t1, t2, wall = map(int, m.groups())
+    assert version > 0 and version % 2 == 0
+    assert flags & 1  # PVCLOCK_TSC_STABLE_BIT: the TSC is the host's
+    assert 0 < t1 < t2 < (after - before) * 1e9
+    assert 2e6 <= t2 - t1 <= 2e8
+    assert before - 2 <= wall <= after + 1  # the VM's start, in seconds since the epoch
