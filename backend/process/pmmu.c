@@ -37,7 +37,11 @@
 
 #define MAX_MAPS  1024 /* per root; more and the root starts over */
 #define MAX_ROOTS 4
-#define ANCHORS   1024 /* 2 MiB regions with a PROT_NONE anchor (a set; full: no more) */
+#define ANCHORS   1024
+#define RUNS_MAX                                                                                   \
+	8 /* mappings a 2 MiB guest page is split into, at most */ /* 2 MiB regions with a         \
+	                                                              PROT_NONE anchor (a set;     \
+	                                                              full: no more) */
 
 struct pm_map {
 	uint64_t va, size, off;
@@ -329,7 +333,12 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 		if (victim->valid)
 			m->evictions++;
 		r = victim;
-		*r = (struct pm_root){.valid = true, .key = key, .nxe = nxe, .wp = wp};
+		/* (field by field: a compound literal would zero all of maps[], 64 KiB) */
+		r->valid = true;
+		r->key = key;
+		r->nxe = nxe;
+		r->wp = wp;
+		r->nmaps = 0;
 	}
 	r->last_use = ++m->clock;
 	m->cur = r;
@@ -356,7 +365,7 @@ void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_
 /* Lock held. The first 4 KiB mapping in a 2 MiB region comes after a PROT_NONE mapping of
  * the whole region (nothing else is mapped there then: a region is anchored at its first
  * fill after a flush). False: no room in the reply. */
-static bool anchor(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
+static bool anchor_map(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, bool map)
 {
 	uint64_t key = (va >> 21) + 1, base = va & ~(PAGE_2M - 1);
 	unsigned h = (unsigned)(key * 0x9e3779b97f4a7c15ULL >> 54) % ANCHORS;
@@ -369,13 +378,18 @@ static bool anchor(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 		if (*e == key)
 			return true;
 		if (!*e) {
-			if (!proc_vcpu_op(pv, STUB_OP_MMAP, base, PAGE_2M, 0, PROT_NONE))
+			if (map && !proc_vcpu_op(pv, STUB_OP_MMAP, base, PAGE_2M, 0, PROT_NONE))
 				return false;
 			*e = key;
 			return true;
 		}
 	}
 	return true; /* the set is full: no anchor, only slower */
+}
+
+static bool anchor(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
+{
+	return anchor_map(m, pv, va, true);
 }
 
 /* Lock held: remember a mapping of the current root (replacing one of the same page). */
@@ -403,6 +417,50 @@ void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 
 /* Lock held; released and taken again around what the guest's CPU does (a #PF, an
  * emulated access). A prefetch only maps, and only what it can map without a fault. */
+/* Lock held. A 2 MiB guest page of RAM that cannot be one mapping because guest page tables
+ * (read-only here) or page 0 (never mapped) lie in it: map all of it now, in runs of pages
+ * alike, in this one reply, instead of taking a fault per 4 KiB page (boot code and page
+ * tables share the first 2 MiB in most guests). False: too many runs or no room in the
+ * reply; the caller maps the one page. */
+static bool fill_runs(struct pmmu *m, struct proc_vcpu *pv, const struct page_walk *w,
+                      uint64_t vbase, uint64_t base, uint32_t prot)
+{
+	const struct guest_memory *gm = pv->cpu.gm;
+	struct pm_map runs[RUNS_MAX];
+	unsigned n = 0;
+
+	for (uint64_t o = 0; o < PAGE_2M;) {
+		uint64_t end = o + PAGE_4K;
+		bool table;
+
+		if (vbase + o < 0x1000) {
+			o = end;
+			continue;
+		}
+		table = pt_tracked(&m->pt, base + o);
+		while (end < PAGE_2M && pt_tracked(&m->pt, base + end) == table)
+			end += PAGE_4K;
+		if (n == RUNS_MAX)
+			return false;
+		runs[n++] = (struct pm_map){.va = vbase + o,
+		                            .size = end - o,
+		                            .off = gm_offset(gm, base + o, end - o),
+		                            .prot = table ? prot & ~(uint32_t)PROT_WRITE : prot,
+		                            .entry_gpa = {w->entry_gpa[0], w->entry_gpa[1],
+		                                          w->entry_gpa[2], w->entry_gpa[3]}};
+		o = end;
+	}
+	if (proc_vcpu_room(pv) < n + 1)
+		return false;
+	anchor_map(m, pv, vbase, false); /* covered whole: no PROT_NONE needed under it */
+	for (unsigned i = 0; i < n; i++) {
+		proc_vcpu_op(pv, STUB_OP_MMAP, runs[i].va, runs[i].size, runs[i].off, runs[i].prot);
+		remember(m, pv, &runs[i]);
+		m->fills++;
+	}
+	return true;
+}
+
 static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err, bool prefetch)
 {
 	struct guest_cpu *c = &pv->cpu;
@@ -460,10 +518,15 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	}
 	if (w.page_size >= PAGE_2M && !m->dirty) { /* (tracking dirty pages: 4 KiB each) */
 		uint64_t base = w.gpa & ~(PAGE_2M - 1), vbase = va & ~(PAGE_2M - 1);
+		uint32_t prot = PROT_READ | (w.writable && w.dirty ? PROT_WRITE : 0) |
+		                (w.executable ? PROT_EXEC : 0);
 
-		if (gm_range_ok(gm, base, PAGE_2M) && !pt_tracked_in_range(&m->pt, base, PAGE_2M) &&
-		    vbase >= 0x1000 && vbase + PAGE_2M <= STUB_GUEST_VA_END)
-			size = PAGE_2M;
+		if (gm_range_ok(gm, base, PAGE_2M) && vbase + PAGE_2M <= STUB_GUEST_VA_END) {
+			if (vbase >= 0x1000 && !pt_tracked_in_range(&m->pt, base, PAGE_2M))
+				size = PAGE_2M;
+			else if (fill_runs(m, pv, &w, vbase, base, prot))
+				return;
+		}
 	}
 	page = w.gpa & ~(size - 1);
 	map = (struct pm_map){

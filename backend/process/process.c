@@ -28,19 +28,25 @@ static void proc_probe(struct host_probe *p)
 
 /* The TSC's rate, measured against CLOCK_MONOTONIC_RAW over ~200 us (enough for the
  * TSC-deadline timer's conversions; the guest calibrates its own). */
-static uint64_t measure_tsc_hz(void)
+/* The TSC's rate against CLOCK_MONOTONIC_RAW, from a first sample taken when the engine
+ * opens to a second when the VM is created (loading the guest in between costs the
+ * measurement nothing), at least 200 us apart. */
+static void tsc_sample(struct timespec *t, uint64_t *tsc)
 {
-	struct timespec a, b;
-	uint64_t t0, t1, ns;
+	clock_gettime(CLOCK_MONOTONIC_RAW, t);
+	*tsc = __builtin_ia32_rdtsc();
+}
 
-	clock_gettime(CLOCK_MONOTONIC_RAW, &a);
-	t0 = __builtin_ia32_rdtsc();
+static uint64_t tsc_hz_since(const struct timespec *a, uint64_t t0)
+{
+	struct timespec b;
+	uint64_t t1, ns;
+
 	do {
-		clock_gettime(CLOCK_MONOTONIC_RAW, &b);
-		ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
-		     (uint64_t)a.tv_nsec;
+		tsc_sample(&b, &t1);
+		ns = (uint64_t)(b.tv_sec - a->tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
+		     (uint64_t)a->tv_nsec;
 	} while (ns < 200000);
-	t1 = __builtin_ia32_rdtsc();
 	return (t1 - t0) * 1000000000ULL / ns;
 }
 
@@ -70,7 +76,7 @@ static int proc_open(struct vm *vm, struct error *err)
 		return err_set(err, "process engine: guest RAM is not in a memfd");
 	if (proc_spawn(vm, err))
 		return -1;
-	p->tsc_hz = measure_tsc_hz();
+	tsc_sample(&p->tsc_t0, &p->tsc0);
 	return 0;
 }
 
@@ -141,40 +147,88 @@ static void kick(void *opaque, unsigned cpu)
 		proc_vcpu_kick(&vm->vcpus[cpu]);
 }
 
-/* Where vCPU k's two threads run: hearth's on allowed CPU 2k, the guest's on 2k + 1 (modulo
- * the allowed ones). Each side polls a little before it sleeps, which pays off only when the
- * other side runs meanwhile on another CPU. -1: fewer than two CPUs, no pinning. */
-static int allowed_cpu(unsigned slot)
+/* Host CPUs by their initial APIC ID, from /proc/cpuinfo ("processor" then "apicid" in each
+ * block), for the first `n` IDs; -1 where not found (no /proc, as in a jail without it: the
+ * plan then only keeps the two threads of a vCPU apart). Reading stops once all are found. */
+static void cpus_by_apic_id(int *cpu_of, unsigned n)
 {
-	cpu_set_t set;
-	unsigned n, want;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+	char line[256];
+	int cpu = -1;
+	unsigned found = 0;
 
-	if (sched_getaffinity(0, sizeof(set), &set) < 0 || (n = (unsigned)CPU_COUNT(&set)) < 2)
-		return -1;
-	want = slot % n;
+	for (unsigned i = 0; i < n; i++)
+		cpu_of[i] = -1;
+	if (!f)
+		return;
+	while (found < n && fgets(line, sizeof(line), f)) {
+		unsigned v;
+
+		if (sscanf(line, "processor : %u", &v) == 1)
+			cpu = (int)v;
+		else if (sscanf(line, "apicid : %u", &v) == 1 && v < n && cpu >= 0 &&
+		         cpu_of[v] < 0) {
+			cpu_of[v] = cpu;
+			found++;
+		}
+	}
+	fclose(f);
+}
+
+/*
+ * Where vCPU k's two threads run. Its guest thread goes on the host CPU whose APIC ID is k
+ * where the process may run there: cpuid is not trapped in this engine (no CPUID faulting
+ * on such hosts), so the guest reads the APIC ID of the CPU its thread is on, and guests
+ * index their per-CPU data by it (a 1-vCPU guest that reads 1 corrupts its memory). hearth's
+ * thread for vCPU k goes on another allowed CPU: each side polls a little before it sleeps,
+ * which pays off only when the other side runs meanwhile. Otherwise (fewer than two CPUs),
+ * no pinning (-1).
+ */
+static void plan_cpus(struct proc_vm *p, unsigned nvcpus)
+{
+	int by_apic[UIRQ_MAX_CPUS];
+	cpu_set_t set;
+	int allowed[CPU_SETSIZE], n = 0;
+
+	for (unsigned i = 0; i < nvcpus; i++)
+		p->guest_cpu[i] = p->host_cpu[i] = -1;
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return;
 	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
-		if (CPU_ISSET(cpu, &set) && want-- == 0)
-			return cpu;
-	return -1;
+		if (CPU_ISSET(cpu, &set))
+			allowed[n++] = cpu;
+	if (n < 2)
+		return;
+	cpus_by_apic_id(by_apic, nvcpus);
+	for (unsigned i = 0; i < nvcpus; i++) {
+		int g = by_apic[i], h = allowed[(2 * i) % (unsigned)n];
+
+		if (g < 0 || !CPU_ISSET(g, &set))
+			g = allowed[(2 * i + 1) % (unsigned)n];
+		for (int k = 1; h == g && k < n; k++)
+			h = allowed[(2 * i + (unsigned)k) % (unsigned)n];
+		p->guest_cpu[i] = g;
+		p->host_cpu[i] = h;
+	}
 }
 
 static int proc_vcpu_host_cpu(const struct vm *vm, unsigned id)
 {
-	(void)vm;
-	return allowed_cpu(2 * id);
+	return id < vm->nvcpus ? proc_of(vm)->host_cpu[id] : -1;
 }
 
 static void pin_guest_threads(struct vm *vm)
 {
+	struct proc_vm *p = proc_of(vm);
+
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		int cpu = allowed_cpu(2 * i + 1);
-		pid_t tid = (pid_t)stub_vcpus(proc_of(vm)->shared)[i].tid;
+		pid_t tid = (pid_t)stub_vcpus(p->shared)[i].tid;
 		cpu_set_t set;
 
-		if (cpu < 0 || tid <= 0)
-			return;
+		if (p->guest_cpu[i] < 0 || tid <= 0)
+			continue;
 		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
+		CPU_SET(p->guest_cpu[i], &set);
 		sched_setaffinity(tid, sizeof(set), &set); /* best effort */
 	}
 }
@@ -184,6 +238,7 @@ static int proc_create(struct vm *vm, struct error *err)
 	struct proc_vm *p = proc_of(vm);
 	struct uirq_config ucfg = {.ncpus = vm->nvcpus, .kick = kick, .kick_opaque = vm};
 
+	p->tsc_hz = tsc_hz_since(&p->tsc_t0, p->tsc0);
 	irqchip_host_clock(&ucfg.clock, p->tsc_hz);
 	p->uirq = uirq_create(&ucfg);
 	if (!p->uirq)
@@ -194,6 +249,7 @@ static int proc_create(struct vm *vm, struct error *err)
 		return err_set(err, "out of memory");
 	if (add_chip_devices(vm, err) || proc_wait_started(vm, err))
 		return -1;
+	plan_cpus(p, vm->nvcpus);
 	pin_guest_threads(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (proc_vcpu_init(vm, &vm->vcpus[i], err))

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "cpu/guest_cpu.h"
 #include "cpu/pagewalk.h"
@@ -49,7 +50,11 @@ struct proc_vm {
 	struct uirq *uirq;
 	struct chip_port ports[5];
 	uint64_t tsc_hz;
+	struct timespec tsc_t0; /* the first sample of the TSC's rate (process.c) */
+	uint64_t tsc0;
 	struct pmmu *mmu;
+	/* Host CPUs for each vCPU's guest thread and hearth's thread (process.c); -1: any */
+	int guest_cpu[STUB_MAX_VCPUS], host_cpu[STUB_MAX_VCPUS];
 	uint64_t traps; /* exits handled, all vCPUs */
 	double trap_ns;
 	/* The queue-notify eventfds the guest process got at its start (hearth's copies until
@@ -92,6 +97,7 @@ struct proc_vcpu {
 	struct stub_fast_notify fast[STUB_FAST_MAX];
 	unsigned fast_next; /* the entry the next one replaces when all are in use */
 	uint64_t fast_gen;
+	uint64_t kvm_system_time, kvm_wall_clock; /* kvmclock's MSRs, as last written */
 	/* the reply being built */
 	struct stub_op ops[STUB_MAX_OPS];
 	unsigned nops;
@@ -133,6 +139,8 @@ int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err);
  * when the reply is full (the caller flushes instead). */
 bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t len, uint64_t off,
                   uint32_t prot);
+/* How many more mappings the reply being built has room for. */
+unsigned proc_vcpu_room(const struct proc_vcpu *pv);
 /* Queue the unmapping of the whole guest range in place of every mapping change queued so
  * far (always fits). */
 void proc_vcpu_unmap_all(struct proc_vcpu *pv);

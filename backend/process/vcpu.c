@@ -13,6 +13,7 @@
  */
 #include "process.h"
 #include "cpu/interp32.h"
+#include "cpu/pvclock.h"
 #include "cpu/x86.h"
 #include "seccomp/filters.h"
 #include "boot/boot_gdt.h"
@@ -75,6 +76,11 @@ bool proc_vcpu_op(struct proc_vcpu *pv, uint32_t kind, uint64_t addr, uint64_t l
 		return false;
 	pv->ops[pv->nops++] = (struct stub_op){kind, prot, addr, len, off};
 	return true;
+}
+
+unsigned proc_vcpu_room(const struct proc_vcpu *pv)
+{
+	return pv->nops + 2 < STUB_MAX_OPS ? STUB_MAX_OPS - 2 - pv->nops : 0;
 }
 
 void proc_vcpu_unmap_all(struct proc_vcpu *pv)
@@ -169,6 +175,32 @@ static void op_invlpg(void *ctx, uint64_t va)
 
 /* MSRs: the local APIC's (the userspace chips), the TSC, and a few the guest may set and read
  * back (PAT, MTRR default type, SYSENTER, TSC_AUX, MISC_ENABLE). */
+/* kvmclock, for guests that find KVM's CPUID leaves (the host's, on a KVM guest without
+ * nested virtualization): system time is the VM's age in ns, the TSC the host's at its
+ * measured rate. A record outside RAM is not written, as KVM leaves it. */
+static void kvmclock_msr(struct proc_vcpu *pv, uint32_t index, uint64_t value)
+{
+	struct vm *vm = vm_of(pv);
+	struct timespec mono, real;
+	uint64_t tsc = __builtin_ia32_rdtsc(), age;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	age = (uint64_t)(mono.tv_sec - vm->t_start.tv_sec) * 1000000000ULL +
+	      (uint64_t)mono.tv_nsec - (uint64_t)vm->t_start.tv_nsec;
+	if (index == MSR_KVM_SYSTEM_TIME || index == MSR_KVM_SYSTEM_TIME_NEW) {
+		pv->kvm_system_time = value;
+		if (value & 1)
+			pvclock_write_time(pv->cpu.gm, value & ~1ULL, proc_of(vm)->tsc_hz, tsc,
+			                   age);
+	} else {
+		pv->kvm_wall_clock = value;
+		pvclock_write_wall(pv->cpu.gm, value,
+		                   (uint64_t)real.tv_sec * 1000000000ULL + (uint64_t)real.tv_nsec -
+		                       age);
+	}
+}
+
 static bool op_rdmsr(void *ctx, uint32_t index, uint64_t *value)
 {
 	struct proc_vcpu *pv = ctx;
@@ -179,6 +211,14 @@ static bool op_rdmsr(void *ctx, uint32_t index, uint64_t *value)
 	switch (index) {
 	case MSR_IA32_TSC:
 		*value = __builtin_ia32_rdtsc();
+		return true;
+	case MSR_KVM_SYSTEM_TIME:
+	case MSR_KVM_SYSTEM_TIME_NEW:
+		*value = pv->kvm_system_time;
+		return true;
+	case MSR_KVM_WALL_CLOCK:
+	case MSR_KVM_WALL_CLOCK_NEW:
+		*value = pv->kvm_wall_clock;
 		return true;
 	case MSR_IA32_MISC_ENABLE:
 		*value = 1; /* fast strings */
@@ -212,6 +252,12 @@ static bool op_wrmsr(void *ctx, uint32_t index, uint64_t value)
 	switch (index) {
 	case MSR_IA32_TSC:
 		return true; /* the TSC is the host's: a write is ignored */
+	case MSR_KVM_SYSTEM_TIME:
+	case MSR_KVM_SYSTEM_TIME_NEW:
+	case MSR_KVM_WALL_CLOCK:
+	case MSR_KVM_WALL_CLOCK_NEW:
+		kvmclock_msr(pv, index, value);
+		return true;
 	case MSR_IA32_PAT:
 	case MSR_MTRR_DEF_TYPE:
 	case MSR_TSC_AUX:

@@ -30,6 +30,10 @@
  *   traps=N         execute N `cli` instructions (each one traps in shadow mode) and print
  *                   "testguest: traps N cycles C" (rdtsc cycles for all of them)
  *   sgdt            print "testguest: gdtr base=B limit=L" as sgdt reports it
+ *   kvmclock        enable KVM's paravirtual clock (MSR_KVM_WALL_CLOCK_NEW, then
+ *                   MSR_KVM_SYSTEM_TIME_NEW, whatever CPUID says), read it, spin 20M TSC
+ *                   cycles, read it again: "testguest: kvmclock version=V flags=F t1=NS
+ *                   t2=NS wall=SEC" (system times in ns, the wall clock's seconds at 0)
  *
  * Tokens whose key contains a '.' (kernel-style parameters such as virtio_mmio.device=...,
  * which a VMM may append) are skipped. Any other unknown or malformed token prints
@@ -146,6 +150,54 @@ static inline uint64_t rdtsc(void)
 
 	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
 	return (uint64_t)hi << 32 | lo;
+}
+
+/* KVM's pvclock records (the KVM API's msr.rst), at their guest-physical addresses: the
+ * boot page tables map this image 1:1. */
+struct pvclock_time {
+	uint32_t version, pad0;
+	uint64_t tsc_timestamp, system_time;
+	uint32_t mul;
+	int8_t shift;
+	uint8_t flags, pad[2];
+};
+static volatile struct pvclock_time pvti __attribute__((aligned(32)));
+static volatile uint32_t pvwall[3] __attribute__((aligned(16)));
+
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+	__asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+
+static uint64_t pvclock_ns(void)
+{
+	uint32_t v;
+	uint64_t ns, d;
+
+	do {
+		v = pvti.version;
+		__asm__ volatile("" ::: "memory");
+		d = rdtsc() - pvti.tsc_timestamp;
+		d = pvti.shift < 0 ? d >> -pvti.shift : d << pvti.shift;
+		ns = pvti.system_time + (uint64_t)(((unsigned __int128)d * pvti.mul) >> 32);
+		__asm__ volatile("" ::: "memory");
+	} while ((v & 1) || v != pvti.version);
+	return ns;
+}
+
+static void kvmclock(void)
+{
+	uint64_t t1, t2, t0;
+
+	wrmsr(0x4b564d00, (uint64_t)(uintptr_t)pvwall);
+	wrmsr(0x4b564d01, (uint64_t)(uintptr_t)&pvti | 1);
+	t1 = pvclock_ns();
+	for (t0 = rdtsc(); rdtsc() - t0 < 20000000;)
+		__asm__ volatile("pause");
+	t2 = pvclock_ns();
+	con_printf("testguest: kvmclock version=%u flags=%u t1=%lu t2=%lu wall=%u\n",
+	           (unsigned)pvti.version, (unsigned)pvti.flags, (unsigned long)t1,
+	           (unsigned long)t2, (unsigned)pvwall[1]);
 }
 
 static uint64_t tsc_khz(void)
@@ -268,6 +320,8 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 			__asm__ volatile("cli" ::: "memory");
 		con_printf("testguest: traps %lu cycles %lu\n", (unsigned long)n,
 		           (unsigned long)(rdtsc() - t0));
+	} else if (rt_token_is(tok, "kvmclock")) {
+		kvmclock();
 	} else if (rt_token_is(tok, "sgdt")) {
 		struct idt_ptr g;
 

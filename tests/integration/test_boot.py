@@ -292,8 +292,9 @@ def test_initrd_is_accepted(hearth, guest, tmp_path):
 def test_cpuid_apic_id_is_the_vcpus_own(hearth, guest):
     """docs/HOST_FACTS.md, Guests: guests index per-CPU data by the APIC ID cpuid reports."""
     if hearth.mmu == "process":
-        pytest.skip("the process engine: cpuid runs natively in user mode (this host has no "
-                    "CPUID faulting), so the guest sees the host's leaves "
+        pytest.skip("the process engine: cpuid runs natively in user mode (no CPUID "
+                    "faulting), so the guest sees the APIC ID of its thread's host CPU; "
+                    "test_process.py checks the placement that makes it the vCPU's "
                     "(docs/PROCESS_ENGINE.md, What a guest sees)")
     r = hearth("--kernel", guest("testguest"), "--cmdline", "cpuid")
     assert r.code == 0, r.err

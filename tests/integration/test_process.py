@@ -3,7 +3,9 @@ through the `hearth` fixture like in every engine; here are its limits and its s
 import os
 import re
 import resource
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -164,3 +166,71 @@ def test_queue_notifies_in_get_root(tmp_path):
         assert p["fast_notifies"] >= 11 and 1 <= p["trapped_notifies"] <= 2, p
     finally:
         api.stop()
+
+
+def _cpus_by_apic_id():
+    """{initial APIC ID: CPU} from /proc/cpuinfo."""
+    out, cpu = {}, None
+    for line in open("/proc/cpuinfo"):
+        key, _, val = line.partition(":")
+        if key.strip() == "processor":
+            cpu = int(val)
+        elif key.strip() == "apicid" and cpu is not None:
+            out.setdefault(int(val), cpu)
+    return out
+
+
+def test_each_guest_thread_runs_on_the_cpu_with_its_apic_id(tmp_path):
+    # cpuid is not trapped in this engine: a guest reads the APIC ID of the host CPU its
+    # thread is on (on hosts whose user-mode cpuid reports the kernel's APIC IDs). hearth
+    # pins vCPU k's guest thread where the APIC ID is k, and its own thread elsewhere.
+    by_apic = _cpus_by_apic_id()
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2 or not all(by_apic.get(k) in allowed for k in (0, 1)):
+        pytest.skip("needs two allowed CPUs with APIC IDs 0 and 1")
+    console = tmp_path / "console"
+    p = subprocess.Popen([str(HEARTH), "--engine", "process", "--vcpus", "2", "--kernel",
+                          str(GUESTS / "testguest.elf"), "--cmdline", "halt", "--console",
+                          str(console), "--timeout", "30"],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (console.exists() and b"testguest: ready" in console.read_bytes()):
+            assert time.monotonic() < deadline, "the guest did not start"
+            time.sleep(0.01)
+        kids = [int(k) for t in os.listdir(f"/proc/{p.pid}/task")
+                for k in open(f"/proc/{p.pid}/task/{t}/children").read().split()]
+        assert len(kids) == 1, kids
+        guest_tids = sorted(int(t) for t in os.listdir(f"/proc/{kids[0]}/task"))
+        assert guest_tids[0] == kids[0] and len(guest_tids) == 2, guest_tids
+        # vCPU 0 is the guest process's first thread, vCPU 1 the one it starts next.
+        for vcpu, tid in enumerate(guest_tids):
+            assert os.sched_getaffinity(tid) == {by_apic[vcpu]}, (vcpu, tid)
+        vcpu_threads = [int(t) for t in os.listdir(f"/proc/{p.pid}/task")
+                        if open(f"/proc/{p.pid}/task/{t}/comm").read().startswith("hearth-vcpu")]
+        assert len(vcpu_threads) == 2
+        for tid in vcpu_threads:
+            vcpu = int(open(f"/proc/{p.pid}/task/{tid}/comm").read().strip()[len("hearth-vcpu"):])
+            assert os.sched_getaffinity(tid) != {by_apic[vcpu]}, (vcpu, tid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+
+
+def test_kvmclock_for_guests_that_find_kvm(guest):
+    # On a KVM guest without nested virtualization (no /dev/kvm), the guest's cpuid reaches
+    # the outer KVM and finds kvmclock: hearth writes its records. 20M TSC cycles apart, the
+    # clock advances by 20M ticks at the TSC's rate (0.1 to 10 GHz: 2 ms to 200 ms).
+    before = time.time()
+    r = run_hearth("--engine", "process", "--kernel", guest("testguest"), "--cmdline",
+                   "kvmclock", timeout=30)
+    after = time.time()
+    assert r.code == 0, r.out + r.err
+    m = re.search(r"kvmclock version=(\d+) flags=(\d+) t1=(\d+) t2=(\d+) wall=(\d+)", r.out)
+    assert m, r.out
+    version, flags, t1, t2, wall = map(int, m.groups())
+    assert version > 0 and version % 2 == 0
+    assert flags & 1  # PVCLOCK_TSC_STABLE_BIT: the TSC is the host's
+    assert 0 < t1 < t2 < (after - before) * 1e9
+    assert 2e6 <= t2 - t1 <= 2e8
+    assert before - 2 <= wall <= after + 1  # the VM's start, in seconds since the epoch
