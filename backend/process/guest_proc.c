@@ -174,7 +174,12 @@ static int build_filter(struct sock_filter *p, unsigned cap)
 	at = rule_start(&b, SYS_mmap);
 	range_ok(&b);
 	prot_ok(&b, 2);
-	arg_eq(&b, 3, MAP_SHARED | MAP_FIXED);
+	/* flags: MAP_SHARED | MAP_FIXED, with or without MAP_POPULATE */
+	ld(&b, ARG_HI(3));
+	jmp(&b, BPF_JEQ, 0, 0, L_TRAP);
+	ld(&b, ARG_LO(3));
+	emit(&b, BPF_ALU | BPF_AND | BPF_K, 0, 0, ~(uint32_t)MAP_POPULATE);
+	jmp(&b, BPF_JEQ, MAP_SHARED | MAP_FIXED, 0, L_TRAP);
 	arg_eq(&b, 4, STUB_RAM_FD);
 	rule_end(&b, at);
 	at = rule_start(&b, SYS_mprotect);

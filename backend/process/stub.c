@@ -50,6 +50,7 @@
 #define MAP_FIXED_         0x10
 #define MAP_ANON_          0x20
 #define MAP_NORESERVE_     0x4000
+#define MAP_POPULATE_      0x8000
 #define PROT_RW_           0x3
 #define PR_SET_DUMPABLE_   4
 #define PR_SET_NAME_       15
@@ -158,8 +159,12 @@ static void run_ops(struct stub_vcpu *v)
 
 		switch (o->kind) {
 		case STUB_OP_MMAP:
+			/* A 4 KiB page is populated at once: it is about to be used (a fault or an
+			 * invlpg asked for it), and a fault would cost more than the mapping. */
 			r = sys6(__NR_mmap, (long)o->addr, (long)o->len, o->prot,
-			         MAP_SHARED_ | MAP_FIXED_, STUB_RAM_FD, (long)o->off);
+			         MAP_SHARED_ | MAP_FIXED_ |
+			             (o->prot && o->len == 4096 ? MAP_POPULATE_ : 0),
+			         STUB_RAM_FD, (long)o->off);
 			break;
 		case STUB_OP_MUNMAP:
 			r = sys(__NR_munmap, o->addr, o->len, 0);
