@@ -26,12 +26,16 @@
 #include "snapshot/snapshot.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -746,6 +750,35 @@ void vm_destroy(struct vm *vm)
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
 	gm_destroy(&vm->mem);
+}
+
+/* Runs in the teardown process: wait until hearth has exited (so that this process holds
+ * the last references to the VM), then drop every fd and leave. Only raw system calls: this
+ * process shares hearth's memory but none of its threads. */
+static int teardown_main(void *arg)
+{
+	int pidfd = (int)(intptr_t)arg;
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	/* Do not keep hearth's stdout/stderr open: whoever reads them waits for EOF. */
+	syscall(SYS_close_range, 0, 2, 0);
+	syscall(SYS_poll, &p, 1, 5000);
+	syscall(SYS_close_range, 0, ~0U, 0);
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+bool vm_teardown_after_exit(void)
+{
+	enum { STACK = 64 * 1024 };
+	static char stack[STACK] __attribute__((aligned(16)));
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+
+	/* A process sharing our memory but holding its own copy of the fd table keeps the VM
+	 * (its fds, guest memory, the address space itself) alive past our exit and pays for
+	 * releasing them off the clock; with no exit signal, init reaps it. */
+	return pidfd >= 0 &&
+	       clone(teardown_main, stack + STACK, CLONE_VM, (void *)(intptr_t)pidfd) >= 0;
 }
 
 void vm_detach_teardown(struct vm *vm)

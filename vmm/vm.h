@@ -152,5 +152,8 @@ void vm_destroy(struct vm *vm);
 /* At process exit: restore the console and let the backend release the VM without holding
  * up the exit. */
 void vm_detach_teardown(struct vm *vm);
+/* For a backend's detach: a process that shares this one's memory, waits for it to exit and
+ * then releases what is left (fds, the address space) off the clock. False: none made. */
+bool vm_teardown_after_exit(void);
 
 #endif

@@ -310,36 +310,11 @@ static void kvm_destroy(struct vm *vm)
 	vm->be = NULL;
 }
 
-/* Runs in the teardown process: wait until hearth has exited (so that this process holds
- * the last references to the VM), then drop every fd and leave. Only raw system calls: this
- * process shares hearth's memory but none of its threads. */
-static int teardown_main(void *arg)
-{
-	int pidfd = (int)(intptr_t)arg;
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-	/* Do not keep hearth's stdout/stderr open: whoever reads them waits for EOF. */
-	syscall(SYS_close_range, 0, 2, 0);
-	syscall(SYS_poll, &p, 1, 5000);
-	syscall(SYS_close_range, 0, ~0U, 0);
-	syscall(SYS_exit, 0);
-	return 0;
-}
-
 static void kvm_detach(struct vm *vm)
 {
-	enum { STACK = 64 * 1024 };
-	static char stack[STACK] __attribute__((aligned(16)));
-	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	pid_t pid = -1;
-
 	/* Destroying a VM within ~16 ms of creating its irqchip waits for an SRCU grace period
-	 * (~10-15 ms, docs/HOST_FACTS.md). A process sharing our memory but holding its own
-	 * copy of the fd table keeps the VM alive past our exit and pays that wait off the
-	 * clock; with no exit signal, init reaps it. */
-	if (pidfd >= 0)
-		pid = clone(teardown_main, stack + STACK, CLONE_VM, (void *)(intptr_t)pidfd);
-	if (pid < 0)
+	 * (~10-15 ms, docs/HOST_FACTS.md): the teardown process pays that wait off the clock. */
+	if (!vm_teardown_after_exit())
 		vm_destroy(vm);
 }
 

@@ -340,6 +340,8 @@ static void proc_detach(struct vm *vm)
 
 	if (p && p->pid > 0)
 		kill(p->pid, SIGKILL);
+	/* (hearth's address space, guest RAM's mapping included, is released after the exit) */
+	vm_teardown_after_exit();
 }
 
 const struct backend process_backend = {
