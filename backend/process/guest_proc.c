@@ -136,7 +136,7 @@ static void rule_end(struct bpf *b, unsigned at)
 		b->p[at].jf = (uint8_t)(b->n - at - 1);
 }
 
-static int build_filter(struct sock_filter *p, unsigned cap)
+int proc_guest_filter(struct sock_filter *p, unsigned cap)
 {
 	static const uint32_t plain[] = {SYS_rt_sigreturn, SYS_exit, SYS_exit_group,
 	                                 SYS_sched_yield};
@@ -484,7 +484,7 @@ int proc_spawn(struct vm *vm, struct error *err)
 	}
 	p->shared->nvcpus = vm->nvcpus;
 	p->shared->parent = sp.parent;
-	n = build_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX);
+	n = proc_guest_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX);
 	if (n < 0)
 		return err_set(err, "process engine: the guest filter does not fit");
 	p->shared->filter_len = (uint32_t)n;

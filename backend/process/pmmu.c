@@ -37,11 +37,8 @@
 
 #define MAX_MAPS  1024 /* per root; more and the root starts over */
 #define MAX_ROOTS 4
-#define ANCHORS   1024
-#define RUNS_MAX                                                                                   \
-	8 /* mappings a 2 MiB guest page is split into, at most */ /* 2 MiB regions with a         \
-	                                                              PROT_NONE anchor (a set;     \
-	                                                              full: no more) */
+#define ANCHORS   1024 /* 2 MiB regions with a PROT_NONE anchor (a set; full: no more) */
+#define RUNS_MAX  8    /* mappings a 2 MiB guest page is split into, at most */
 
 struct pm_map {
 	uint64_t va, size, off;

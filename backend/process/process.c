@@ -26,8 +26,6 @@ static void proc_probe(struct host_probe *p)
 	         "the guest kernel as a sandboxed host process, f.g in the host MMU");
 }
 
-/* The TSC's rate, measured against CLOCK_MONOTONIC_RAW over ~200 us (enough for the
- * TSC-deadline timer's conversions; the guest calibrates its own). */
 /* The TSC's rate against CLOCK_MONOTONIC_RAW, from a first sample taken when the engine
  * opens to a second when the VM is created (loading the guest in between costs the
  * measurement nothing), at least 200 us apart. */
@@ -35,6 +33,13 @@ static void tsc_sample(struct timespec *t, uint64_t *tsc)
 {
 	clock_gettime(CLOCK_MONOTONIC_RAW, t);
 	*tsc = __builtin_ia32_rdtsc();
+}
+
+uint64_t proc_tsc_hz(uint64_t ticks, uint64_t ns)
+{
+	/* In 128 bits: the samples may be seconds apart (a slow guest load), and ticks * 1e9
+	 * overflows 64 bits after ~6 s at 3 GHz, which gave the timers a wrong rate. */
+	return ns ? (uint64_t)((unsigned __int128)ticks * 1000000000ULL / ns) : 0;
 }
 
 static uint64_t tsc_hz_since(const struct timespec *a, uint64_t t0)
@@ -47,7 +52,7 @@ static uint64_t tsc_hz_since(const struct timespec *a, uint64_t t0)
 		ns = (uint64_t)(b.tv_sec - a->tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
 		     (uint64_t)a->tv_nsec;
 	} while (ns < 200000);
-	return (t1 - t0) * 1000000000ULL / ns;
+	return proc_tsc_hz(t1 - t0, ns);
 }
 
 /* The slot the guest process's stub lives in is kept free in hearth too (a PROT_NONE

@@ -118,9 +118,16 @@ static inline struct proc_vcpu *pvcpu_of(const struct vcpu *v)
 /* guest_proc.c: make the guest process (its slot, its threads, its filter); it waits for the
  * first state of each vCPU. */
 int proc_spawn(struct vm *vm, struct error *err);
+/* The guest process's seccomp filter (classic BPF, as the file's head says) into p[cap]:
+ * its length, or -1 when it does not fit. */
+struct sock_filter;
+int proc_guest_filter(struct sock_filter *p, unsigned cap);
 /* ... and wait (a bounded time) until its threads reported in. */
 int proc_wait_started(struct vm *vm, struct error *err);
 void proc_kill(struct vm *vm);
+
+/* process.c: the TSC's rate from `ticks` counted over `ns` nanoseconds (ns > 0). */
+uint64_t proc_tsc_hz(uint64_t ticks, uint64_t ns);
 
 /* vcpu.c */
 /* An access at `va` (-> `gpa`, by a walk in pmmu generation `gen`) that is not mapped: a

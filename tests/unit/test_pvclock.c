@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "backend/process/process.h"
 #include "cpu/pvclock.h"
 #include "vmm/guest_memory.h"
 
@@ -82,11 +83,22 @@ static void test_records(void **state)
 	free(ram);
 }
 
+/* The process engine's measured TSC rate (process.c), whose two samples may be seconds
+ * apart: no overflow in ticks * 1e9. */
+static void test_tsc_rate_over_a_long_load(void **state)
+{
+	(void)state;
+	assert_int_equal(proc_tsc_hz(600000, 200000), 3000000000ULL);
+	assert_int_equal(proc_tsc_hz(3000000000ULL * 10, 10000000000ULL), 3000000000ULL);
+	assert_int_equal(proc_tsc_hz(2096029000ULL * 120, 120000000000ULL), 2096029000ULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_scale_matches_the_rate),
 	    cmocka_unit_test(test_records),
+	    cmocka_unit_test(test_tsc_rate_over_a_long_load),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
