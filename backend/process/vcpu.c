@@ -821,13 +821,18 @@ static bool wait_for_sipi(struct proc_vcpu *pv)
 	return false;
 }
 
-/* 32-bit entry code (PVH): the interpreter runs it until the guest is in long mode. */
+/* Code before long mode (the BSP's 32-bit PVH entry, an AP's startup code): the interpreter
+ * runs it until the guest is in long mode (interp cleared), an AP takes INIT or halts with
+ * interrupts off (interp still set: the caller looks again), or the VM stops (false). */
 static bool interpret(struct proc_vcpu *pv)
 {
 	struct vm *vm = vm_of(pv);
 	struct interp32_exit x;
 
 	while (vm_vcpu_checkpoint(pv->v)) {
+		take_startup(pv); /* INIT stops an AP in its startup code too */
+		if (pv->wait_sipi)
+			return true;
 		switch (interp32_run(&pv->cpu, INTERP_STEPS, &x)) {
 		case INTERP_LONG_MODE:
 			pv->interp = false;
@@ -837,6 +842,10 @@ static bool interpret(struct proc_vcpu *pv)
 			continue;
 		case INTERP_HALT:
 			if (!(pv->cpu.r.rflags & RF_IF)) {
+				if (pv->v->id != 0) {
+					pv->halted_for_good = true; /* until INIT */
+					return true;
+				}
 				vm_vcpu_park(pv->v);
 				return false;
 			}
@@ -877,10 +886,6 @@ void proc_vcpu_run(struct vcpu *v)
 		int64_t op_error;
 
 		take_startup(pv);
-		if (pv->wait_sipi && !wait_for_sipi(pv))
-			return;
-		if (pv->interp && !interpret(pv))
-			return;
 		if (pv->halted_for_good) {
 			if (v->id == 0) {
 				vm_vcpu_park(v);
@@ -889,7 +894,14 @@ void proc_vcpu_run(struct vcpu *v)
 			/* an AP with interrupts off: only INIT wakes it */
 			pv->wait_sipi = true;
 			pv->started_guest = pv->halted_for_good = false;
-			continue;
+		}
+		if (pv->wait_sipi && !wait_for_sipi(pv))
+			return;
+		if (pv->interp) {
+			if (!interpret(pv))
+				return;
+			if (pv->interp)
+				continue; /* not in long mode: INIT, or halted for good */
 		}
 		if (pv->halted) {
 			if (!sleep_halted(pv))
