@@ -35,12 +35,62 @@
  *               a failure prints why and exits with status 4
  *   halt        cli; hlt: the VM idles for good (for a look at its processes)
  *
+ * SMP actions (--vcpus 2 or more; the first one masks the PICs, starts a 1 ms LAPIC tick that
+ * bounds every wait and copies smpguest's classic trampoline to 0x10000 and 16-bit startup
+ * code of its own to pages 0x11000-0x18000). "The AP" is the first CPU in the MP table that
+ * is not the BSP; a proper start is INIT, INIT de-assert, 10 ms, STARTUP, 1 ms, STARTUP to
+ * the trampoline, which must reach ap_main within 1 s. A check that fails prints
+ * "hostileguest: smp: <why>" and exits with status 5.
+ *   sipistorm=N N rounds of INIT and STARTUP to, in turn, 16-bit code that loops, a page of
+ *               zeros (that runs into code writing a marker) and the trampoline, each followed
+ *               by two STARTUPs while the AP runs (which must be ignored), with no delay;
+ *               then a proper start, which must be the one the AP runs, and a fixed IPI it
+ *               must take. Prints "hostileguest: sipistorm N rounds, then apic id A up from
+ *               start S"
+ *   sipiraw     STARTUPs without INIT to the running AP (halted with interrupts on in
+ *               ap_main): ignored, it still takes an IPI. "hostileguest: sipiraw ignored by
+ *               apic id A"
+ *   initbsp     INIT, INIT de-assert and STARTUP to the BSP's own APIC ID, then prints its
+ *               LAPIC's SVR and timer LVT ("hostileguest: initbsp: svr=0x.. lvt timer=0x..")
+ *               and waits 20 ms on the tick: "hostileguest: initbsp: the BSP (apic id 0) goes
+ *               on"
+ *   initbusy    INIT (no STARTUP) to the AP looping in 64-bit code with interrupts off: its
+ *               loop count must stop. "hostileguest: initbusy: apic id A stopped"
+ *   inithalt    the AP halts with interrupts off (cli; hlt in ap_main), then a proper start:
+ *               it must come up again. "hostileguest: inithalt: apic id A up again from
+ *               start S"
+ *   initreal=W  the AP runs 16-bit startup code W for 20 ms (spin: cli; jmp $, clihlt: cli;
+ *               hlt, stihlt: sti; hlt), then a proper start: INIT stops a CPU whatever it
+ *               runs. "hostileguest: initreal=W: apic id A up from start S"
+ *   realspin    every AP runs cli; jmp $ in real mode from here on. "hostileguest: realspin:
+ *               N aps loop in real mode"
+ *   sipibad=W   INIT and STARTUP of the AP to code no OS would start it at, 100 ms, then
+ *               "hostileguest: sipibad=W: the BSP goes on" if the VM still runs. W = ud (ud2
+ *               in real mode), zeros (a page of zeros, then the marker code: checked), ptables
+ *               (vector 0x09: hearth's boot page tables at 0x9000), v00 (vector 0: the
+ *               real-mode IVT, then the boot GDT at 0x500), vff (0xff000: up to the reset
+ *               vector at 0xffff0), farbase (lgdt, CR0.PE, a far jump to 16-bit code based at
+ *               0xd0000000, in the device gap), gdtnowhere (the same with the GDT at
+ *               0xbfff0000, outside RAM), nmi (cli; jmp $ in real mode, then an NMI to it)
+ *   bcast       INIT, INIT de-assert and STARTUP to all but self (shorthand) at code that
+ *               counts the APs in (lock incw) and halts, then STARTUP to all again (ignored).
+ *               "hostileguest: bcast: C of N aps counted in"
+ *   nowhere     fixed, NMI, INIT (both levels) and STARTUP IPIs to APIC IDs 32, 0x7f, 0xfe
+ *               (no CPU): each must leave the ICR idle and start nothing. "hostileguest:
+ *               nowhere: 15 IPIs to no CPU"
+ *   icrstorm=N  every AP started properly; then all CPUs at once send N rounds of a fixed
+ *               IPI and a STARTUP (ignored) to every other CPU; each must have taken IPIs,
+ *               none restarted, and each AP takes one more. "hostileguest: icrstorm: C cpus,
+ *               N rounds each"
+ *
  * An exception the guest did not ask for prints "hostileguest: #PF cr2=0x..." or
  * "hostileguest: vector V" and exits with status 3. Unknown actions: status 98.
  */
 #include "cpu.h"
 #include "idt.h"
+#include "lapic.h"
 #include "rt.h"
+#include "smpguest.h"
 #include "virtio.h"
 
 /* The slot's layout and the records (hostile knowledge of the VMM, from its own header). */
@@ -311,9 +361,641 @@ static void notify(void)
 	           (unsigned long)refused);
 }
 
+/* ---- SMP: INIT, STARTUP and other IPIs an OS would never send ---- */
+
+/* The vCPUs' APIC IDs come from the MP table; every wait is bounded by a 1 ms LAPIC tick, and
+ * the BSP waits with `sti; hlt` (smpguest's scheme). An AP that is started properly runs
+ * smpguest's classic trampoline at TRAMP_BASE (smpguest_trampoline.S) into ap_main. The
+ * hostile startup code is 16-bit code copied to a page of its own (RM_*): its SIPI vector is
+ * the page number. */
+#define MAX_CPUS   32
+#define AP_STACK   4096
+#define TIMEOUT_MS 1000
+#define VEC_TICK   0x30
+#define VEC_PING   0x40
+#define VEC_SPUR   0xff
+
+#define ICR_NMI          0x400
+#define ICR_ALL_BUT_SELF 0xc0000
+#define INIT_ASSERT      (LAPIC_ICR_INIT | LAPIC_ICR_LEVEL | LAPIC_ICR_ASSERT)
+#define INIT_DEASSERT    (LAPIC_ICR_INIT | LAPIC_ICR_LEVEL)
+
+/* Pages for 16-bit startup code (free RAM between smpguest's trampoline and the command
+ * line at 0x20000), and the marker word each may write at offset 0x100 of its page. */
+#define RM_SPIN     0x11000 /* cli; jmp $ */
+#define RM_CLIHLT   0x12000 /* cli; hlt (forever) */
+#define RM_STIHLT   0x13000 /* sti; hlt (forever): interrupts allowed in real mode */
+#define RM_UD       0x14000 /* ud2 */
+#define RM_COUNT    0x15000 /* lock incw of the page's counter, then cli; hlt */
+#define RM_ZEROS    0x16000 /* a page of zeros (add %al, (%bx,%si)), then RM_MARK */
+#define RM_MARK     0x17000 /* writes MARK to its marker word, then cli; jmp $ */
+#define RM_FAR      0x18000 /* lgdtl, CR0.PE, ljmpw $8, $0: a GDT the BSP writes at 0x200 */
+#define RM_MARKER   0x100
+#define RM_GDTR     0x200 /* in RM_FAR: limit, base */
+#define RM_GDT      0x210 /* in RM_FAR: null, then a 16-bit code segment */
+#define MARK        0x1234
+#define FAR_BASE    0xd0000000ULL /* in the device gap (vmm/layout.h: the boot timer) */
+#define GDT_NOWHERE 0xbfff0000ULL /* below the gap, above any RAM these tests give */
+
+#define EXIT_SMP 5
+
+__asm__(".pushsection .rodata.hostile_rm, \"a\", @progbits\n"
+        ".code16\n"
+        "rm_spin: cli\n"
+        "1: jmp 1b\n"
+        "rm_spin_end:\n"
+        "rm_clihlt: cli\n"
+        "1: hlt\n"
+        "jmp 1b\n"
+        "rm_clihlt_end:\n"
+        "rm_stihlt: sti\n"
+        "1: hlt\n"
+        "jmp 1b\n"
+        "rm_stihlt_end:\n"
+        "rm_ud: ud2\n"
+        "rm_ud_end:\n"
+        "rm_count: cli\n"
+        "movw %cs, %ax\n"
+        "movw %ax, %ds\n"
+        "lock incw 0x100\n"
+        "1: hlt\n"
+        "jmp 1b\n"
+        "rm_count_end:\n"
+        "rm_mark: movw $0x1700, %ax\n" /* RM_MARK >> 4, whatever CS is */
+        "movw %ax, %ds\n"
+        "movw $0x1234, 0x100\n"
+        "cli\n"
+        "1: jmp 1b\n"
+        "rm_mark_end:\n"
+        "rm_far: cli\n"
+        "movw %cs, %ax\n"
+        "movw %ax, %ds\n"
+        "lgdtl 0x200\n"
+        "movl %cr0, %eax\n"
+        "orl $1, %eax\n"
+        "movl %eax, %cr0\n"
+        "ljmpw $8, $0\n"
+        "rm_far_end:\n"
+        ".code64\n"
+        ".popsection\n");
+extern const char rm_spin[], rm_spin_end[], rm_clihlt[], rm_clihlt_end[], rm_stihlt[],
+    rm_stihlt_end[], rm_ud[], rm_ud_end[], rm_count[], rm_count_end[], rm_mark[], rm_mark_end[],
+    rm_far[], rm_far_end[];
+
+enum ap_mode { AP_HLT, AP_BUSY, AP_CLIHLT, AP_STORM };
+
+static bool smp_ready;
+static int ncpus, bsp;
+static uint8_t apic_ids[MAX_CPUS];
+static uint8_t ap_stack[MAX_CPUS][AP_STACK] __attribute__((section(".noinit"), aligned(16)));
+static volatile uint64_t ticks;
+static volatile enum ap_mode ap_mode;
+static volatile unsigned ap_gen[MAX_CPUS]; /* the start (generation) each AP last ran */
+static volatile unsigned pings[MAX_CPUS];  /* fixed IPIs each CPU took */
+static volatile uint64_t busy[MAX_CPUS];   /* AP_BUSY: the AP's loop count */
+static volatile unsigned storm_done;       /* AP_STORM: APs done sending */
+static volatile bool storm_go;             /* AP_STORM: all APs are up, go */
+static unsigned storm_rounds;
+static unsigned generation;
+
+static _Noreturn __attribute__((format(printf, 1, 2))) void smp_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	con_write("hostileguest: smp: ", 19);
+	va_start(ap, fmt);
+	con_vprintf(fmt, ap);
+	va_end(ap);
+	con_write("\n", 1);
+	guest_exit(EXIT_SMP);
+}
+
+static int index_of(uint8_t id)
+{
+	for (int i = 0; i < ncpus; i++)
+		if (apic_ids[i] == id)
+			return i;
+	return -1;
+}
+
+static void on_tick(struct trap_frame *f)
+{
+	(void)f;
+	ticks++;
+	lapic_eoi();
+}
+
+static void on_ping(struct trap_frame *f)
+{
+	int me = index_of(lapic_id());
+
+	(void)f;
+	if (me >= 0)
+		__atomic_fetch_add(&pings[me], 1, __ATOMIC_RELAXED);
+	lapic_eoi();
+}
+
+static void on_spurious(struct trap_frame *f)
+{
+	(void)f;
+}
+
+/* Halt until *word >= want or `ms` milliseconds pass (interrupts off outside). */
+static bool wait_u32(volatile unsigned *word, unsigned want, unsigned ms)
+{
+	uint64_t end = ticks + ms + 1;
+
+	while (*word < want) {
+		if (ticks >= end)
+			return false;
+		__asm__ volatile("sti; hlt; cli" ::: "memory");
+	}
+	return true;
+}
+
+static void delay_ms(unsigned ms)
+{
+	static volatile unsigned never;
+
+	wait_u32(&never, 1, ms);
+}
+
+static void wait_icr(const char *what)
+{
+	uint64_t end = ticks + TIMEOUT_MS + 1;
+
+	while (lapic_ipi_busy()) {
+		if (ticks >= end)
+			smp_fail("%s still pending after %u ms (icr 0x%x)", what, TIMEOUT_MS,
+			         lapic_read(LAPIC_ICR_LOW));
+		__asm__ volatile("sti; pause; cli" ::: "memory");
+	}
+}
+
+/* An IPI to APIC ID `dest`, then a wait for the ICR's delivery status. */
+static void ipi(uint8_t dest, uint32_t icr_low, const char *what)
+{
+	lapic_send_ipi(dest, icr_low);
+	wait_icr(what);
+}
+
+static void ipi_all_but_self(uint32_t icr_low, const char *what)
+{
+	lapic_write(LAPIC_ICR_HIGH, 0);
+	lapic_write(LAPIC_ICR_LOW, ICR_ALL_BUT_SELF | icr_low);
+	wait_icr(what);
+}
+
+static void init_cpu(int cpu)
+{
+	ipi(apic_ids[cpu], INIT_ASSERT, "INIT");
+	ipi(apic_ids[cpu], INIT_DEASSERT, "INIT de-assert");
+}
+
+static void sipi(int cpu, uint64_t page)
+{
+	ipi(apic_ids[cpu], LAPIC_ICR_STARTUP | (uint32_t)(page >> 12), "STARTUP");
+}
+
+_Noreturn void ap_main(unsigned arg);
+
+_Noreturn void ap_main(unsigned arg)
+{
+	unsigned me = arg & 0xff;
+
+	idt_load();
+	lapic_enable();
+	__atomic_store_n(&ap_gen[me], arg >> 8, __ATOMIC_RELEASE);
+	switch (ap_mode) {
+	case AP_BUSY:
+		for (;;)
+			busy[me]++;
+	case AP_CLIHLT:
+		for (;;)
+			__asm__ volatile("cli; hlt" ::: "memory");
+	case AP_STORM:
+		while (!__atomic_load_n(&storm_go, __ATOMIC_ACQUIRE)) /* all APs are up */
+			__asm__ volatile("pause");
+		for (unsigned r = 0; r < storm_rounds; r++) {
+			for (int i = 0; i < ncpus; i++) {
+				if (i == (int)me)
+					continue;
+				while (lapic_ipi_busy())
+					__asm__ volatile("pause");
+				lapic_send_ipi(apic_ids[i], LAPIC_ICR_FIXED | VEC_PING);
+				while (lapic_ipi_busy())
+					__asm__ volatile("pause");
+				/* running: a STARTUP must be ignored */
+				lapic_send_ipi(apic_ids[i], LAPIC_ICR_STARTUP | (RM_MARK >> 12));
+			}
+		}
+		__atomic_fetch_add(&storm_done, 1, __ATOMIC_RELEASE);
+		break;
+	case AP_HLT:
+		break;
+	}
+	for (;;)
+		__asm__ volatile("sti; hlt" ::: "memory");
+}
+
+static uint32_t apic_bus_khz(void)
+{
+	uint32_t r[4];
+
+	cpuid(0x40000000, 0, r);
+	if (r[0] >= 0x40000010) {
+		cpuid(0x40000010, 0, r);
+		if (r[1])
+			return r[1];
+	}
+	return 1000000;
+}
+
+static void put_rm(uint64_t page, const char *start, const char *end)
+{
+	rt_copy((void *)(uintptr_t)page, start, (size_t)(end - start));
+}
+
+static uint16_t marker(uint64_t page)
+{
+	return *(volatile uint16_t *)(uintptr_t)(page + RM_MARKER);
+}
+
+static void set_marker(uint64_t page, uint16_t v)
+{
+	*(volatile uint16_t *)(uintptr_t)(page + RM_MARKER) = v;
+}
+
+/* RM_FAR's GDT: a 16-bit code segment (limit 0xffff, G = D = 0) with base `base`, and the
+ * lgdt operand with base `gdt` (RM_FAR + RM_GDT for the page's own table). */
+static void put_far(uint64_t base, uint64_t gdt)
+{
+	volatile uint64_t *d = (volatile uint64_t *)(uintptr_t)(RM_FAR + RM_GDT);
+	volatile uint16_t *limit = (volatile uint16_t *)(uintptr_t)(RM_FAR + RM_GDTR);
+	volatile uint32_t *gbase = (volatile uint32_t *)(uintptr_t)(RM_FAR + RM_GDTR + 2);
+
+	d[0] = 0;
+	d[1] = 0xffffULL | (base & 0xffffff) << 16 | 0x9bULL << 40 | (base >> 24 & 0xff) << 56;
+	*limit = 15;
+	*gbase = (uint32_t)gdt;
+}
+
+static void smp_setup(void)
+{
+	struct tramp_data *td = (struct tramp_data *)(uintptr_t)(TRAMP_BASE + TRAMP_DATA);
+
+	if (smp_ready)
+		return;
+	ncpus = rt_mp_cpus(start_info, apic_ids, MAX_CPUS);
+	if (ncpus < 2 || ncpus > MAX_CPUS)
+		smp_fail("the MP table lists %d cpus (these actions want 2..%d)", ncpus, MAX_CPUS);
+	bsp = index_of(lapic_id());
+	if (bsp < 0)
+		smp_fail("the BSP's apic id %u is not in the MP table", lapic_id());
+	idt_set(VEC_TICK, on_tick, 0);
+	idt_set(VEC_PING, on_ping, 0);
+	idt_set(VEC_SPUR, on_spurious, 0);
+	outb(0x21, 0xff); /* only the LAPIC's interrupts */
+	outb(0xa1, 0xff);
+	lapic_enable();
+	lapic_timer_periodic(VEC_TICK, apic_bus_khz()); /* 1 ms */
+	rt_copy((void *)(uintptr_t)TRAMP_BASE, tramp_classic,
+	        (size_t)(tramp_classic_end - tramp_classic));
+	*td = (struct tramp_data){
+	    .gdt = {0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL, 0x00cf9b000000ffffULL},
+	    .gdt_limit = sizeof(td->gdt) - 1,
+	    .gdt_base = TRAMP_BASE + TRAMP_DATA + TD_GDT,
+	    .cr3 = (uint32_t)read_cr3(),
+	    .entry = (uint64_t)(uintptr_t)ap_main,
+	};
+	put_rm(RM_SPIN, rm_spin, rm_spin_end);
+	put_rm(RM_CLIHLT, rm_clihlt, rm_clihlt_end);
+	put_rm(RM_STIHLT, rm_stihlt, rm_stihlt_end);
+	put_rm(RM_UD, rm_ud, rm_ud_end);
+	put_rm(RM_COUNT, rm_count, rm_count_end);
+	memset((void *)(uintptr_t)RM_ZEROS, 0, 0x1000);
+	put_rm(RM_MARK, rm_mark, rm_mark_end);
+	put_rm(RM_FAR, rm_far, rm_far_end);
+	smp_ready = true;
+}
+
+/* The first AP, or AP `cpu`: the index of the n-th CPU that is not the BSP. */
+static int ap(int n)
+{
+	smp_setup();
+	for (int i = 0; i < ncpus; i++)
+		if (i != bsp && n-- == 0)
+			return i;
+	smp_fail("no AP %d", n);
+}
+
+/* Start AP `cpu` properly (INIT, INIT de-assert, 10 ms, STARTUP, 1 ms, STARTUP) in `mode`
+ * and wait for it to reach ap_main. */
+static void start_ap(int cpu, enum ap_mode mode)
+{
+	volatile struct tramp_data *td = (struct tramp_data *)(uintptr_t)(TRAMP_BASE + TRAMP_DATA);
+	unsigned gen = ++generation;
+
+	ap_mode = mode;
+	td->stack = (uint64_t)(uintptr_t)(ap_stack[cpu] + AP_STACK);
+	td->index = (uint64_t)cpu | (uint64_t)gen << 8;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	init_cpu(cpu);
+	delay_ms(10);
+	for (int n = 0; n < 2; n++) {
+		sipi(cpu, TRAMP_BASE);
+		delay_ms(1);
+	}
+	if (!wait_u32(&ap_gen[cpu], gen, TIMEOUT_MS))
+		smp_fail("apic id %u did not arrive (start %u) within %u ms", apic_ids[cpu], gen,
+		         TIMEOUT_MS);
+	if (ap_gen[cpu] != gen)
+		smp_fail("apic id %u arrived from start %u, not %u", apic_ids[cpu], ap_gen[cpu],
+		         gen);
+}
+
+/* A fixed IPI to `cpu` must be taken within 1 s. */
+static void ping(int cpu)
+{
+	unsigned want = pings[cpu] + 1;
+
+	ipi(apic_ids[cpu], LAPIC_ICR_FIXED | VEC_PING, "ping");
+	if (!wait_u32(&pings[cpu], want, TIMEOUT_MS))
+		smp_fail("apic id %u took no ping within %u ms", apic_ids[cpu], TIMEOUT_MS);
+}
+
+/* INIT and one STARTUP (the AP is waiting for it after INIT, as after reset) at `page`. */
+static void start_at(int cpu, uint64_t page)
+{
+	init_cpu(cpu);
+	sipi(cpu, page);
+}
+
+/* sipistorm=N: N rounds of INIT, STARTUP to startup code that loops in real mode, to a page
+ * of zeros that runs into code writing a marker, and to the proper trampoline, each followed
+ * by STARTUPs while the AP runs (ignored), with no wait between; then a proper start, after
+ * which the AP must run the last start's code and answer a ping. */
+static void sipistorm(uint64_t n)
+{
+	volatile struct tramp_data *td = (struct tramp_data *)(uintptr_t)(TRAMP_BASE + TRAMP_DATA);
+	int cpu = ap(0);
+	static const uint64_t pages[] = {RM_SPIN, RM_ZEROS, TRAMP_BASE};
+
+	smp_setup();
+	ap_mode = AP_HLT;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t page = pages[i % 3];
+
+		td->stack = (uint64_t)(uintptr_t)(ap_stack[cpu] + AP_STACK);
+		td->index = (uint64_t)cpu | (uint64_t)++generation << 8;
+		start_at(cpu, page);
+		sipi(cpu, RM_ZEROS);
+		sipi(cpu, page == RM_SPIN ? TRAMP_BASE : RM_SPIN);
+	}
+	start_ap(cpu, AP_HLT);
+	ping(cpu);
+	con_printf("hostileguest: sipistorm %lu rounds, then apic id %u up from start %u\n",
+	           (unsigned long)n, apic_ids[cpu], ap_gen[cpu]);
+}
+
+/* sipiraw: STARTUP without INIT to a running AP (in ap_main, hlt with interrupts on). */
+static void sipiraw(void)
+{
+	int cpu = ap(0);
+
+	smp_setup();
+	start_ap(cpu, AP_HLT);
+	set_marker(RM_MARK, 0);
+	for (int i = 0; i < 3; i++)
+		sipi(cpu, RM_MARK);
+	delay_ms(50);
+	if (marker(RM_MARK))
+		smp_fail("a STARTUP without INIT restarted apic id %u", apic_ids[cpu]);
+	ping(cpu);
+	con_printf("hostileguest: sipiraw ignored by apic id %u\n", apic_ids[cpu]);
+}
+
+/* initbsp: INIT (and STARTUP) to the BSP's own APIC ID. */
+static void initbsp(void)
+{
+	smp_setup();
+	ipi(apic_ids[bsp], INIT_ASSERT, "INIT to the BSP");
+	ipi(apic_ids[bsp], INIT_DEASSERT, "INIT de-assert to the BSP");
+	ipi(apic_ids[bsp], LAPIC_ICR_STARTUP | (RM_MARK >> 12), "STARTUP to the BSP");
+	con_printf("hostileguest: initbsp: svr=0x%x lvt timer=0x%x\n", lapic_read(0xf0),
+	           lapic_read(0x320));
+	delay_ms(20);
+	con_printf("hostileguest: initbsp: the BSP (apic id %u) goes on\n", apic_ids[bsp]);
+}
+
+/* initbusy: INIT to an AP looping in 64-bit code with interrupts off; no STARTUP. Its loop
+ * count must stop, and stay stopped. */
+static void initbusy(void)
+{
+	int cpu = ap(0);
+	uint64_t a, b;
+
+	smp_setup();
+	start_ap(cpu, AP_BUSY);
+	delay_ms(5);
+	if (!busy[cpu])
+		smp_fail("apic id %u does not run", apic_ids[cpu]);
+	init_cpu(cpu);
+	delay_ms(20);
+	a = busy[cpu];
+	delay_ms(50);
+	b = busy[cpu];
+	if (a != b)
+		smp_fail("apic id %u still runs after INIT (%lu, then %lu)", apic_ids[cpu],
+		         (unsigned long)a, (unsigned long)b);
+	con_printf("hostileguest: initbusy: apic id %u stopped\n", apic_ids[cpu]);
+}
+
+/* inithalt: INIT to an AP halted with interrupts off (only INIT, NMI, SMI wake it), then a
+ * proper start: it must come up again. */
+static void inithalt(void)
+{
+	int cpu = ap(0);
+
+	smp_setup();
+	start_ap(cpu, AP_CLIHLT);
+	delay_ms(5);
+	start_ap(cpu, AP_HLT);
+	ping(cpu);
+	con_printf("hostileguest: inithalt: apic id %u up again from start %u\n", apic_ids[cpu],
+	           ap_gen[cpu]);
+}
+
+/* initreal=W: the AP runs 16-bit startup code W (spin: cli; jmp $, clihlt: cli; hlt,
+ * stihlt: sti; hlt) for 20 ms, then INIT and a proper start: INIT stops a CPU whatever it
+ * runs, so it must come up. */
+static void initreal(const struct token *w)
+{
+	int cpu = ap(0);
+	uint64_t page;
+
+	smp_setup();
+	if (rt_token_is(w, "spin"))
+		page = RM_SPIN;
+	else if (rt_token_is(w, "clihlt"))
+		page = RM_CLIHLT;
+	else if (rt_token_is(w, "stihlt"))
+		page = RM_STIHLT;
+	else {
+		con_printf("hostileguest: unknown action initreal=%.*s\n", (int)w->len, w->s);
+		guest_exit(EXIT_UNKNOWN);
+	}
+	start_at(cpu, page);
+	delay_ms(20);
+	start_ap(cpu, AP_HLT);
+	ping(cpu);
+	con_printf("hostileguest: initreal=%.*s: apic id %u up from start %u\n", (int)w->len, w->s,
+	           apic_ids[cpu], ap_gen[cpu]);
+}
+
+/* realspin: every AP loops in real mode (cli; jmp $) from here on. */
+static void realspin(void)
+{
+	smp_setup();
+	for (int i = 0; i < ncpus; i++)
+		if (i != bsp)
+			start_at(i, RM_SPIN);
+	con_printf("hostileguest: realspin: %d aps loop in real mode\n", ncpus - 1);
+}
+
+/* sipibad=W: start the first AP at startup code no OS would point it to, wait 100 ms and
+ * say so (if the VM still runs):
+ *   ud       ud2 in real mode (#UD through the interrupt vector table)
+ *   zeros    a page of zeros, then code that writes a marker (checked)
+ *   ptables  vector 0x09: hearth's boot page tables (LAYOUT_PML4) as code
+ *   v00      vector 0x00 (the real-mode IVT, then the boot GDT)
+ *   vff      vector 0xff (0xff000: the reset vector's page, then the kernel at 1 MiB)
+ *   farbase  lgdt, CR0.PE, far jump to 16-bit code whose base is in the device gap
+ *   gdtnowhere  the same with the GDT itself outside RAM
+ *   nmi      cli; jmp $ in real mode, then an NMI to it (the IVT's vector 2)
+ */
+static void sipibad(const struct token *w)
+{
+	int cpu = ap(0);
+
+	smp_setup();
+	if (rt_token_is(w, "ud")) {
+		start_at(cpu, RM_UD);
+	} else if (rt_token_is(w, "zeros")) {
+		set_marker(RM_MARK, 0);
+		start_at(cpu, RM_ZEROS);
+		for (unsigned i = 0; i < 1000 && marker(RM_MARK) != MARK; i++)
+			delay_ms(1);
+		if (marker(RM_MARK) != MARK)
+			smp_fail("the zero page did not run into the marker code");
+	} else if (rt_token_is(w, "ptables")) {
+		start_at(cpu, 0x9000);
+	} else if (rt_token_is(w, "v00")) {
+		start_at(cpu, 0);
+	} else if (rt_token_is(w, "vff")) {
+		start_at(cpu, 0xff000);
+	} else if (rt_token_is(w, "farbase")) {
+		put_far(FAR_BASE, RM_FAR + RM_GDT);
+		start_at(cpu, RM_FAR);
+	} else if (rt_token_is(w, "gdtnowhere")) {
+		put_far(TRAMP_BASE, GDT_NOWHERE);
+		start_at(cpu, RM_FAR);
+	} else if (rt_token_is(w, "nmi")) {
+		start_at(cpu, RM_SPIN);
+		delay_ms(20);
+		ipi(apic_ids[cpu], ICR_NMI, "NMI");
+	} else {
+		con_printf("hostileguest: unknown action sipibad=%.*s\n", (int)w->len, w->s);
+		guest_exit(EXIT_UNKNOWN);
+	}
+	delay_ms(100);
+	con_printf("hostileguest: sipibad=%.*s: the BSP goes on\n", (int)w->len, w->s);
+}
+
+/* bcast: INIT, INIT de-assert and STARTUP to all but self (shorthand), to code that counts
+ * the APs in (lock incw) and halts; then another STARTUP to all (ignored: they run). */
+static void bcast(void)
+{
+	volatile uint16_t *count = (volatile uint16_t *)(uintptr_t)(RM_COUNT + RM_MARKER);
+	uint64_t end;
+
+	smp_setup();
+	*count = 0;
+	ipi_all_but_self(INIT_ASSERT, "INIT to all");
+	ipi_all_but_self(INIT_DEASSERT, "INIT de-assert to all");
+	delay_ms(10);
+	ipi_all_but_self(LAPIC_ICR_STARTUP | (RM_COUNT >> 12), "STARTUP to all");
+	end = ticks + TIMEOUT_MS + 1;
+	while (*count < ncpus - 1 && ticks < end)
+		delay_ms(1);
+	ipi_all_but_self(LAPIC_ICR_STARTUP | (RM_COUNT >> 12), "STARTUP to all again");
+	delay_ms(50);
+	con_printf("hostileguest: bcast: %u of %d aps counted in\n", *count, ncpus - 1);
+}
+
+/* nowhere: fixed, NMI, INIT and STARTUP IPIs to APIC IDs no CPU has: each must leave the
+ * ICR idle, and nothing else happen. */
+static void nowhere(void)
+{
+	static const uint8_t ids[] = {MAX_CPUS, 0x7f, 0xfe};
+	static const uint32_t kinds[] = {LAPIC_ICR_FIXED | VEC_PING, ICR_NMI, INIT_ASSERT,
+	                                 INIT_DEASSERT, LAPIC_ICR_STARTUP | (RM_MARK >> 12)};
+
+	smp_setup();
+	set_marker(RM_MARK, 0);
+	for (unsigned i = 0; i < sizeof(ids); i++)
+		for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+			ipi(ids[i], kinds[k], "an IPI to nowhere");
+	delay_ms(20);
+	if (marker(RM_MARK))
+		smp_fail("a STARTUP to nowhere started a CPU");
+	con_printf("hostileguest: nowhere: %u IPIs to no CPU\n",
+	           (unsigned)(sizeof(ids) * sizeof(kinds) / sizeof(kinds[0])));
+}
+
+/* icrstorm=N: every AP started (one at a time; each waits for the others), then all CPUs at
+ * once send N rounds of a
+ * fixed IPI and a STARTUP (ignored: they run) to every other CPU; every CPU must have taken
+ * pings, and every AP must answer one afterwards. */
+static void icrstorm(uint64_t n)
+{
+	uint64_t end;
+
+	smp_setup();
+	storm_rounds = (unsigned)n;
+	storm_done = 0;
+	set_marker(RM_MARK, 0);
+	for (int i = 0; i < ncpus; i++)
+		if (i != bsp)
+			start_ap(i, AP_STORM);
+	__atomic_store_n(&storm_go, true, __ATOMIC_RELEASE);
+	for (unsigned r = 0; r < n; r++)
+		for (int i = 0; i < ncpus; i++)
+			if (i != bsp) {
+				lapic_send_ipi(apic_ids[i], LAPIC_ICR_FIXED | VEC_PING);
+				wait_icr("storm ping");
+			}
+	end = ticks + 10 * TIMEOUT_MS;
+	while (storm_done < (unsigned)ncpus - 1 && ticks < end)
+		delay_ms(1);
+	if (storm_done != (unsigned)ncpus - 1)
+		smp_fail("%u of %d aps finished the storm", storm_done, ncpus - 1);
+	delay_ms(20);
+	for (int i = 0; i < ncpus; i++)
+		if (!pings[i])
+			smp_fail("apic id %u took no IPI in the storm", apic_ids[i]);
+	if (marker(RM_MARK))
+		smp_fail("a STARTUP to a running AP restarted it");
+	for (int i = 0; i < ncpus; i++)
+		if (i != bsp)
+			ping(i);
+	con_printf("hostileguest: icrstorm: %d cpus, %lu rounds each\n", ncpus, (unsigned long)n);
+}
+
 static void run(const struct token *tok)
 {
 	struct token v;
+	uint64_t n;
 
 	if (rt_token_value(tok, "path", &v)) {
 		size_t n = v.len < sizeof(path) - 1 ? v.len : sizeof(path) - 1;
@@ -331,6 +1013,32 @@ static void run(const struct token *tok)
 		scribble(&v);
 	} else if (rt_token_is(tok, "notify")) {
 		notify();
+	} else if (rt_token_value(tok, "sipistorm", &v)) {
+		if (!rt_parse_u64(&v, &n))
+			guest_exit(EXIT_UNKNOWN);
+		sipistorm(n);
+	} else if (rt_token_is(tok, "sipiraw")) {
+		sipiraw();
+	} else if (rt_token_is(tok, "initbsp")) {
+		initbsp();
+	} else if (rt_token_is(tok, "initbusy")) {
+		initbusy();
+	} else if (rt_token_is(tok, "inithalt")) {
+		inithalt();
+	} else if (rt_token_value(tok, "initreal", &v)) {
+		initreal(&v);
+	} else if (rt_token_is(tok, "realspin")) {
+		realspin();
+	} else if (rt_token_value(tok, "sipibad", &v)) {
+		sipibad(&v);
+	} else if (rt_token_is(tok, "bcast")) {
+		bcast();
+	} else if (rt_token_is(tok, "nowhere")) {
+		nowhere();
+	} else if (rt_token_value(tok, "icrstorm", &v)) {
+		if (!rt_parse_u64(&v, &n))
+			guest_exit(EXIT_UNKNOWN);
+		icrstorm(n);
 	} else if (rt_token_is(tok, "halt")) {
 		con_flush();
 		guest_halt();

@@ -159,3 +159,207 @@ def test_a_loop_with_interrupts_off_ends_at_the_timeout(guest, mmu):
                    "--timeout", "1", timeout=30)
     assert r.code == EXIT_TIMEOUT, r.err
     assert time.monotonic() - t0 < 10
+
+
+# ---- SMP: INIT, STARTUP and other IPIs an OS would never send (hostileguest's SMP actions) --
+
+EXIT_SMP = 5  # hostileguest: an SMP check failed ("hostileguest: smp: ...")
+
+def smp_engine(hearth):
+    if hearth.mmu == "shadow":
+        pytest.skip("the shadow engine parks application processors")
+
+
+def hostile_smp(hearth, vcpus, cmdline, timeout=20):
+    t0 = time.monotonic()
+    r = hearth("--kernel", GUESTS / "hostileguest.elf", "--vcpus", vcpus, "--cmdline", cmdline,
+               "--timeout", timeout, timeout=timeout + 30)
+    r.elapsed = time.monotonic() - t0
+    return r
+
+
+def test_a_startup_ipi_without_init_leaves_a_running_ap_alone(hearth):
+    # Hardware: STARTUP counts only in wait-for-SIPI; a running AP ignores it. hearth: the
+    # same (lapic.c accept_sipi); the AP still takes a fixed IPI afterwards.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, "sipiraw")
+    assert r.code == 0, r.out + r.err
+    assert "hostileguest: sipiraw ignored by apic id 1" in r.out
+    assert "guest exited with status 0" in r.err
+
+
+def test_init_stops_a_busy_ap_and_without_startup_it_stays_stopped(hearth):
+    # Hardware: INIT stops the AP whatever it runs (interrupts off included); it then waits
+    # for a STARTUP that never comes, and the BSP finishes. hearth: the kick takes the AP's
+    # guest thread out of its loop, and it waits for a SIPI.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, "initbusy")
+    assert r.code == 0, r.out + r.err
+    assert "hostileguest: initbusy: apic id 1 stopped" in r.out
+
+
+def test_init_wakes_an_ap_halted_with_interrupts_off(hearth):
+    # Hardware: INIT wakes a CPU in hlt whatever IF is; STARTUP then starts it again.
+    # hearth: an AP in hlt with IF clear (64-bit code) goes back to wait-for-SIPI.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, "inithalt")
+    assert r.code == 0, r.out + r.err
+    assert "hostileguest: inithalt: apic id 1 up again from start 2" in r.out
+
+
+@pytest.mark.parametrize("vcpus", [2, 4])
+def test_ipis_to_apic_ids_no_cpu_has_reach_nobody(hearth, vcpus):
+    # Hardware (xAPIC): an IPI nobody accepts completes (delivery status idle) and does
+    # nothing. hearth: the same; no STARTUP reaches a CPU, the BSP exits 0.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, vcpus, "nowhere")
+    assert r.code == 0, r.out + r.err
+    assert "hostileguest: nowhere: 15 IPIs to no CPU" in r.out
+
+
+@pytest.mark.parametrize("vcpus", [2, 4])
+def test_broadcast_init_and_startup_start_every_ap(hearth, vcpus):
+    # Hardware: INIT and STARTUP with the all-excluding-self shorthand start every AP; a
+    # second broadcast STARTUP finds them running and is ignored. hearth: every AP runs the
+    # 16-bit code in the interpreter at once, each counts itself in exactly once.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, vcpus, "bcast")
+    assert r.code == 0, r.out + r.err
+    assert f"hostileguest: bcast: {vcpus - 1} of {vcpus - 1} aps counted in" in r.out
+
+
+@pytest.mark.parametrize("vcpus", [2, 4])
+def test_an_icr_storm_from_every_cpu_at_once(hearth, vcpus):
+    # Hardware: every CPU's IPIs are delivered (fixed ones may merge in IRR), STARTUPs to
+    # running CPUs are ignored. hearth: the userspace LAPICs under writes from all vCPUs
+    # at once; every CPU takes IPIs, none restarts, each AP answers afterwards.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, vcpus, "icrstorm=200")
+    assert r.code == 0, r.out + r.err
+    assert f"hostileguest: icrstorm: {vcpus} cpus, 200 rounds each" in r.out
+
+
+def test_a_sipi_storm_leaves_the_ap_startable(hearth):
+    # Hardware: each INIT stops the AP whatever it runs (16-bit loop, zero page, trampoline),
+    # the first STARTUP after it starts it, the others are ignored; after 300 rounds a proper
+    # start brings the AP up from that start. hearth: the same; an AP in its 16-bit code
+    # in the interpreter takes INIT between interpreter slices (before 91e81d7 it never did,
+    # and the proper start never arrived: "did not arrive", status 5).
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, "sipistorm=300", timeout=60)
+    assert r.code == 0, r.out + r.err
+    assert re.search(r"hostileguest: sipistorm 300 rounds, then apic id 1 up from start 301$",
+                     r.out, re.M), r.out
+
+
+@pytest.mark.parametrize("code", ["spin", "clihlt", "stihlt"])
+def test_init_reaches_an_ap_in_its_startup_code(hearth, code):
+    # Hardware: INIT stops an AP in real mode too (looping, or halted with IF either way);
+    # the proper start that follows brings it up. hearth: the same, INIT is looked for
+    # between interpreter slices, and an AP halted there with IF clear waits for INIT and a
+    # SIPI (before 91e81d7 it was parked for good).
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, f"initreal={code}")
+    assert r.code == 0, r.out + r.err
+    assert f"hostileguest: initreal={code}: apic id 1 up from start 1" in r.out
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "process engine: INIT to the BSP resets its local APIC (lapic.c accept_init: "
+    "lapic_reset_regs) although the vCPU ignores INIT: the APIC is software-disabled, its "
+    "timer masked, and the BSP sleeps in hlt until --timeout"))
+def test_init_to_the_bsp_is_ignored():
+    # Hardware (and KVM) would reset the BSP (it restarts at the reset vector). hearth's
+    # process engine documents that the BSP ignores INIT (docs/PROCESS_ENGINE.md, SMP): then
+    # its LAPIC must keep running too, so the tick goes on and the guest exits 0.
+    r = run_hearth("--engine", "process", "--kernel", GUESTS / "hostileguest.elf",
+                   "--vcpus", "2", "--cmdline", "initbsp", "--timeout", "5", timeout=30)
+    assert "hostileguest: initbsp: svr=0x1ff lvt timer=0x20030" in r.out, r.out
+    assert "hostileguest: initbsp: the BSP (apic id 0) goes on" in r.out, r.out
+    assert r.code == 0, r.err
+
+
+# What the process engine does with startup code no OS would point an AP to: the VM stops
+# with one line naming the interpreter's refusal (status 242), ends as the guest's own reset
+# (the reset vector: status 0), or goes on. Hardware would take the exceptions through the
+# real-mode IVT (which holds zeros here: a jump to 0000:0000, and chaos after) or, in 16-bit
+# protected mode with the IDTR's reset value, most likely triple-fault; fetching code from
+# the device gap would run whatever the bus returns.
+SIPIBAD = {
+    # ud2 in real mode: #UD, which hearth does not deliver without an IVT
+    "ud": (EXIT_VMM_ERROR, "16-bit interpreter (real mode): exception 6, which is not "
+           "delivered in real mode (no interrupt vector table) at cs:ip=0x1400:0x0000 "
+           "(bytes: 0f 0b)"),
+    # page 0: zeros (add %al, (%bx,%si)) up to the boot GDT at 0x500; its code descriptor's
+    # limit (ff ff) is an invalid opcode at 0x508
+    "v00": (EXIT_VMM_ERROR, "16-bit interpreter (real mode): exception 6, which is not "
+            "delivered in real mode (no interrupt vector table) at cs:ip=0x0000:0x0508 "
+            "(bytes: ff ff)"),
+    # the boot page tables as code, through zeros into the trampoline at 0x10000 with
+    # CS = 0x900: its lgdt reads another GDT, the far jump is a #GP on a 16-bit stack
+    "ptables": (EXIT_VMM_ERROR, "16-bit interpreter: exception 13, which is not delivered "
+                "on a 16-bit or based stack at cs:ip=0x0900:0x7016"),
+    # a 16-bit code segment based in the device gap: fetching there refuses the run
+    "farbase": (EXIT_VMM_ERROR, "16-bit interpreter: code at 0xd0000000, which is not "
+                "guest RAM (paging is off) at cs:ip=0x0008:0x0000 (bytes: none)"),
+    # the GDT outside RAM: the far jump's descriptor load is a #GP hearth cannot deliver
+    "gdtnowhere": (EXIT_VMM_ERROR, "16-bit interpreter: exception 13, which is not "
+                   "delivered on a 16-bit or based stack at cs:ip=0x1800:0x0015 (bytes: "
+                   "ea 00 00 08 00)"),
+    # zeros up to the reset vector at 0xffff0, whose code resets the machine (i8042)
+    "vff": (0, "guest reset the VM (i8042)"),
+    # a page of zeros runs into the marker code (checked by the guest), which loops
+    "zeros": (0, "guest exited with status 0"),
+    # an NMI to an AP looping in real mode: hearth's interpreter delivers no interrupts, so
+    # it stays pending and the AP loops on (hardware: the IVT's vector 2)
+    "nmi": (0, "guest exited with status 0"),
+}
+
+
+@pytest.mark.parametrize("what", list(SIPIBAD))
+def test_hostile_startup_code_ends_the_vm_cleanly(guest, what):
+    code, line = SIPIBAD[what]
+    t0 = time.monotonic()
+    r = run_hearth("--engine", "process", "--kernel", guest("hostileguest"), "--vcpus", "2",
+                   "--cmdline", f"sipibad={what}", "--timeout", "30", timeout=60)
+    assert r.code == code, r.out + r.err
+    assert line in r.err, r.err
+    went_on = f"hostileguest: sipibad={what}: the BSP goes on" in r.out
+    assert went_on == (code == 0 and what != "vff"), r.out
+    assert len([ln for ln in r.err.splitlines() if "interpreter" in ln]) == (code != 0)
+    assert time.monotonic() - t0 < 25
+
+
+def test_aps_looping_in_real_mode_pause_resume_and_stop(tmp_path):
+    # Hardware: a CPU looping in real mode is just busy. hearth: each AP loops in the
+    # interpreter on a vCPU thread of hearth's, which still stops at the pause checkpoint;
+    # the API answers, and SIGTERM ends the VM.
+    api = Api(tmp_path)
+    try:
+        assert api.put("/machine-config", {"vcpu_count": 4, "mem_size_mib": 64,
+                                           "mmu": "process"})[0] == 204
+        assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "hostileguest.elf"),
+                                        "boot_args": "realspin halt"})[0] == 204
+        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+        api.wait_stdout("hostileguest: realspin: 3 aps loop in real mode")
+        for _ in range(3):
+            t0 = time.monotonic()
+            assert api.patch("/vm", {"state": "Paused"})[0] == 204
+            assert api.get("/")[1]["state"] == "Paused"
+            assert api.patch("/vm", {"state": "Resumed"})[0] == 204
+            assert api.get("/")[1]["state"] == "Running"
+            assert time.monotonic() - t0 < 5
+        api.proc.send_signal(signal.SIGTERM)
+        assert api.proc.wait(10) is not None
+    finally:
+        api.stop()
+
+
+def test_aps_looping_in_real_mode_end_at_the_timeout(guest):
+    t0 = time.monotonic()
+    r = run_hearth("--engine", "process", "--kernel", guest("hostileguest"), "--vcpus", "4",
+                   "--cmdline", "realspin halt", "--timeout", "2", timeout=30)
+    assert r.code == EXIT_TIMEOUT, r.out + r.err
+    assert "hostileguest: realspin: 3 aps loop in real mode" in r.out
+    assert "timeout: the guest ran for 2 s (--timeout)" in r.err
+    assert 2 <= time.monotonic() - t0 < 8
