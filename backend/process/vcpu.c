@@ -788,16 +788,21 @@ static void sipi_state(struct proc_vcpu *pv, uint8_t vector)
 	pv->fs_dirty = pv->gs_dirty = true;
 }
 
-/* INIT and STARTUP IPIs for an AP: INIT stops it (it waits for a SIPI, whatever it ran),
- * a SIPI in that state starts it. The BSP takes neither: INIT to it would be a reset. */
+/* INIT and STARTUP IPIs: INIT stops an AP (it waits for a SIPI, whatever it ran), a SIPI
+ * in that state starts it. INIT to the BSP resets it, which restarts it at the reset vector:
+ * a reset of the VM, which ends it as the KVM engines' reset vector does. */
 static void take_startup(struct proc_vcpu *pv)
 {
 	uint8_t vector = 0;
 	unsigned s;
 
-	if (pv->v->id == 0)
-		return;
 	s = uirq_take_startup(proc_of(vm_of(pv))->uirq, pv->v->id, &vector);
+	if (pv->v->id == 0) {
+		if (s & UIRQ_INIT)
+			vm_request_stop(vm_of(pv), STOP_RESET, 0,
+			                "guest reset the VM (INIT to the boot vCPU)");
+		return;
+	}
 	if (s & UIRQ_INIT) {
 		pv->wait_sipi = true;
 		pv->started_guest = false; /* nothing of its state is left to run */
