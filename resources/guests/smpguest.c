@@ -27,6 +27,8 @@
  *   direct   real mode straight to long mode: CR4.PAE, CR3, EFER.LME, then CR0.PE|PG at once
  * and `ownroot` makes each AP, once in ap_main, load a page-table root of its own (a copy of
  * the boot PML4: the same mappings through another CR3), as kernels with per-CPU roots do.
+ * `rounds=N` (1..100000) plays N rounds instead of ROUNDS, 50 ms apart, each printed as
+ * "smpguest: round K ok" (for snapshots taken while APs run).
  * Tokens whose key contains a '.' are skipped.
  *
  * Exit status: 0 all checks passed; else a "smpguest: FAIL ..." line and
@@ -294,9 +296,12 @@ static void start_aps(void)
 
 /* ---- ping-pong ---- */
 
+static unsigned rounds = ROUNDS;
+static bool paced; /* `rounds=N`: a line per round, 50 ms apart */
+
 static void ping_pong(void)
 {
-	for (unsigned round = 1; round <= ROUNDS; round++) {
+	for (unsigned round = 1; round <= rounds; round++) {
 		for (int i = 0; i < ncpus; i++) {
 			unsigned want = pongs + 1;
 
@@ -317,8 +322,12 @@ static void ping_pong(void)
 				     round, apic_ids[i], pong_from, pings[i], pongs, i, round,
 				     want);
 		}
+		if (paced) {
+			con_printf("smpguest: round %u ok\n", round);
+			delay_ms(50);
+		}
 	}
-	con_printf("smpguest: ipi ping-pong ok (%u rounds with %d aps)\n", ROUNDS, ncpus - 1);
+	con_printf("smpguest: ipi ping-pong ok (%u rounds with %d aps)\n", rounds, ncpus - 1);
 }
 
 /* ---- setup and command line ---- */
@@ -373,7 +382,7 @@ static bool is_foreign_param(const struct token *tok)
 
 static bool want_direct(const char *pos, const char *end)
 {
-	struct token tok;
+	struct token tok, val;
 	bool direct = false;
 
 	while (rt_next_token(&pos, end, &tok)) {
@@ -383,7 +392,16 @@ static bool want_direct(const char *pos, const char *end)
 			direct = false;
 		else if (rt_token_is(&tok, "ownroot"))
 			own_root = true;
-		else if (!is_foreign_param(&tok)) {
+		else if (rt_token_value(&tok, "rounds", &val)) {
+			uint64_t n;
+
+			if (!rt_parse_u64(&val, &n) || n < 1 || n > 100000) {
+				con_printf("smpguest: bad rounds %.*s\n", (int)val.len, val.s);
+				guest_exit(EXIT_UNKNOWN);
+			}
+			rounds = (unsigned)n;
+			paced = true;
+		} else if (!is_foreign_param(&tok)) {
 			con_printf("smpguest: unknown action %.*s\n", (int)tok.len, tok.s);
 			guest_exit(EXIT_UNKNOWN);
 		}

@@ -90,6 +90,37 @@ def test_ticks_continue_with_none_lost_or_repeated(tmp_path, engine, vcpus):
         b.stop()
 
 
+def rounds(text):
+    return [int(t) for t in re.findall(r"smpguest: round (\d+) ok", text)]
+
+
+@pytest.mark.parametrize("vcpus", [2, 4])
+def test_running_application_processors_go_on_after_restore(tmp_path, engine, vcpus):
+    # smpguest's APs are up and answering IPIs, round after round, when the VM is paused and
+    # snapshotted; restored in a fresh hearth, every AP answers the rest of the rounds.
+    if engine == "shadow":
+        pytest.skip("the shadow engine parks application processors")
+    a = Vm(tmp_path, "a")
+    a.boot(engine, "smpguest", "rounds=40", vcpus=vcpus)
+    a.api.wait_stdout("smpguest: round 5 ok", timeout=30)
+    a.snapshot(tmp_path / "s.state", tmp_path / "s.mem")
+    before = rounds(a.api.stdout())
+    assert f"smpguest: {vcpus} cpus up" in a.api.stdout()
+    a.stop()
+    b = Vm(tmp_path, "b")
+    try:
+        status, body = b.load(tmp_path / "s.state", tmp_path / "s.mem")
+        assert status == 204, body
+        b.api.wait_stdout("smpguest: ipi ping-pong ok", timeout=60)
+        info = b.api.wait_state("Stopped")
+        assert info["exit"]["status"] == 0, (b.api.stdout(), b.api.stderr())
+        after = rounds(b.api.stdout())
+        assert before + after == list(range(1, 41)), (before, after)
+        assert f"smpguest: ipi ping-pong ok (40 rounds with {vcpus - 1} aps)" in b.api.stdout()
+    finally:
+        b.stop()
+
+
 def test_load_paused_then_resume(tmp_path, engine):
     a = Vm(tmp_path, "a")
     a.boot(engine, "testguest", "ticks=8")
