@@ -161,6 +161,12 @@ build/fuzz/fuzz_uirq_restore: tests/fuzz/fuzz_uirq_restore.c $(FUZZ_UIRQ_SRCS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_UIRQ_SRCS) -lpthread
 
+# The kernel-image target links the loaders and the boot structures.
+FUZZ_BOOT_SRCS := $(wildcard boot/*.c) vmm/guest_memory.c vmm/layout.c vmm/error.c
+build/fuzz/fuzz_kernel_load: tests/fuzz/fuzz_kernel_load.c $(FUZZ_BOOT_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_BOOT_SRCS) -lpthread
+
 fuzz: $(FUZZ_TARGETS)
 
 # A finding (crash, leak, timeout) fails the target: the full log is printed then.

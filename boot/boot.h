@@ -19,7 +19,9 @@
 #include "vmm/error.h"
 #include "vmm/guest_memory.h"
 
-enum kernel_format { KERNEL_ELF, KERNEL_BZIMAGE };
+struct multiboot_header;
+
+enum kernel_format { KERNEL_ELF, KERNEL_BZIMAGE, KERNEL_MULTIBOOT /* a raw Multiboot image */ };
 
 /* Command-line limit (bytes including the NUL) when the image does not state one. */
 #define BOOT_DEFAULT_CMDLINE_MAX 2048
@@ -44,15 +46,22 @@ struct boot_cpu_state {
 	                 */
 	uint64_t rip;
 	uint64_t rsi; /* Linux 64-bit: boot_params */
-	uint64_t rbx; /* PVH: hvm_start_info */
+	uint64_t rbx; /* PVH: hvm_start_info; Multiboot: multiboot_info */
+	uint64_t rax; /* Multiboot: MULTIBOOT_BOOTLOADER_MAGIC */
 	uint64_t cr3;
 };
 
-/* Parse and load an ELF64 or bzImage kernel from `img` into guest memory. */
+/* Parse and load a kernel from `img` into guest memory: an ELF (64-bit; 32-bit with a
+ * Multiboot header), a bzImage, or a raw Multiboot image (header with load addresses). */
 int kernel_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
                 enum boot_protocol want, struct kernel_image *out, struct error *err);
 int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum boot_protocol want,
              struct kernel_image *out, struct error *err);
+/* Load the image by its Multiboot header's load addresses (MULTIBOOT_AOUT_KLUDGE), the
+ * header found at file offset `off`. */
+int multiboot_load_aout(const struct guest_memory *gm, const uint8_t *img, size_t len,
+                        const struct multiboot_header *h, size_t off, struct kernel_image *out,
+                        struct error *err);
 int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
                  enum boot_protocol want, struct kernel_image *out, struct error *err);
 
@@ -61,8 +70,9 @@ int initrd_load(const struct guest_memory *gm, const struct kernel_image *k, con
                 size_t len, uint64_t *addr_out, struct error *err);
 
 struct boot_args {
-	const char *cmdline;  /* may be NULL (empty) */
-	uint64_t initrd_addr; /* 0 when there is no initrd */
+	const char *cmdline;     /* may be NULL (empty) */
+	const char *kernel_name; /* Multiboot: the first word of its command line; may be NULL */
+	uint64_t initrd_addr;    /* 0 when there is no initrd */
 	uint64_t initrd_size;
 	uint64_t rsdp_addr; /* 0 when there are no ACPI tables */
 };

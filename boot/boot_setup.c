@@ -8,6 +8,7 @@
 #include "boot.h"
 #include "boot_gdt.h"
 #include "vmm/layout.h"
+#include "multiboot.h"
 #include "pvh.h"
 
 #include <asm/bootparam.h>
@@ -65,11 +66,29 @@ static int put(const struct guest_memory *gm, uint64_t gpa, const void *src, uin
 	return 0;
 }
 
+/* The command line, after `first` and a space when there is a `first`. */
 static int write_cmdline(const struct guest_memory *gm, const struct kernel_image *k,
-                         const char *cmdline, struct error *err)
+                         const char *cmdline, const char *first, struct error *err)
 {
 	const char *c = cmdline ? cmdline : "";
-	size_t n = strlen(c) + 1;
+	size_t n = strlen(c) + 1, nf = first && *first ? strlen(first) + 1 : 0;
+
+	if (nf) {
+		if (n + nf > k->cmdline_max || n + nf > LAYOUT_CMDLINE_MAX)
+			return err_set(
+			    err,
+			    "command line with the kernel's name in front is %zu bytes, "
+			    "the limit is %" PRIu32 " (both counting the terminating NUL)",
+			    n + nf,
+			    k->cmdline_max < LAYOUT_CMDLINE_MAX ? k->cmdline_max
+			                                        : (uint32_t)LAYOUT_CMDLINE_MAX);
+		if (n == 1) /* no arguments: the name alone */
+			return put(gm, LAYOUT_CMDLINE, first, nf, "command line", err);
+		if (put(gm, LAYOUT_CMDLINE, first, nf - 1, "command line", err) ||
+		    put(gm, LAYOUT_CMDLINE + nf - 1, " ", 1, "command line", err))
+			return -1;
+		return put(gm, LAYOUT_CMDLINE + nf, c, n, "command line", err);
+	}
 
 	if (n > k->cmdline_max)
 		return err_set(err,
@@ -218,6 +237,67 @@ static int setup_pvh(const struct guest_memory *gm, const struct kernel_image *k
 	return 0;
 }
 
+/* Multiboot: the info structure in the zero page (the boot loader's name after it), the
+ * memory map where PVH's goes, the initrd as the one module. The command line starts with
+ * the kernel's name, as GRUB and QEMU pass it (Multiboot kernels skip that first word). */
+static int setup_multiboot(const struct guest_memory *gm, const struct kernel_image *k,
+                           const struct boot_args *args, const struct mem_region *map, int nmap,
+                           struct boot_cpu_state *cpu, struct error *err)
+{
+	static const char loader[] = "hearth";
+	const uint64_t name_at = LAYOUT_ZERO_PAGE + 0x200, mod_string_at = name_at + 0x20;
+	struct multiboot_mmap_entry mm[LAYOUT_MAX_REGIONS];
+	struct multiboot_info mi;
+
+	_Static_assert(LAYOUT_ZERO_PAGE + 0x200 >= LAYOUT_ZERO_PAGE + sizeof(mi) &&
+	                   sizeof(loader) <= 0x20,
+	               "Multiboot strings overlap the info");
+	memset(&mi, 0, sizeof(mi));
+	mi.flags = MULTIBOOT_INFO_MEMORY | MULTIBOOT_INFO_CMDLINE | MULTIBOOT_INFO_MEM_MAP |
+	           MULTIBOOT_INFO_LOADER_NAME;
+	for (int i = 0; i < nmap; i++) {
+		mm[i] = (struct multiboot_mmap_entry){sizeof(mm[i]) - 4, map[i].addr, map[i].size,
+		                                      map[i].type};
+		if (map[i].type != MEM_RAM)
+			continue;
+		if (map[i].addr == 0)
+			mi.mem_lower = (uint32_t)(map[i].size / 1024);
+		if (map[i].addr == LAYOUT_KERNEL_START)
+			mi.mem_upper = (uint32_t)(map[i].size / 1024);
+	}
+	mi.mmap_addr = LAYOUT_PVH_MEMMAP;
+	mi.mmap_length = (uint32_t)(nmap * sizeof(mm[0]));
+	mi.cmdline = LAYOUT_CMDLINE;
+	mi.boot_loader_name = (uint32_t)name_at;
+	if (put(gm, LAYOUT_PVH_MEMMAP, mm, nmap * sizeof(mm[0]), "Multiboot memory map", err))
+		return -1;
+	if (args->initrd_size) {
+		struct multiboot_module mod = {(uint32_t)args->initrd_addr,
+		                               (uint32_t)(args->initrd_addr + args->initrd_size),
+		                               (uint32_t)mod_string_at, 0};
+
+		if (args->initrd_addr + args->initrd_size > (1ULL << 32))
+			return err_set(err, "a Multiboot module must lie below 4 GiB");
+		if (put(gm, LAYOUT_PVH_MODLIST, &mod, sizeof(mod), "Multiboot module list", err))
+			return -1;
+		mi.flags |= MULTIBOOT_INFO_MODS;
+		mi.mods_count = 1;
+		mi.mods_addr = LAYOUT_PVH_MODLIST;
+	}
+	if (gm_fill(gm, LAYOUT_ZERO_PAGE, 0, ZERO_PAGE_SIZE))
+		return err_set(err, "Multiboot info page at 0x%llx is outside guest RAM",
+		               LAYOUT_ZERO_PAGE);
+	if (put(gm, LAYOUT_ZERO_PAGE, &mi, sizeof(mi), "Multiboot info", err) ||
+	    put(gm, name_at, loader, sizeof(loader), "Multiboot loader name", err) ||
+	    put(gm, mod_string_at, "initrd", sizeof("initrd"), "Multiboot module name", err))
+		return -1;
+	cpu->long_mode = false;
+	cpu->rip = k->entry;
+	cpu->rax = MULTIBOOT_BOOTLOADER_MAGIC;
+	cpu->rbx = LAYOUT_ZERO_PAGE;
+	return 0;
+}
+
 static int check_initrd(const struct guest_memory *gm, const struct kernel_image *k,
                         const struct boot_args *args, struct error *err)
 {
@@ -265,7 +345,8 @@ int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
 	int nmap;
 
 	memset(cpu, 0, sizeof(*cpu));
-	if (k->proto != BOOT_PROTO_LINUX64 && k->proto != BOOT_PROTO_PVH)
+	if (k->proto != BOOT_PROTO_LINUX64 && k->proto != BOOT_PROTO_PVH &&
+	    k->proto != BOOT_PROTO_MULTIBOOT)
 		return err_set(err, "kernel image has no boot protocol chosen (%d)", (int)k->proto);
 	if (check_initrd(gm, k, args, err))
 		return -1;
@@ -280,10 +361,13 @@ int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
 			               ") is not backed by guest memory",
 			               map[i].addr, map[i].addr + map[i].size);
 
-	if (write_cmdline(gm, k, args->cmdline, err) || write_gdt(gm, err) ||
-	    write_reset_vector(gm, err))
+	if (write_cmdline(gm, k, args->cmdline,
+	                  k->proto == BOOT_PROTO_MULTIBOOT ? args->kernel_name : NULL, err) ||
+	    write_gdt(gm, err) || write_reset_vector(gm, err))
 		return -1;
 	if (k->proto == BOOT_PROTO_LINUX64)
 		return setup_linux(gm, k, args, map, nmap, cpu, err);
+	if (k->proto == BOOT_PROTO_MULTIBOOT)
+		return setup_multiboot(gm, k, args, map, nmap, cpu, err);
 	return setup_pvh(gm, k, args, map, nmap, cpu, err);
 }

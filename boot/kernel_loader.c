@@ -1,5 +1,6 @@
 /* Kernel format dispatch and read-only file mapping. */
 #include "boot.h"
+#include "multiboot.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -16,12 +17,24 @@
 int kernel_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
                 enum boot_protocol want, struct kernel_image *out, struct error *err)
 {
+	struct multiboot_header mb;
+	long mb_off;
+
 	if (len >= SELFMAG && memcmp(img, ELFMAG, SELFMAG) == 0)
 		return elf_load(gm, img, len, want, out, err);
 	if (len >= BZIMAGE_MAGIC_OFFSET + 4 &&
 	    memcmp(img + BZIMAGE_MAGIC_OFFSET, BZIMAGE_MAGIC, 4) == 0)
 		return bzimage_load(gm, img, len, want, out, err);
-	return err_set(err, "not an ELF64 or bzImage kernel (bad magic)");
+	mb_off = multiboot_find(img, len, &mb);
+	if (mb_off >= 0 && (mb.flags & MULTIBOOT_AOUT_KLUDGE)) {
+		if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_MULTIBOOT)
+			return err_set(err, "a raw Multiboot image has only the Multiboot entry");
+		return multiboot_load_aout(gm, img, len, &mb, (size_t)mb_off, out, err);
+	}
+	if (mb_off >= 0)
+		return err_set(err, "a Multiboot header without load addresses (flag 16) in a file "
+		                    "that is not an ELF: nothing says where to load it");
+	return err_set(err, "not an ELF, bzImage or Multiboot kernel (bad magic)");
 }
 
 /* Stands in for the mapping of an empty file, so callers never see NULL. */

@@ -1,14 +1,17 @@
 /*
- * ELF64 x86_64 kernel loader (e.g. an uncompressed vmlinux).
+ * ELF kernel loader: ELF64 x86_64 (e.g. an uncompressed vmlinux), and ELF32 i386 for
+ * Multiboot kernels.
  *
  * Every field read from the image is checked before use: the ELF and program headers must be
  * inside the file, every PT_LOAD must be inside the file and inside guest RAM at or above
  * LAYOUT_KERNEL_START, and PT_NOTE segments are walked with bounds checks. Segments are
  * loaded by physical address (p_paddr). A "Xen" note of type XEN_ELFNOTE_PHYS32_ENTRY gives
- * the PVH entry point; otherwise e_entry is the Linux 64-bit entry.
+ * the PVH entry point; a Multiboot header makes e_entry the 32-bit Multiboot entry (see
+ * pick_proto); otherwise e_entry is the Linux 64-bit entry.
  */
 #include "boot.h"
 #include "vmm/layout.h"
+#include "multiboot.h"
 #include "pvh.h"
 
 #include <elf.h>
@@ -138,51 +141,158 @@ static int check_load(const struct guest_memory *gm, size_t len, const Elf64_Phd
 	return 0;
 }
 
-int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum boot_protocol want,
-             struct kernel_image *out, struct error *err)
-{
-	uint64_t phsize, lo = UINT64_MAX, hi = 0, entry;
-	enum boot_protocol proto;
-	uint32_t pvh_entry = 0;
-	bool have_pvh = false;
-	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
-	int loads = 0;
+/* The ELF header fields the loader uses, from an ELF64 or ELF32 header. */
+struct elf_info {
+	bool is32;
+	uint16_t machine, type, phnum, phentsize;
+	uint64_t entry, phoff;
+};
 
-	memset(out, 0, sizeof(*out));
-	if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_LINUX64 && want != BOOT_PROTO_PVH)
-		return err_set(err, "unknown boot protocol %d", (int)want);
-	if (len < sizeof(eh))
-		return err_set(err, "ELF kernel truncated: %zu bytes, the ELF header needs %zu",
-		               len, sizeof(eh));
-	memcpy(&eh, img, sizeof(eh));
-	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+static int read_ehdr(const uint8_t *img, size_t len, struct elf_info *e, struct error *err)
+{
+	if (len < SELFMAG || memcmp(img, ELFMAG, SELFMAG) != 0)
 		return err_set(err, "not an ELF file (bad magic)");
-	if (eh.e_ident[EI_CLASS] != ELFCLASS64)
-		return err_set(err, "ELF class %u is not ELFCLASS64: a 64-bit kernel is required",
-		               eh.e_ident[EI_CLASS]);
-	if (eh.e_ident[EI_DATA] != ELFDATA2LSB)
+	if (len < EI_NIDENT)
+		return err_set(err, "ELF kernel truncated: %zu bytes", len);
+	if (img[EI_DATA] != ELFDATA2LSB)
 		return err_set(err, "ELF data encoding %u is not little-endian (ELFDATA2LSB)",
-		               eh.e_ident[EI_DATA]);
-	if (eh.e_machine != EM_X86_64)
-		return err_set(err, "ELF machine %u is not x86_64 (EM_X86_64)", eh.e_machine);
-	if (eh.e_type != ET_EXEC)
-		return err_set(err, "ELF type %u is not an executable (ET_EXEC)", eh.e_type);
-	if (eh.e_phnum == 0)
+		               img[EI_DATA]);
+	if (img[EI_CLASS] == ELFCLASS64) {
+		Elf64_Ehdr eh;
+
+		if (len < sizeof(eh))
+			return err_set(err,
+			               "ELF kernel truncated: %zu bytes, the ELF header needs %zu",
+			               len, sizeof(eh));
+		memcpy(&eh, img, sizeof(eh));
+		*e = (struct elf_info){false,          eh.e_machine, eh.e_type, eh.e_phnum,
+		                       eh.e_phentsize, eh.e_entry,   eh.e_phoff};
+	} else if (img[EI_CLASS] == ELFCLASS32) {
+		Elf32_Ehdr eh;
+
+		if (len < sizeof(eh))
+			return err_set(err,
+			               "ELF kernel truncated: %zu bytes, the ELF header needs %zu",
+			               len, sizeof(eh));
+		memcpy(&eh, img, sizeof(eh));
+		*e = (struct elf_info){true,           eh.e_machine, eh.e_type, eh.e_phnum,
+		                       eh.e_phentsize, eh.e_entry,   eh.e_phoff};
+	} else {
+		return err_set(err, "ELF class %u is neither ELFCLASS64 nor ELFCLASS32",
+		               img[EI_CLASS]);
+	}
+	if (e->machine != (e->is32 ? EM_386 : EM_X86_64))
+		return err_set(err, "ELF machine %u is not %s", e->machine,
+		               e->is32 ? "i386 (EM_386) in a 32-bit ELF" : "x86_64 (EM_X86_64)");
+	if (e->type != ET_EXEC)
+		return err_set(err, "ELF type %u is not an executable (ET_EXEC)", e->type);
+	if (e->phnum == 0)
 		return err_set(err, "ELF has no program headers (no PT_LOAD segment)");
-	if (eh.e_phentsize != sizeof(Elf64_Phdr))
-		return err_set(err, "ELF e_phentsize is %u, expected %zu", eh.e_phentsize,
-		               sizeof(Elf64_Phdr));
-	phsize = (uint64_t)eh.e_phnum * eh.e_phentsize; /* 16-bit * 16-bit: cannot overflow */
-	if (!in_file(eh.e_phoff, phsize, len))
+	if (e->phentsize != (e->is32 ? sizeof(Elf32_Phdr) : sizeof(Elf64_Phdr)))
+		return err_set(err, "ELF e_phentsize is %u, expected %zu", e->phentsize,
+		               e->is32 ? sizeof(Elf32_Phdr) : sizeof(Elf64_Phdr));
+	/* 16-bit * 16-bit: cannot overflow */
+	if (!in_file(e->phoff, (uint64_t)e->phnum * e->phentsize, len))
 		return err_set(err,
 		               "ELF program headers (offset 0x%" PRIx64 ", %u x %u bytes) are "
 		               "beyond the end of the file (%zu bytes)",
-		               eh.e_phoff, eh.e_phnum, eh.e_phentsize, len);
+		               e->phoff, e->phnum, e->phentsize, len);
+	return 0;
+}
+
+/* Program header i, widened to the ELF64 layout. */
+static void read_phdr(const uint8_t *img, const struct elf_info *e, unsigned i, Elf64_Phdr *ph)
+{
+	const uint8_t *at = img + e->phoff + (uint64_t)i * e->phentsize;
+
+	if (!e->is32) {
+		memcpy(ph, at, sizeof(*ph));
+		return;
+	}
+	Elf32_Phdr p;
+
+	memcpy(&p, at, sizeof(p));
+	*ph = (Elf64_Phdr){.p_type = p.p_type,
+	                   .p_flags = p.p_flags,
+	                   .p_offset = p.p_offset,
+	                   .p_vaddr = p.p_vaddr,
+	                   .p_paddr = p.p_paddr,
+	                   .p_filesz = p.p_filesz,
+	                   .p_memsz = p.p_memsz,
+	                   .p_align = p.p_align};
+}
+
+/*
+ * Which entry: asked for, or (auto) the PVH note, else a Multiboot header whose entry is the
+ * ELF's own (a 32-bit ELF: any Multiboot header), else the Linux 64-bit entry. An ELF64 whose
+ * Multiboot header names another entry is also a 64-bit-entry kernel, as Firecracker would
+ * boot it; `--boot multiboot` takes the header's.
+ */
+static int pick_proto(enum boot_protocol want, const struct elf_info *e, bool have_pvh,
+                      bool have_mb, const struct multiboot_header *mb, enum boot_protocol *proto,
+                      struct error *err)
+{
+	bool mb_entry_is_elf =
+	    have_mb && (!(mb->flags & MULTIBOOT_AOUT_KLUDGE) || mb->entry_addr == e->entry);
+
+	switch (want) {
+	case BOOT_PROTO_PVH:
+		if (!have_pvh)
+			return err_set(err, "ELF kernel has no PVH entry note "
+			                    "(XEN_ELFNOTE_PHYS32_ENTRY)");
+		break;
+	case BOOT_PROTO_MULTIBOOT:
+		if (!have_mb)
+			return err_set(err,
+			               "the kernel has no Multiboot header (magic 0x1badb002 in "
+			               "its first 8 KiB)");
+		break;
+	case BOOT_PROTO_LINUX64:
+		if (e->is32)
+			return err_set(err, "a 32-bit ELF has no Linux 64-bit entry");
+		break;
+	default:
+		if (have_pvh)
+			want = BOOT_PROTO_PVH;
+		else if (have_mb && (e->is32 || mb_entry_is_elf))
+			want = BOOT_PROTO_MULTIBOOT;
+		else if (e->is32)
+			return err_set(err,
+			               "a 32-bit ELF without a Multiboot header or PVH note: "
+			               "hearth boots 64-bit ELF kernels (Linux 64-bit entry or "
+			               "PVH note), Multiboot kernels and bzImages");
+		else
+			want = BOOT_PROTO_LINUX64;
+	}
+	*proto = want;
+	return want == BOOT_PROTO_MULTIBOOT ? multiboot_check(mb, err) : 0;
+}
+
+int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum boot_protocol want,
+             struct kernel_image *out, struct error *err)
+{
+	uint64_t lo = UINT64_MAX, hi = 0, entry;
+	enum boot_protocol proto = BOOT_PROTO_AUTO;
+	struct multiboot_header mb;
+	uint32_t pvh_entry = 0;
+	bool have_pvh = false, have_mb;
+	struct elf_info e = {0};
+	Elf64_Phdr ph;
+	long mb_off;
+	int loads = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_LINUX64 && want != BOOT_PROTO_PVH &&
+	    want != BOOT_PROTO_MULTIBOOT)
+		return err_set(err, "unknown boot protocol %d", (int)want);
+	if (read_ehdr(img, len, &e, err))
+		return -1;
+	mb_off = multiboot_find(img, len, &mb);
+	have_mb = mb_off >= 0;
 
 	/* Pass 1: validate every segment and find the PVH note; nothing is written yet. */
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		memcpy(&ph, img + eh.e_phoff + (uint64_t)i * eh.e_phentsize, sizeof(ph));
+	for (unsigned i = 0; i < e.phnum; i++) {
+		read_phdr(img, &e, i, &ph);
 		if (ph.p_type == PT_LOAD) {
 			if (check_load(gm, len, &ph, i, &loads, err))
 				return -1;
@@ -192,7 +302,7 @@ int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum
 				lo = ph.p_paddr;
 			if (ph.p_paddr + ph.p_memsz > hi)
 				hi = ph.p_paddr + ph.p_memsz;
-		} else if (ph.p_type == PT_NOTE) {
+		} else if (ph.p_type == PT_NOTE && !e.is32) {
 			if (scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, &out->linux_kernel,
 			               err))
 				return -1;
@@ -200,23 +310,32 @@ int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum
 	}
 	if (loads == 0)
 		return err_set(err, "ELF has no PT_LOAD segment with bytes to load");
+	if (pick_proto(want, &e, have_pvh, have_mb, &mb, &proto, err))
+		return -1;
+	/* A Multiboot header with load addresses wins over the program headers (GRUB's rule). */
+	if (proto == BOOT_PROTO_MULTIBOOT && (mb.flags & MULTIBOOT_AOUT_KLUDGE)) {
+		bool linux_kernel = out->linux_kernel;
 
-	if (want == BOOT_PROTO_PVH && !have_pvh)
-		return err_set(err, "ELF kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)");
-	if (want == BOOT_PROTO_PVH || (want == BOOT_PROTO_AUTO && have_pvh)) {
-		proto = BOOT_PROTO_PVH;
-		entry = pvh_entry;
-	} else {
-		proto = BOOT_PROTO_LINUX64;
-		entry = eh.e_entry;
+		if (multiboot_load_aout(gm, img, len, &mb, (size_t)mb_off, out, err))
+			return -1;
+		out->format = KERNEL_ELF;
+		out->linux_kernel = linux_kernel;
+		return 0;
 	}
+	entry = proto == BOOT_PROTO_PVH ? pvh_entry : e.entry;
 	if (!gm_range_ok(gm, entry, 1))
 		return err_set(err, "ELF %s entry point 0x%" PRIx64 " is not in guest RAM",
-		               proto == BOOT_PROTO_PVH ? "PVH" : "64-bit", entry);
+		               proto == BOOT_PROTO_PVH         ? "PVH"
+		               : proto == BOOT_PROTO_MULTIBOOT ? "Multiboot"
+		                                               : "64-bit",
+		               entry);
+	if (proto == BOOT_PROTO_MULTIBOOT && entry > UINT32_MAX)
+		return err_set(err, "ELF Multiboot entry point 0x%" PRIx64 " is above 4 GiB",
+		               entry);
 
 	/* Pass 2: copy p_filesz bytes and zero the rest up to p_memsz. */
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		memcpy(&ph, img + eh.e_phoff + (uint64_t)i * eh.e_phentsize, sizeof(ph));
+	for (unsigned i = 0; i < e.phnum; i++) {
+		read_phdr(img, &e, i, &ph);
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
 		if (gm_write(gm, ph.p_paddr, img + ph.p_offset, ph.p_filesz) ||

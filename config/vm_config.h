@@ -12,9 +12,10 @@
 
 /* Which kernel entry to use (vmm/boot.h loads the kernel). */
 enum boot_protocol {
-	BOOT_PROTO_AUTO,    /* PVH when the ELF has a PVH note, else Linux 64-bit */
-	BOOT_PROTO_LINUX64, /* Linux 64-bit boot protocol: long mode, %rsi = boot_params */
-	BOOT_PROTO_PVH,     /* PVH: 32-bit protected mode, %ebx = hvm_start_info */
+	BOOT_PROTO_AUTO,      /* PVH note, else Multiboot header, else Linux 64-bit (loaders) */
+	BOOT_PROTO_LINUX64,   /* Linux 64-bit boot protocol: long mode, %rsi = boot_params */
+	BOOT_PROTO_PVH,       /* PVH: 32-bit protected mode, %ebx = hvm_start_info */
+	BOOT_PROTO_MULTIBOOT, /* Multiboot v1: 32-bit, %eax = 0x2badb002, %ebx = info */
 };
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };

@@ -233,7 +233,7 @@ static int get_config(struct snap_r *r, struct vm_config *cfg, struct error *err
 	}
 	free(json);
 	if (!snap_get_bool(&s, &cfg->virtio_console) || !snap_get_u32(&s, &proto) ||
-	    proto > BOOT_PROTO_PVH)
+	    proto > BOOT_PROTO_MULTIBOOT)
 		return snap_bad(&s, err, "devices");
 	cfg->boot_protocol = (enum boot_protocol)proto;
 	return snap_section_done(&s, err);

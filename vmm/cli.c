@@ -89,8 +89,11 @@ void cli_usage(FILE *f)
 	    "                       sandboxed host process. Default auto: process without a\n"
 	    "                       usable /dev/kvm, shadow where KVM emulates guest CPL0,\n"
 	    "                       else hardware (always hardware for Linux kernels)\n"
-	    "  --boot auto|linux|pvh  ELF entry to use: auto = PVH note if present, else the\n"
-	    "                       Linux 64-bit entry (hearth extension)\n"
+	    "  --boot auto|linux|pvh|multiboot\n"
+	    "                       kernel entry to use: auto = PVH note if present, else a\n"
+	    "                       Multiboot header whose entry is the ELF's (any 32-bit ELF\n"
+	    "                       or raw image), else the Linux 64-bit entry (hearth\n"
+	    "                       extension)\n"
 	    "  --drive PATH[,ro][,id=NAME]\n"
 	    "                       a virtio-blk disk on a raw image file (repeatable, up to\n"
 	    "                       %d); the first is /dev/vda in Linux; NAME ([A-Za-z0-9_])\n"
@@ -375,8 +378,11 @@ enum cli_result cli_parse(int argc, char **argv, struct vm_config *cfg, struct c
 				cfg->boot_protocol = BOOT_PROTO_LINUX64;
 			else if (!strcmp(optarg, "pvh"))
 				cfg->boot_protocol = BOOT_PROTO_PVH;
+			else if (!strcmp(optarg, "multiboot"))
+				cfg->boot_protocol = BOOT_PROTO_MULTIBOOT;
 			else {
-				err_set(err, "--boot '%s': expected auto, linux or pvh", optarg);
+				err_set(err, "--boot '%s': expected auto, linux, pvh or multiboot",
+				        optarg);
 				return CLI_ERROR;
 			}
 			break;

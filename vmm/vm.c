@@ -390,7 +390,7 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 	const uint8_t *img = NULL, *rd = NULL;
 	size_t len = 0, rdlen = 0;
 	struct kernel_image k;
-	struct boot_args args = {.cmdline = vm->cmdline};
+	struct boot_args args = {.cmdline = vm->cmdline, .kernel_name = cfg->kernel_path};
 	int r = -1;
 
 	if (file_map(cfg->kernel_path, &img, &len, err) ||

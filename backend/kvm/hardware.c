@@ -65,6 +65,7 @@ static int hw_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	r.rip = boot->rip;
 	r.rsi = boot->rsi;
 	r.rbx = boot->rbx;
+	r.rax = boot->rax;
 	if (boot->long_mode)
 		r.rsp = r.rbp = BOOT_STACK;
 	if (ioctl(fd, KVM_SET_REGS, &r) < 0)

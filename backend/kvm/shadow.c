@@ -593,6 +593,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	r.rsp = boot->long_mode ? 0x8ff0 : 0;
 	r.rflags = 2; /* interrupts off */
 	r.rbx = boot->rbx;
+	r.rax = boot->rax;
 	r.rsi = boot->rsi;
 	if (ioctl(kvcpu_of(v)->fd, KVM_SET_REGS, &r) < 0)
 		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));

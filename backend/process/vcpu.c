@@ -760,6 +760,7 @@ static void boot_state(struct proc_vcpu *pv)
 	c->r.rip = b->rip;
 	c->r.gpr[R_SI] = b->rsi;
 	c->r.gpr[R_BX] = b->rbx;
+	c->r.gpr[R_AX] = b->rax;
 	c->r.rflags = RF_RESERVED;
 	if (b->long_mode) {
 		c->cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;

@@ -243,7 +243,7 @@ def _elf_with(path, data):
 
 @pytest.mark.parametrize("kind,needle", [
     ("missing", "No such file"),
-    ("empty", "not an ELF64 or bzImage"),
+    ("empty", "not an ELF, bzImage or Multiboot"),
     ("garbage", "bad magic"),
     ("truncated", "truncated"),
     ("phoff", "program header"),

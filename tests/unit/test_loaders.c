@@ -472,7 +472,7 @@ static void test_elf_rejects(void **state)
 
 	elf_reject(f, false, m_truncate, "truncated");
 	elf_reject(f, false, m_magic, "bad magic");
-	elf_reject(f, false, m_class32, "ELFCLASS64");
+	elf_reject(f, false, m_class32, "32-bit ELF");
 	elf_reject(f, false, m_bigendian, "little-endian");
 	elf_reject(f, false, m_machine, "not x86_64");
 	elf_reject(f, false, m_type_dyn, "ET_EXEC");
@@ -835,7 +835,7 @@ static void test_bz_rejects(void **state)
 	expect_err(&f->err, "bad magic");
 	/* Through the dispatcher: neither ELF nor bzImage. */
 	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), -1);
-	expect_err(&f->err, "not an ELF64 or bzImage kernel (bad magic)");
+	expect_err(&f->err, "not an ELF, bzImage or Multiboot kernel (bad magic)");
 	free(img);
 }
 
@@ -846,7 +846,7 @@ static void test_kernel_load_dispatch_short(void **state)
 
 	assert_int_equal(kernel_load(&f->gm, tiny, sizeof(tiny), BOOT_PROTO_AUTO, &f->k, &f->err),
 	                 -1);
-	expect_err(&f->err, "not an ELF64 or bzImage kernel (bad magic)");
+	expect_err(&f->err, "not an ELF, bzImage or Multiboot kernel (bad magic)");
 	assert_int_equal(kernel_load(&f->gm, tiny, 0, BOOT_PROTO_AUTO, &f->k, &f->err), -1);
 	expect_err(&f->err, "bad magic");
 	/* ELF magic but truncated: the ELF loader reports it. */

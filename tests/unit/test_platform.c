@@ -1552,6 +1552,8 @@ static void test_cli_every_flag(void **state)
 	assert_int_equal(R.cfg.console, CONSOLE_STDIO);
 	assert_int_equal(R.cfg.mmu, MMU_SHADOW);
 	assert_int_equal(R.cfg.boot_protocol, BOOT_PROTO_LINUX64);
+	assert_int_equal(CLI("--kernel", "k", "--boot", "multiboot"), CLI_RUN);
+	assert_int_equal(R.cfg.boot_protocol, BOOT_PROTO_MULTIBOOT);
 	assert_int_equal(CLI("--kernel", "k", "--console=/tmp/out.txt", "--mmu=auto", "--boot=auto",
 	                     "--mem=4", "--vcpus=32", "--timeout=1000000"),
 	                 CLI_RUN);
@@ -1700,10 +1702,10 @@ static void test_cli_errors_words(void **state)
 	                 "k", "--mmu", "fast");
 	EXPECT_CLI_ERROR("--mmu '': expected auto, hardware, shadow or process", "--kernel", "k",
 	                 "--mmu", "");
-	EXPECT_CLI_ERROR("--boot 'bios': expected auto, linux or pvh", "--kernel", "k", "--boot",
-	                 "bios");
-	EXPECT_CLI_ERROR("--boot 'PVH': expected auto, linux or pvh", "--kernel", "k", "--boot",
-	                 "PVH");
+	EXPECT_CLI_ERROR("--boot 'bios': expected auto, linux, pvh or multiboot", "--kernel", "k",
+	                 "--boot", "bios");
+	EXPECT_CLI_ERROR("--boot 'PVH': expected auto, linux, pvh or multiboot", "--kernel", "k",
+	                 "--boot", "PVH");
 	EXPECT_CLI_ERROR("--id 'a b' must be 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",
 	                 "--id", "a b");
 	EXPECT_CLI_ERROR("--id '' must be 1..64 characters from [A-Za-z0-9_-]", "--kernel", "k",

@@ -1,0 +1,79 @@
+"""Multiboot (v1) kernels: mbguest as a 32-bit ELF (the form QEMU wants), a 64-bit ELF, a 64-bit
+ELF with load addresses in its header, and a raw binary loaded by those addresses. The guest
+prints what it was handed and exits 0 only for a well-formed hand-over."""
+import re
+
+import pytest
+
+from conftest import EXIT_BAD_IMAGE, GUESTS
+
+FORMS = ["mbguest.elf", "mbguest64.elf", "mbguest_kludge.elf", "mbguest.bin"]
+
+
+def mmap_of(out):
+    return [(int(a, 16), int(b, 16), int(t)) for a, b, t in
+            re.findall(r"multiboot: mmap \[0x([0-9a-f]+), 0x([0-9a-f]+)\) type (\d+)", out)]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_multiboot_kernel_gets_the_loader_magic_memory_and_command_line(hearth, form):
+    image = GUESTS / form
+    r = hearth("--kernel", image, "--cmdline", "app=1 -- x", "--mem", "64")
+    assert r.code == 0, r.out + r.err
+    assert 'multiboot: magic 0x2badb002 flags 0x245 loader "hearth"' in r.out
+    assert "multiboot: mem_lower 639 KiB mem_upper 64512 KiB" in r.out
+    assert mmap_of(r.out) == [(0, 0x9fc00, 1), (0x9fc00, 0x100000, 2), (0x100000, 64 << 20, 1)]
+    # The kernel's name first, as GRUB and QEMU pass it.
+    assert f'multiboot: cmdline "{image} app=1 -- x"' in r.out
+    assert "multiboot: module" not in r.out
+    assert r.out.rstrip().endswith("multiboot: done")
+
+
+def test_multiboot_kernel_gets_the_initrd_as_a_module(hearth, tmp_path):
+    rd = tmp_path / "rd"
+    rd.write_bytes(b"MODULE01" + bytes(5000))
+    r = hearth("--kernel", GUESTS / "mbguest.elf", "--initrd", rd, "--mem", "64")
+    assert r.code == 0, r.out + r.err
+    m = re.search(r'multiboot: module \[0x([0-9a-f]+), 0x([0-9a-f]+)\) "initrd" begins '
+                  r'"MODULE01"', r.out)
+    assert m, r.out
+    start, end = int(m.group(1), 16), int(m.group(2), 16)
+    assert end - start == 5008 and start % 4096 == 0 and end <= 64 << 20
+    assert "flags 0x24d" in r.out  # memory, command line, modules, map, loader name
+    assert f'multiboot: cmdline "{GUESTS / "mbguest.elf"}"' in r.out  # no arguments
+
+
+def test_multiboot_over_256_mib_reports_the_upper_memory(hearth):
+    r = hearth("--kernel", GUESTS / "mbguest.elf", "--mem", "3072")
+    assert r.code == 0, r.out + r.err
+    assert f"mem_upper {(3072 - 1) * 1024} KiB" in r.out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--boot", "pvh"], "no PVH entry note"),
+    (["--boot", "linux"], "32-bit ELF has no Linux 64-bit entry"),
+])
+def test_a_32_bit_multiboot_elf_has_no_other_entry(cli, args, needle):
+    r = cli("--kernel", GUESTS / "mbguest.elf", *args)
+    assert r.code == EXIT_BAD_IMAGE, r.err
+    assert needle in r.err
+
+
+def test_bad_multiboot_images_get_a_clear_error(cli, guest, tmp_path):
+    # The PVH guests have no Multiboot header.
+    r = cli("--kernel", guest("hello"), "--boot", "multiboot")
+    assert r.code == EXIT_BAD_IMAGE and "no Multiboot header" in r.err, r.err
+    # A video mode cannot be given: flag 2 set, checksum fixed up.
+    raw = bytearray((GUESTS / "mbguest.bin").read_bytes())
+    at = raw.find(bytes.fromhex("02b0ad1b"))
+    flags = int.from_bytes(raw[at + 4:at + 8], "little") | 4
+    raw[at + 4:at + 8] = flags.to_bytes(4, "little")
+    raw[at + 8:at + 12] = ((-(0x1badb002 + flags)) & 0xffffffff).to_bytes(4, "little")
+    p = tmp_path / "video.bin"
+    p.write_bytes(bytes(raw))
+    r = cli("--kernel", p)
+    assert r.code == EXIT_BAD_IMAGE and "video mode" in r.err, r.err
+    # The raw binary cut short of its own load addresses.
+    p.write_bytes((GUESTS / "mbguest.bin").read_bytes()[:4096])
+    r = cli("--kernel", p)
+    assert r.code == EXIT_BAD_IMAGE and "beyond the end of the file" in r.err, r.err
