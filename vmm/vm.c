@@ -235,7 +235,8 @@ static int add_drive(struct vm *vm, const struct drive_config *d, struct error *
 	if (b->warning[0])
 		log_warn("drive %s: %s", d->id, b->warning);
 	t = new_transport(vm, d->id, VIRTIO_ID_BLOCK, virtio_blk_features(b),
-	                  sizeof(struct virtio_blk_config), 1, &virtio_blk_ops, b, err);
+	                  sizeof(struct virtio_blk_config), VIRTIO_BLK_QUEUES, &virtio_blk_ops, b,
+	                  err);
 	if (!t)
 		return -1;
 	b->t = t;
@@ -281,6 +282,12 @@ static int add_net(struct vm *vm, unsigned i, struct error *err)
 		return -1;
 	n->t = t;
 	return 0;
+}
+
+unsigned vm_queue_count(const struct vm_config *cfg)
+{
+	return cfg->ndrives * VIRTIO_BLK_QUEUES + cfg->nnets * VIRTIO_NET_QUEUES +
+	       (cfg->virtio_console ? VIRTIO_CONSOLE_QUEUES : 0);
 }
 
 /* Create the virtio devices (no backend yet) and the command line that announces them. */

@@ -117,6 +117,9 @@ int vm_build(struct vm *vm, const struct vm_config *cfg, struct error *err, int 
 struct snapshot_file;
 int vm_build_restored(struct vm *vm, const struct vm_config *cfg, struct snapshot_file *snap,
                       const char *mem_path, struct error *err, int *exit_code);
+
+/* How many virtqueues `cfg`'s devices will have (known before the devices are made). */
+unsigned vm_queue_count(const struct vm_config *cfg);
 /* Start the vCPU threads. Each loads its seccomp filter, then waits for vm_release_vcpus
  * before it runs the guest (so that the VMM thread can load its own filter first). */
 int vm_start(struct vm *vm);

@@ -456,6 +456,7 @@ int proc_spawn(struct vm *vm, struct error *err)
 	struct proc_vm *p = proc_of(vm);
 	struct spawn sp = {vm->mem.fd, -1, -1, p->notify_pool, 0, vm->nvcpus, getpid(), 0};
 	size_t shared_len = (STUB_SHARED_SIZE + PAGE - 1) & ~(PAGE - 1);
+	unsigned want;
 	int n;
 
 	if (vm->nvcpus > STUB_MAX_VCPUS)
@@ -463,10 +464,11 @@ int proc_spawn(struct vm *vm, struct error *err)
 	if ((size_t)(stub_blob_end - stub_blob) > STUB_CODE_MAX)
 		return err_set(err, "process engine: the stub does not fit its slot");
 	/* The queue-notify eventfds, made before the devices are (they come after the guest
-	 * process starts): the devices take them over when the VM binds their notifies
-	 * (proc_attach_notify). Fewer when the host refuses more: the other queues' notifies
-	 * take the trap path. */
-	while (p->npool < STUB_NOTIFY_FDS) {
+	 * process starts), one per queue the configuration will have: the devices take them
+	 * over when the VM binds their notifies (proc_attach_notify). Fewer when the host
+	 * refuses more: the other queues' notifies take the trap path. */
+	want = vm->cfg ? vm_queue_count(vm->cfg) : STUB_NOTIFY_FDS;
+	while (p->npool < STUB_NOTIFY_FDS && p->npool < want) {
 		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 		if (fd < 0)
