@@ -35,6 +35,7 @@ struct kernel_image {
 	uint32_t cmdline_max;     /* bytes including the NUL */
 	uint64_t initrd_addr_max; /* highest address the initrd may end at (inclusive), 0 = none */
 	bool linux_kernel;        /* a Linux kernel (bzImage, or an ELF with "Linux" notes) */
+	char warning[160];        /* something the user should hear about the image, or "" */
 	/* bzImage only: the setup header bytes from offset 0x1f1 of the file. */
 	uint8_t setup_header[0x7f];
 	size_t setup_header_len;
@@ -71,7 +72,8 @@ int initrd_load(const struct guest_memory *gm, const struct kernel_image *k, con
 
 struct boot_args {
 	const char *cmdline;     /* may be NULL (empty) */
-	const char *kernel_name; /* Multiboot: the first word of its command line; may be NULL */
+	const char *kernel_name; /* Multiboot: the kernel's path, whose file name is the first word
+	                          * of its command line; may be NULL */
 	uint64_t initrd_addr;    /* 0 when there is no initrd */
 	uint64_t initrd_size;
 	uint64_t rsdp_addr; /* 0 when there are no ACPI tables */

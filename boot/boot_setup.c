@@ -237,6 +237,18 @@ static int setup_pvh(const struct guest_memory *gm, const struct kernel_image *k
 	return 0;
 }
 
+/* The first word of a Multiboot command line: the image's file name, not its host path
+ * (which the guest has no business knowing); "kernel" when that is not one word. */
+static const char *multiboot_name(const char *path)
+{
+	const char *b = path ? strrchr(path, '/') : NULL;
+
+	b = b ? b + 1 : path;
+	if (!b || !*b || strpbrk(b, " \t\n\r\f\v"))
+		return "kernel";
+	return b;
+}
+
 /* Multiboot: the info structure in the zero page (the boot loader's name after it), the
  * memory map where PVH's goes, the initrd as the one module. The command line starts with
  * the kernel's name, as GRUB and QEMU pass it (Multiboot kernels skip that first word). */
@@ -361,8 +373,9 @@ int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
 			               ") is not backed by guest memory",
 			               map[i].addr, map[i].addr + map[i].size);
 
-	if (write_cmdline(gm, k, args->cmdline,
-	                  k->proto == BOOT_PROTO_MULTIBOOT ? args->kernel_name : NULL, err) ||
+	if (write_cmdline(
+	        gm, k, args->cmdline,
+	        k->proto == BOOT_PROTO_MULTIBOOT ? multiboot_name(args->kernel_name) : NULL, err) ||
 	    write_gdt(gm, err) || write_reset_vector(gm, err))
 		return -1;
 	if (k->proto == BOOT_PROTO_LINUX64)

@@ -223,18 +223,14 @@ static void read_phdr(const uint8_t *img, const struct elf_info *e, unsigned i, 
 }
 
 /*
- * Which entry: asked for, or (auto) the PVH note, else a Multiboot header whose entry is the
- * ELF's own (a 32-bit ELF: any Multiboot header), else the Linux 64-bit entry. An ELF64 whose
- * Multiboot header names another entry is also a 64-bit-entry kernel, as Firecracker would
- * boot it; `--boot multiboot` takes the header's.
+ * Which entry: asked for, or (auto) the PVH note, else a Multiboot header (unless the ELF is
+ * Linux's, whose notes say so), else the Linux 64-bit entry, as Firecracker boots an ELF. A
+ * Multiboot kernel's e_entry may be a C function (Solo5's, Unikraft's): its header's
+ * entry_addr, or else e_entry, is where a Multiboot loader starts it.
  */
 static int pick_proto(enum boot_protocol want, const struct elf_info *e, bool have_pvh,
-                      bool have_mb, const struct multiboot_header *mb, enum boot_protocol *proto,
-                      struct error *err)
+                      bool linux_note, bool have_mb, enum boot_protocol *proto, struct error *err)
 {
-	bool mb_entry_is_elf =
-	    have_mb && (!(mb->flags & MULTIBOOT_AOUT_KLUDGE) || mb->entry_addr == e->entry);
-
 	switch (want) {
 	case BOOT_PROTO_PVH:
 		if (!have_pvh)
@@ -254,7 +250,7 @@ static int pick_proto(enum boot_protocol want, const struct elf_info *e, bool ha
 	default:
 		if (have_pvh)
 			want = BOOT_PROTO_PVH;
-		else if (have_mb && (e->is32 || mb_entry_is_elf))
+		else if (have_mb && (e->is32 || !linux_note))
 			want = BOOT_PROTO_MULTIBOOT;
 		else if (e->is32)
 			return err_set(err,
@@ -265,17 +261,36 @@ static int pick_proto(enum boot_protocol want, const struct elf_info *e, bool ha
 			want = BOOT_PROTO_LINUX64;
 	}
 	*proto = want;
-	return want == BOOT_PROTO_MULTIBOOT ? multiboot_check(mb, err) : 0;
+	return 0;
+}
+
+/* A Multiboot ELF's entry: e_entry is a virtual address, started at the physical address the
+ * segment holding it loads at (what GRUB and QEMU do). */
+static int multiboot_entry(const uint8_t *img, const struct elf_info *e, uint64_t *entry,
+                           struct error *err)
+{
+	Elf64_Phdr ph;
+
+	for (unsigned i = 0; i < e->phnum; i++) {
+		read_phdr(img, e, i, &ph);
+		if (ph.p_type == PT_LOAD && e->entry >= ph.p_vaddr &&
+		    e->entry - ph.p_vaddr < ph.p_memsz) {
+			*entry = e->entry - ph.p_vaddr + ph.p_paddr;
+			return 0;
+		}
+	}
+	return err_set(err, "ELF Multiboot entry point 0x%" PRIx64 " is in no PT_LOAD segment",
+	               e->entry);
 }
 
 int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum boot_protocol want,
              struct kernel_image *out, struct error *err)
 {
-	uint64_t lo = UINT64_MAX, hi = 0, entry;
+	uint64_t lo = UINT64_MAX, hi = 0, entry = 0;
 	enum boot_protocol proto = BOOT_PROTO_AUTO;
 	struct multiboot_header mb;
 	uint32_t pvh_entry = 0;
-	bool have_pvh = false, have_mb;
+	bool have_pvh = false, linux_note = false;
 	struct elf_info e = {0};
 	Elf64_Phdr ph;
 	long mb_off;
@@ -288,41 +303,54 @@ int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum
 	if (read_ehdr(img, len, &e, err))
 		return -1;
 	mb_off = multiboot_find(img, len, &mb);
-	have_mb = mb_off >= 0;
 
-	/* Pass 1: validate every segment and find the PVH note; nothing is written yet. */
-	for (unsigned i = 0; i < e.phnum; i++) {
+	/* The notes first: they and the Multiboot header choose the entry. */
+	for (unsigned i = 0; i < e.phnum && !e.is32; i++) {
 		read_phdr(img, &e, i, &ph);
-		if (ph.p_type == PT_LOAD) {
-			if (check_load(gm, len, &ph, i, &loads, err))
-				return -1;
-			if (ph.p_memsz == 0)
-				continue;
-			if (ph.p_paddr < lo)
-				lo = ph.p_paddr;
-			if (ph.p_paddr + ph.p_memsz > hi)
-				hi = ph.p_paddr + ph.p_memsz;
-		} else if (ph.p_type == PT_NOTE && !e.is32) {
-			if (scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, &out->linux_kernel,
-			               err))
-				return -1;
-		}
+		if (ph.p_type == PT_NOTE &&
+		    scan_notes(img, len, &ph, i, &have_pvh, &pvh_entry, &linux_note, err))
+			return -1;
 	}
-	if (loads == 0)
-		return err_set(err, "ELF has no PT_LOAD segment with bytes to load");
-	if (pick_proto(want, &e, have_pvh, have_mb, &mb, &proto, err))
+	if (pick_proto(want, &e, have_pvh, linux_note, mb_off >= 0, &proto, err) ||
+	    (proto == BOOT_PROTO_MULTIBOOT && multiboot_check(&mb, out, err)))
 		return -1;
-	/* A Multiboot header with load addresses wins over the program headers (GRUB's rule). */
+	/* A Multiboot header with load addresses wins over the program headers, which may then
+	 * be anything (GRUB's and QEMU's rule): they are not looked at. */
 	if (proto == BOOT_PROTO_MULTIBOOT && (mb.flags & MULTIBOOT_AOUT_KLUDGE)) {
-		bool linux_kernel = out->linux_kernel;
+		char warning[sizeof(out->warning)];
 
+		memcpy(warning, out->warning, sizeof(warning));
 		if (multiboot_load_aout(gm, img, len, &mb, (size_t)mb_off, out, err))
 			return -1;
 		out->format = KERNEL_ELF;
-		out->linux_kernel = linux_kernel;
+		out->linux_kernel = linux_note;
+		memcpy(out->warning, warning, sizeof(warning));
 		return 0;
 	}
-	entry = proto == BOOT_PROTO_PVH ? pvh_entry : e.entry;
+
+	/* Pass 1: validate every segment; nothing is written yet. */
+	for (unsigned i = 0; i < e.phnum; i++) {
+		read_phdr(img, &e, i, &ph);
+		if (ph.p_type != PT_LOAD)
+			continue;
+		if (check_load(gm, len, &ph, i, &loads, err))
+			return -1;
+		if (ph.p_memsz == 0)
+			continue;
+		if (ph.p_paddr < lo)
+			lo = ph.p_paddr;
+		if (ph.p_paddr + ph.p_memsz > hi)
+			hi = ph.p_paddr + ph.p_memsz;
+	}
+	if (loads == 0)
+		return err_set(err, "ELF has no PT_LOAD segment with bytes to load");
+	if (proto == BOOT_PROTO_PVH)
+		entry = pvh_entry;
+	else if (proto == BOOT_PROTO_MULTIBOOT) {
+		if (multiboot_entry(img, &e, &entry, err))
+			return -1;
+	} else
+		entry = e.entry;
 	if (!gm_range_ok(gm, entry, 1))
 		return err_set(err, "ELF %s entry point 0x%" PRIx64 " is not in guest RAM",
 		               proto == BOOT_PROTO_PVH         ? "PVH"
@@ -349,6 +377,7 @@ int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum
 	out->entry = entry;
 	out->load_start = lo;
 	out->load_end = hi;
+	out->linux_kernel = linux_note;
 	out->cmdline_max = BOOT_DEFAULT_CMDLINE_MAX;
 	out->initrd_addr_max = 0;
 	out->setup_header_len = 0;

@@ -9,6 +9,7 @@
 #include "vmm/layout.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 static uint32_t le32(const uint8_t *p)
@@ -31,6 +32,8 @@ long multiboot_find(const uint8_t *img, size_t len, struct multiboot_header *h)
 		h->magic = magic;
 		h->flags = flags;
 		h->checksum = le32(img + off + 8);
+		if ((flags & MULTIBOOT_AOUT_KLUDGE) && off + sizeof(*h) > MULTIBOOT_SEARCH)
+			continue; /* the whole header lies in the first 8 KiB */
 		if (off + sizeof(*h) <= len) {
 			h->header_addr = le32(img + off + 12);
 			h->load_addr = le32(img + off + 16);
@@ -45,14 +48,15 @@ long multiboot_find(const uint8_t *img, size_t len, struct multiboot_header *h)
 	return -1;
 }
 
-int multiboot_check(const struct multiboot_header *h, struct error *err)
+int multiboot_check(const struct multiboot_header *h, struct kernel_image *k, struct error *err)
 {
-	uint32_t known = MULTIBOOT_PAGE_ALIGN | MULTIBOOT_MEMORY_INFO;
+	uint32_t known = MULTIBOOT_PAGE_ALIGN | MULTIBOOT_MEMORY_INFO | MULTIBOOT_VIDEO_MODE;
 
 	if (h->flags & MULTIBOOT_VIDEO_MODE)
-		return err_set(err,
-		               "the Multiboot header asks for a video mode (flag 2), and hearth "
-		               "has no display");
+		snprintf(
+		    k->warning, sizeof(k->warning),
+		    "the Multiboot header asks for a video mode (flag 2); hearth has no display "
+		    "and gives no video information");
 	if (h->flags & 0xffffu & ~known)
 		return err_set(err,
 		               "the Multiboot header requires features hearth does not know "
@@ -68,7 +72,7 @@ int multiboot_load_aout(const struct guest_memory *gm, const uint8_t *img, size_
 	uint64_t file_off, size, load_end, bss_end;
 
 	memset(out, 0, sizeof(*out));
-	if (multiboot_check(h, err))
+	if (multiboot_check(h, out, err))
 		return -1;
 	/* The file offset of load_addr: the header loads at header_addr. */
 	if (h->load_addr > h->header_addr || h->header_addr - h->load_addr > off)

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/vm_config.h" /* enum boot_protocol */
+#include "boot.h"
 #include "vmm/error.h"
 #include "vmm/guest_memory.h"
 
@@ -86,7 +86,8 @@ struct multiboot_module {
 /* The first valid Multiboot header in `img` (copied to *h): its file offset, or -1. */
 long multiboot_find(const uint8_t *img, size_t len, struct multiboot_header *h);
 
-/* Refuse a header whose required flags hearth cannot meet (a video mode, unknown bits). */
-int multiboot_check(const struct multiboot_header *h, struct error *err);
+/* Refuse a header whose required flags hearth does not know; a video mode (which hearth,
+ * without a display, cannot give) only gets a warning in k->warning, as QEMU boots those. */
+int multiboot_check(const struct multiboot_header *h, struct kernel_image *k, struct error *err);
 
 #endif

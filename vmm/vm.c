@@ -406,6 +406,8 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 		goto out;
 	}
 	vm->linux_kernel = k.linux_kernel;
+	if (k.warning[0])
+		log_warn("kernel: %s", k.warning);
 	if (cfg->initrd_path) {
 		if (file_map(cfg->initrd_path, &rd, &rdlen, err) ||
 		    initrd_load(&vm->mem, &k, rd, rdlen, &args.initrd_addr, err)) {

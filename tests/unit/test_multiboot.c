@@ -107,6 +107,12 @@ static void test_find(void **state)
 	put_header(img + MULTIBOOT_SEARCH - 12, 0, NULL);
 	assert_int_equal(multiboot_find(img, sizeof(img), &h), MULTIBOOT_SEARCH - 12);
 	assert_int_equal(multiboot_find(img, MULTIBOOT_SEARCH - 4, &h), -1);
+	/* With load addresses, all 32 bytes of it must lie in the 8 KiB. */
+	memset(img, 0, sizeof(img));
+	put_header(img + MULTIBOOT_SEARCH - 16, MULTIBOOT_AOUT_KLUDGE, NULL);
+	assert_int_equal(multiboot_find(img, sizeof(img), &h), -1);
+	put_header(img + MULTIBOOT_SEARCH - 32, MULTIBOOT_AOUT_KLUDGE, NULL);
+	assert_int_equal(multiboot_find(img, sizeof(img), &h), MULTIBOOT_SEARCH - 32);
 	/* Load addresses asked for but cut off by the end of the file. */
 	memset(img, 0, sizeof(img));
 	put_header(img, MULTIBOOT_AOUT_KLUDGE, NULL);
@@ -120,12 +126,14 @@ static void test_check_flags(void **state)
 	struct multiboot_header h = {MULTIBOOT_HEADER_MAGIC, 0, 0, 0, 0, 0, 0, 0};
 
 	h.flags = MULTIBOOT_PAGE_ALIGN | MULTIBOOT_MEMORY_INFO | MULTIBOOT_AOUT_KLUDGE | (1u << 20);
-	assert_int_equal(multiboot_check(&h, &f->err), 0); /* optional bits are ignored */
+	assert_int_equal(multiboot_check(&h, &f->k, &f->err), 0); /* optional bits are ignored */
+	assert_string_equal(f->k.warning, "");
+	/* A video mode: booted (as QEMU does), with a warning */
 	h.flags = MULTIBOOT_VIDEO_MODE;
-	assert_int_equal(multiboot_check(&h, &f->err), -1);
-	expect_err(&f->err, "video mode");
+	assert_int_equal(multiboot_check(&h, &f->k, &f->err), 0);
+	assert_non_null(strstr(f->k.warning, "video mode"));
 	h.flags = 1u << 5;
-	assert_int_equal(multiboot_check(&h, &f->err), -1);
+	assert_int_equal(multiboot_check(&h, &f->k, &f->err), -1);
 	expect_err(&f->err, "flags 0x0020");
 }
 
@@ -199,11 +207,11 @@ static void test_raw_rejects(void **state)
 	a[0] = 0x8100, a[1] = 0x8000, a[2] = 0, a[3] = 0, a[4] = 0x8200;
 	put_header(img + 0x100, MULTIBOOT_AOUT_KLUDGE, a);
 	raw_reject(f, img, 0x3000, "boot structures");
-	/* A video mode is refused before anything loads. */
+	/* A requirement hearth does not know is refused before anything loads. */
 	img = raw_image(0x3000, 0x100, 0, 0, ENTRY);
 	a[0] = LOAD + 0x100, a[1] = LOAD, a[2] = 0, a[3] = 0, a[4] = ENTRY;
-	put_header(img + 0x100, MULTIBOOT_AOUT_KLUDGE | MULTIBOOT_VIDEO_MODE, a);
-	raw_reject(f, img, 0x3000, "video mode");
+	put_header(img + 0x100, MULTIBOOT_AOUT_KLUDGE | (1u << 7), a);
+	raw_reject(f, img, 0x3000, "flags 0x0080");
 	/* A header without load addresses in a file that is not an ELF. */
 	img = raw_image(0x3000, 0x100, 0, 0, ENTRY);
 	put_header(img + 0x100, MULTIBOOT_MEMORY_INFO, NULL);
@@ -300,10 +308,36 @@ static void test_elf32(void **state)
 	expect_err(&f->err, "EM_386");
 	free(img);
 
-	/* Header flags hearth cannot meet. */
+	/* A video mode: loaded, with a warning; an unknown requirement: refused. */
 	img = elf_image(true, true, MULTIBOOT_VIDEO_MODE, 0, ENTRY, &len);
+	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), 0);
+	assert_non_null(strstr(f->k.warning, "video mode"));
+	free(img);
+	img = elf_image(true, true, 1u << 15, 0, ENTRY, &len);
 	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), -1);
-	expect_err(&f->err, "video mode");
+	expect_err(&f->err, "flags 0x8000");
+	free(img);
+
+	/* A higher-half kernel: e_entry is virtual, started at its physical address. */
+	img = elf_image(true, true, MULTIBOOT_MEMORY_INFO, 0, 0xc0100000u + (ENTRY - LOAD), &len);
+	((Elf32_Phdr *)(img + sizeof(Elf32_Ehdr)))->p_vaddr = 0xc0100000u;
+	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), 0);
+	assert_int_equal(f->k.entry, ENTRY);
+	assert_int_equal(f->k.load_start, LOAD);
+	/* ...and an entry outside every segment is refused. */
+	((Elf32_Ehdr *)img)->e_entry = 0xc0200000u;
+	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), -1);
+	expect_err(&f->err, "in no PT_LOAD segment");
+	free(img);
+
+	/* Load addresses in the header: the program headers are not looked at (here they
+	 * would load far outside RAM). */
+	img = elf_image(true, true, MULTIBOOT_AOUT_KLUDGE, ENTRY, 0xc0100040u, &len);
+	((Elf32_Phdr *)(img + sizeof(Elf32_Ehdr)))->p_paddr = 0xc0100000u;
+	memset(f->ram, POISON, RAM_SIZE);
+	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), 0);
+	assert_int_equal(f->k.entry, ENTRY);
+	assert_memory_equal(f->ram + LOAD, img + 0x1000, 0x2000);
 	free(img);
 }
 
@@ -335,15 +369,15 @@ static void test_elf64_choice(void **state)
 	assert_int_equal(f->ram[LOAD + 0x2000], POISON);
 	free(img);
 
-	/* Load addresses naming another entry: a 64-bit-entry kernel (as Firecracker would
-	 * boot it), unless Multiboot is asked for. */
+	/* Load addresses naming another entry than e_entry (Solo5 and Unikraft: e_entry is
+	 * their 64-bit C entry): Multiboot at the header's, unless the Linux entry is asked for. */
 	img = elf_image(false, true, MULTIBOOT_AOUT_KLUDGE, ENTRY + 0x10, ENTRY, &len);
 	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_AUTO, &f->k, &f->err), 0);
-	assert_int_equal(f->k.proto, BOOT_PROTO_LINUX64);
-	assert_int_equal(f->k.entry, ENTRY);
-	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_MULTIBOOT, &f->k, &f->err), 0);
 	assert_int_equal(f->k.proto, BOOT_PROTO_MULTIBOOT);
 	assert_int_equal(f->k.entry, ENTRY + 0x10);
+	assert_int_equal(kernel_load(&f->gm, img, len, BOOT_PROTO_LINUX64, &f->k, &f->err), 0);
+	assert_int_equal(f->k.proto, BOOT_PROTO_LINUX64);
+	assert_int_equal(f->k.entry, ENTRY);
 	free(img);
 
 	/* No header: the Linux entry, and no Multiboot one to force. */
@@ -402,7 +436,7 @@ static void test_boot_info(void **state)
 	assert_int_equal(mm[2].len, RAM_SIZE - MIB);
 	assert_int_equal(mm[2].type, 1);
 	assert_int_equal(gm_read(&f->gm, mi.cmdline, s, sizeof(s)), 0);
-	assert_string_equal(s, "/k/mb.elf a=1 b");
+	assert_string_equal(s, "mb.elf a=1 b"); /* the file name, not the host path */
 	assert_int_equal(gm_read(&f->gm, mi.boot_loader_name, s, 7), 0);
 	assert_string_equal(s, "hearth");
 	assert_int_equal(mi.mods_count, 1);
@@ -412,6 +446,11 @@ static void test_boot_info(void **state)
 	assert_int_equal(gm_read(&f->gm, mod.string, s, 7), 0);
 	assert_string_equal(s, "initrd");
 
+	/* A name that is not one word: "kernel". */
+	args = (struct boot_args){.cmdline = "x", .kernel_name = "/a b/my kernel"};
+	assert_int_equal(boot_setup(&f->gm, &k, &args, &cpu, &f->err), 0);
+	assert_int_equal(gm_read(&f->gm, LAYOUT_CMDLINE, s, 9), 0);
+	assert_string_equal(s, "kernel x");
 	/* No arguments: the name alone; no initrd: no modules. */
 	args = (struct boot_args){.kernel_name = "kernel"};
 	assert_int_equal(boot_setup(&f->gm, &k, &args, &cpu, &f->err), 0);
