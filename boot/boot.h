@@ -71,12 +71,12 @@ int initrd_load(const struct guest_memory *gm, const struct kernel_image *k, con
                 size_t len, uint64_t *addr_out, struct error *err);
 
 struct boot_args {
-	const char *cmdline;     /* may be NULL (empty) */
+	const char *cmdline;  /* may be NULL (empty) */
+	uint64_t initrd_addr; /* 0 when there is no initrd */
+	uint64_t initrd_size;
+	uint64_t rsdp_addr;      /* 0 when there are no ACPI tables */
 	const char *kernel_name; /* Multiboot: the kernel's path, whose file name is the first word
 	                          * of its command line; may be NULL */
-	uint64_t initrd_addr;    /* 0 when there is no initrd */
-	uint64_t initrd_size;
-	uint64_t rsdp_addr; /* 0 when there are no ACPI tables */
 };
 
 /* Build boot_params (Linux) or hvm_start_info (PVH), the command line, the memory map, the
