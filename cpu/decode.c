@@ -351,6 +351,15 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 	case 0xcb:
 		in->op = SH_OP_LRET;
 		break;
+	case 0xff:
+		modrm(&c, in, mode64);
+		if (in->mem && (in->reg & 7) == 5)
+			in->op = SH_OP_LJMP;
+		else if (in->mem && (in->reg & 7) == 3)
+			in->op = SH_OP_LCALL;
+		else
+			in->op = SH_OP_OTHER;
+		break;
 	case 0x88:
 	case 0x89:
 	case 0x8a:

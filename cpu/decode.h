@@ -52,6 +52,8 @@ enum sh_op {
 	SH_OP_OUTS,
 	SH_OP_IRET,
 	SH_OP_LRET,
+	SH_OP_LJMP,  /* jmp far through memory (ff /5): m16:16, m16:32 or m16:64 */
+	SH_OP_LCALL, /* call far through memory (ff /3) */
 	SH_OP_MOV_TO_SEG,
 	SH_OP_POP_SEG,
 	SH_OP_INT,

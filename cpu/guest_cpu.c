@@ -26,14 +26,20 @@ static uint64_t desc_of(const struct guest_cpu *c, uint16_t sel)
 	return c->ops->descriptor(c->ctx, sel);
 }
 
+/* CS's descriptor: the one it was loaded from, else the GDT's. */
+static uint64_t cs_desc(const struct guest_cpu *c)
+{
+	return c->hidden.cs_desc ? c->hidden.cs_desc : desc_of(c, c->cs);
+}
+
 bool cpu_code64(const struct guest_cpu *c)
 {
-	return cpu_long_mode(c) && (desc_of(c, c->cs) & (1ULL << 53));
+	return cpu_long_mode(c) && (cs_desc(c) & (1ULL << 53));
 }
 
 bool cpu_code32(const struct guest_cpu *c)
 {
-	return desc_of(c, c->cs) & (1ULL << 54);
+	return cs_desc(c) & (1ULL << 54);
 }
 
 static void stop(struct guest_cpu *c, enum cpu_stop how, const char *why)
@@ -181,6 +187,7 @@ static void load_cs(struct guest_cpu *c, uint16_t sel, uint64_t d)
 	bool code64 = cpu_long_mode(c) && (d & (1ULL << 53));
 
 	c->cs = sel & ~3;
+	c->hidden.cs_desc = d;
 	c->hidden.base[SH_CS] =
 	    code64 ? 0 : (uint32_t)(((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24));
 	c->hidden.code16 = !code64 && !(d & (1ULL << 54));
@@ -467,7 +474,7 @@ static bool pop(struct guest_cpu *c, uint64_t *v, unsigned size)
 static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 {
 	unsigned sz = in->opsize;
-	uint64_t rip, cs, fl = 0, rsp = 0, ss = 0;
+	uint64_t rip, cs, fl = 0, rsp = 0, ss = 0, d;
 	uint64_t saved_rsp = c->r.gpr[R_SP];
 
 	if (!pop(c, &rip, sz) || !pop(c, &cs, sz) || (iret && !pop(c, &fl, sz)))
@@ -480,11 +487,13 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 		goto fault;
 	if (!iret)
 		c->r.gpr[R_SP] += in->imm;
-	if (desc_of(c, (uint16_t)(cs & ~3)) == 0)
+	d = desc_of(c, (uint16_t)(cs & ~3));
+	if (d == 0)
 		goto fault;
 	if (iret && sz == 8 && !cpu_ss_loadable(c, (uint16_t)ss))
 		goto fault;
 	c->cs = (uint16_t)(cs & ~3);
+	c->hidden.cs_desc = d;
 	c->r.rip = sz == 4 ? (uint32_t)rip : rip;
 	if (iret) {
 		uint64_t keep = RF_IOPL | RF_VM;
@@ -494,6 +503,7 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 		c->r.rflags = (fl & ~keep) | RF_RESERVED;
 		if (sz == 8) {
 			c->ss = (uint16_t)(ss & ~3);
+			c->hidden.ss_desc = c->ss ? desc_of(c, c->ss) : 0;
 			c->r.gpr[R_SP] = rsp;
 		}
 	}
@@ -501,6 +511,34 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 fault:
 	c->r.gpr[R_SP] = saved_rsp;
 	cpu_reflect(c, V_GP, 0, false);
+	return false;
+}
+
+/* jmp / call far through memory to (virtual) CPL0 code: how kernels reload CS after lgdt. */
+static bool far_jump(struct guest_cpu *c, const struct sh_insn *in, uint64_t next)
+{
+	unsigned sz = in->opsize;
+	uint64_t ea = effective_address(c, in), off = 0, sel = 0, rsp = c->r.gpr[R_SP], d;
+
+	if (!cpu_read(c, ea, &off, sz) || !cpu_read(c, ea + sz, &sel, 2))
+		goto fault;
+	if ((sel & 3) == 3) {
+		user_mode_refused(c,
+		                  in->op == SH_OP_LJMP ? "far jump to CPL3" : "far call to CPL3");
+		return true;
+	}
+	d = desc_of(c, (uint16_t)(sel & ~3));
+	if (d == 0)
+		goto fault;
+	if (in->op == SH_OP_LCALL && (!push(c, &rsp, c->cs, sz) || !push(c, &rsp, next, sz)))
+		goto fault;
+	c->r.gpr[R_SP] = rsp;
+	c->cs = (uint16_t)(sel & ~3);
+	c->hidden.cs_desc = d;
+	c->r.rip = sz == 8 ? off : sz == 4 ? (uint32_t)off : (uint16_t)off;
+	return true;
+fault:
+	cpu_reflect(c, V_GP, (uint32_t)sel & ~3u, false);
 	return false;
 }
 
@@ -644,6 +682,7 @@ static enum emu load_segment(struct guest_cpu *c, const struct sh_insn *in)
 		if (!cpu_ss_loadable(c, (uint16_t)sel))
 			return fault(c, V_GP, (uint32_t)sel & ~3u);
 		c->ss = (uint16_t)(sel & ~3);
+		c->hidden.ss_desc = c->ss ? desc_of(c, c->ss) : 0;
 		return EMU_DONE;
 	}
 	/* Where the guest's descriptors are not the CPU's, every data segment load faults and
@@ -774,6 +813,9 @@ enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *inp, const 
 	case SH_OP_IRET:
 	case SH_OP_LRET:
 		return far_return(c, &in, in.op == SH_OP_IRET) ? EMU_DONE : EMU_STAY;
+	case SH_OP_LJMP:
+	case SH_OP_LCALL:
+		return far_jump(c, &in, next) ? EMU_DONE : EMU_STAY;
 	case SH_OP_MOV_TO_SEG:
 	case SH_OP_POP_SEG:
 		r = load_segment(c, &in);

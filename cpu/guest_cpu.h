@@ -106,6 +106,12 @@ struct guest_cpu {
 		uint32_t base[4]; /* by SH_ES, SH_CS, SH_SS, SH_DS */
 		bool code16;      /* CS is 16-bit code (real mode, or before the far jump) */
 		bool stack16;     /* SS is a 16-bit stack: SP, not ESP */
+		/* The descriptor CS was loaded from: what its L and D bits say holds until CS is
+		 * loaded again, whatever the guest does to its GDT meanwhile (a kernel that loads
+		 * a new GDT before its far jump). 0: read it from the GDT. As the engine's
+		 * descriptor op gives it (the shadow engine's is its DPL3 mirror). */
+		uint64_t cs_desc;
+		uint64_t ss_desc; /* the same for SS (the shadow engine loads SS at every entry) */
 	} hidden;
 	uint64_t star, lstar, cstar, sfmask;
 	/* The port the engine's traps use: closed to the guest, nothing answers there. */

@@ -1120,6 +1120,7 @@ static int far_go(struct step *s, uint16_t sel, uint32_t off, const struct far_d
 	struct guest_cpu *c = s->c;
 
 	c->cs = s->real ? sel : sel & ~3;
+	c->hidden.cs_desc = 0; /* the interpreter keeps CS's size itself */
 	if (to->bits == 64) {
 		c->r.rip = off;
 		return to_long_mode(s);

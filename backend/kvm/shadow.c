@@ -411,8 +411,14 @@ static void resume(struct sh_engine *e, bool halt)
 		e->halted = true;
 	} else {
 		r->rflags = (e->cpu.r.rflags & ~(RF_IOPL | RF_VM | RF_NT)) | RF_RESERVED;
-		seg_from_desc(real_desc(e, e->cpu.cs | 3), e->cpu.cs | 3, &s->cs);
-		seg_from_desc(real_desc(e, real_ss), real_ss, &s->ss);
+		/* CS and SS as they were loaded, not as a GDT loaded since describes them. */
+		seg_from_desc(e->cpu.hidden.cs_desc ? e->cpu.hidden.cs_desc
+		                                    : real_desc(e, e->cpu.cs | 3),
+		              e->cpu.cs | 3, &s->cs);
+		seg_from_desc(e->cpu.hidden.ss_desc && real_ss == (e->cpu.ss | 3)
+		                  ? e->cpu.hidden.ss_desc
+		                  : real_desc(e, real_ss),
+		              real_ss, &s->ss);
 	}
 	run->kvm_dirty_regs |= KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 }
@@ -465,10 +471,16 @@ static void trap(struct sh_engine *e, unsigned vector)
 		c->r.rflags = f[2];
 		c->r.gpr[R_SP] = f[3];
 		/* Far jumps and calls run natively: the frame holds the guest's current CS (and
-		 * SS, unless it is the stand-in for a null SS). */
-		c->cs = (uint16_t)(f[1] & ~3);
-		if ((uint16_t)f[4] != SH_SEL_DS3)
+		 * SS, unless it is the stand-in for a null SS). A selector that changed was
+		 * loaded from the mirror as it is now; one that did not keeps its descriptor. */
+		if ((uint16_t)(f[1] & ~3) != c->cs) {
+			c->cs = (uint16_t)(f[1] & ~3);
+			c->hidden.cs_desc = real_desc(e, c->cs | 3);
+		}
+		if ((uint16_t)f[4] != SH_SEL_DS3 && (uint16_t)(f[4] & ~3) != c->ss) {
 			c->ss = (uint16_t)(f[4] & ~3);
+			c->hidden.ss_desc = real_desc(e, c->ss | 3);
+		}
 	}
 	sregs_to_cpu(e);
 	if (vector == V_PF)
@@ -544,6 +556,8 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	if (gm_read(&v->vm->mem, LAYOUT_BOOT_GDT, boot_gdt, sizeof(boot_gdt)))
 		return err_set(err, "shadow mode: boot GDT outside RAM");
 	sh_monitor_mirror_gdt(&e->mon, boot_gdt, 4, NULL, 0);
+	c->hidden.cs_desc = real_desc(e, c->cs | 3); /* as loaded, whatever GDT comes next */
+	c->hidden.ss_desc = real_desc(e, c->ss | 3);
 
 	if (ioctl(kvcpu_of(v)->fd, KVM_GET_SREGS, &s) < 0)
 		return err_set(err, "KVM_GET_SREGS: %s", strerror(errno));
@@ -971,6 +985,9 @@ int kvm_shadow_restore(struct vm *vm, struct snap_r *r, struct error *err)
 	const char *bad;
 	struct snap_r s;
 	uint32_t n;
+
+	/* CS and SS as the restored GDT mirror says (the boot state's are not the guest's). */
+	memset(&c.hidden, 0, sizeof(c.hidden));
 
 	if (snap_section(r, TAG_SHADOW, &s, err))
 		return -1;

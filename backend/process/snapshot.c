@@ -146,6 +146,9 @@ static int restore_cpu(struct snap_r *r, struct proc_vcpu *pv, uint32_t host_fp_
 	      snap_get_u64(&s, &c->sfmask);
 	if (!ok)
 		return snap_bad(&s, err, "registers");
+	/* Segments as their selectors' descriptors in the restored GDT say (a snapshot holds no
+	 * hidden part: it is refused in the 16-bit start-up code that has one). */
+	memset(&c->hidden, 0, sizeof(c->hidden));
 	for (unsigned i = 0; i < PROC_MSRS; i++)
 		if (!snap_get_u32(&s, &pv->msr_index[i]) || !snap_get_u64(&s, &pv->msr_value[i]))
 			return snap_bad(&s, err, "MSRs");

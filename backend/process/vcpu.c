@@ -768,10 +768,12 @@ static void boot_state(struct proc_vcpu *pv)
 		c->cr4 = CR4_PAE;
 		c->efer = EFER_LME | EFER_LMA;
 		c->cs = BOOT_GDT_SEL_CODE64;
+		c->hidden.cs_desc = BOOT_GDT_CODE64_DESC;
 		c->r.gpr[R_SP] = c->r.gpr[R_BP] = 0x8ff0;
 	} else {
 		c->cr0 = CR0_PE | CR0_ET;
 		c->cs = BOOT_GDT_SEL_CODE32;
+		c->hidden.cs_desc = BOOT_GDT_CODE32_DESC;
 		pv->interp = true;
 	}
 }

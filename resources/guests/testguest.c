@@ -30,6 +30,10 @@
  *   traps=N         execute N `cli` instructions (each one traps in shadow mode) and print
  *                   "testguest: traps N cycles C" (rdtsc cycles for all of them)
  *   sgdt            print "testguest: gdtr base=B limit=L" as sgdt reports it
+ *   newgdt          load a GDT whose 0x08 is 32-bit code (CS stays what it was loaded as:
+ *                   64-bit), far-jump through memory to its 64-bit code at 0x10, load its
+ *                   data selector 0x18, then the runtime's GDT again and lretq back to
+ *                   0x08; print "testguest: newgdt ok" (what a kernel does around lgdt)
  *   kvmclock        enable KVM's paravirtual clock (MSR_KVM_WALL_CLOCK_NEW, then
  *                   MSR_KVM_SYSTEM_TIME_NEW, whatever CPUID says), read it, spin 20M TSC
  *                   cycles, read it again: "testguest: kvmclock version=V flags=F t1=NS
@@ -252,6 +256,49 @@ static _Noreturn void wait_ctrl_alt_del(void)
 	reset();
 }
 
+/* A kernel's own GDT, loaded before CS is: until the far jump, the CPU keeps running the
+ * code segment it loaded from the old table. Accessed bits preset (the CPU would write them). */
+static void new_gdt(void)
+{
+	static const uint64_t gdt[4] __attribute__((aligned(8))) = {
+	    0, 0x00cf9b000000ffffULL /* 0x08: 32-bit code */,
+	    0x00af9b000000ffffULL /* 0x10: 64-bit */, 0x00cf93000000ffffULL /* 0x18: data */};
+	/* The runtime's layout (rt/entry.S), at another address: sgdt cannot be trusted to
+	 * give the guest's own (the process engine's host has no UMIP). */
+	static const uint64_t back[3]
+	    __attribute__((aligned(8))) = {0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL};
+	struct idt_ptr p = {sizeof(gdt) - 1, (uint64_t)(uintptr_t)gdt};
+	struct idt_ptr q = {sizeof(back) - 1, (uint64_t)(uintptr_t)back};
+	struct {
+		uint32_t off;
+		uint16_t sel;
+	} __attribute__((packed)) far = {0, 0x10};
+
+	__asm__ volatile("lgdt %0" ::"m"(p) : "memory");
+	__asm__ volatile("lea 1f(%%rip), %%rax\n"
+	                 "mov %%eax, %0\n"
+	                 "ljmp *%0\n"
+	                 "1:\n"
+	                 : "+m"(far)
+	                 :
+	                 : "rax", "memory");
+	__asm__ volatile("mov %0, %%ds\n"
+	                 "mov %0, %%es\n"
+	                 "mov %0, %%ss\n" ::"r"(0x18)
+	                 : "memory");
+	__asm__ volatile("lgdt %0" ::"m"(q) : "memory");
+	__asm__ volatile("pushq $0x08\n"
+	                 "lea 1f(%%rip), %%rax\n"
+	                 "pushq %%rax\n"
+	                 "lretq\n"
+	                 "1:\n"
+	                 "mov %0, %%ds\n"
+	                 "mov %0, %%es\n"
+	                 "mov %0, %%ss\n" ::"r"(0x10)
+	                 : "rax", "memory");
+	con_puts("testguest: newgdt ok");
+}
+
 static _Noreturn void unknown(const struct token *tok)
 {
 	con_printf("testguest: unknown action %.*s\n", (int)tok->len, tok->s);
@@ -328,6 +375,8 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		__asm__ volatile("sgdt %0" : "=m"(g));
 		con_printf("testguest: gdtr base=0x%lx limit=0x%x\n", (unsigned long)g.base,
 		           (unsigned)g.limit);
+	} else if (rt_token_is(tok, "newgdt")) {
+		new_gdt();
 	} else if (rt_token_is(tok, "boottimer")) {
 		*(volatile uint32_t *)0xd0000000ULL = 123;
 	} else if (!is_foreign_param(tok)) {

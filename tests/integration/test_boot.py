@@ -311,6 +311,15 @@ def cpu_has(flag):
     return False
 
 
+def test_a_new_gdt_then_a_far_jump_through_memory(hearth, guest):
+    """lgdt of a table in which the running CS's selector is 32-bit code, then ljmp *mem to
+    its 64-bit code, data selectors, and back with lretq: CS stays what it was loaded as
+    until the jump (memtest86+ and other kernels reload CS this way)."""
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "newgdt print=after")
+    assert r.code == 0, r.out + r.err
+    assert "testguest: newgdt ok\ntestguest: after" in r.out
+
+
 def test_sgdt_shows_the_guests_own_gdt(hearth, guest):
     if hearth.mmu == "shadow" and not cpu_has("umip"):
         pytest.skip("this CPU has no UMIP: the shadow engine cannot trap sgdt at CPL3, so the "

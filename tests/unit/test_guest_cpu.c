@@ -56,6 +56,8 @@ struct fx {
 	} mmio[8];
 	unsigned nmmio;
 	uint64_t mmio_read_value;
+	/* the guest loaded a new GDT in which SEL_CODE is 32-bit code */
+	bool gdt_swapped;
 };
 
 static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
@@ -71,10 +73,10 @@ static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
 /* Null, 64-bit code (DPL0), flat writable data, flat 32-bit code. */
 static uint64_t op_descriptor(void *ctx, uint16_t sel)
 {
-	(void)ctx;
 	switch (sel >> 3) {
 	case SEL_CODE >> 3:
-		return 0x00af9b000000ffffULL;
+		return ((struct fx *)ctx)->gdt_swapped ? 0x00cf9b000000ffffULL
+		                                       : 0x00af9b000000ffffULL;
 	case SEL_DATA >> 3:
 		return 0x00cf93000000ffffULL;
 	case SEL_CODE32 >> 3:
@@ -528,6 +530,61 @@ static void test_iretq(void **state)
 	assert_int_equal(f->c.cs, SEL_CODE);
 }
 
+/* jmp / call far through memory: how a kernel reloads CS after its lgdt. CS keeps the
+ * descriptor it was loaded from until then, whatever the new GDT says. */
+static void test_far_jump_and_call(void **state)
+{
+	struct fx *f = *state;
+	uint8_t m32[6] = {0x55, 0x55, 0, 0, SEL_CODE32, 0};
+	uint8_t m64[10] = {0x66, 0x66, 0, 0, 0, 0, 0, 0, SEL_CODE, 0};
+
+	f->c.hidden.cs_desc = 0x00af9b000000ffffULL; /* as loaded at boot */
+	f->gdt_swapped = true;                       /* lgdt of a table where 0x08 is 32-bit */
+	assert_true(cpu_code64(&f->c));
+	/* ljmp *(%rax): m16:32, to 32-bit code (compatibility mode) */
+	assert_int_equal(gm_write(&f->gm, DATA, m32, sizeof(m32)), 0);
+	f->c.r.gpr[R_AX] = DATA;
+	CODE_(f, 0xff, 0x28);
+	assert_int_equal(cpu_emulate_gp(&f->c, SEL_CODE32), EMU_DONE);
+	assert_int_equal(f->c.r.rip, 0x5555);
+	assert_int_equal(f->c.cs, SEL_CODE32);
+	assert_false(cpu_code64(&f->c));
+	assert_true(cpu_code32(&f->c));
+	/* rex.w lcall *(%rax): m16:64, pushes CS and the return address (8 bytes each), and
+	 * now SEL_CODE's descriptor is the new GDT's */
+	f->c.r.rip = CODE;
+	f->c.hidden.cs_desc = 0x00af9b000000ffffULL;
+	f->c.cs = SEL_CODE;
+	f->gdt_swapped = false;
+	assert_int_equal(gm_write(&f->gm, DATA, m64, sizeof(m64)), 0);
+	CODE_(f, 0x48, 0xff, 0x18);
+	assert_int_equal(cpu_emulate_gp(&f->c, SEL_CODE), EMU_DONE);
+	assert_int_equal(f->c.r.rip, 0x6666);
+	assert_int_equal(f->c.r.gpr[R_SP], STACK - 16);
+	assert_int_equal(stack_word(f, 0), CODE + 3);
+	assert_int_equal(stack_word(f, 1), SEL_CODE);
+	assert_true(cpu_code64(&f->c));
+	/* to a selector with no descriptor: #GP with the selector, CS and RSP unchanged */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
+	m64[8] = 0x40;
+	assert_int_equal(gm_write(&f->gm, DATA, m64, sizeof(m64)), 0);
+	CODE_(f, 0x48, 0xff, 0x18);
+	assert_int_equal(cpu_emulate_gp(&f->c, 0x40), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(f->c.cs, SEL_CODE);
+	assert_int_equal(stack_word(f, 0), 0x40); /* the error code */
+	/* to the guest's user mode (RPL 3): refused */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
+	m32[4] = SEL_CODE | 3;
+	assert_int_equal(gm_write(&f->gm, DATA, m32, sizeof(m32)), 0);
+	CODE_(f, 0xff, 0x28);
+	cpu_emulate_gp(&f->c, 0);
+	assert_int_equal(f->stops, 1);
+	assert_non_null(strstr(f->stop_why, "far jump to CPL3"));
+}
+
 /* ---- page-table stores, #UD, invlpg --------------------------------------------------- */
 
 static void test_pte_store(void **state)
@@ -899,6 +956,7 @@ int main(void)
 	    T(test_delivery_frame),
 	    T(test_escalation_to_triple_fault),
 	    T(test_iretq),
+	    T(test_far_jump_and_call),
 	    T(test_pte_store),
 	    T(test_ud_and_invlpg),
 	    T(test_garbage_is_a_gp),

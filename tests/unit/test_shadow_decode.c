@@ -675,6 +675,25 @@ static void test_iret_lret(void **state)
 	assert_int_equal(in.imm, 4);
 	in = D32(0x66, 0xcb); /* lretw */
 	assert_int_equal(in.opsize, 2);
+
+	in = D64(0xff, 0x6c, 0x24, 0xfa); /* ljmp *-0x6(%rsp): m16:32 */
+	assert_int_equal(in.op, SH_OP_LJMP);
+	assert_int_equal(in.opsize, 4);
+	assert_int_equal(in.len, 4);
+	assert_int_equal(in.base, 4);
+	assert_int_equal(in.disp, -6);
+	in = D64(0x48, 0xff, 0x18); /* rex.w lcall *(%rax): m16:64 */
+	assert_int_equal(in.op, SH_OP_LCALL);
+	assert_int_equal(in.opsize, 8);
+	in = D32(0xff, 0x2d, 0x00, 0x10, 0x00, 0x00); /* ljmp *0x1000 */
+	assert_int_equal(in.op, SH_OP_LJMP);
+	assert_int_equal(in.len, 6);
+	in = D64(0xff, 0xe8); /* ff /5 with a register: #UD, not a far jump */
+	assert_int_equal(in.op, SH_OP_OTHER);
+	in = D64(0xff, 0x20); /* jmp *(%rax): near */
+	assert_int_equal(in.op, SH_OP_OTHER);
+	in = D64(0xff, 0x00); /* incl (%rax) */
+	assert_int_equal(in.op, SH_OP_OTHER);
 }
 
 /* ---- segment registers ---------------------------------------------------------------- */
