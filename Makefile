@@ -134,6 +134,7 @@ NESTED_TESTS ?= tests/integration
 NESTED_NPT   ?= 1
 test-nested: all $(SECCOMP_TEST)
 	tests/integration/fetch_debian_kernel.sh >/dev/null || test $$? = 2
+	tests/integration/fetch_memtest.sh >/dev/null || test $$? = 2
 	HEARTH_BUILD=$(abspath $(BUILD)) HEARTH_SAN=$(SAN) tests/nested/run.sh --npt=$(NESTED_NPT) -- \
 	  $(PYTEST) -v -rs -p no:cacheprovider $(NESTED_TESTS)
 

@@ -37,15 +37,16 @@ static int linux_needs_kvm(const struct host_probe *kvm, enum mmu_mode requested
 	if (requested == MMU_PROCESS) {
 		*exit_code = EXIT_USAGE;
 		return err_set(err,
-		               "--engine process: this is a Linux kernel, which maps itself in "
-		               "the upper half of the address space, out of a host process's "
+		               "--engine process: this is a Linux kernel (a bzImage, or an ELF "
+		               "with Linux's notes), which maps itself in the upper half of the "
+		               "address space, out of a host process's "
 		               "reach; it needs KVM (--engine hardware on a host with "
 		               "/dev/kvm)");
 	}
 	*exit_code = EXIT_VMM_ERROR;
 	return err_set(err,
-	               "this is a Linux kernel, which maps itself in the upper half of the "
-	               "address space and so needs KVM, and /dev/kvm is not usable here (%s); "
+	               "this is a Linux kernel (a bzImage, or an ELF with Linux's notes), "
+	               "which maps itself in the upper half of the address space and so needs KVM, and /dev/kvm is not usable here (%s); "
 	               "without KVM, hearth runs guests that live in the lower half "
 	               "(unikernels, PVH guests) as host processes",
 	               kvm->detail[0] ? kvm->detail : kvm->state);
