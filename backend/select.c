@@ -46,7 +46,8 @@ static int linux_needs_kvm(const struct host_probe *kvm, enum mmu_mode requested
 	*exit_code = EXIT_VMM_ERROR;
 	return err_set(err,
 	               "this is a Linux kernel (a bzImage, or an ELF with Linux's notes), "
-	               "which maps itself in the upper half of the address space and so needs KVM, and /dev/kvm is not usable here (%s); "
+	               "which maps itself in the upper half of the address space and so needs KVM, "
+	               "and /dev/kvm is not usable here (%s); "
 	               "without KVM, hearth runs guests that live in the lower half "
 	               "(unikernels, PVH guests) as host processes",
 	               kvm->detail[0] ? kvm->detail : kvm->state);
