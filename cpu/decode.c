@@ -236,6 +236,14 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 	}
 }
 
+static void alu(struct sh_insn *in, unsigned kind, unsigned size, bool to_reg)
+{
+	in->op = SH_OP_ALU;
+	in->alu = (uint8_t)kind;
+	in->access_size = (uint8_t)size;
+	in->alu_to_reg = to_reg;
+}
+
 int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_insn *in)
 {
 	struct cursor c = {b, n, 0, false};
@@ -351,14 +359,91 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 	case 0xcb:
 		in->op = SH_OP_LRET;
 		break;
+	case 0xfe:
 	case 0xff:
 		modrm(&c, in, mode64);
-		if (in->mem && (in->reg & 7) == 5)
+		if (in->mem && op == 0xff && (in->reg & 7) == 5)
 			in->op = SH_OP_LJMP;
-		else if (in->mem && (in->reg & 7) == 3)
+		else if (in->mem && op == 0xff && (in->reg & 7) == 3)
 			in->op = SH_OP_LCALL;
+		else if (in->mem && (in->reg & 7) <= 1)
+			alu(in, (in->reg & 7) ? SH_DEC : SH_INC, op == 0xfe ? 1 : in->opsize,
+			    false);
 		else
 			in->op = SH_OP_OTHER;
+		break;
+	case 0x00:
+	case 0x01:
+	case 0x02:
+	case 0x03: /* add */
+	case 0x08:
+	case 0x09:
+	case 0x0a:
+	case 0x0b: /* or */
+	case 0x10:
+	case 0x11:
+	case 0x12:
+	case 0x13: /* adc */
+	case 0x18:
+	case 0x19:
+	case 0x1a:
+	case 0x1b: /* sbb */
+	case 0x20:
+	case 0x21:
+	case 0x22:
+	case 0x23: /* and */
+	case 0x28:
+	case 0x29:
+	case 0x2a:
+	case 0x2b: /* sub */
+	case 0x30:
+	case 0x31:
+	case 0x32:
+	case 0x33: /* xor */
+	case 0x38:
+	case 0x39:
+	case 0x3a:
+	case 0x3b: /* cmp */
+		modrm(&c, in, mode64);
+		if (in->mem)
+			alu(in, op >> 3, (op & 1) ? in->opsize : 1, op & 2);
+		else
+			in->op = SH_OP_OTHER;
+		break;
+	case 0x80:
+	case 0x81:
+	case 0x83:
+		modrm(&c, in, mode64);
+		size = op == 0x80 ? 1 : in->opsize;
+		in->imm = (uint64_t)next_signed(&c, op != 0x81 ? 1 : size == 8 ? 4 : size);
+		if (in->mem) {
+			alu(in, in->reg & 7, size, false);
+			in->alu_imm = true;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
+		break;
+	case 0x84:
+	case 0x85:
+		modrm(&c, in, mode64);
+		if (in->mem)
+			alu(in, SH_TEST, op == 0x84 ? 1 : in->opsize, false);
+		else
+			in->op = SH_OP_OTHER;
+		break;
+	case 0xf6:
+	case 0xf7:
+		/* only test (/0, /1) has an immediate: the other forms (not, neg, mul, div) are
+		 * not decoded further */
+		modrm(&c, in, mode64);
+		size = op == 0xf6 ? 1 : in->opsize;
+		if (in->mem && (in->reg & 7) <= 1) {
+			in->imm = (uint64_t)next_signed(&c, size == 8 ? 4 : size);
+			alu(in, SH_TEST, size, false);
+			in->alu_imm = true;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
 		break;
 	case 0x88:
 	case 0x89:

@@ -78,6 +78,26 @@ enum sh_op {
 	/* mov r/m, imm (c6 /0, c7 /0): imm is the immediate sign-extended to 64 bits. Last:
 	 * range checks use it (tests/fuzz/fuzz_decode.c). */
 	SH_OP_MOV_STORE_IMM,
+	/* Arithmetic and logic with a memory operand (register-only forms are SH_OP_OTHER): what
+	 * `*reg |= bit` on a device register compiles to. `alu` says which; `alu_to_reg`: the
+	 * register is the destination (op reg, r/m), else memory is; `alu_imm`: the other
+	 * operand is `imm` (sign-extended to the operand size), else register `reg`. */
+	SH_OP_ALU,
+};
+
+/* SH_OP_ALU's operations; the first eight in the order of the opcodes' bits 5:3. */
+enum sh_alu {
+	SH_ADD,
+	SH_OR,
+	SH_ADC,
+	SH_SBB,
+	SH_AND,
+	SH_SUB,
+	SH_XOR,
+	SH_CMP,
+	SH_TEST,
+	SH_INC,
+	SH_DEC
 };
 
 /* Segment register numbers, as in ModRM.reg of mov Sreg. */
@@ -107,6 +127,9 @@ struct sh_insn {
 	/* the moves (SH_OP_MOV_LOAD ... SH_OP_MOV_STORE_IMM): bytes accessed in memory, 1, 2, 4
 	 * or 8 (opsize stays the operand size of the register: 2, 4 or 8) */
 	uint8_t access_size;
+	/* SH_OP_ALU (access_size is its operand size too) */
+	uint8_t alu; /* enum sh_alu */
+	bool alu_to_reg, alu_imm;
 };
 
 /* Decode one instruction. `mode64`: 64-bit code segment; otherwise `def32` selects 32-bit

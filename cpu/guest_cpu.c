@@ -911,6 +911,113 @@ static uint64_t *byte_reg(struct guest_cpu *c, unsigned n, bool rex, unsigned *s
 	return gpr(c, n);
 }
 
+/* ---- arithmetic and logic on a device register (or a page the engine cannot map) ------ */
+
+static bool parity_even(uint64_t v)
+{
+	return !(__builtin_popcount((unsigned)(v & 0xff)) & 1);
+}
+
+/* `a` op `b` at `size` bytes: the result, and the flags the instruction leaves (SDM vol. 2:
+ * ADD, ADC, SUB, SBB, CMP by carry and overflow; AND, OR, XOR, TEST clear CF and OF; INC and
+ * DEC keep CF). AF is computed for the arithmetic ones and cleared for the logical ones (the
+ * SDM leaves it undefined there). */
+static uint64_t alu_op(unsigned kind, uint64_t a, uint64_t b, unsigned size, uint64_t *rflags)
+{
+	unsigned bits = 8 * size;
+	uint64_t mask = bits == 64 ? ~0ULL : (1ULL << bits) - 1, sign = 1ULL << (bits - 1);
+	uint64_t cin = (kind == SH_ADC || kind == SH_SBB) ? (*rflags & RF_CF) : 0, res, fl;
+	bool cf = false, of = false, arith = true;
+
+	a &= mask;
+	b &= mask;
+	switch (kind) {
+	case SH_ADD:
+	case SH_ADC:
+	case SH_INC:
+		if (kind == SH_INC)
+			b = 1;
+		res = (a + b + cin) & mask;
+		cf = res < a || (cin && res == a);
+		of = ((a ^ res) & (b ^ res) & sign) != 0;
+		break;
+	case SH_SUB:
+	case SH_SBB:
+	case SH_CMP:
+	case SH_DEC:
+		if (kind == SH_DEC)
+			b = 1;
+		res = (a - b - cin) & mask;
+		cf = a < b || (cin && a == b);
+		of = ((a ^ b) & (a ^ res) & sign) != 0;
+		break;
+	case SH_AND:
+	case SH_TEST:
+		res = a & b;
+		arith = false;
+		break;
+	case SH_OR:
+		res = a | b;
+		arith = false;
+		break;
+	default: /* SH_XOR */
+		res = a ^ b;
+		arith = false;
+		break;
+	}
+	fl = *rflags & ~(RF_CF | RF_PF | RF_AF | RF_ZF | RF_SF | RF_OF);
+	if (kind == SH_INC || kind == SH_DEC)
+		fl |= *rflags & RF_CF;
+	else if (cf)
+		fl |= RF_CF;
+	if (of)
+		fl |= RF_OF;
+	if (arith && ((a ^ b ^ res) & 0x10))
+		fl |= RF_AF;
+	if (parity_even(res))
+		fl |= RF_PF;
+	if (!res)
+		fl |= RF_ZF;
+	if (res & sign)
+		fl |= RF_SF;
+	*rflags = fl;
+	return res;
+}
+
+/* The register operand of an ALU instruction, `size` bytes of it. */
+static uint64_t alu_reg(struct guest_cpu *c, const struct sh_insn *in, unsigned size)
+{
+	unsigned shift;
+
+	if (size == 1)
+		return *byte_reg(c, in->reg, in->rex != 0, &shift) >> shift;
+	return *gpr(c, in->reg);
+}
+
+static void emulate_alu(struct guest_cpu *c, const struct sh_insn *in, uint64_t gpa,
+                        cpu_mmio_access access, void *ctx)
+{
+	unsigned size = in->access_size, shift;
+	uint64_t m = 0, other = in->alu_imm ? in->imm : alu_reg(c, in, size), res, *r;
+
+	access(ctx, gpa, false, &m, size);
+	if (in->alu_to_reg) {
+		res = alu_op(in->alu, alu_reg(c, in, size), m, size, &c->r.rflags);
+		if (in->alu == SH_CMP)
+			return;
+		if (size == 1) {
+			r = byte_reg(c, in->reg, in->rex != 0, &shift);
+			*r = (*r & ~(0xffULL << shift)) | (res << shift);
+		} else {
+			set_gpr(c, in->reg, res, size);
+		}
+		return;
+	}
+	res = alu_op(in->alu, m, other, size, &c->r.rflags);
+	if (in->alu != SH_CMP && in->alu != SH_TEST)
+		access(ctx, gpa, true, &res, size);
+}
+
 bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,
                       void *ctx)
 {
@@ -929,6 +1036,7 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 	case SH_OP_MOVSX:
 	case SH_OP_MOV_STORE:
 	case SH_OP_MOV_STORE_IMM:
+	case SH_OP_ALU:
 		break;
 	default:
 		return false;
@@ -936,7 +1044,9 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 	size = in.access_size;
 	if (effective_address(c, &in) != va || (va & 4095) + size > 4096)
 		return false;
-	if (in.op == SH_OP_MOV_STORE || in.op == SH_OP_MOV_STORE_IMM) {
+	if (in.op == SH_OP_ALU) {
+		emulate_alu(c, &in, gpa, access, ctx);
+	} else if (in.op == SH_OP_MOV_STORE || in.op == SH_OP_MOV_STORE_IMM) {
 		if (in.op == SH_OP_MOV_STORE_IMM) {
 			v = in.imm;
 		} else if (size == 1) {

@@ -33,9 +33,14 @@
 /* RFLAGS. */
 #define RF_CF       0x1ULL
 #define RF_RESERVED 0x2ULL /* always 1 */
+#define RF_PF       0x4ULL
+#define RF_AF       0x10ULL
+#define RF_ZF       0x40ULL
+#define RF_SF       0x80ULL
 #define RF_TF       0x100ULL
 #define RF_IF       0x200ULL
 #define RF_DF       0x400ULL
+#define RF_OF       0x800ULL
 #define RF_IOPL     0x3000ULL
 #define RF_NT       0x4000ULL
 #define RF_RF       0x10000ULL

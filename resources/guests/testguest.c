@@ -34,6 +34,11 @@
  *                   64-bit), far-jump through memory to its 64-bit code at 0x10, load its
  *                   data selector 0x18, then the runtime's GDT again and lretq back to
  *                   0x08; print "testguest: newgdt ok" (what a kernel does around lgdt)
+ *   rmw             read-modify-write instructions on memory only an emulator reaches in some
+ *                   engines: orl/andl on the local APIC's SVR (MMIO), and cmpq, addq, incq,
+ *                   xorq on page 0; prints "testguest: rmw svr 0xA -> 0xB -> 0xC page0
+ *                   eq=E D I X" (the SVR as read before, after the or, after the and; the
+ *                   compare's ZF and the values after add, inc and xor)
  *   kvmclock        enable KVM's paravirtual clock (MSR_KVM_WALL_CLOCK_NEW, then
  *                   MSR_KVM_SYSTEM_TIME_NEW, whatever CPUID says), read it, spin 20M TSC
  *                   cycles, read it again: "testguest: kvmclock version=V flags=F t1=NS
@@ -299,6 +304,38 @@ static void new_gdt(void)
 	con_puts("testguest: newgdt ok");
 }
 
+/* `*reg |= bit` as one instruction, the way compilers emit it for a volatile device register,
+ * and arithmetic on page 0, which a host process cannot map. */
+static void rmw(void)
+{
+	volatile uint32_t *svr = (volatile uint32_t *)0xfee000f0ULL;
+	uintptr_t at = 8;
+	volatile uint64_t *p0;
+	uint32_t a = *svr, b, c;
+	uint64_t add, inc, xr;
+	uint8_t eq;
+
+	__asm__ volatile("orl $0x100, %0" : "+m"(*svr));
+	b = *svr;
+	__asm__ volatile("andl $0xfffffeff, %0" : "+m"(*svr));
+	c = *svr;
+	__asm__("" : "+r"(at)); /* (the compiler would take address 8 for a null pointer) */
+	p0 = (volatile uint64_t *)at;
+	*p0 = 7;
+	__asm__ volatile("cmpq $7, %1\n"
+	                 "sete %0"
+	                 : "=q"(eq)
+	                 : "m"(*p0));
+	__asm__ volatile("addq $5, %0" : "+m"(*p0));
+	add = *p0;
+	__asm__ volatile("incq %0" : "+m"(*p0));
+	inc = *p0;
+	__asm__ volatile("xorq $0xf, %0" : "+m"(*p0));
+	xr = *p0;
+	con_printf("testguest: rmw svr 0x%x -> 0x%x -> 0x%x page0 eq=%u %lu %lu %lu\n", a, b, c,
+	           (unsigned)eq, (unsigned long)add, (unsigned long)inc, (unsigned long)xr);
+}
+
 static _Noreturn void unknown(const struct token *tok)
 {
 	con_printf("testguest: unknown action %.*s\n", (int)tok->len, tok->s);
@@ -375,6 +412,8 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		__asm__ volatile("sgdt %0" : "=m"(g));
 		con_printf("testguest: gdtr base=0x%lx limit=0x%x\n", (unsigned long)g.base,
 		           (unsigned)g.limit);
+	} else if (rt_token_is(tok, "rmw")) {
+		rmw();
 	} else if (rt_token_is(tok, "newgdt")) {
 		new_gdt();
 	} else if (rt_token_is(tok, "boottimer")) {

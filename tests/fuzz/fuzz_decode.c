@@ -66,7 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      "the first len bytes decode differently");
 		check(sh_decode(buf, a.len - 1u, m64, d32, &b) == -1,
 		      "len - 1 bytes still decode: len is not exact");
-		check(a.op <= SH_OP_MOV_STORE_IMM, "op out of range");
+		check(a.op <= SH_OP_ALU, "op out of range");
+		check(a.op != SH_OP_ALU || (a.mem && a.alu <= SH_DEC &&
+		                            (a.access_size == 1 || a.access_size == a.opsize)),
+		      "ALU operand");
 		check(a.opsize == 2 || a.opsize == 4 || a.opsize == 8, "opsize");
 		check(a.addrsize == 4 || a.addrsize == 8, "addrsize");
 		check(m64 || (a.addrsize == 4 && a.rex == 0 && !a.rip_relative), "32-bit fields");

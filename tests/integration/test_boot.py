@@ -311,6 +311,16 @@ def cpu_has(flag):
     return False
 
 
+def test_read_modify_write_on_a_device_register_and_on_page_0(hearth, guest):
+    """`orl`/`andl` on the local APIC's SVR (what `*reg |= bit` on a volatile register
+    compiles to) and cmp/add/inc/xor on page 0: in the process engine both reach hearth's
+    emulator (MMIO is never mapped, and a host process cannot map page 0), which must give
+    the CPU's results and flags."""
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "rmw")
+    assert r.code == 0, r.out + r.err
+    assert "testguest: rmw svr 0xff -> 0x1ff -> 0xff page0 eq=1 12 13 2" in r.out, r.out
+
+
 def test_a_new_gdt_then_a_far_jump_through_memory(hearth, guest):
     """lgdt of a table in which the running CS's selector is 32-bit code, then ljmp *mem to
     its 64-bit code, data selectors, and back with lretq: CS stays what it was loaded as

@@ -693,7 +693,66 @@ static void test_iret_lret(void **state)
 	in = D64(0xff, 0x20); /* jmp *(%rax): near */
 	assert_int_equal(in.op, SH_OP_OTHER);
 	in = D64(0xff, 0x00); /* incl (%rax) */
+	assert_int_equal(in.op, SH_OP_ALU);
+	assert_int_equal(in.alu, SH_INC);
+	assert_int_equal(in.access_size, 4);
+	in = D64(0xff, 0xc0); /* incl %eax: no memory operand */
 	assert_int_equal(in.op, SH_OP_OTHER);
+}
+
+static void test_alu_forms(void **state)
+{
+	struct sh_insn in;
+
+	(void)state;
+	in = D64(0x81, 0x48, 0x10, 0x00, 0x01, 0x00, 0x00); /* orl $0x100,0x10(%rax) */
+	assert_int_equal(in.op, SH_OP_ALU);
+	assert_int_equal(in.alu, SH_OR);
+	assert_true(in.alu_imm);
+	assert_false(in.alu_to_reg);
+	assert_int_equal(in.imm, 0x100);
+	assert_int_equal(in.access_size, 4);
+	assert_int_equal(in.len, 7);
+	in = D64(0x48, 0x83, 0x3f, 0xf9); /* cmpq $-7,(%rdi): imm8 sign-extended */
+	assert_int_equal(in.alu, SH_CMP);
+	assert_int_equal(in.access_size, 8);
+	assert_int_equal((int64_t)in.imm, -7);
+	in = D64(0x66, 0x81, 0x27, 0xff, 0xfe); /* andw $0xfeff,(%rdi): imm16 */
+	assert_int_equal(in.alu, SH_AND);
+	assert_int_equal(in.access_size, 2);
+	assert_int_equal(in.imm & 0xffff, 0xfeff);
+	assert_int_equal(in.len, 5);
+	in = D64(0x48, 0x81, 0x37, 0x0f, 0x00, 0x00, 0x80); /* xorq $imm32 sign-extended */
+	assert_int_equal(in.alu, SH_XOR);
+	assert_int_equal(in.imm, 0xffffffff8000000fULL);
+	in = D64(0x80, 0x0f, 0x01); /* orb $1,(%rdi) */
+	assert_int_equal(in.access_size, 1);
+	assert_int_equal(in.alu, SH_OR);
+	in = D64(0x2b, 0x07); /* sub (%rdi),%eax: into the register */
+	assert_int_equal(in.alu, SH_SUB);
+	assert_true(in.alu_to_reg);
+	assert_false(in.alu_imm);
+	in = D64(0x00, 0x27); /* add %ah,(%rdi) */
+	assert_int_equal(in.alu, SH_ADD);
+	assert_int_equal(in.access_size, 1);
+	assert_int_equal(in.reg, 4);
+	in = D64(0x85, 0x07); /* test %eax,(%rdi) */
+	assert_int_equal(in.alu, SH_TEST);
+	in = D64(0xf7, 0x07, 0x01, 0x00, 0x00, 0x00); /* testl $1,(%rdi) */
+	assert_int_equal(in.alu, SH_TEST);
+	assert_true(in.alu_imm);
+	assert_int_equal(in.len, 6);
+	in = D64(0xf7, 0x1f); /* negl (%rdi): not decoded further */
+	assert_int_equal(in.op, SH_OP_OTHER);
+	in = D64(0xfe, 0x0f); /* decb (%rdi) */
+	assert_int_equal(in.alu, SH_DEC);
+	assert_int_equal(in.access_size, 1);
+	in = D64(0x01, 0xc0); /* add %eax,%eax */
+	assert_int_equal(in.op, SH_OP_OTHER);
+	in = D32(0x83, 0x05, 0x00, 0x10, 0x00, 0x00, 0x01); /* addl $1,0x1000 (32-bit code) */
+	assert_int_equal(in.alu, SH_ADD);
+	assert_int_equal(in.disp, 0x1000);
+	assert_int_equal(in.len, 7);
 }
 
 /* ---- segment registers ---------------------------------------------------------------- */
@@ -1388,7 +1447,7 @@ static void test_garbage(void **state)
 		assert_true(in.len >= 1);
 		assert_true(in.len <= n);
 		assert_true(in.len <= 15);
-		assert_true(in.op <= SH_OP_MOV_STORE_IMM);
+		assert_true(in.op <= SH_OP_ALU);
 		assert_true(in.opsize == 2 || in.opsize == 4 || in.opsize == 8);
 		assert_true(in.addrsize == 4 || in.addrsize == 8);
 		assert_true(in.reg < 16 && in.rm < 16);
@@ -1397,8 +1456,12 @@ static void test_garbage(void **state)
 		assert_true(in.seg >= -1 && in.seg <= SH_GS);
 		assert_true(in.io_size == 0 || in.io_size == 1 || in.io_size == 2 ||
 		            in.io_size == 4);
-		/* an access size for the moves (with a memory operand) only */
-		if (in.op >= SH_OP_MOV_LOAD && in.op <= SH_OP_MOV_STORE_IMM) {
+		/* an access size for the moves and ALU operations (with a memory operand) only */
+		if (in.op == SH_OP_ALU) {
+			assert_true(in.mem);
+			assert_true(in.alu <= SH_DEC);
+			assert_true(in.access_size == 1 || in.access_size == in.opsize);
+		} else if (in.op >= SH_OP_MOV_LOAD && in.op <= SH_OP_MOV_STORE_IMM) {
 			assert_true(in.mem);
 			assert_true(in.access_size == 1 || in.access_size == 2 ||
 			            in.access_size == 4 || in.access_size == 8);
@@ -1426,6 +1489,7 @@ int main(void)
 	    cmocka_unit_test(test_descriptor_tables),
 	    cmocka_unit_test(test_descriptor_tables_as),
 	    cmocka_unit_test(test_invlpg),
+	    cmocka_unit_test(test_alu_forms),
 	    cmocka_unit_test(test_mov_cr),
 	    cmocka_unit_test(test_mov_cr_mod_ignored),
 	    cmocka_unit_test(test_simple),
