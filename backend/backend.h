@@ -115,10 +115,13 @@ extern const struct backend process_backend;
  * offers and what the configuration asks for (before the guest is loaded, so that the
  * backend can open its devices early), then the engine from the kernel that was loaded.
  * engine_pick fails with one line that says why and what would run the kernel (*exit_code:
- * the process exit status). A Linux kernel is never given the shadow engine.
+ * the process exit status). A Linux kernel is never given the shadow engine; one in Linux's
+ * boot format that is not Linux (`linux_format`: memtest86+) only when asked for, as auto
+ * keeps such kernels on the hardware engine where KVM exists.
  */
 const struct backend *backend_pick(const struct host_probe *kvm, enum mmu_mode requested);
 int engine_pick(const struct backend *b, const struct host_probe *kvm, enum mmu_mode requested,
-                bool linux_kernel, enum engine *engine, struct error *err, int *exit_code);
+                bool linux_kernel, bool linux_format, enum engine *engine, struct error *err,
+                int *exit_code);
 
 #endif

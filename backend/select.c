@@ -54,7 +54,8 @@ static int linux_needs_kvm(const struct host_probe *kvm, enum mmu_mode requested
 }
 
 int engine_pick(const struct backend *b, const struct host_probe *kvm, enum mmu_mode requested,
-                bool linux_kernel, enum engine *engine, struct error *err, int *exit_code)
+                bool linux_kernel, bool linux_format, enum engine *engine, struct error *err,
+                int *exit_code)
 {
 	if (b == &process_backend) {
 		if (linux_kernel)
@@ -81,7 +82,9 @@ int engine_pick(const struct backend *b, const struct host_probe *kvm, enum mmu_
 	case MMU_AUTO:
 		break;
 	}
-	/* auto: shadow where KVM emulates guest ring-0 code (PVM), except for Linux. */
-	*engine = kvm->cpl0_emulated && !linux_kernel ? ENGINE_SHADOW : ENGINE_HARDWARE;
+	/* auto: shadow where KVM emulates guest ring-0 code (PVM), except for Linux and the
+	 * other kernels in its boot format (large kernels, tested in the hardware engine). */
+	*engine =
+	    kvm->cpl0_emulated && !linux_kernel && !linux_format ? ENGINE_SHADOW : ENGINE_HARDWARE;
 	return 0;
 }

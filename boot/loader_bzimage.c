@@ -30,6 +30,21 @@ static uint64_t mib_round_up(uint64_t v)
 	return (v + MIB - 1) / MIB;
 }
 
+/*
+ * Whether a bzImage is Linux (which maps itself in the upper half and has a user mode: only
+ * KVM's hardware engine runs it) or another kernel using Linux's boot protocol (memtest86+).
+ * Linux's kernel_version string, at 0x200 + kernel_version in the setup code, starts with
+ * its release ("6.1.0-..."); anything without a readable string counts as Linux.
+ */
+static bool is_linux(const uint8_t *img, uint64_t setup_size, uint16_t kernel_version)
+{
+	uint64_t at = 0x200ULL + kernel_version;
+
+	if (!kernel_version || at >= setup_size)
+		return true;
+	return img[at] >= '0' && img[at] <= '9';
+}
+
 int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
                  enum boot_protocol want, struct kernel_image *out, struct error *err)
 {
@@ -38,7 +53,8 @@ int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
 	struct setup_header hdr;
 
 	memset(out, 0, sizeof(*out));
-	if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_LINUX64 && want != BOOT_PROTO_PVH)
+	if (want != BOOT_PROTO_AUTO && want != BOOT_PROTO_LINUX64 && want != BOOT_PROTO_PVH &&
+	    want != BOOT_PROTO_MULTIBOOT)
 		return err_set(err, "unknown boot protocol %d", (int)want);
 	if (len < SETUP_HEADER_OFFSET + sizeof(hdr))
 		return err_set(err, "bzImage truncated: %zu bytes, the setup header ends at 0x%zx",
@@ -50,6 +66,8 @@ int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
 		    hdr.boot_flag, hdr.header);
 	if (want == BOOT_PROTO_PVH)
 		return err_set(err, "bzImage has no PVH entry; use the ELF vmlinux");
+	if (want == BOOT_PROTO_MULTIBOOT)
+		return err_set(err, "bzImage has no Multiboot entry");
 
 	major = hdr.version >> 8;
 	minor = hdr.version & 0xff;
@@ -128,7 +146,7 @@ int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
 		return err_set(err, "bzImage kernel does not fit in guest RAM");
 
 	out->format = KERNEL_BZIMAGE;
-	out->linux_kernel = true; /* the bzImage format is Linux's boot protocol */
+	out->linux_kernel = is_linux(img, setup_size, hdr.kernel_version);
 	out->proto = BOOT_PROTO_LINUX64;
 	out->entry = LAYOUT_KERNEL_START + ENTRY64_OFFSET;
 	out->load_start = LAYOUT_KERNEL_START;

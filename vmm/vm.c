@@ -406,6 +406,7 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, struct error *
 		goto out;
 	}
 	vm->linux_kernel = k.linux_kernel;
+	vm->linux_format = k.format == KERNEL_BZIMAGE;
 	if (k.warning[0])
 		log_warn("kernel: %s", k.warning);
 	if (cfg->initrd_path) {
@@ -527,8 +528,8 @@ static int build(struct vm *vm, const struct vm_config *cfg, struct snapshot_fil
 			*exit_code = EXIT_BAD_IMAGE;
 			return -1;
 		}
-		if (engine_pick(vm->backend, &vm->kvm, cfg->mmu, vm->linux_kernel, &vm->engine, err,
-		                exit_code))
+		if (engine_pick(vm->backend, &vm->kvm, cfg->mmu, vm->linux_kernel, vm->linux_format,
+		                &vm->engine, err, exit_code))
 			return -1;
 	}
 	if (open_r) {

@@ -71,6 +71,7 @@ struct vm {
 	void *be;                /* the backend's part of this VM */
 	struct irqchip *irqchip; /* the backend's interrupt controller: every device's IRQs */
 	bool linux_kernel;       /* the loaded kernel is Linux: never the shadow engine */
+	bool linux_format;       /* a bzImage (Linux, or another kernel in its boot format) */
 	struct guest_memory mem;
 	bool dirty_tracking; /* track_dirty_pages: the backend and guest memory count writes */
 	unsigned nvcpus;
