@@ -180,6 +180,15 @@ bool cpu_can_deliver(const struct guest_cpu *c)
 	return (c->cr0 & CR0_PE) && !c->hidden.stack16 && !c->hidden.base[SH_SS];
 }
 
+/* A present code segment, L and D not both set (SDM 5.8: else #GP). */
+static bool code_segment(uint64_t d)
+{
+	const uint64_t p = 1ULL << 47, s = 1ULL << 44, code = 1ULL << 43, l = 1ULL << 53,
+	               db = 1ULL << 54;
+
+	return (d & (p | s | code)) == (p | s | code) && !((d & l) && (d & db));
+}
+
 /* CS and its hidden part from its descriptor, as a delivery loads them (64-bit code in long
  * mode has no base). */
 static void load_cs(struct guest_cpu *c, uint16_t sel, uint64_t d)
@@ -238,7 +247,7 @@ static bool deliver(struct guest_cpu *c, unsigned vector, uint32_t err, bool sof
 			return false;
 	}
 	d = desc_of(c, sel & ~3);
-	if (d == 0)
+	if (!code_segment(d))
 		return false;
 	load_cs(c, sel, d);
 	c->r.gpr[R_SP] = rsp;
@@ -470,6 +479,23 @@ static bool pop(struct guest_cpu *c, uint64_t *v, unsigned size)
 	return true;
 }
 
+/* A far transfer's target: a present code segment, L and D not both set (SDM 5.8: #GP). In
+ * long mode, the process engine runs 64-bit code only (the host refuses 32-bit user code). */
+enum target { TARGET_OK, TARGET_GP, TARGET_REFUSED };
+
+static enum target code_target(struct guest_cpu *c, uint64_t d)
+{
+	if (!code_segment(d))
+		return TARGET_GP;
+	if (c->virtual_segments && cpu_long_mode(c) && !(d & (1ULL << 53))) {
+		stop(c, CPU_STOP_REFUSED,
+		     "the guest enters 32-bit code in long mode (compatibility mode), which this "
+		     "engine does not run");
+		return TARGET_REFUSED;
+	}
+	return TARGET_OK;
+}
+
 /* iret / lret back to (virtual) CPL0 code. */
 static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 {
@@ -488,8 +514,14 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 	if (!iret)
 		c->r.gpr[R_SP] += in->imm;
 	d = desc_of(c, (uint16_t)(cs & ~3));
-	if (d == 0)
+	switch (code_target(c, d)) {
+	case TARGET_OK:
+		break;
+	case TARGET_REFUSED:
+		return true;
+	case TARGET_GP:
 		goto fault;
+	}
 	if (iret && sz == 8 && !cpu_ss_loadable(c, (uint16_t)ss))
 		goto fault;
 	c->cs = (uint16_t)(cs & ~3);
@@ -528,8 +560,14 @@ static bool far_jump(struct guest_cpu *c, const struct sh_insn *in, uint64_t nex
 		return true;
 	}
 	d = desc_of(c, (uint16_t)(sel & ~3));
-	if (d == 0)
+	switch (code_target(c, d)) {
+	case TARGET_OK:
+		break;
+	case TARGET_REFUSED:
+		return true;
+	case TARGET_GP:
 		goto fault;
+	}
 	if (in->op == SH_OP_LCALL && (!push(c, &rsp, c->cs, sz) || !push(c, &rsp, next, sz)))
 		goto fault;
 	c->r.gpr[R_SP] = rsp;
@@ -988,9 +1026,12 @@ static uint64_t alu_op(unsigned kind, uint64_t a, uint64_t b, unsigned size, uin
 static uint64_t alu_reg(struct guest_cpu *c, const struct sh_insn *in, unsigned size)
 {
 	unsigned shift;
+	uint64_t *r;
 
-	if (size == 1)
-		return *byte_reg(c, in->reg, in->rex != 0, &shift) >> shift;
+	if (size == 1) {
+		r = byte_reg(c, in->reg, in->rex != 0, &shift); /* (sets shift: before using it) */
+		return *r >> shift;
+	}
 	return *gpr(c, in->reg);
 }
 

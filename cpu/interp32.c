@@ -1111,6 +1111,8 @@ static int far_target(struct step *s, uint16_t sel, struct far_dest *to)
 static int to_long_mode(struct step *s)
 {
 	memset(&s->c->hidden, 0, sizeof(s->c->hidden));
+	/* ...but CS keeps the descriptor it was just loaded from (cpu/guest_cpu.h). */
+	s->c->hidden.cs_desc = s->c->ops->descriptor(s->c->ctx, s->c->cs);
 	s->res = INTERP_LONG_MODE;
 	return ST_EXIT;
 }

@@ -156,9 +156,18 @@ static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
 	return true;
 }
 
+/* The guest's own descriptors as mirrored (DPL3): never the monitor's, which sit above the
+ * guest's entries, nor the DPL0 slot of its user-mode code (entering that is refused). */
 static uint64_t op_descriptor(void *ctx, uint16_t sel)
 {
-	return real_desc(ctx, sel);
+	struct sh_engine *e = ctx;
+	unsigned i = sel >> 3;
+	uint64_t d;
+
+	if (!i || (sel & 4) || i >= e->mon.guest_gdt_entries || i >= SH_GUEST_GDT_MAX)
+		return 0;
+	d = real_desc(e, sel);
+	return ((d >> 45) & 3) == 3 ? d : 0;
 }
 
 /* Load the guest's GDT into the real one, deprivileged. */

@@ -575,6 +575,29 @@ static void test_far_jump_and_call(void **state)
 	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
 	assert_int_equal(f->c.cs, SEL_CODE);
 	assert_int_equal(stack_word(f, 0), 0x40); /* the error code */
+	/* to a data segment: not code, #GP with the selector */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
+	m64[8] = SEL_DATA;
+	assert_int_equal(gm_write(&f->gm, DATA, m64, sizeof(m64)), 0);
+	CODE_(f, 0x48, 0xff, 0x18);
+	assert_int_equal(cpu_emulate_gp(&f->c, SEL_DATA), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(stack_word(f, 0), SEL_DATA);
+	assert_int_equal(f->c.cs, SEL_CODE);
+	/* to 32-bit code where the engine's segments are virtual (the process engine, whose
+	 * host runs 64-bit user code only): refused, not run in the wrong mode */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
+	f->c.virtual_segments = true;
+	m32[4] = SEL_CODE32;
+	assert_int_equal(gm_write(&f->gm, DATA, m32, sizeof(m32)), 0);
+	CODE_(f, 0xff, 0x28);
+	cpu_emulate_gp(&f->c, SEL_CODE32);
+	assert_int_equal(f->stops, 1);
+	assert_non_null(strstr(f->stop_why, "compatibility mode"));
+	f->c.virtual_segments = false;
+	f->stops = 0;
 	/* to the guest's user mode (RPL 3): refused */
 	f->c.r.rip = CODE;
 	f->c.r.gpr[R_SP] = STACK;
