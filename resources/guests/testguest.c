@@ -39,6 +39,11 @@
  *                   xorq on page 0; prints "testguest: rmw svr 0xA -> 0xB -> 0xC page0
  *                   eq=E D I X" (the SVR as read before, after the or, after the and; the
  *                   compare's ZF and the values after add, inc and xor)
+ *   loadss=SEL      load SEL into SS; if that returns, print "testguest: loadss survived"
+ *                   and load 0x10 again
+ *   farjump=SEL     ljmp through memory to SEL:<next instruction>; if that returns, print
+ *                   "testguest: farjump survived" and lretq back to 0x08 (selectors
+ *                   beyond the guest's GDT must fault, whatever an engine keeps there)
  *   kvmclock        enable KVM's paravirtual clock (MSR_KVM_WALL_CLOCK_NEW, then
  *                   MSR_KVM_SYSTEM_TIME_NEW, whatever CPUID says), read it, spin 20M TSC
  *                   cycles, read it again: "testguest: kvmclock version=V flags=F t1=NS
@@ -336,6 +341,36 @@ static void rmw(void)
 	           (unsigned)eq, (unsigned long)add, (unsigned long)inc, (unsigned long)xr);
 }
 
+static void load_ss(uint16_t sel)
+{
+	__asm__ volatile("mov %0, %%ss" ::"r"((uint32_t)sel) : "memory");
+	con_puts("testguest: loadss survived");
+	__asm__ volatile("mov %0, %%ss" ::"r"(0x10) : "memory");
+}
+
+static void far_jump_to(uint16_t sel)
+{
+	struct {
+		uint32_t off;
+		uint16_t sel;
+	} __attribute__((packed)) far = {0, sel};
+
+	__asm__ volatile("lea 1f(%%rip), %%rax\n"
+	                 "mov %%eax, %0\n"
+	                 "ljmp *%0\n"
+	                 "1:\n"
+	                 : "+m"(far)
+	                 :
+	                 : "rax", "memory");
+	con_puts("testguest: farjump survived");
+	__asm__ volatile("pushq $0x08\n"
+	                 "lea 1f(%%rip), %%rax\n"
+	                 "pushq %%rax\n"
+	                 "lretq\n"
+	                 "1:\n" ::
+	                     : "rax", "memory");
+}
+
 static _Noreturn void unknown(const struct token *tok)
 {
 	con_printf("testguest: unknown action %.*s\n", (int)tok->len, tok->s);
@@ -412,6 +447,15 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		__asm__ volatile("sgdt %0" : "=m"(g));
 		con_printf("testguest: gdtr base=0x%lx limit=0x%x\n", (unsigned long)g.base,
 		           (unsigned)g.limit);
+	} else if (rt_token_value(tok, "loadss", &val) || rt_token_value(tok, "farjump", &val)) {
+		uint64_t sel;
+
+		if (!rt_parse_u64(&val, &sel) || sel > 0xffff)
+			unknown(tok);
+		if (rt_token_value(tok, "loadss", &val))
+			load_ss((uint16_t)sel);
+		else
+			far_jump_to((uint16_t)sel);
 	} else if (rt_token_is(tok, "rmw")) {
 		rmw();
 	} else if (rt_token_is(tok, "newgdt")) {

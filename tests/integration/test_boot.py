@@ -321,6 +321,24 @@ def test_read_modify_write_on_a_device_register_and_on_page_0(hearth, guest):
     assert "testguest: rmw svr 0xff -> 0x1ff -> 0xff page0 eq=1 12 13 2" in r.out, r.out
 
 
+@pytest.mark.parametrize("action,survives", [
+    ("loadss=0x10", True), ("farjump=0x08", True),
+    # Beyond the guest's 3-entry GDT: where the shadow engine keeps its monitor's DPL0
+    # descriptors (0xfd80 its code, 0xfd88 its data). Loading one would have given the
+    # guest a real CPL0 on AMD hosts; every engine must fault instead (no IDT: a triple
+    # fault, as on hardware).
+    ("loadss=0xfd88", False), ("farjump=0xfd80", False), ("loadss=0x18", False),
+])
+def test_selectors_beyond_the_guests_gdt_fault(hearth, guest, action, survives):
+    r = hearth("--kernel", guest("testguest"), "--cmdline", f"{action} print=after")
+    if survives:
+        assert r.code == 0, r.out + r.err
+        assert "survived" in r.out and "testguest: after" in r.out
+    else:
+        assert r.code == EXIT_TRIPLE_FAULT, r.out + r.err
+        assert "survived" not in r.out and "testguest: after" not in r.out
+
+
 def test_a_new_gdt_then_a_far_jump_through_memory(hearth, guest):
     """lgdt of a table in which the running CS's selector is 32-bit code, then ljmp *mem to
     its 64-bit code, data selectors, and back with lretq: CS stays what it was loaded as
