@@ -180,6 +180,13 @@ bool cpu_can_deliver(const struct guest_cpu *c)
 	return (c->cr0 & CR0_PE) && !c->hidden.stack16 && !c->hidden.base[SH_SS];
 }
 
+/* SS and the descriptor it is loaded from (the shadow engine enters with it). */
+static void set_ss(struct guest_cpu *c, uint16_t sel)
+{
+	c->ss = sel & ~3;
+	c->hidden.ss_desc = c->ss ? desc_of(c, c->ss) : 0;
+}
+
 /* A present code segment, L and D not both set (SDM 5.8: else #GP). */
 static bool code_segment(uint64_t d)
 {
@@ -502,6 +509,7 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 	unsigned sz = in->opsize;
 	uint64_t rip, cs, fl = 0, rsp = 0, ss = 0, d;
 	uint64_t saved_rsp = c->r.gpr[R_SP];
+	enum target t;
 
 	if (!pop(c, &rip, sz) || !pop(c, &cs, sz) || (iret && !pop(c, &fl, sz)))
 		goto fault;
@@ -514,14 +522,11 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 	if (!iret)
 		c->r.gpr[R_SP] += in->imm;
 	d = desc_of(c, (uint16_t)(cs & ~3));
-	switch (code_target(c, d)) {
-	case TARGET_OK:
-		break;
-	case TARGET_REFUSED:
+	t = code_target(c, d);
+	if (t == TARGET_REFUSED)
 		return true;
-	case TARGET_GP:
+	if (t == TARGET_GP)
 		goto fault;
-	}
 	if (iret && sz == 8 && !cpu_ss_loadable(c, (uint16_t)ss))
 		goto fault;
 	c->cs = (uint16_t)(cs & ~3);
@@ -534,8 +539,7 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 			fl = (c->r.rflags & ~0xffffffffULL) | (uint32_t)fl;
 		c->r.rflags = (fl & ~keep) | RF_RESERVED;
 		if (sz == 8) {
-			c->ss = (uint16_t)(ss & ~3);
-			c->hidden.ss_desc = c->ss ? desc_of(c, c->ss) : 0;
+			set_ss(c, (uint16_t)ss);
 			c->r.gpr[R_SP] = rsp;
 		}
 	}
@@ -551,6 +555,7 @@ static bool far_jump(struct guest_cpu *c, const struct sh_insn *in, uint64_t nex
 {
 	unsigned sz = in->opsize;
 	uint64_t ea = effective_address(c, in), off = 0, sel = 0, rsp = c->r.gpr[R_SP], d;
+	enum target t;
 
 	if (!cpu_read(c, ea, &off, sz) || !cpu_read(c, ea + sz, &sel, 2))
 		goto fault;
@@ -560,14 +565,11 @@ static bool far_jump(struct guest_cpu *c, const struct sh_insn *in, uint64_t nex
 		return true;
 	}
 	d = desc_of(c, (uint16_t)(sel & ~3));
-	switch (code_target(c, d)) {
-	case TARGET_OK:
-		break;
-	case TARGET_REFUSED:
+	t = code_target(c, d);
+	if (t == TARGET_REFUSED)
 		return true;
-	case TARGET_GP:
+	if (t == TARGET_GP)
 		goto fault;
-	}
 	if (in->op == SH_OP_LCALL && (!push(c, &rsp, c->cs, sz) || !push(c, &rsp, next, sz)))
 		goto fault;
 	c->r.gpr[R_SP] = rsp;
@@ -719,8 +721,7 @@ static enum emu load_segment(struct guest_cpu *c, const struct sh_insn *in)
 	if (in->reg == SH_SS) {
 		if (!cpu_ss_loadable(c, (uint16_t)sel))
 			return fault(c, V_GP, (uint32_t)sel & ~3u);
-		c->ss = (uint16_t)(sel & ~3);
-		c->hidden.ss_desc = c->ss ? desc_of(c, c->ss) : 0;
+		set_ss(c, (uint16_t)sel);
 		return EMU_DONE;
 	}
 	/* Where the guest's descriptors are not the CPU's, every data segment load faults and

@@ -266,6 +266,42 @@ static _Noreturn void wait_ctrl_alt_del(void)
 	reset();
 }
 
+/* ljmp through memory (m16:32) to `sel`, at the next instruction. */
+static void far_jump_to(uint16_t sel)
+{
+	struct {
+		uint32_t off;
+		uint16_t sel;
+	} __attribute__((packed)) far = {0, sel};
+
+	__asm__ volatile("lea 1f(%%rip), %%rax\n"
+	                 "mov %%eax, %0\n"
+	                 "ljmp *%0\n"
+	                 "1:\n"
+	                 : "+m"(far)
+	                 :
+	                 : "rax", "memory");
+}
+
+/* lretq to the runtime's code selector 0x08, at the next instruction. */
+static void far_return_to_08(void)
+{
+	__asm__ volatile("pushq $0x08\n"
+	                 "lea 1f(%%rip), %%rax\n"
+	                 "pushq %%rax\n"
+	                 "lretq\n"
+	                 "1:\n" ::
+	                     : "rax", "memory");
+}
+
+static void load_data_segments(uint16_t sel)
+{
+	__asm__ volatile("mov %0, %%ds\n"
+	                 "mov %0, %%es\n"
+	                 "mov %0, %%ss\n" ::"r"((uint32_t)sel)
+	                 : "memory");
+}
+
 /* A kernel's own GDT, loaded before CS is: until the far jump, the CPU keeps running the
  * code segment it loaded from the old table. Accessed bits preset (the CPU would write them). */
 static void new_gdt(void)
@@ -279,33 +315,13 @@ static void new_gdt(void)
 	    __attribute__((aligned(8))) = {0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL};
 	struct idt_ptr p = {sizeof(gdt) - 1, (uint64_t)(uintptr_t)gdt};
 	struct idt_ptr q = {sizeof(back) - 1, (uint64_t)(uintptr_t)back};
-	struct {
-		uint32_t off;
-		uint16_t sel;
-	} __attribute__((packed)) far = {0, 0x10};
 
 	__asm__ volatile("lgdt %0" ::"m"(p) : "memory");
-	__asm__ volatile("lea 1f(%%rip), %%rax\n"
-	                 "mov %%eax, %0\n"
-	                 "ljmp *%0\n"
-	                 "1:\n"
-	                 : "+m"(far)
-	                 :
-	                 : "rax", "memory");
-	__asm__ volatile("mov %0, %%ds\n"
-	                 "mov %0, %%es\n"
-	                 "mov %0, %%ss\n" ::"r"(0x18)
-	                 : "memory");
+	far_jump_to(0x10);
+	load_data_segments(0x18);
 	__asm__ volatile("lgdt %0" ::"m"(q) : "memory");
-	__asm__ volatile("pushq $0x08\n"
-	                 "lea 1f(%%rip), %%rax\n"
-	                 "pushq %%rax\n"
-	                 "lretq\n"
-	                 "1:\n"
-	                 "mov %0, %%ds\n"
-	                 "mov %0, %%es\n"
-	                 "mov %0, %%ss\n" ::"r"(0x10)
-	                 : "rax", "memory");
+	far_return_to_08();
+	load_data_segments(0x10);
 	con_puts("testguest: newgdt ok");
 }
 
@@ -345,30 +361,14 @@ static void load_ss(uint16_t sel)
 {
 	__asm__ volatile("mov %0, %%ss" ::"r"((uint32_t)sel) : "memory");
 	con_puts("testguest: loadss survived");
-	__asm__ volatile("mov %0, %%ss" ::"r"(0x10) : "memory");
+	load_data_segments(0x10);
 }
 
-static void far_jump_to(uint16_t sel)
+static void far_jump_and_back(uint16_t sel)
 {
-	struct {
-		uint32_t off;
-		uint16_t sel;
-	} __attribute__((packed)) far = {0, sel};
-
-	__asm__ volatile("lea 1f(%%rip), %%rax\n"
-	                 "mov %%eax, %0\n"
-	                 "ljmp *%0\n"
-	                 "1:\n"
-	                 : "+m"(far)
-	                 :
-	                 : "rax", "memory");
+	far_jump_to(sel);
 	con_puts("testguest: farjump survived");
-	__asm__ volatile("pushq $0x08\n"
-	                 "lea 1f(%%rip), %%rax\n"
-	                 "pushq %%rax\n"
-	                 "lretq\n"
-	                 "1:\n" ::
-	                     : "rax", "memory");
+	far_return_to_08();
 }
 
 static _Noreturn void unknown(const struct token *tok)
@@ -455,7 +455,7 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		if (rt_token_value(tok, "loadss", &val))
 			load_ss((uint16_t)sel);
 		else
-			far_jump_to((uint16_t)sel);
+			far_jump_and_back((uint16_t)sel);
 	} else if (rt_token_is(tok, "rmw")) {
 		rmw();
 	} else if (rt_token_is(tok, "newgdt")) {
