@@ -34,7 +34,7 @@ int initrd_load(const struct guest_memory *gm, const struct kernel_image *k, con
 		               " and 0x%" PRIx64 " (%s)",
 		               len, floor, top, limit);
 	addr = (top - len) & PAGE_MASK_4K;
-	if (gm_write(gm, addr, img, len))
+	if (gm_load(gm, addr, img, len))
 		return err_set(err, "initrd of %zu bytes at 0x%" PRIx64 " is not in guest RAM", len,
 		               addr);
 	*addr_out = addr;

@@ -142,7 +142,7 @@ int bzimage_load(const struct guest_memory *gm, const uint8_t *img, size_t len,
 		               mib_round_up(end), end, kbytes, LAYOUT_KERNEL_START, hdr.init_size,
 		               runtime, gm->low_size);
 
-	if (gm_write(gm, LAYOUT_KERNEL_START, img + setup_size, kbytes))
+	if (gm_load(gm, LAYOUT_KERNEL_START, img + setup_size, kbytes))
 		return err_set(err, "bzImage kernel does not fit in guest RAM");
 
 	out->format = KERNEL_BZIMAGE;

@@ -366,8 +366,8 @@ int elf_load(const struct guest_memory *gm, const uint8_t *img, size_t len, enum
 		read_phdr(img, &e, i, &ph);
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
-		if (gm_write(gm, ph.p_paddr, img + ph.p_offset, ph.p_filesz) ||
-		    gm_fill(gm, ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz))
+		if (gm_load(gm, ph.p_paddr, img + ph.p_offset, ph.p_filesz) ||
+		    gm_zero(gm, ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz))
 			return ram_error(gm, err, "segment", i, ph.p_paddr,
 			                 ph.p_paddr + ph.p_memsz);
 	}

@@ -122,8 +122,8 @@ int multiboot_load_aout(const struct guest_memory *gm, const uint8_t *img, size_
 		               "Multiboot entry point 0x%" PRIx32
 		               " is outside the loaded image [0x%" PRIx32 ", 0x%" PRIx64 ")",
 		               h->entry_addr, h->load_addr, load_end);
-	if (gm_write(gm, h->load_addr, img + file_off, size) ||
-	    gm_fill(gm, load_end, 0, bss_end - load_end))
+	if (gm_load(gm, h->load_addr, img + file_off, size) ||
+	    gm_zero(gm, load_end, bss_end - load_end))
 		return err_set(err, "Multiboot image does not fit guest RAM");
 	out->format = KERNEL_MULTIBOOT;
 	out->proto = BOOT_PROTO_MULTIBOOT;

@@ -51,6 +51,12 @@ void *gm_ptr(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
 int gm_read(const struct guest_memory *gm, uint64_t gpa, void *dst, uint64_t len);
 int gm_write(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64_t len);
 int gm_fill(const struct guest_memory *gm, uint64_t gpa, int byte, uint64_t len);
+/* gm_write and gm_fill(0) for the loaders' large copies (kernel segments, the initrd, BSS):
+ * through the memfd's file calls (pwrite, a punched hole) where there is one, so that hearth
+ * does not fault in every page it writes. Not for devices: the system calls are the VMM
+ * thread's, before its filter. 0, or -1 when the range is not all RAM. */
+int gm_load(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64_t len);
+int gm_zero(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
 
 /* Dirty tracking of device writes (diff snapshots). gm_write and gm_fill mark what they
  * write; a device that writes through gm_ptr marks it with gm_mark_dirty (a no-op when

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -263,6 +264,68 @@ static void test_gm_wrap(void **state)
 	assert_false(gm_range_ok(&gm, LAYOUT_HIGH_RAM_START, 1));
 }
 
+/* gm_load and gm_zero (the loaders' copies: through the memfd's pwrite and a punched hole
+ * where there is a memfd, memcpy and memset otherwise) leave exactly what gm_write and
+ * gm_fill would: every byte inside the range written, none outside it, the file and the
+ * mapping alike, at page-unaligned edges. */
+static void check_load_and_zero(struct guest_memory *gm)
+{
+	enum { LEN = 300 * 1024, AT = 0x10123, ZAT = 0x12345, ZLEN = 200 * 1024 };
+	uint8_t *src = malloc(LEN), *back = malloc(LEN + 2);
+
+	assert_non_null(src);
+	assert_non_null(back);
+	for (unsigned i = 0; i < LEN; i++)
+		src[i] = (uint8_t)(i * 7 + 3);
+	assert_int_equal(gm_fill(gm, 0, 0xee, 0x80000), 0); /* not zero: gm_zero must clear */
+	assert_int_equal(gm_load(gm, AT, src, LEN), 0);
+	assert_int_equal(gm_read(gm, AT - 1, back, LEN + 2), 0);
+	assert_int_equal(back[0], 0xee);
+	assert_memory_equal(back + 1, src, LEN);
+	assert_int_equal(back[LEN + 1], 0xee);
+	assert_int_equal(gm_zero(gm, ZAT, ZLEN), 0);
+	assert_int_equal(gm_read(gm, ZAT - 1, back, ZLEN + 2), 0);
+	assert_int_equal(back[0], src[ZAT - 1 - AT]);
+	for (unsigned i = 1; i <= ZLEN; i++)
+		if (back[i] != 0)
+			fail_msg("byte 0x%x of the zeroed range is 0x%x", ZAT + i - 1, back[i]);
+	assert_int_equal(back[ZLEN + 1], src[ZAT + ZLEN - AT]);
+	if (gm->fd >= 0) { /* the file says the same as the mapping */
+		uint8_t b[2];
+
+		assert_int_equal(pread(gm->fd, b, 2, ZAT + ZLEN - 1), 2);
+		assert_int_equal(b[0], 0);
+		assert_int_equal(b[1], src[ZAT + ZLEN - AT]);
+	}
+	/* A range not all RAM is refused, and nothing is written. */
+	assert_int_equal(gm_load(gm, gm->low_size - 4, src, 8), -1);
+	assert_int_equal(gm_zero(gm, gm->low_size - 4, 8), -1);
+	assert_int_equal(gm_zero(gm, LAYOUT_GAP_START, 4096), -1);
+	free(src);
+	free(back);
+}
+
+static void test_gm_load_and_zero_shared(void **state)
+{
+	struct guest_memory gm;
+
+	(void)state;
+	assert_int_equal(gm_init_shared(&gm, 4 << 20), 0);
+	assert_true(gm.fd >= 0);
+	check_load_and_zero(&gm);
+	gm_destroy(&gm);
+}
+
+static void test_gm_load_and_zero_anonymous(void **state)
+{
+	struct guest_memory gm;
+
+	(void)state;
+	assert_int_equal(gm_init(&gm, 4 << 20), 0);
+	check_load_and_zero(&gm);
+	gm_destroy(&gm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +341,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gm_overflow, hand_gm_setup, hand_gm_teardown),
 	    cmocka_unit_test_setup_teardown(test_gm_len0, hand_gm_setup, hand_gm_teardown),
 	    cmocka_unit_test(test_gm_wrap),
+	    cmocka_unit_test(test_gm_load_and_zero_shared),
+	    cmocka_unit_test(test_gm_load_and_zero_anonymous),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
