@@ -916,7 +916,10 @@ void proc_vcpu_run(struct vcpu *v)
 				continue; /* paused or stopping: still in hlt */
 			pv->halted = false;
 			take_startup(pv);
-			if (pv->wait_sipi)
+			/* INIT alone: wait for the STARTUP. INIT and STARTUP both taken while
+			 * it slept: its startup code is the interpreter's (before 2026-12-07
+			 * this went on to resume the guest thread in real mode). */
+			if (pv->wait_sipi || pv->interp)
 				continue;
 		}
 		deliver_interrupts(pv);
