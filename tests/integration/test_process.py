@@ -24,6 +24,22 @@ def test_guest_ram_beyond_the_file_size_limit_is_a_clear_error(guest):
     assert "RLIMIT_FSIZE" in p.stderr and "64 MiB" in p.stderr, p.stderr
 
 
+def test_a_guest_process_that_cannot_start_is_a_clear_error(guest):
+    # The guest process needs its descriptors at fixed numbers up to 64: with fewer allowed,
+    # neither the stub's execve nor its fallback (a copy of hearth) can start. hearth must end
+    # with one error that says so, and no guest code runs.
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    p = subprocess.run([str(HEARTH), "--engine", "process", "--verbose", "--kernel",
+                        guest("hello")], capture_output=True, text=True, timeout=30,
+                       preexec_fn=limit)
+    assert p.returncode == EXIT_VMM_ERROR, p.stderr
+    assert "the guest process ended while it started" in p.stderr, p.stderr
+    assert "starts as a copy of hearth" in p.stderr, p.stderr
+    assert "hello from hearth" not in p.stdout
+
+
 STATS = re.compile(
     r"process engine mmu: cache: (?P<hits>\d+) hits, (?P<misses>\d+) misses, (?P<fills>\d+) "
     r"fills, (?P<evictions>\d+) evictions, (?P<invalidations>\d+) invalidations, "
