@@ -222,19 +222,47 @@ static int proc_vcpu_host_cpu(const struct vm *vm, unsigned id)
 	return id < vm->nvcpus ? proc_of(vm)->host_cpu[id] : -1;
 }
 
+/* True when the plan gives every thread of the VM (guest and hearth's, every vCPU) a CPU
+ * no other of them has. */
+static bool cpus_to_themselves(const struct proc_vm *p, unsigned nvcpus)
+{
+	cpu_set_t used;
+
+	CPU_ZERO(&used);
+	for (unsigned i = 0; i < nvcpus; i++) {
+		int c[2] = {p->guest_cpu[i], p->host_cpu[i]};
+
+		for (int k = 0; k < 2; k++) {
+			if (c[k] < 0 || c[k] >= CPU_SETSIZE || CPU_ISSET(c[k], &used))
+				return false;
+			CPU_SET(c[k], &used);
+		}
+	}
+	return true;
+}
+
+/* Best effort. Where every thread has a CPU to itself and the guest threads were pinned,
+ * the polls skip the yields that a shared CPU needs (stub.h, `apart`). */
 static void pin_guest_threads(struct vm *vm)
 {
 	struct proc_vm *p = proc_of(vm);
+	bool alone = cpus_to_themselves(p, vm->nvcpus);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		pid_t tid = (pid_t)stub_vcpus(p->shared)[i].tid;
+		struct stub_vcpu *rec = &stub_vcpus(p->shared)[i];
+		pid_t tid = (pid_t)rec->tid;
+		struct proc_vcpu *pv = vm->vcpus[i].be;
 		cpu_set_t set;
+		bool apart;
 
 		if (p->guest_cpu[i] < 0 || tid <= 0)
 			continue;
 		CPU_ZERO(&set);
 		CPU_SET(p->guest_cpu[i], &set);
-		sched_setaffinity(tid, sizeof(set), &set); /* best effort */
+		apart = sched_setaffinity(tid, sizeof(set), &set) == 0 && alone;
+		__atomic_store_n(&rec->apart, apart ? 1u : 0u, __ATOMIC_RELAXED);
+		if (pv)
+			pv->apart = apart;
 	}
 }
 
@@ -255,10 +283,10 @@ static int proc_create(struct vm *vm, struct error *err)
 	if (add_chip_devices(vm, err) || proc_wait_started(vm, err))
 		return -1;
 	plan_cpus(p, vm->nvcpus);
-	pin_guest_threads(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (proc_vcpu_init(vm, &vm->vcpus[i], err))
 			return -1;
+	pin_guest_threads(vm);
 	seccomp_set_guest_pid(p->pid);
 	return 0;
 }

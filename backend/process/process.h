@@ -78,6 +78,7 @@ struct proc_vcpu {
 	bool halted_for_good;
 	bool interp;          /* 32-bit code: the interpreter runs it */
 	bool stepping_pt;     /* single-stepping a page-table store (pmmu_unprotect) */
+	bool apart;           /* its guest thread and hearth's run on different CPUs (process.c) */
 	uint32_t wake;        /* futex: bumped by kicks while hearth's thread sleeps */
 	unsigned op_failures; /* mapping changes that failed in a row */
 	bool started_guest;   /* it has run guest code (an AP: since its first SIPI) */

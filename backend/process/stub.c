@@ -246,10 +246,12 @@ static void handler(int sig, void *info, void *uc)
 	const uint8_t *si = info;
 	uint8_t *fp;
 	uint32_t seq, n;
+	int start;
 
 	if (sig == SIGSEGV_ && t->started && fast_notify(v, si, g))
 		return;
-	v->exit.kind = t->started ? STUB_EXIT_SIGNAL : STUB_EXIT_START;
+	start = !t->started;
+	v->exit.kind = start ? STUB_EXIT_START : STUB_EXIT_SIGNAL;
 	t->started = 1;
 	v->exit.signo = (uint32_t)sig;
 	v->exit.code = *(const uint32_t *)(si + 8);
@@ -264,15 +266,23 @@ static void handler(int sig, void *info, void *uc)
 	if (v->fp_len)
 		copy_bytes(v->fpstate, fp, n);
 	seq = __atomic_load_n(&v->reply_seq, __ATOMIC_ACQUIRE);
-	__atomic_add_fetch(&v->exit_seq, 1, __ATOMIC_RELEASE);
-	futex_wake(&v->exit_seq);
+	/* (a locked add: a full barrier before the flag is read; the start always wakes, as
+	 * hearth's start-up wait does not say it sleeps) */
+	__atomic_add_fetch(&v->exit_seq, 1, __ATOMIC_SEQ_CST);
+	if (start || __atomic_load_n(&v->hearth_sleeps, __ATOMIC_ACQUIRE))
+		futex_wake(&v->exit_seq);
 	for (unsigned i = 0; __atomic_load_n(&v->reply_seq, __ATOMIC_ACQUIRE) == seq; i++) {
-		if (i < SPIN && (i % YIELD_EVERY) != YIELD_EVERY - 1)
+		if (i < SPIN && ((i % YIELD_EVERY) != YIELD_EVERY - 1 ||
+		                 __atomic_load_n(&v->apart, __ATOMIC_RELAXED))) {
 			__asm__ volatile("pause");
-		else if (i < SPIN)
+		} else if (i < SPIN) {
 			sys(__NR_sched_yield, 0, 0, 0);
-		else
-			futex_wait(&v->reply_seq, seq);
+		} else {
+			__atomic_store_n(&v->stub_sleeps, 1, __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&v->reply_seq, __ATOMIC_SEQ_CST) == seq)
+				futex_wait(&v->reply_seq, seq);
+			__atomic_store_n(&v->stub_sleeps, 0, __ATOMIC_RELAXED);
+		}
 	}
 	v->exit.op_error = 0;
 	if (v->reply.command != STUB_RESUME)

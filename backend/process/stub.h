@@ -137,13 +137,23 @@ struct stub_fast_notify {
  * One vCPU's record in the shared area. The stub fills `exit` and bumps exit_seq (hearth
  * waits on it as a futex); hearth fills the reply and bumps reply_seq (the stub waits on
  * it). Both spin for a while before they sleep: a trap then costs little more than the
- * host's own signal round trip.
+ * host's own signal round trip. Each says when it sleeps (hearth_sleeps, stub_sleeps, set
+ * before its last look at the sequence number), and the other side wakes it only then: a
+ * futex wake costs a system call (1.3 us here) that a spinning waiter does not need. (The
+ * guest can write these flags too: it can only delay itself, and hearth's waits are
+ * bounded.)
  */
 struct stub_vcpu {
 	uint32_t exit_seq;
 	uint32_t reply_seq;
-	uint32_t tid; /* the guest thread, for kicks */
-	uint32_t pad0;
+	uint32_t tid;           /* the guest thread, for kicks */
+	uint32_t hearth_sleeps; /* hearth waits for exit_seq in the kernel */
+	uint32_t stub_sleeps;   /* the stub waits for reply_seq in the kernel */
+	/* Set by hearth: every thread of the VM (this guest thread, hearth's, the other vCPUs')
+	 * is pinned to a CPU of its own, so no poll needs a sched_yield to let another run (each
+	 * yield is a system call, and it slows a CPU that shares a core with the other side's).
+	 * 0: yield now and then. */
+	uint32_t apart;
 	struct {
 		uint32_t kind, signo, code, syscall_nr;
 		uint32_t syscall_arch, pad;

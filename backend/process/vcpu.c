@@ -501,8 +501,9 @@ static void reply(struct proc_vcpu *pv)
 	regs_out(r->reply.gregs, c);
 	r->reply.command = STUB_RESUME;
 	pv->running = true;
-	__atomic_add_fetch(&r->reply_seq, 1, __ATOMIC_RELEASE);
-	futex(&r->reply_seq, FUTEX_WAKE, 1, NULL);
+	__atomic_add_fetch(&r->reply_seq, 1, __ATOMIC_SEQ_CST); /* then the flag (stub.h) */
+	if (__atomic_load_n(&r->stub_sleeps, __ATOMIC_ACQUIRE))
+		futex(&r->reply_seq, FUTEX_WAKE, 1, NULL);
 }
 
 void proc_vcpu_kick(struct vcpu *v)
@@ -543,7 +544,7 @@ static bool wait_exit(struct proc_vcpu *pv)
 		}
 		/* A trap comes back within microseconds: poll a while before sleeping. */
 		if (spin_until && ((i & 255) || now_ns() < spin_until)) {
-			if ((i & 63) == 63)
+			if ((i & 63) == 63 && !pv->apart)
 				sched_yield(); /* the guest thread may share this CPU */
 			else
 				__asm__ volatile("pause");
@@ -571,8 +572,13 @@ static bool wait_exit(struct proc_vcpu *pv)
 			deadline = now + WAIT_SLICE_NS;
 		ts.tv_sec = 0;
 		ts.tv_nsec = deadline > now ? (long)(deadline - now) : 0;
-		if (ts.tv_nsec)
-			futex(seq, FUTEX_WAIT, cur, &ts);
+		if (ts.tv_nsec) {
+			/* Say so, then look once more (stub.h); the wait is bounded anyway. */
+			__atomic_store_n(&pv->rec->hearth_sleeps, 1, __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(seq, __ATOMIC_SEQ_CST) == cur)
+				futex(seq, FUTEX_WAIT, cur, &ts);
+			__atomic_store_n(&pv->rec->hearth_sleeps, 0, __ATOMIC_RELAXED);
+		}
 		if (!guest_alive(p)) {
 			char how[64];
 
