@@ -655,6 +655,15 @@ static void handle_api(struct controller *c, struct api_msg *m)
 		}
 		if (m->u.pause && c->state == VM_RUNNING) {
 			vm_pause(c->vm);
+			/* The VM may have ended instead (the guest exited, or a vCPU did not come
+			 * back): the loop reports it; the request failed. */
+			if (__atomic_load_n(&c->vm->stop.reason, __ATOMIC_ACQUIRE)) {
+				api_reply_error(m,
+				                "PATCH /vm: the microVM stopped before it could be "
+				                "paused: %s",
+				                c->vm->stop.detail);
+				return;
+			}
 			c->state = VM_PAUSED;
 		} else if (!m->u.pause && c->state == VM_PAUSED) {
 			vm_resume(c->vm);

@@ -36,8 +36,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SPIN_NS         50000ULL /* how long to poll the record before a futex wait */
-#define WAIT_SLICE_NS   50000000ULL
+#define SPIN_NS       50000ULL /* how long to poll the record before a futex wait */
+#define WAIT_SLICE_NS 50000000ULL
+#define KICK_ANSWER_NS                                                                             \
+	5000000000ULL     /* a kicked guest thread answers within this, or the VM                  \
+	                     ends */
 #define AHEAD_MAX       8 /* instructions emulated behind a trap, at most */
 #define INTERP_STEPS    100000
 #define MAX_OP_FAILURES 3 /* in a row, each after a flush */
@@ -529,7 +532,7 @@ static bool wait_exit(struct proc_vcpu *pv)
 	struct proc_vm *p = proc_of(vm);
 	uint32_t *seq = &pv->rec->exit_seq;
 	bool kicked = false;
-
+	uint64_t stop_kick = 0; /* when a pause or stop kicked the guest thread */
 	uint64_t spin_until = now_ns() + SPIN_NS;
 
 	for (unsigned i = 0;; i++) {
@@ -559,6 +562,21 @@ static bool wait_exit(struct proc_vcpu *pv)
 			kicked = true;
 			if (!guest_alive(p))
 				return false;
+			/* A guest thread that never comes back is stuck in the stub, with hearth's
+			 * answer lost: its records were written by the guest (another vCPU can).
+			 * The VM ends rather than hearth waiting for it forever. */
+			if (!stop_kick) {
+				stop_kick = now_ns();
+			} else if (now_ns() - stop_kick > KICK_ANSWER_NS) {
+				vm_request_stop(
+				    vm, STOP_VMM_ERROR, 0,
+				    "process engine: vCPU %u did not come back to hearth "
+				    "within %llu s of a pause or stop: its guest process no "
+				    "longer answers (records overwritten by the guest?)",
+				    pv->v->id,
+				    (unsigned long long)(KICK_ANSWER_NS / 1000000000ULL));
+				return false;
+			}
 		}
 		now = now_ns();
 		uirq_tick(p->uirq, (int)pv->v->id);

@@ -82,6 +82,11 @@
  *               IPI and a STARTUP (ignored) to every other CPU; each must have taken IPIs,
  *               none restarted, and each AP takes one more. "hostileguest: icrstorm: C cpus,
  *               N rounds each"
+ *   pinreply    the process engine's shared records, from the AP: it keeps the boot vCPU's
+ *               reply_seq at the value it read, so that the stub of vCPU 0 never sees
+ *               hearth's answer to a trap; the BSP prints "hostileguest: pinreply" and traps
+ *               (port 0x80) in a loop. vCPU 0 then never comes back to hearth: a pause or a
+ *               stop must still end, the VM with it.
  *
  * An exception the guest did not ask for prints "hostileguest: #PF cr2=0x..." or
  * "hostileguest: vector V" and exits with status 3. Unknown actions: status 98.
@@ -108,7 +113,11 @@
 #define SLOT_VA     0x7e0000000000ULL
 #define SLOT_CODE   0x10000ULL
 #define SLOT_SHARED (SLOT_VA + 0x100000)
-#define SLOT_STACKS (SLOT_VA + 0x1000000)
+/* In the shared area: vCPU 0's record after the 8 KiB stub_init, its reply_seq at 4
+ * (backend/process/stub.h). */
+#define PVM_INIT_SIZE 0x2000
+#define PVM_REPLY_SEQ 4
+#define SLOT_STACKS   (SLOT_VA + 0x1000000)
 
 static char path[128] = "/tmp/hearth-x";
 static uint64_t target_pid = 1;
@@ -442,7 +451,7 @@ extern const char rm_spin[], rm_spin_end[], rm_clihlt[], rm_clihlt_end[], rm_sti
     rm_stihlt_end[], rm_ud[], rm_ud_end[], rm_count[], rm_count_end[], rm_mark[], rm_mark_end[],
     rm_far[], rm_far_end[];
 
-enum ap_mode { AP_HLT, AP_BUSY, AP_CLIHLT, AP_STORM };
+enum ap_mode { AP_HLT, AP_BUSY, AP_CLIHLT, AP_STORM, AP_PINREPLY };
 
 static bool smp_ready;
 static int ncpus, bsp;
@@ -591,6 +600,14 @@ _Noreturn void ap_main(unsigned arg)
 		}
 		__atomic_fetch_add(&storm_done, 1, __ATOMIC_RELEASE);
 		break;
+	case AP_PINREPLY: {
+		volatile uint32_t *rs =
+		    (volatile uint32_t *)(uintptr_t)(SLOT_SHARED + PVM_INIT_SIZE + PVM_REPLY_SEQ);
+		uint32_t v = *rs;
+
+		for (;;)
+			*rs = v;
+	}
 	case AP_HLT:
 		break;
 	}
@@ -729,6 +746,15 @@ static void start_at(int cpu, uint64_t page)
 {
 	init_cpu(cpu);
 	sipi(cpu, page);
+}
+
+/* pinreply: see the header. */
+static _Noreturn void pinreply(void)
+{
+	con_puts("hostileguest: pinreply");
+	start_ap(ap(0), AP_PINREPLY);
+	for (;;)
+		outb(0x80, 0);
 }
 
 /* sipistorm=N: N rounds of INIT, STARTUP to startup code that loops in real mode, to a page
@@ -1017,6 +1043,8 @@ static void run(const struct token *tok)
 		if (!rt_parse_u64(&v, &n))
 			guest_exit(EXIT_UNKNOWN);
 		sipistorm(n);
+	} else if (rt_token_is(tok, "pinreply")) {
+		pinreply();
 	} else if (rt_token_is(tok, "sipiraw")) {
 		sipiraw();
 	} else if (rt_token_is(tok, "initbsp")) {

@@ -359,3 +359,39 @@ def test_aps_looping_in_real_mode_end_at_the_timeout(guest):
     assert "hostileguest: realspin: 3 aps loop in real mode" in r.out
     assert "timeout: the guest ran for 2 s (--timeout)" in r.err
     assert 2 <= time.monotonic() - t0 < 8
+
+
+# ---- the process engine's records, written by another vCPU of the guest ---------------------
+
+def test_a_vcpu_stuck_in_the_stub_ends_at_the_timeout(guest):
+    # The AP keeps vCPU 0's reply_seq at an old value: vCPU 0's stub never sees hearth's answer
+    # and its thread never comes back. Before 2026-12-07 the stop at --timeout waited for it
+    # forever (and so did SIGTERM); now the VM ends a bounded time after the stop's kick.
+    t0 = time.monotonic()
+    r = run_hearth("--engine", "process", "--vcpus", "2", "--kernel", guest("hostileguest"),
+                   "--cmdline", "pinreply", "--timeout", "1", timeout=60)
+    assert "hostileguest: pinreply" in r.out, (r.out, r.err)
+    assert r.code == EXIT_TIMEOUT, r.err
+    assert time.monotonic() - t0 < 20
+
+
+def test_a_vcpu_stuck_in_the_stub_does_not_hang_a_pause(tmp_path):
+    api = Api(tmp_path)
+    try:
+        assert api.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 64,
+                                           "mmu": "process"})[0] == 204
+        assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "hostileguest.elf"),
+                                        "boot_args": "pinreply"})[0] == 204
+        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+        api.wait_stdout("hostileguest: pinreply")
+        time.sleep(0.5)  # vCPU 0 is stuck by now
+        t0 = time.monotonic()
+        status, _ = api.patch("/vm", {"state": "Paused"})
+        assert time.monotonic() - t0 < 20
+        assert status >= 400, status  # the VM could not be paused: it ended
+        assert api.get("/")[1]["state"] != "Running"
+        api.proc.send_signal(signal.SIGTERM)
+        assert api.proc.wait(10) is not None
+        assert "did not come back to hearth" in api.stderr(), api.stderr()
+    finally:
+        api.stop()
