@@ -84,8 +84,8 @@
  *               N rounds each"
  *   pinreply    the process engine's shared records, from the AP: it keeps the boot vCPU's
  *               reply_seq at the value it read, so that the stub of vCPU 0 never sees
- *               hearth's answer to a trap; the BSP prints "hostileguest: pinreply" and traps
- *               (port 0x80) in a loop. vCPU 0 then never comes back to hearth: a pause or a
+ *               hearth's answer to a trap; the AP prints "hostileguest: pinreply" when it
+ *               starts, and the BSP traps (port 0x80) in a loop. vCPU 0 then never comes back to hearth: a pause or a
  *               stop must still end, the VM with it.
  *
  * An exception the guest did not ask for prints "hostileguest: #PF cr2=0x..." or
@@ -605,6 +605,7 @@ _Noreturn void ap_main(unsigned arg)
 		    (volatile uint32_t *)(uintptr_t)(SLOT_SHARED + PVM_INIT_SIZE + PVM_REPLY_SEQ);
 		uint32_t v = *rs;
 
+		con_puts("hostileguest: pinreply");
 		for (;;)
 			*rs = v;
 	}
@@ -751,7 +752,6 @@ static void start_at(int cpu, uint64_t page)
 /* pinreply: see the header. */
 static _Noreturn void pinreply(void)
 {
-	con_puts("hostileguest: pinreply");
 	start_ap(ap(0), AP_PINREPLY);
 	for (;;)
 		outb(0x80, 0);

@@ -369,10 +369,10 @@ def test_a_vcpu_stuck_in_the_stub_ends_at_the_timeout(guest):
     # forever (and so did SIGTERM); now the VM ends a bounded time after the stop's kick.
     t0 = time.monotonic()
     r = run_hearth("--engine", "process", "--vcpus", "2", "--kernel", guest("hostileguest"),
-                   "--cmdline", "pinreply", "--timeout", "1", timeout=60)
+                   "--cmdline", "pinreply", "--timeout", "3", timeout=90)
     assert "hostileguest: pinreply" in r.out, (r.out, r.err)
     assert r.code == EXIT_TIMEOUT, r.err
-    assert time.monotonic() - t0 < 20
+    assert time.monotonic() - t0 < 40
 
 
 def test_a_vcpu_stuck_in_the_stub_does_not_hang_a_pause(tmp_path):
@@ -383,12 +383,19 @@ def test_a_vcpu_stuck_in_the_stub_does_not_hang_a_pause(tmp_path):
         assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "hostileguest.elf"),
                                         "boot_args": "pinreply"})[0] == 204
         assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
-        api.wait_stdout("hostileguest: pinreply")
-        time.sleep(0.5)  # vCPU 0 is stuck by now
-        t0 = time.monotonic()
-        status, _ = api.patch("/vm", {"state": "Paused"})
-        assert time.monotonic() - t0 < 20
-        assert status >= 400, status  # the VM could not be paused: it ended
+        api.wait_stdout("hostileguest: pinreply", timeout=60)
+        # vCPU 0 gets stuck at one of its traps, once the AP wins a race with hearth's
+        # answer (soon here; later on a slow host): pause until a pause fails.
+        deadline = time.monotonic() + 120
+        while True:
+            t0 = time.monotonic()
+            status, _ = api.patch("/vm", {"state": "Paused"})
+            assert time.monotonic() - t0 < 30
+            if status >= 400:  # the VM could not be paused: it ended
+                break
+            assert time.monotonic() < deadline, "vCPU 0 never got stuck"
+            assert api.patch("/vm", {"state": "Resumed"})[0] == 204
+            time.sleep(0.2)
         assert api.get("/")[1]["state"] != "Running"
         api.proc.send_signal(signal.SIGTERM)
         assert api.proc.wait(10) is not None
