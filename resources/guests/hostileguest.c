@@ -85,8 +85,8 @@
  *   pinreply    the process engine's shared records, from the AP: it keeps the boot vCPU's
  *               reply_seq at the value it read, so that the stub of vCPU 0 never sees
  *               hearth's answer to a trap; the AP prints "hostileguest: pinreply" when it
- *               starts, and the BSP traps (port 0x80) in a loop. vCPU 0 then never comes back to hearth: a pause or a
- *               stop must still end, the VM with it.
+ *               starts, and the BSP traps (port 0x80) in a loop. vCPU 0 then never comes back to
+ * hearth: a pause or a stop must still end, the VM with it.
  *
  * An exception the guest did not ask for prints "hostileguest: #PF cr2=0x..." or
  * "hostileguest: vector V" and exits with status 3. Unknown actions: status 98.
