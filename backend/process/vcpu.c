@@ -38,9 +38,8 @@
 
 #define SPIN_NS       50000ULL /* how long to poll the record before a futex wait */
 #define WAIT_SLICE_NS 50000000ULL
-#define KICK_ANSWER_NS                                                                             \
-	5000000000ULL     /* a kicked guest thread answers within this, or the VM                  \
-	                     ends */
+/* A guest thread kicked for a pause or stop answers within this, or the VM ends. */
+#define KICK_ANSWER_NS  5000000000ULL
 #define AHEAD_MAX       8 /* instructions emulated behind a trap, at most */
 #define INTERP_STEPS    100000
 #define MAX_OP_FAILURES 3 /* in a row, each after a flush */

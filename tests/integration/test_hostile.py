@@ -27,6 +27,15 @@ def victim():
     p.wait()
 
 
+def boot_via_api(api, kernel, boot_args, vcpus, mmu):
+    """Configure and start a guest through the API, as a user with curl would."""
+    assert api.put("/machine-config", {"vcpu_count": vcpus, "mem_size_mib": 64,
+                                       "mmu": mmu})[0] == 204
+    assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / kernel),
+                                    "boot_args": boot_args})[0] == 204
+    assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+
+
 def children(pid):
     kids = []
     for t in os.listdir(f"/proc/{pid}/task"):
@@ -135,11 +144,7 @@ def test_forged_fast_notify_entries_hurt_only_the_guest(guest, tmp_path, victim)
 def test_a_loop_with_interrupts_off_pauses_resumes_and_stops(tmp_path, mmu):
     api = Api(tmp_path)
     try:
-        assert api.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
-                                           "mmu": mmu})[0] == 204
-        assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "testguest.elf"),
-                                        "boot_args": "print=spinning spin"})[0] == 204
-        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+        boot_via_api(api, "testguest.elf", "print=spinning spin", 1, mmu)
         api.wait_stdout("testguest: spinning")
         for _ in range(3):
             assert api.patch("/vm", {"state": "Paused"})[0] == 204
@@ -332,11 +337,7 @@ def test_aps_looping_in_real_mode_pause_resume_and_stop(tmp_path):
     # the API answers, and SIGTERM ends the VM.
     api = Api(tmp_path)
     try:
-        assert api.put("/machine-config", {"vcpu_count": 4, "mem_size_mib": 64,
-                                           "mmu": "process"})[0] == 204
-        assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "hostileguest.elf"),
-                                        "boot_args": "realspin halt"})[0] == 204
-        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+        boot_via_api(api, "hostileguest.elf", "realspin halt", 4, "process")
         api.wait_stdout("hostileguest: realspin: 3 aps loop in real mode")
         for _ in range(3):
             t0 = time.monotonic()
@@ -378,11 +379,7 @@ def test_a_vcpu_stuck_in_the_stub_ends_at_the_timeout(guest):
 def test_a_vcpu_stuck_in_the_stub_does_not_hang_a_pause(tmp_path):
     api = Api(tmp_path)
     try:
-        assert api.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 64,
-                                           "mmu": "process"})[0] == 204
-        assert api.put("/boot-source", {"kernel_image_path": str(GUESTS / "hostileguest.elf"),
-                                        "boot_args": "pinreply"})[0] == 204
-        assert api.put("/actions", {"action_type": "InstanceStart"})[0] == 204
+        boot_via_api(api, "hostileguest.elf", "pinreply", 2, "process")
         api.wait_stdout("hostileguest: pinreply", timeout=60)
         # vCPU 0 gets stuck at one of its traps, once the AP wins a race with hearth's
         # answer (soon here; later on a slow host): pause until a pause fails.
