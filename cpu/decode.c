@@ -218,6 +218,18 @@ static int twobyte(struct cursor *c, struct sh_insn *in, bool mode64)
 	case 0xa2:
 		in->op = SH_OP_CPUID;
 		return 0;
+	case 0xb0:
+	case 0xb1:
+	case 0xc0:
+	case 0xc1:
+		modrm(c, in, mode64);
+		if (in->mem) {
+			in->op = op < 0xc0 ? SH_OP_CMPXCHG : SH_OP_XADD;
+			in->access_size = (op & 1) ? in->opsize : 1;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
+		return 0;
 	case 0xb6:
 	case 0xb7:
 	case 0xbe:
@@ -456,6 +468,25 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		} else {
 			in->op = SH_OP_OTHER;
 		}
+		break;
+	case 0x86:
+	case 0x87:
+		modrm(&c, in, mode64);
+		if (in->mem) {
+			in->op = SH_OP_XCHG;
+			in->access_size = (op & 1) ? in->opsize : 1;
+		} else {
+			in->op = SH_OP_OTHER;
+		}
+		break;
+	case 0xa4:
+	case 0xa5:
+	case 0xaa:
+	case 0xab:
+	case 0xac:
+	case 0xad:
+		in->op = op < 0xaa ? SH_OP_MOVS : op < 0xac ? SH_OP_STOS : SH_OP_LODS;
+		in->access_size = (op & 1) ? in->opsize : 1;
 		break;
 	case 0x63: /* movsxd (64-bit code); arpl in 32-bit code */
 		modrm(&c, in, mode64);

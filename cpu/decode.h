@@ -75,14 +75,24 @@ enum sh_op {
 	SH_OP_MOVSX,     /* movsx reg, r/m8 or r/m16 (0f be, 0f bf), movsxd (63, 64-bit code) */
 	SH_OP_MOV_STORE, /* mov r/m, reg (88, 89): the form guests write PTEs with; moffs, AL/eAX
 	                    (a2, a3) */
-	/* mov r/m, imm (c6 /0, c7 /0): imm is the immediate sign-extended to 64 bits. Last:
-	 * range checks use it (tests/fuzz/fuzz_decode.c). */
+	/* mov r/m, imm (c6 /0, c7 /0): imm is the immediate sign-extended to 64 bits. */
 	SH_OP_MOV_STORE_IMM,
 	/* Arithmetic and logic with a memory operand (register-only forms are SH_OP_OTHER): what
 	 * `*reg |= bit` on a device register compiles to. `alu` says which; `alu_to_reg`: the
 	 * register is the destination (op reg, r/m), else memory is; `alu_imm`: the other
 	 * operand is `imm` (sign-extended to the operand size), else register `reg`. */
 	SH_OP_ALU,
+	/* Read-modify-writes that atomics compile to, with a memory operand (register-only forms
+	 * are SH_OP_OTHER); access_size and reg as for the moves. xchg is locked whether or not
+	 * it has the prefix. */
+	SH_OP_XCHG,    /* xchg r/m, reg (86, 87) */
+	SH_OP_CMPXCHG, /* cmpxchg r/m, reg (0f b0, 0f b1): compares with AL, AX, EAX or RAX */
+	SH_OP_XADD,    /* xadd r/m, reg (0f c0, 0f c1) */
+	/* String moves: no ModRM (mem is false); the source at RSI in DS or the override, the
+	 * destination at RDI in ES; `rep` repeats RCX times. access_size: the element's bytes. */
+	SH_OP_MOVS, /* a4, a5 */
+	SH_OP_STOS, /* aa, ab */
+	SH_OP_LODS, /* ac, ad. Last: range checks use it (tests/fuzz/fuzz_decode.c). */
 };
 
 /* SH_OP_ALU's operations; the first eight in the order of the opcodes' bits 5:3. */

@@ -1036,28 +1036,177 @@ static uint64_t alu_reg(struct guest_cpu *c, const struct sh_insn *in, unsigned 
 	return *gpr(c, in->reg);
 }
 
+/* The register operand of a memory instruction gets `v` (`size` bytes): 8- and 16-bit
+ * writes keep the rest, 32-bit writes zero-extend, AH-BH without REX. */
+static void set_reg_operand(struct guest_cpu *c, const struct sh_insn *in, uint64_t v,
+                            unsigned size)
+{
+	unsigned shift;
+	uint64_t *r;
+
+	if (size == 1) {
+		r = byte_reg(c, in->reg, in->rex != 0, &shift);
+		*r = (*r & ~(0xffULL << shift)) | ((v & 0xff) << shift);
+	} else {
+		set_gpr(c, in->reg, v, size);
+	}
+}
+
+/* AL, AX, EAX or RAX gets `v`, as set_reg_operand writes. */
+static void set_accumulator(struct guest_cpu *c, uint64_t v, unsigned size)
+{
+	uint64_t *rax = gpr(c, R_AX);
+
+	if (size == 1)
+		*rax = (*rax & ~0xffULL) | (v & 0xff);
+	else
+		set_gpr(c, R_AX, v, size);
+}
+
 static void emulate_alu(struct guest_cpu *c, const struct sh_insn *in, uint64_t gpa,
                         cpu_mmio_access access, void *ctx)
 {
-	unsigned size = in->access_size, shift;
-	uint64_t m = 0, other = in->alu_imm ? in->imm : alu_reg(c, in, size), res, *r;
+	unsigned size = in->access_size;
+	uint64_t m = 0, other = in->alu_imm ? in->imm : alu_reg(c, in, size), res;
 
 	access(ctx, gpa, false, &m, size);
 	if (in->alu_to_reg) {
 		res = alu_op(in->alu, alu_reg(c, in, size), m, size, &c->r.rflags);
-		if (in->alu == SH_CMP)
-			return;
-		if (size == 1) {
-			r = byte_reg(c, in->reg, in->rex != 0, &shift);
-			*r = (*r & ~(0xffULL << shift)) | (res << shift);
-		} else {
-			set_gpr(c, in->reg, res, size);
-		}
+		if (in->alu != SH_CMP)
+			set_reg_operand(c, in, res, size);
 		return;
 	}
 	res = alu_op(in->alu, m, other, size, &c->r.rflags);
 	if (in->alu != SH_CMP && in->alu != SH_TEST)
 		access(ctx, gpa, true, &res, size);
+}
+
+/* xchg, cmpxchg, xadd (SDM vol. 2). A cmpxchg that fails does not write the memory operand
+ * back, so that a device register sees no store the guest did not mean (the caller makes the
+ * whole instruction atomic where it must). */
+static void emulate_atomic(struct guest_cpu *c, const struct sh_insn *in, uint64_t gpa,
+                           cpu_mmio_access access, void *ctx)
+{
+	unsigned size = in->access_size;
+	uint64_t m = 0, r = alu_reg(c, in, size), res;
+
+	access(ctx, gpa, false, &m, size);
+	switch (in->op) {
+	case SH_OP_XCHG:
+		access(ctx, gpa, true, &r, size);
+		set_reg_operand(c, in, m, size);
+		break;
+	case SH_OP_CMPXCHG:
+		alu_op(SH_CMP, c->r.gpr[R_AX], m, size, &c->r.rflags);
+		if (c->r.rflags & RF_ZF)
+			access(ctx, gpa, true, &r, size);
+		else
+			set_accumulator(c, m, size);
+		break;
+	default: /* SH_OP_XADD */
+		res = alu_op(SH_ADD, m, r, size, &c->r.rflags);
+		access(ctx, gpa, true, &res, size);
+		set_reg_operand(c, in, m, size);
+		break;
+	}
+}
+
+/* A string element's operand: its guest-physical address, and whether the host cannot map
+ * it (page 0, or no RAM: a device), so that only this emulation reaches it. One walk per
+ * page. False: no translation, or an element across a page. */
+struct str_page {
+	bool valid, special;
+	uint64_t vpage, gbase;
+};
+
+static bool str_operand(struct guest_cpu *c, struct str_page *pg, uint64_t va, unsigned size,
+                        bool write, uint64_t *gpa, bool *special)
+{
+	if ((va & 4095) + size > 4096)
+		return false;
+	if (!pg->valid || pg->vpage != va >> 12) {
+		uint64_t g;
+
+		if (!c->ops->translate(c->ctx, va & ~4095ULL, write, &g))
+			return false;
+		pg->valid = true;
+		pg->vpage = va >> 12;
+		pg->gbase = g & ~4095ULL;
+		pg->special = pg->vpage == 0 || !gm_range_ok(c->gm, pg->gbase, 4096);
+	}
+	*gpa = pg->gbase | (va & 4095);
+	*special = pg->special;
+	return true;
+}
+
+/* A string register after one element: `amask` wide, as the address size writes it. */
+static void str_step(uint64_t *r, int64_t step, uint64_t amask)
+{
+	*r = amask == ~0ULL ? *r + (uint64_t)step : (uint32_t)(*r + (uint64_t)step);
+}
+
+/* movs, stos, lods where an operand is one the host cannot map. The elements are done here
+ * while one of their operands is such, at most STRING_BATCH per trap; from the first whose
+ * operands are both ordinary memory (or one without a translation) the instruction goes on
+ * natively, with RSI, RDI and RCX where hardware would have them, and traps again where it
+ * must. RIP moves on when the count is done. False: nothing was done. */
+#define STRING_BATCH 4096
+
+static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64_t va,
+                           cpu_mmio_access access, void *ctx)
+{
+	unsigned size = in->access_size;
+	uint64_t amask = in->addrsize == 4 ? 0xffffffffULL : ~0ULL;
+	int64_t step = (c->r.rflags & RF_DF) ? -(int64_t)size : (int64_t)size;
+	uint64_t *rsi = gpr(c, R_SI), *rdi = gpr(c, R_DI), *rcx = gpr(c, R_CX);
+	uint64_t count = in->rep ? *rcx & amask : 1, done = 0;
+	bool reads = in->op != SH_OP_STOS, writes = in->op != SH_OP_LODS;
+	struct str_page src_page = {0}, dst_page = {0};
+
+	/* the trap was at an operand of the first element */
+	if (!((reads && va - ((*rsi & amask) + seg_base(c, in->seg)) < size) ||
+	      (writes && va - (*rdi & amask) < size)))
+		return false;
+	for (; done < count && done < STRING_BATCH; done++) {
+		uint64_t src_gpa = 0, dst_gpa = 0, v = 0;
+		bool src_special = false, dst_special = false;
+
+		if (reads && !str_operand(c, &src_page, (*rsi & amask) + seg_base(c, in->seg), size,
+		                          false, &src_gpa, &src_special))
+			break;
+		if (writes &&
+		    !str_operand(c, &dst_page, *rdi & amask, size, true, &dst_gpa, &dst_special))
+			break;
+		if (!src_special && !dst_special)
+			break;
+		if (reads)
+			access(ctx, src_gpa, false, &v, size);
+		else
+			v = c->r.gpr[R_AX];
+		if (writes)
+			access(ctx, dst_gpa, true, &v, size);
+		else
+			set_accumulator(c, v, size);
+		if (reads)
+			str_step(rsi, step, amask);
+		if (writes)
+			str_step(rdi, step, amask);
+		if (in->rep)
+			str_step(rcx, -1, amask);
+	}
+	if (!done)
+		return false;
+	if (done == count)
+		c->r.rip += in->len;
+	return true;
+}
+
+/* A lock prefix the CPU takes with this instruction (else #UD; here: not emulated). */
+static bool lock_allowed(const struct sh_insn *in)
+{
+	if (in->op == SH_OP_ALU)
+		return in->alu != SH_CMP && in->alu != SH_TEST && !in->alu_to_reg;
+	return in->op == SH_OP_XCHG || in->op == SH_OP_CMPXCHG || in->op == SH_OP_XADD;
 }
 
 bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,
@@ -1066,11 +1215,11 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 	struct sh_insn in;
 	uint8_t bytes[15];
 	size_t n;
-	unsigned size, shift;
-	uint64_t v = 0, *r;
+	unsigned size;
+	uint64_t v = 0;
 	bool code64 = cpu_code64(c);
 
-	if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || in.lock)
+	if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || (in.lock && !lock_allowed(&in)))
 		return false;
 	switch (in.op) {
 	case SH_OP_MOV_LOAD:
@@ -1079,7 +1228,18 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 	case SH_OP_MOV_STORE:
 	case SH_OP_MOV_STORE_IMM:
 	case SH_OP_ALU:
+	case SH_OP_XCHG:
+	case SH_OP_CMPXCHG:
+	case SH_OP_XADD:
 		break;
+	case SH_OP_MOVS:
+	case SH_OP_STOS:
+	case SH_OP_LODS:
+		if (!emulate_string(c, &in, va, access, ctx))
+			return false;
+		if (!code64)
+			c->r.rip &= 0xffffffffULL;
+		return true;
 	default:
 		return false;
 	}
@@ -1088,15 +1248,10 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 		return false;
 	if (in.op == SH_OP_ALU) {
 		emulate_alu(c, &in, gpa, access, ctx);
+	} else if (in.op == SH_OP_XCHG || in.op == SH_OP_CMPXCHG || in.op == SH_OP_XADD) {
+		emulate_atomic(c, &in, gpa, access, ctx);
 	} else if (in.op == SH_OP_MOV_STORE || in.op == SH_OP_MOV_STORE_IMM) {
-		if (in.op == SH_OP_MOV_STORE_IMM) {
-			v = in.imm;
-		} else if (size == 1) {
-			r = byte_reg(c, in.reg, in.rex != 0, &shift);
-			v = *r >> shift;
-		} else {
-			v = *gpr(c, in.reg);
-		}
+		v = in.op == SH_OP_MOV_STORE_IMM ? in.imm : alu_reg(c, &in, size);
 		access(ctx, gpa, true, &v, size);
 	} else {
 		access(ctx, gpa, false, &v, size);
@@ -1104,12 +1259,10 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 			v &= (1ULL << (8 * size)) - 1;
 		if (in.op == SH_OP_MOVSX && size < 8 && (v >> (8 * size - 1)))
 			v |= ~0ULL << (8 * size);
-		if (in.op == SH_OP_MOV_LOAD && size == 1) {
-			r = byte_reg(c, in.reg, in.rex != 0, &shift);
-			*r = (*r & ~(0xffULL << shift)) | (v << shift);
-		} else {
-			set_gpr(c, in.reg, v, in.op == SH_OP_MOV_LOAD ? size : in.opsize);
-		}
+		if (in.op == SH_OP_MOV_LOAD)
+			set_reg_operand(c, &in, v, size);
+		else
+			set_gpr(c, in.reg, v, in.opsize);
 	}
 	c->r.rip += in.len;
 	if (!code64)

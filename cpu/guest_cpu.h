@@ -178,14 +178,19 @@ void cpu_emulate_ud(struct guest_cpu *c);
  * lets the instruction run some other way). */
 bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa);
 
-/* A load from or a store to a device register at `va` (-> `gpa`, which is not RAM): the
- * access is made through `access` (`len` 1, 2, 4 or 8 bytes at `data`, little-endian) when
- * the instruction at RIP is a mov, movzx or movsx whose memory operand is at `va` (any
- * prefixes: operand size, REX, FS/GS, address size; rip-relative, moffs), then RIP moves
- * past it. The register operand is written as the CPU does (8- and 16-bit writes keep the
- * rest, 32-bit writes zero-extend, AH-BH without REX). False, with nothing done: not such
- * an instruction, another address, or an access that crosses a page (the caller reflects
- * the fault). */
+/* An access at `va` (-> `gpa`) that the host cannot map: a device register (no RAM there)
+ * or page 0. The instruction at RIP is emulated when its memory operand is at `va`: a mov,
+ * movzx or movsx (any prefixes: operand size, REX, FS/GS, address size; rip-relative,
+ * moffs), an ALU operation, xchg, cmpxchg or xadd (`lock` where the CPU takes it), or a
+ * string move (movs, stos, lods, with `rep`). Every memory access goes through `access`
+ * (`len` 1, 2, 4 or 8 bytes at `data`, little-endian): for a string move also those of its
+ * other operand, which may be RAM, at the guest-physical address the guest's tables give.
+ * Registers are written as the CPU does (8- and 16-bit writes keep the rest, 32-bit writes
+ * zero-extend, AH-BH without REX); RIP moves past the instruction, or stays on a string
+ * that is not done (emulate_string). False, with nothing done: not such an instruction,
+ * another address, or an access that crosses a page (the caller reflects the fault). The
+ * caller makes a locked instruction atomic where others could see the memory between its
+ * accesses. */
 typedef void (*cpu_mmio_access)(void *ctx, uint64_t gpa, bool write, void *data, unsigned len);
 bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,
                       void *ctx);

@@ -405,6 +405,16 @@ static void remember(struct pmmu *m, struct proc_vcpu *pv, const struct pm_map *
 		r->maps[r->nmaps++] = *p;
 }
 
+void pmmu_ram_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, unsigned len)
+{
+	pthread_mutex_lock(&m->lock);
+	if (pt_tracked(&m->pt, gpa) || pt_tracked(&m->pt, gpa + len - 1)) {
+		m->tracked_writes++;
+		forget_all(m, pv);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 void pmmu_fault(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err)
 {
 	pthread_mutex_lock(&m->lock);

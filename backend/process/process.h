@@ -64,6 +64,9 @@ struct proc_vm {
 	struct proc_notify notify[STUB_NOTIFY_FDS];
 	unsigned nnotify;
 	uint64_t notify_traps; /* notifies of bound queues that trapped (atomic) */
+	/* Instructions emulated on guest page 0, one at a time: page 0 is never mapped, so this
+	 * makes a locked one atomic for every vCPU (vcpu.c, proc_emulate_access). */
+	pthread_mutex_t page0_lock;
 };
 
 /* vcpu->be */
@@ -197,6 +200,9 @@ void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_
  * writable for it (unprotect), and protected again after it (step_done). */
 void pmmu_unprotect(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa);
 void pmmu_step_done(struct pmmu *m, struct proc_vcpu *pv);
+/* hearth stored to guest RAM for an emulated instruction (a string move's other operand): a
+ * guest page table among those bytes changed g behind the tracking. */
+void pmmu_ram_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, unsigned len);
 /* Guest-virtual -> guest-physical without side effects, as the vCPU's paging says. */
 bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
                     uint64_t *gpa);

@@ -346,11 +346,13 @@ static void mmio_access(void *ctx, uint64_t gpa, bool write, void *data, unsigne
 	struct proc_vm *p = proc_of(vm);
 	uint64_t lapic;
 
-	if (gm_range_ok(&vm->mem, gpa, len)) { /* guest page 0, which the host cannot map */
-		if (write)
+	if (gm_range_ok(&vm->mem, gpa, len)) { /* page 0, or a string move's other operand */
+		if (write) {
 			gm_write(&vm->mem, gpa, data, len);
-		else
+			pmmu_ram_stored(p->mmu, pv, gpa, len);
+		} else {
 			gm_read(&vm->mem, gpa, data, len);
+		}
 		return;
 	}
 	METRIC_INC(exit_mmio);
@@ -372,7 +374,15 @@ void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa, uint64
 	bool notify = proc_notify_bound(p, gpa);
 	bool learn = notify && proc_fast_candidate(pv, va, gpa, gen, &fast);
 
-	if (!cpu_emulate_mmio(&pv->cpu, va, gpa, mmio_access, pv)) {
+	bool page0 = gm_range_ok(&vm_of(pv)->mem, gpa, 1);
+	bool done;
+
+	if (page0)
+		pthread_mutex_lock(&p->page0_lock);
+	done = cpu_emulate_mmio(&pv->cpu, va, gpa, mmio_access, pv);
+	if (page0)
+		pthread_mutex_unlock(&p->page0_lock);
+	if (!done) {
 		cpu_reflect(&pv->cpu, V_GP, 0, false);
 		return;
 	}

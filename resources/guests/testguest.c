@@ -39,6 +39,17 @@
  *                   xorq on page 0; prints "testguest: rmw svr 0xA -> 0xB -> 0xC page0
  *                   eq=E D I X" (the SVR as read before, after the or, after the and; the
  *                   compare's ZF and the values after add, inc and xor)
+ *   strops          string moves and atomics where only an emulator reaches in some engines:
+ *                   on page 0, rep stosq, rep movsb in and rep movsq out, lodsq, xchg, lock
+ *                   xadd, lock cmpxchg (one that succeeds, one that fails), lock or, and a
+ *                   rep stosb and a backwards rep movsb across the end of page 0; on the
+ *                   local APIC (MMIO), lodsl and movsl from its version register and
+ *                   stosl, xchg, lock xadd, lock cmpxchg on its TPR. Prints "testguest:
+ *                   strops page0 S X A C F O K apic V T" (S: 1 if the stos, movs and lods
+ *                   results are right; X, A: memory after xchg and xadd; C, F: the
+ *                   cmpxchgs' ZF and memory after them; O: after the or; K: the byte sum
+ *                   across the page end; V: 1 if lods and movs read what mov reads; T: the
+ *                   TPR after stos, xchg, xadd and cmpxchg, in hex), then sets TPR to 0
  *   loadss=SEL      load SEL into SS; if that returns, print "testguest: loadss survived"
  *                   and load 0x10 again
  *   farjump=SEL     ljmp through memory to SEL:<next instruction>; if that returns, print
@@ -357,6 +368,97 @@ static void rmw(void)
 	           (unsigned)eq, (unsigned long)add, (unsigned long)inc, (unsigned long)xr);
 }
 
+/* An address the compiler cannot see is (near) null. */
+static void *addr(uintptr_t a)
+{
+	__asm__("" : "+r"(a));
+	return (void *)a;
+}
+
+static void strops(void)
+{
+	uint64_t *q = addr(0x100), *m = addr(0x300), src[8], back[8], v, x, rax, after, last;
+	uint8_t *b = addr(0x200), *edge = addr(0xff0), bytes[32];
+	volatile uint32_t *lapic = (volatile uint32_t *)0xfee00000ULL;
+	uint32_t ver = lapic[0x30 / 4], lver, mver, t[4], r32;
+	void *d, *sp;
+	unsigned long cnt, sum = 0;
+	unsigned ok = 1;
+	bool zf1, zf2;
+
+	for (unsigned i = 0; i < 8; i++)
+		src[i] = 0x0101010101010101ULL * (i * 3 + 1);
+	d = q, cnt = 8, v = 0xa5a5a5a5a5a5a5a5ULL;
+	__asm__ volatile("rep stosq" : "+D"(d), "+c"(cnt) : "a"(v) : "memory");
+	for (unsigned i = 0; i < 8; i++)
+		ok &= q[i] == v;
+	d = b, sp = src, cnt = 64;
+	__asm__ volatile("rep movsb" : "+D"(d), "+S"(sp), "+c"(cnt) : : "memory");
+	d = back, sp = b, cnt = 8;
+	__asm__ volatile("rep movsq" : "+D"(d), "+S"(sp), "+c"(cnt) : : "memory");
+	for (unsigned i = 0; i < 8; i++)
+		ok &= back[i] == src[i];
+	sp = q + 1;
+	__asm__ volatile("lodsq" : "=a"(x), "+S"(sp) : : "memory");
+	ok &= x == v && sp == q + 2;
+
+	*m = 5, x = 9;
+	__asm__ volatile("xchgq %0, %1" : "+r"(x), "+m"(*m));
+	ok &= x == 5;
+	v = *m;
+	x = 4;
+	__asm__ volatile("lock xaddq %0, %1" : "+r"(x), "+m"(*m));
+	ok &= x == 9;
+	x = *m;
+	rax = 13;
+	__asm__ volatile("lock cmpxchgq %3, %1" : "=@ccz"(zf1), "+m"(*m), "+a"(rax) : "r"(20UL));
+	rax = 1;
+	__asm__ volatile("lock cmpxchgq %3, %1" : "=@ccz"(zf2), "+m"(*m), "+a"(rax) : "r"(30UL));
+	ok &= rax == 20;
+	after = *(volatile uint64_t *)m;
+	__asm__ volatile("lock orq $0x100, %0" : "+m"(*m));
+	last = *(volatile uint64_t *)m;
+
+	d = edge, cnt = 32;
+	__asm__ volatile("rep stosb" : "+D"(d), "+c"(cnt) : "a"(0x5a) : "memory");
+	for (unsigned i = 0; i < 32; i++)
+		bytes[i] = (uint8_t)(i + 1);
+	d = edge + 31, sp = bytes + 31, cnt = 32;
+	__asm__ volatile("std\n"
+	                 "rep movsb\n"
+	                 "cld"
+	                 : "+D"(d), "+S"(sp), "+c"(cnt)
+	                 :
+	                 : "memory");
+	for (unsigned i = 0; i < 32; i++)
+		sum += edge[i] * (i + 1);
+
+	sp = (void *)&lapic[0x30 / 4];
+	__asm__ volatile("lodsl" : "=a"(lver), "+S"(sp) : : "memory");
+	d = &mver, sp = (void *)&lapic[0x30 / 4], cnt = 1;
+	__asm__ volatile("rep movsl" : "+D"(d), "+S"(sp), "+c"(cnt) : : "memory");
+	d = (void *)&lapic[0x80 / 4];
+	__asm__ volatile("stosl" : "+D"(d) : "a"(0x10) : "memory");
+	t[0] = lapic[0x80 / 4];
+	r32 = 0x20;
+	__asm__ volatile("xchgl %0, %1" : "+r"(r32), "+m"(lapic[0x80 / 4]));
+	ok &= r32 == 0x10;
+	t[1] = lapic[0x80 / 4];
+	r32 = 0x10;
+	__asm__ volatile("lock xaddl %0, %1" : "+r"(r32), "+m"(lapic[0x80 / 4]));
+	ok &= r32 == 0x20;
+	t[2] = lapic[0x80 / 4];
+	r32 = 0x30;
+	__asm__ volatile("lock cmpxchgl %2, %1" : "+a"(r32), "+m"(lapic[0x80 / 4]) : "r"(0x40));
+	t[3] = lapic[0x80 / 4];
+	lapic[0x80 / 4] = 0;
+	con_printf("testguest: strops page0 %u %lu %lu %u,%u %lu %lu %lu apic %u "
+	           "%x,%x,%x,%x\n",
+	           ok, (unsigned long)v, (unsigned long)x, (unsigned)zf1, (unsigned)zf2,
+	           (unsigned long)after, (unsigned long)last, sum,
+	           (unsigned)(lver == ver && mver == ver), t[0], t[1], t[2], t[3]);
+}
+
 static void load_ss(uint16_t sel)
 {
 	__asm__ volatile("mov %0, %%ss" ::"r"((uint32_t)sel) : "memory");
@@ -458,6 +560,8 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 			far_jump_and_back((uint16_t)sel);
 	} else if (rt_token_is(tok, "rmw")) {
 		rmw();
+	} else if (rt_token_is(tok, "strops")) {
+		strops();
 	} else if (rt_token_is(tok, "newgdt")) {
 		new_gdt();
 	} else if (rt_token_is(tok, "boottimer")) {

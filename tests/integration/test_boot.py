@@ -321,6 +321,18 @@ def test_read_modify_write_on_a_device_register_and_on_page_0(hearth, guest):
     assert "testguest: rmw svr 0xff -> 0x1ff -> 0xff page0 eq=1 12 13 2" in r.out, r.out
 
 
+def test_string_moves_and_atomics_on_page_0_and_a_device_register(hearth, guest):
+    """rep stos/movs, lods, xchg, lock xadd, lock cmpxchg (both outcomes) and lock or on
+    page 0, strings that cross its end in both directions, and lods/movs/stos/xchg/xadd/
+    cmpxchg on the local APIC: compiled memset/memcpy and atomics do this. In the process
+    engine they reach hearth's emulator, which must give what the CPU gives (the other
+    engines run them natively or in KVM's emulator, and must print the same)."""
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "strops")
+    assert r.code == 0, r.out + r.err
+    assert ("testguest: strops page0 1 9 13 1,0 20 276 11440 apic 1 10,20,30,40"
+            in r.out), r.out
+
+
 @pytest.mark.parametrize("action,survives", [
     ("loadss=0x10", True), ("farjump=0x08", True),
     # Beyond the guest's 3-entry GDT: where the shadow engine keeps its monitor's DPL0

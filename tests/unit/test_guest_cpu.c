@@ -29,6 +29,8 @@
 #define SEL_DATA   0x10
 #define SEL_CODE32 0x18
 #define NO_PORT    (-1)
+#define MMIO_VA    0xfee00000ULL /* two pages, not RAM: only the callback sees the access */
+#define MMIO_GPA   0xfed00000ULL
 
 struct fx {
 	struct guest_memory gm;
@@ -65,6 +67,10 @@ static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
 {
 	(void)ctx;
 	(void)write;
+	if (va - MMIO_VA < 0x2000) {
+		*gpa = va - MMIO_VA + MMIO_GPA;
+		return true;
+	}
 	if (va >= MEM)
 		return false;
 	*gpa = va;
@@ -687,9 +693,6 @@ static void test_garbage_is_a_gp(void **state)
 
 /* ---- device registers (MMIO) ------------------------------------------------------------ */
 
-#define MMIO_VA  0xfee00000ULL /* not RAM: only the callback sees the access */
-#define MMIO_GPA 0xfed00000ULL
-
 /* The instruction at CODE, RIP there. */
 #define MCODE(f, ...)                                                                              \
 	do {                                                                                       \
@@ -1100,6 +1103,137 @@ static void test_mmio_addressing(void **state)
 	mmio_ok(f, 3, 0xff8);
 }
 
+/* Emulate the string instruction at CODE for a trap at `va`. */
+static void string_ok(struct fx *f, uint64_t va)
+{
+	f->c.r.rip = CODE;
+	f->nmmio = 0;
+	assert_true(cpu_emulate_mmio(&f->c, va, 0, mmio_access, f));
+}
+
+static void test_mmio_strings(void **state)
+{
+	struct fx *f = *state;
+
+	f->mmio_read_value = 0x1122334455667788ULL;
+	/* rep stosl to a device: three stores, RCX counted down, RIP past it */
+	f->c.r.gpr[R_DI] = MMIO_VA;
+	f->c.r.gpr[R_CX] = 3;
+	f->c.r.gpr[R_AX] = 0xaabbccdd99887766ULL;
+	MCODE(f, 0xf3, 0xab);
+	string_ok(f, MMIO_VA);
+	assert_int_equal(f->nmmio, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_true(f->mmio[i].write);
+		assert_int_equal(f->mmio[i].gpa, MMIO_GPA + 4 * i);
+		assert_int_equal(f->mmio[i].len, 4);
+		assert_int_equal(f->mmio[i].value, 0x99887766);
+	}
+	assert_int_equal(f->c.r.gpr[R_CX], 0);
+	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA + 12);
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	/* movsb from a device register to RAM: its other operand goes through the callback too */
+	f->c.r.gpr[R_SI] = MMIO_VA + 5;
+	f->c.r.gpr[R_DI] = DATA;
+	MCODE(f, 0xa4);
+	string_ok(f, MMIO_VA + 5);
+	assert_int_equal(f->nmmio, 2);
+	assert_true(!f->mmio[0].write && f->mmio[0].gpa == MMIO_GPA + 5 && f->mmio[0].len == 1);
+	assert_true(f->mmio[1].write && f->mmio[1].gpa == DATA && f->mmio[1].value == 0x88);
+	assert_int_equal(f->c.r.gpr[R_SI], MMIO_VA + 6);
+	assert_int_equal(f->c.r.gpr[R_DI], DATA + 1);
+	assert_int_equal(f->c.r.rip, CODE + 1);
+	/* std; rep movsq from RAM to a device: downwards */
+	f->c.r.rflags |= RF_DF;
+	f->c.r.gpr[R_SI] = DATA + 16;
+	f->c.r.gpr[R_DI] = MMIO_VA + 16;
+	f->c.r.gpr[R_CX] = 2;
+	MCODE(f, 0xf3, 0x48, 0xa5);
+	string_ok(f, MMIO_VA + 16);
+	assert_int_equal(f->nmmio, 4);
+	assert_true(!f->mmio[0].write && f->mmio[0].gpa == DATA + 16 && f->mmio[0].len == 8);
+	assert_true(f->mmio[1].write && f->mmio[1].gpa == MMIO_GPA + 16 &&
+	            f->mmio[1].value == 0x1122334455667788ULL);
+	assert_true(!f->mmio[2].write && f->mmio[2].gpa == DATA + 8);
+	assert_true(f->mmio[3].write && f->mmio[3].gpa == MMIO_GPA + 8);
+	assert_int_equal(f->c.r.gpr[R_SI], DATA);
+	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA);
+	assert_int_equal(f->c.r.gpr[R_CX], 0);
+	assert_int_equal(f->c.r.rip, CODE + 3);
+	f->c.r.rflags &= ~RF_DF;
+	/* rep stosb across the end of page 0: the elements on it here, the rest natively (RIP
+	 * stays, RCX and RDI where hardware would have them) */
+	f->c.r.gpr[R_DI] = 0xffe;
+	f->c.r.gpr[R_CX] = 4;
+	MCODE(f, 0xf3, 0xaa);
+	string_ok(f, 0xffe);
+	assert_int_equal(f->nmmio, 2);
+	assert_true(f->mmio[0].write && f->mmio[0].gpa == 0xffe && f->mmio[1].gpa == 0xfff);
+	assert_int_equal(f->c.r.gpr[R_DI], 0x1000);
+	assert_int_equal(f->c.r.gpr[R_CX], 2);
+	assert_int_equal(f->c.r.rip, CODE);
+	/* lodsw: AX only */
+	f->c.r.gpr[R_SI] = MMIO_VA;
+	f->c.r.gpr[R_AX] = ~0ULL;
+	MCODE(f, 0x66, 0xad);
+	string_ok(f, MMIO_VA);
+	assert_int_equal(f->c.r.gpr[R_AX], 0xffffffffffff7788ULL);
+	assert_int_equal(f->c.r.gpr[R_SI], MMIO_VA + 2);
+	/* 32-bit addressing: ECX counts, and RCX and RDI are written as 32-bit registers */
+	f->c.r.gpr[R_DI] = 0xabcd000000000000ULL | MMIO_VA;
+	f->c.r.gpr[R_CX] = 0xffffffff00000001ULL;
+	MCODE(f, 0x67, 0xf3, 0xaa);
+	string_ok(f, MMIO_VA);
+	assert_int_equal(f->nmmio, 1);
+	assert_int_equal(f->c.r.gpr[R_CX], 0);
+	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA + 1);
+	assert_int_equal(f->c.r.rip, CODE + 3);
+}
+
+static void test_mmio_atomics(void **state)
+{
+	struct fx *f = *state;
+
+	f->mmio_read_value = 0x1122334455667788ULL;
+	f->c.r.gpr[R_BX] = MMIO_VA;
+	/* xchg %eax,(%rbx): the register gets the old value (zero-extended), memory EAX */
+	f->c.r.gpr[R_AX] = 0xffffffff00000055ULL;
+	MCODE(f, 0x87, 0x03);
+	mmio_rmw(f, 2);
+	assert_true(f->nmmio == 2 && f->mmio[1].write && f->mmio[1].value == 0x55);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x55667788);
+	/* lock cmpxchg %ecx,(%rbx) that succeeds: ZF, memory gets ECX */
+	f->c.r.gpr[R_CX] = 0x99;
+	MCODE(f, 0xf0, 0x0f, 0xb1, 0x0b);
+	mmio_rmw(f, 4);
+	assert_true(f->c.r.rflags & RF_ZF);
+	assert_true(f->nmmio == 2 && f->mmio[1].write && f->mmio[1].value == 0x99);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x55667788);
+	/* ... and one that fails: no ZF, EAX gets the value, memory is not written */
+	f->c.r.gpr[R_AX] = 1;
+	MCODE(f, 0xf0, 0x0f, 0xb1, 0x0b);
+	mmio_rmw(f, 4);
+	assert_false(f->c.r.rflags & RF_ZF);
+	assert_int_equal(f->nmmio, 1);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x55667788);
+	/* lock xadd %rcx,(%rbx): memory gets the sum, RCX the old value */
+	f->c.r.gpr[R_CX] = 1;
+	MCODE(f, 0xf0, 0x48, 0x0f, 0xc1, 0x0b);
+	mmio_rmw(f, 5);
+	assert_true(f->nmmio == 2 && f->mmio[1].value == 0x1122334455667789ULL);
+	assert_int_equal(f->c.r.gpr[R_CX], 0x1122334455667788ULL);
+	/* xchg %ah,(%rbx): a byte register without REX */
+	f->c.r.gpr[R_AX] = 0xab00;
+	MCODE(f, 0x86, 0x23);
+	mmio_rmw(f, 2);
+	assert_true(f->nmmio == 2 && f->mmio[1].len == 1 && f->mmio[1].value == 0xab);
+	assert_int_equal(f->c.r.gpr[R_AX], 0x8800);
+	/* lock orl $1,(%rbx) */
+	MCODE(f, 0xf0, 0x83, 0x0b, 0x01);
+	mmio_rmw(f, 4);
+	assert_true(f->nmmio == 2 && f->mmio[1].value == 0x55667789);
+}
+
 static void test_mmio_refused(void **state)
 {
 	struct fx *f = *state;
@@ -1111,15 +1245,30 @@ static void test_mmio_refused(void **state)
 	/* another address than the fault's: nothing done */
 	MCODE(f, 0x8b, 0x03); /* mov (%rbx),%eax */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA + 4, MMIO_GPA + 4, mmio_access, f));
-	/* not a move or an ALU operation, a register-only move, a locked one */
-	MCODE(f, 0x87, 0x03); /* xchg %eax,(%rbx) */
+	/* not an instruction it emulates, a register-only move, locked ones the CPU refuses */
+	MCODE(f, 0xff, 0x33); /* push (%rbx) */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
 	MCODE(f, 0x8b, 0xc3); /* mov %ebx,%eax */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	MCODE(f, 0x87, 0xc3); /* xchg %eax,%ebx */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
 	MCODE(f, 0xf0, 0x89, 0x03); /* lock mov %eax,(%rbx): #UD */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
-	MCODE(f, 0xf3, 0xa5); /* rep movsl */
+	MCODE(f, 0xf0, 0x39, 0x03); /* lock cmp %eax,(%rbx): #UD */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	f->c.r.gpr[R_SI] = MMIO_VA;
+	f->c.r.gpr[R_DI] = DATA;
+	MCODE(f, 0xa6); /* cmpsb */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	f->c.r.gpr[R_SI] = f->c.r.gpr[R_DI] = 0;
+	/* a string whose first element is not at the fault's address, or with no element */
+	f->c.r.gpr[R_DI] = MMIO_VA + 8;
+	MCODE(f, 0xaa); /* stosb */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	f->c.r.gpr[R_DI] = MMIO_VA;
+	MCODE(f, 0xf3, 0xaa); /* rep stosb, RCX 0 */
+	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	f->c.r.gpr[R_DI] = 0;
 	assert_memory_equal(&f->c, &before, sizeof(before));
 	assert_int_equal(f->nmmio, 0);
 	/* an instruction cut off where the guest's mapping ends */
@@ -1206,6 +1355,8 @@ int main(void)
 	    T(test_mmio_loads),
 	    T(test_mmio_stores),
 	    T(test_mmio_addressing),
+	    T(test_mmio_strings),
+	    T(test_mmio_atomics),
 	    T(test_mmio_refused),
 	    T(test_mmio_32bit_code),
 	    T(test_stop_is_recorded),

@@ -1391,7 +1391,10 @@ static void test_other_instructions(void **state)
 	    {{0x48, 0x63, 0xc7}, 3},                      /* movslq %edi,%rax */
 	    {{0xc6, 0xc0, 0x05}, 3},                      /* mov $0x5,%al */
 	    {{0x88, 0xe0}, 2},                            /* mov %ah,%al */
-	    {{0xf3, 0x48, 0xab}, 3},                      /* rep stos */
+	    {{0x87, 0xd8}, 2},                            /* xchg %ebx,%eax */
+	    {{0x0f, 0xb1, 0xd8}, 3},                      /* cmpxchg %ebx,%eax */
+	    {{0xa6}, 1},                                  /* cmpsb */
+	    {{0xae}, 1},                                  /* scasb */
 	    {{0x8c, 0xd0}, 2},                            /* mov %ss,%eax */
 	    {{0x0e}, 1},                                  /* push %cs (32-bit) */
 	    {{0x16}, 1},                                  /* push %ss (32-bit) */
@@ -1408,6 +1411,50 @@ static void test_other_instructions(void **state)
 				assert_int_equal(in.op, SH_OP_OTHER);
 				assert_true(in.len >= 1 && in.len <= c[i].n);
 			}
+}
+
+/* The string moves and the atomics with a memory operand: which, the element or operand
+ * size, the prefixes. */
+static void test_strings_and_atomics(void **state)
+{
+	static const struct {
+		uint8_t b[8];
+		size_t n;
+		enum sh_op op;
+		uint8_t size, addrsize;
+		bool rep, lock;
+	} c[] = {
+	    {{0xa4}, 1, SH_OP_MOVS, 1, 8, false, false},                     /* movsb */
+	    {{0xf3, 0x48, 0xa5}, 3, SH_OP_MOVS, 8, 8, true, false},          /* rep movsq */
+	    {{0x66, 0xa5}, 2, SH_OP_MOVS, 2, 8, false, false},               /* movsw */
+	    {{0xf3, 0xaa}, 2, SH_OP_STOS, 1, 8, true, false},                /* rep stosb */
+	    {{0x67, 0xf3, 0xab}, 3, SH_OP_STOS, 4, 4, true, false},          /* rep stosl (%edi) */
+	    {{0xad}, 1, SH_OP_LODS, 4, 8, false, false},                     /* lodsl */
+	    {{0x86, 0x03}, 2, SH_OP_XCHG, 1, 8, false, false},               /* xchg %al,(%rbx) */
+	    {{0x48, 0x87, 0x03}, 3, SH_OP_XCHG, 8, 8, false, false},         /* xchg %rax,(%rbx) */
+	    {{0xf0, 0x0f, 0xb1, 0x0b}, 4, SH_OP_CMPXCHG, 4, 8, false, true}, /* lock cmpxchg */
+	    {{0xf0, 0x0f, 0xb0, 0x0b}, 4, SH_OP_CMPXCHG, 1, 8, false, true}, /* ... byte */
+	    {{0xf0, 0x66, 0x0f, 0xc1, 0x0b}, 5, SH_OP_XADD, 2, 8, false, true}, /* lock xadd */
+	};
+	struct sh_insn in;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		assert_int_equal(sh_decode(c[i].b, c[i].n, true, true, &in), 0);
+		assert_int_equal(in.op, c[i].op);
+		assert_int_equal(in.len, c[i].n);
+		assert_int_equal(in.access_size, c[i].size);
+		assert_int_equal(in.addrsize, c[i].addrsize);
+		assert_int_equal(in.rep, c[i].rep);
+		assert_int_equal(in.lock, c[i].lock);
+		assert_int_equal(in.mem, c[i].op == SH_OP_XCHG || c[i].op == SH_OP_CMPXCHG ||
+		                             c[i].op == SH_OP_XADD);
+	}
+	/* the register operand of xchg and xadd, with REX.R */
+	assert_int_equal(sh_decode((const uint8_t[]){0x4c, 0x0f, 0xc1, 0x0b}, 4, true, true, &in),
+	                 0);
+	assert_int_equal(in.reg, 9);
+	assert_int_equal(in.base, 3);
 }
 
 /* Random bytes: never a crash; on success a length within the input and 15, sane fields;
@@ -1447,7 +1494,7 @@ static void test_garbage(void **state)
 		assert_true(in.len >= 1);
 		assert_true(in.len <= n);
 		assert_true(in.len <= 15);
-		assert_true(in.op <= SH_OP_ALU);
+		assert_true(in.op <= SH_OP_LODS);
 		assert_true(in.opsize == 2 || in.opsize == 4 || in.opsize == 8);
 		assert_true(in.addrsize == 4 || in.addrsize == 8);
 		assert_true(in.reg < 16 && in.rm < 16);
@@ -1469,6 +1516,10 @@ static void test_garbage(void **state)
 				assert_true(in.access_size <= in.opsize);
 			else
 				assert_true(in.access_size == 1 || in.access_size == in.opsize);
+		} else if (in.op >= SH_OP_XCHG) {
+			assert_true(in.op >= SH_OP_MOVS || in.mem);
+			assert_true(in.op < SH_OP_MOVS || !in.mem);
+			assert_true(in.access_size == 1 || in.access_size == in.opsize);
 		} else {
 			assert_int_equal(in.access_size, 0);
 		}
@@ -1513,6 +1564,7 @@ int main(void)
 	    cmocka_unit_test(test_length_limit),
 	    cmocka_unit_test(test_16bit_refused),
 	    cmocka_unit_test(test_other_instructions),
+	    cmocka_unit_test(test_strings_and_atomics),
 	    cmocka_unit_test(test_garbage),
 	};
 
