@@ -1113,22 +1113,24 @@ static void emulate_atomic(struct guest_cpu *c, const struct sh_insn *in, uint64
 
 /* A string element's operand: its guest-physical address, and whether the host cannot map
  * it (page 0, or no RAM: a device), so that only this emulation reaches it. One walk per
- * page. False: no translation, or an element across a page. */
+ * page. */
 struct str_page {
 	bool valid, special;
 	uint64_t vpage, gbase;
 };
 
-static bool str_operand(struct guest_cpu *c, struct str_page *pg, uint64_t va, unsigned size,
-                        bool write, uint64_t *gpa, bool *special)
+enum str_where { STR_OK, STR_CROSSES, STR_UNMAPPED };
+
+static enum str_where str_operand(struct guest_cpu *c, struct str_page *pg, uint64_t va,
+                                  unsigned size, bool write, uint64_t *gpa, bool *special)
 {
 	if ((va & 4095) + size > 4096)
-		return false;
+		return STR_CROSSES;
 	if (!pg->valid || pg->vpage != va >> 12) {
 		uint64_t g;
 
 		if (!c->ops->translate(c->ctx, va & ~4095ULL, write, &g))
-			return false;
+			return STR_UNMAPPED;
 		pg->valid = true;
 		pg->vpage = va >> 12;
 		pg->gbase = g & ~4095ULL;
@@ -1136,7 +1138,18 @@ static bool str_operand(struct guest_cpu *c, struct str_page *pg, uint64_t va, u
 	}
 	*gpa = pg->gbase | (va & 4095);
 	*special = pg->special;
-	return true;
+	return STR_OK;
+}
+
+/* The guest's page fault for an operand it does not map (at its CPL0: no U bit). */
+static void str_page_fault(struct guest_cpu *c, uint64_t va, bool write)
+{
+	uint64_t g;
+	uint32_t err = write ? PF_W : 0;
+
+	if (c->ops->translate(c->ctx, va & ~4095ULL, false, &g))
+		err |= PF_P; /* present, but not writable */
+	cpu_page_fault(c, va, err);
 }
 
 /* A string register after one element: `amask` wide, as the address size writes it. */
@@ -1149,7 +1162,8 @@ static void str_step(uint64_t *r, int64_t step, uint64_t amask)
  * while one of their operands is such, at most STRING_BATCH per trap; from the first whose
  * operands are both ordinary memory (or one without a translation) the instruction goes on
  * natively, with RSI, RDI and RCX where hardware would have them, and traps again where it
- * must. RIP moves on when the count is done. False: nothing was done. */
+ * must. RIP moves on when the count is done. The first element's other operand unmapped:
+ * the guest's #PF for it (hardware's order: the source first). False: nothing was done. */
 #define STRING_BATCH 4096
 
 static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64_t va,
@@ -1168,15 +1182,27 @@ static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64
 	      (writes && va - (*rdi & amask) < size)))
 		return false;
 	for (; done < count && done < STRING_BATCH; done++) {
+		uint64_t src = (*rsi & amask) + seg_base(c, in->seg), dst = *rdi & amask;
 		uint64_t src_gpa = 0, dst_gpa = 0, v = 0;
 		bool src_special = false, dst_special = false;
+		enum str_where w;
 
-		if (reads && !str_operand(c, &src_page, (*rsi & amask) + seg_base(c, in->seg), size,
-		                          false, &src_gpa, &src_special))
+		if (reads &&
+		    (w = str_operand(c, &src_page, src, size, false, &src_gpa, &src_special))) {
+			if (w == STR_UNMAPPED && !done) {
+				str_page_fault(c, src, false);
+				return true;
+			}
 			break;
+		}
 		if (writes &&
-		    !str_operand(c, &dst_page, *rdi & amask, size, true, &dst_gpa, &dst_special))
+		    (w = str_operand(c, &dst_page, dst, size, true, &dst_gpa, &dst_special))) {
+			if (w == STR_UNMAPPED && !done) {
+				str_page_fault(c, dst, true);
+				return true;
+			}
 			break;
+		}
 		if (!src_special && !dst_special)
 			break;
 		if (reads)

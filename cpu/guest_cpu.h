@@ -187,8 +187,10 @@ bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa);
  * other operand, which may be RAM, at the guest-physical address the guest's tables give.
  * Registers are written as the CPU does (8- and 16-bit writes keep the rest, 32-bit writes
  * zero-extend, AH-BH without REX); RIP moves past the instruction, or stays on a string
- * that is not done (emulate_string). False, with nothing done: not such an instruction,
- * another address, or an access that crosses a page (the caller reflects the fault). The
+ * that is not done (emulate_string). When the first element of a string move has its other
+ * operand where the guest maps nothing, the guest gets that #PF (true). False, with nothing
+ * done: not such an instruction, another address, or an access that crosses a page (the
+ * caller reflects the fault). The
  * caller makes a locked instruction atomic where others could see the memory between its
  * accesses. */
 typedef void (*cpu_mmio_access)(void *ctx, uint64_t gpa, bool write, void *data, unsigned len);

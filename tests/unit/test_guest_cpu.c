@@ -1188,6 +1188,19 @@ static void test_mmio_strings(void **state)
 	assert_int_equal(f->c.r.gpr[R_CX], 0);
 	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA + 1);
 	assert_int_equal(f->c.r.rip, CODE + 3);
+	/* movsb from a device to an address the guest does not map: its #PF, CR2 there, and
+	 * nothing done (the handler returns to the movsb) */
+	f->c.r.gpr[R_SI] = MMIO_VA;
+	f->c.r.gpr[R_DI] = MEM + 0x10;
+	f->c.r.gpr[R_SP] = STACK;
+	MCODE(f, 0xa4);
+	string_ok(f, MMIO_VA);
+	assert_int_equal(f->nmmio, 0);
+	assert_int_equal(f->c.cr2, MEM + 0x10);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_PF);
+	assert_int_equal(stack_word(f, 0), PF_W);
+	assert_int_equal(stack_word(f, 1), CODE);
+	assert_int_equal(f->c.r.gpr[R_SI], MMIO_VA);
 }
 
 static void test_mmio_atomics(void **state)
