@@ -71,7 +71,8 @@ void cli_usage(FILE *f)
 	    f,
 	    "usage: hearth --kernel PATH [options]\n"
 	    "\n"
-	    "Boot a KVM microVM, show its console, exit with the guest's status.\n"
+	    "Boot a microVM (with KVM, or without it as a sandboxed process), show its\n"
+	    "console, exit with the guest's status.\n"
 	    "\n"
 	    "  --kernel PATH        kernel: ELF64 vmlinux (Linux 64-bit entry), PVH ELF,\n"
 	    "                       bzImage, or Multiboot (32/64-bit ELF, raw image)\n"
