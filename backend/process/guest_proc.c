@@ -34,12 +34,15 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define HWCAP2_FSGSBASE_ (1UL << 1) /* asm/hwcap2.h: user code may use rdfsbase & co */
 
 extern const uint8_t stub_blob[], stub_blob_end[], stub_elf[], stub_elf_end[];
 
@@ -486,6 +489,8 @@ int proc_spawn(struct vm *vm, struct error *err)
 	}
 	p->shared->nvcpus = vm->nvcpus;
 	p->shared->parent = sp.parent;
+	p->fsgsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE_) != 0;
+	p->shared->fsgsbase = p->fsgsbase;
 	n = proc_guest_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX);
 	if (n < 0)
 		return err_set(err, "process engine: the guest filter does not fit");

@@ -67,6 +67,9 @@ struct proc_vm {
 	/* Instructions emulated on guest page 0, one at a time: page 0 is never mapped, so this
 	 * makes a locked one atomic for every vCPU (vcpu.c, proc_emulate_access). */
 	pthread_mutex_t page0_lock;
+	/* The host lets the guest's wrfsbase/wrgsbase run natively: its bases come back with
+	 * every exit (stub_init.fsgsbase). */
+	bool fsgsbase;
 };
 
 /* vcpu->be */

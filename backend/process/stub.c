@@ -80,10 +80,14 @@ struct ksigaction {
 	unsigned long mask;
 };
 
-/* A thread's context, at the base of its signal stack. */
+/* A thread's context, at the base of its signal stack. Set up before the guest runs; the
+ * guest can write it later, and only hurts itself then (a bad FPU size is still bounded by
+ * the frame, a wrong `fsgsbase` ends its process with SIGILL). */
 struct tctx {
 	struct stub_vcpu *v;
 	uint32_t started;
+	uint32_t xsave;    /* the kernel saves FPU state with XSAVE (CPUID.1:ECX.OSXSAVE) */
+	uint32_t fsgsbase; /* rdfsbase/rdgsbase work here (stub_init.fsgsbase) */
 };
 
 static inline long sys6(long nr, long a, long b, long c, long d, long e, long f)
@@ -192,18 +196,26 @@ static void copy_bytes(void *dst, const void *src, uint64_t n)
 	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 }
 
+/* The kernel saves FPU state with XSAVE only with CR4.OSXSAVE, which CPUID.1:ECX bit 27
+ * reflects. Asked once per thread: a cpuid costs ~3000 cycles on a host that is itself a
+ * guest (the hypervisor takes it), a tenth of a whole trap. */
+static uint32_t os_xsave(void)
+{
+	uint32_t ecx;
+
+	__asm__ volatile("cpuid" : "=c"(ecx) : "a"(1), "c"(0) : "ebx", "edx");
+	return (ecx >> 27) & 1;
+}
+
 /* The size of the FPU state the kernel saved at `fp`: XSAVE with the kernel's software
- * header (magic1, extended_size, ...), or plain FXSAVE. */
-static uint32_t fp_size(const uint8_t *fp, uint64_t frame_end)
+ * header (magic1, extended_size, ...), or plain FXSAVE. The kernel writes magic1 and
+ * extended_size (which counts a trailing magic2) also on a CPU without XSAVE, where only
+ * the FXSAVE area is in the frame. */
+static uint32_t fp_size(const uint8_t *fp, uint64_t frame_end, uint32_t xsave)
 {
 	const uint32_t *sw = (const uint32_t *)(fp + FP_SW_OFF);
-	uint32_t ecx, n;
+	uint32_t n = sw[0] == FP_XSTATE_MAGIC1 && xsave ? sw[1] : FXSAVE_LEN;
 
-	/* The kernel writes magic1 and extended_size (which counts a trailing magic2) also on
-	 * a CPU without XSAVE, where only the FXSAVE area is in the frame: XSAVE is in use only
-	 * with CR4.OSXSAVE, which CPUID.1:ECX bit 27 reflects. */
-	__asm__ volatile("cpuid" : "=c"(ecx) : "a"(1), "c"(0) : "ebx", "edx");
-	n = sw[0] == FP_XSTATE_MAGIC1 && (ecx & (1u << 27)) ? sw[1] : FXSAVE_LEN;
 	return (uint64_t)fp + n <= frame_end ? n : 0; /* never past the signal stack */
 }
 
@@ -260,8 +272,18 @@ static void handler(int sig, void *info, void *uc)
 	v->exit.syscall_arch = sig == SIGSYS_ ? *(const uint32_t *)(si + 28) : 0;
 	for (unsigned i = 0; i < SG_COUNT; i++)
 		v->exit.gregs[i] = g[i];
+	/* The guest may have set them itself (wrfsbase, wrgsbase run natively here). */
+	if (t->fsgsbase) {
+		uint64_t fs, gs;
+
+		__asm__ volatile("rdfsbase %0" : "=r"(fs));
+		__asm__ volatile("rdgsbase %0" : "=r"(gs));
+		v->exit.fs_base = fs;
+		v->exit.gs_base = gs;
+	}
+	v->exit.bases = t->fsgsbase;
 	fp = *(uint8_t **)((char *)uc + UCONTEXT_FPREGS);
-	n = fp ? fp_size(fp, (uint64_t)t + STUB_STACK_SIZE) : 0;
+	n = fp ? fp_size(fp, (uint64_t)t + STUB_STACK_SIZE, t->xsave) : 0;
 	v->fp_len = n <= STUB_FP_MAX ? n : 0;
 	if (v->fp_len)
 		copy_bytes(v->fpstate, fp, n);
@@ -319,6 +341,8 @@ static void thread_setup(unsigned k)
 
 	t->v = v;
 	t->started = 0;
+	t->xsave = os_xsave();
+	t->fsgsbase = init_area()->fsgsbase == 1;
 	if (sys(__NR_sigaltstack, &ss, 0, 0) < 0)
 		die(120);
 	v->tid = (uint32_t)sys(__NR_gettid, 0, 0, 0);

@@ -160,6 +160,9 @@ struct stub_vcpu {
 		uint64_t addr; /* si_addr */
 		uint64_t gregs[SG_COUNT];
 		int64_t op_error; /* the first failing op of the last reply: -errno, or 0 */
+		/* bases 1: the thread's FS and GS bases at the exit (stub_init.fsgsbase) */
+		uint64_t fs_base, gs_base;
+		uint32_t bases, pad2;
 	} exit;
 	struct {
 		uint32_t command, nops;
@@ -222,6 +225,10 @@ struct stub_init {
 	int32_t init_error;               /* the stub's start-up failure: -errno, step in high */
 	uint32_t up;    /* futex: threads past their set-up (vCPU 0 not counted) */
 	uint32_t ready; /* futex: 1 when the filter is loaded */
+	/* 1: the host lets user code use rdfsbase/wrfsbase (HWCAP2_FSGSBASE). The guest's
+	 * wrfsbase and wrgsbase then run natively, and the stub reports both bases at every
+	 * exit so that hearth's copies stay the guest's. */
+	uint32_t fsgsbase;
 } __attribute__((aligned(4096)));
 
 #define STUB_SHARED_SIZE (sizeof(struct stub_init) + STUB_MAX_VCPUS * sizeof(struct stub_vcpu))

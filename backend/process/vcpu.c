@@ -495,10 +495,16 @@ static void reply(struct proc_vcpu *pv)
 	struct stub_vcpu *r = pv->rec;
 	struct guest_cpu *c = &pv->cpu;
 
-	if (c->fs_base != pv->set_fs && proc_vcpu_op(pv, STUB_OP_SET_FS, c->fs_base, 0, 0, 0))
+	if ((c->fs_base != pv->set_fs || pv->fs_dirty) &&
+	    proc_vcpu_op(pv, STUB_OP_SET_FS, c->fs_base, 0, 0, 0)) {
 		pv->set_fs = c->fs_base;
-	if (c->gs_base != pv->set_gs && proc_vcpu_op(pv, STUB_OP_SET_GS, c->gs_base, 0, 0, 0))
+		pv->fs_dirty = false;
+	}
+	if ((c->gs_base != pv->set_gs || pv->gs_dirty) &&
+	    proc_vcpu_op(pv, STUB_OP_SET_GS, c->gs_base, 0, 0, 0)) {
 		pv->set_gs = c->gs_base;
+		pv->gs_dirty = false;
+	}
 	if (pv->load_fpu) { /* a restored vCPU's first resume */
 		memcpy(r->fpstate, pv->fpstate, pv->fp_len);
 		r->fp_len = pv->fp_len;
@@ -985,6 +991,14 @@ void proc_vcpu_run(struct vcpu *v)
 		else if (!mappings_failed(pv, op_error))
 			continue;
 		regs_in(&pv->cpu, g);
+		if (p->fsgsbase) {
+			/* The thread's bases: the guest may have set them with wrfsbase or
+			 * wrgsbase (any value it writes there, it could have loaded itself). */
+			pv->cpu.fs_base = pv->set_fs =
+			    __atomic_load_n(&pv->rec->exit.fs_base, __ATOMIC_RELAXED);
+			pv->cpu.gs_base = pv->set_gs =
+			    __atomic_load_n(&pv->rec->exit.gs_base, __ATOMIC_RELAXED);
+		}
 		handle_signal(pv, signo, g, arch);
 		if (signo == SIGSEGV)
 			emulate_ahead(pv);

@@ -50,6 +50,11 @@
  *                   cmpxchgs' ZF and memory after them; O: after the or; K: the byte sum
  *                   across the page end; V: 1 if lods and movs read what mov reads; T: the
  *                   TPR after stos, xchg, xadd and cmpxchg, in hex), then sets TPR to 0
+ *   fsgsbase        where CPUID.7:EBX.FSGSBASE is set: set CR4.FSGSBASE, wrfsbase and
+ *                   wrgsbase, read both bases back through their MSRs, write the FS base
+ *                   through its MSR and read it with rdfsbase; prints "testguest: fsgsbase
+ *                   msr fs=F gs=G rdfsbase=R" (hex), then sets both bases to 0; else prints
+ *                   "testguest: fsgsbase absent"
  *   loadss=SEL      load SEL into SS; if that returns, print "testguest: loadss survived"
  *                   and load 0x10 again
  *   farjump=SEL     ljmp through memory to SEL:<next instruction>; if that returns, print
@@ -368,6 +373,39 @@ static void rmw(void)
 	           (unsigned)eq, (unsigned long)add, (unsigned long)inc, (unsigned long)xr);
 }
 
+static inline uint64_t rdmsr(uint32_t msr)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return (uint64_t)hi << 32 | lo;
+}
+
+/* The FS and GS bases a kernel sets itself with wrfsbase/wrgsbase: what the MSRs say then. */
+static void fsgsbase(void)
+{
+	uint32_t a, b, c, d;
+	uint64_t cr4, fs, gs, r;
+
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+	if (!(b & 1)) {
+		con_puts("testguest: fsgsbase absent");
+		return;
+	}
+	__asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+	__asm__ volatile("mov %0, %%cr4" : : "r"(cr4 | (1ULL << 16)));
+	__asm__ volatile("wrfsbase %0" : : "r"(0x123000ULL));
+	__asm__ volatile("wrgsbase %0" : : "r"(0x456000ULL));
+	fs = rdmsr(0xc0000100);
+	gs = rdmsr(0xc0000101);
+	wrmsr(0xc0000100, 0x789000);
+	__asm__ volatile("rdfsbase %0" : "=r"(r));
+	wrmsr(0xc0000100, 0);
+	wrmsr(0xc0000101, 0);
+	con_printf("testguest: fsgsbase msr fs=%lx gs=%lx rdfsbase=%lx\n", (unsigned long)fs,
+	           (unsigned long)gs, (unsigned long)r);
+}
+
 /* An address the compiler cannot see is (near) null. */
 static void *addr(uintptr_t a)
 {
@@ -562,6 +600,8 @@ static void run(const struct hvm_start_info *si, const struct token *tok)
 		rmw();
 	} else if (rt_token_is(tok, "strops")) {
 		strops();
+	} else if (rt_token_is(tok, "fsgsbase")) {
+		fsgsbase();
 	} else if (rt_token_is(tok, "newgdt")) {
 		new_gdt();
 	} else if (rt_token_is(tok, "boottimer")) {

@@ -333,6 +333,19 @@ def test_string_moves_and_atomics_on_page_0_and_a_device_register(hearth, guest)
             in r.out), r.out
 
 
+@pytest.mark.skipif(not cpu_has("fsgsbase"),
+                    reason="this host's kernel does not manage FSGSBASE (no fsgsbase in "
+                    "/proc/cpuinfo): a process's own wrfsbase is not kept here")
+def test_a_guests_own_wrfsbase_and_wrgsbase_show_in_the_msrs(hearth, guest):
+    """A kernel that sets its FS and GS bases with wrfsbase/wrgsbase (as OSv and Hermit do
+    where the CPU has them) reads the same through MSR_FS_BASE and MSR_GS_BASE, and an MSR
+    write shows in rdfsbase. In the process engine those instructions run natively in the
+    guest process: the stub reports the thread's bases at every exit."""
+    r = hearth("--kernel", guest("testguest"), "--cmdline", "fsgsbase")
+    assert r.code == 0, r.out + r.err
+    assert "testguest: fsgsbase msr fs=123000 gs=456000 rdfsbase=789000" in r.out, r.out
+
+
 @pytest.mark.parametrize("action,survives", [
     ("loadss=0x10", True), ("farjump=0x08", True),
     # Beyond the guest's 3-entry GDT: where the shadow engine keeps its monitor's DPL0

@@ -208,7 +208,7 @@ append="console=ttyS0 panic=-1 softlockup_panic=1 oops=panic printk.devkmsg=on k
 # shellcheck disable=SC2054 # the commas are QEMU's
 qemu_args=(
 	-nodefaults -no-user-config -display none -no-reboot
-	-accel tcg,thread=multi -cpu qemu64,+svm,+npt,phys-bits=48 -m "$mem" -smp 1
+	-accel tcg,thread=multi -cpu qemu64,+svm,+npt,+fsgsbase,phys-bits=48 -m "$mem" -smp 1
 	-kernel "$kernel" -initrd "$initrd" -append "$append"
 	-chardev "file,id=con,path=$run/console.log" -serial chardev:con
 	-chardev stdio,id=out,signal=off -serial chardev:out
