@@ -1029,5 +1029,8 @@ int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err)
 	pv->cpu.virtual_segments = true;
 	pv->cpu.ctx = pv;
 	pv->cpu.trap_port = -1;
+	/* The guest thread's bases are what its thread inherited (a copy of hearth has
+	 * hearth's): the first resume sets the guest's. */
+	pv->fs_dirty = pv->gs_dirty = true;
 	return 0;
 }
