@@ -603,6 +603,13 @@ static void port_access(struct guest_cpu *c, uint16_t port, bool write, uint32_t
 	c->ops->pio(c->ctx, port, write, v, size);
 }
 
+/* A string register after one element: `amask` wide, as the address size writes it (a
+ * 32-bit one clears the upper half, as hardware does in 64-bit mode). */
+static void str_step(uint64_t *r, int64_t step, uint64_t amask)
+{
+	*r = amask == ~0ULL ? *r + (uint64_t)step : (uint32_t)(*r + (uint64_t)step);
+}
+
 /* False for a memory fault. *again: a string that is not done (RIP stays). */
 static bool emulate_port_io(struct guest_cpu *c, const struct sh_insn *in, bool *again)
 {
@@ -633,15 +640,15 @@ static bool emulate_port_io(struct guest_cpu *c, const struct sh_insn *in, bool 
 			if (!cpu_read(c, (*rsi & amask) + seg_base(c, in->seg), &v, size))
 				return false;
 			port_access(c, port, true, &v, size);
-			*rsi = (*rsi & ~amask) | ((*rsi + (uint64_t)step) & amask);
+			str_step(rsi, step, amask);
 		} else {
 			port_access(c, port, false, &v, size);
 			if (!cpu_write(c, *rdi & amask, &v, size))
 				return false;
-			*rdi = (*rdi & ~amask) | ((*rdi + (uint64_t)step) & amask);
+			str_step(rdi, step, amask);
 		}
 		if (in->rep)
-			*rcx = (*rcx & ~amask) | ((*rcx - 1) & amask);
+			str_step(rcx, -1, amask);
 	}
 	return true;
 }
@@ -1150,12 +1157,6 @@ static void str_page_fault(struct guest_cpu *c, uint64_t va, bool write)
 	if (c->ops->translate(c->ctx, va & ~4095ULL, false, &g))
 		err |= PF_P; /* present, but not writable */
 	cpu_page_fault(c, va, err);
-}
-
-/* A string register after one element: `amask` wide, as the address size writes it. */
-static void str_step(uint64_t *r, int64_t step, uint64_t amask)
-{
-	*r = amask == ~0ULL ? *r + (uint64_t)step : (uint32_t)(*r + (uint64_t)step);
 }
 
 /* movs, stos, lods where an operand is one the host cannot map. The elements are done here
