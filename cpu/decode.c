@@ -445,14 +445,16 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		break;
 	case 0xf6:
 	case 0xf7:
-		/* only test (/0, /1) has an immediate: the other forms (not, neg, mul, div) are
-		 * not decoded further */
+		/* only test (/0, /1) has an immediate; not and neg (/2, /3) are read-modify-writes;
+		 * mul and div are not decoded further */
 		modrm(&c, in, mode64);
 		size = op == 0xf6 ? 1 : in->opsize;
 		if (in->mem && (in->reg & 7) <= 1) {
 			in->imm = (uint64_t)next_signed(&c, size == 8 ? 4 : size);
 			alu(in, SH_TEST, size, false);
 			in->alu_imm = true;
+		} else if (in->mem && (in->reg & 7) <= 3) {
+			alu(in, (in->reg & 7) == 2 ? SH_NOT : SH_NEG, size, false);
 		} else {
 			in->op = SH_OP_OTHER;
 		}

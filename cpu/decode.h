@@ -107,7 +107,9 @@ enum sh_alu {
 	SH_CMP,
 	SH_TEST,
 	SH_INC,
-	SH_DEC
+	SH_DEC,
+	SH_NOT, /* f6/f7 /2: no flags */
+	SH_NEG  /* f6/f7 /3: the flags of 0 - operand */
 };
 
 /* Segment register numbers, as in ModRM.reg of mov Sreg. */

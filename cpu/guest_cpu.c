@@ -1077,6 +1077,11 @@ static void emulate_alu(struct guest_cpu *c, const struct sh_insn *in, uint64_t 
 	uint64_t m = 0, other = in->alu_imm ? in->imm : alu_reg(c, in, size), res;
 
 	access(ctx, gpa, false, &m, size);
+	if (in->alu == SH_NOT || in->alu == SH_NEG) {
+		res = in->alu == SH_NOT ? ~m : alu_op(SH_SUB, 0, m, size, &c->r.rflags);
+		access(ctx, gpa, true, &res, size);
+		return;
+	}
 	if (in->alu_to_reg) {
 		res = alu_op(in->alu, alu_reg(c, in, size), m, size, &c->r.rflags);
 		if (in->alu != SH_CMP)

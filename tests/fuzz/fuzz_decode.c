@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      "atomic or string operand size");
 		check(a.op < SH_OP_XCHG || a.op > SH_OP_XADD || a.mem, "atomic without memory");
 		check(a.op < SH_OP_MOVS || !a.mem, "string move with a ModRM operand");
-		check(a.op != SH_OP_ALU || (a.mem && a.alu <= SH_DEC &&
+		check(a.op != SH_OP_ALU || (a.mem && a.alu <= SH_NEG &&
 		                            (a.access_size == 1 || a.access_size == a.opsize)),
 		      "ALU operand");
 		check(a.opsize == 2 || a.opsize == 4 || a.opsize == 8, "opsize");

@@ -939,6 +939,43 @@ static void test_mmio_alu_matches_the_cpu(void **state)
 					checked++;
 				}
 	}
+	/* not and neg: notq, notw, negq, negb (%rdi) */
+	{
+		static const struct {
+			uint8_t n, b[4];
+			uint64_t mask;
+		} forms[] = {{3, {0x48, 0xf7, 0x17}, ~0ULL},
+		             {4, {0x66, 0x40, 0xf7, 0x17}, 0xffff},
+		             {3, {0x48, 0xf7, 0x1f}, ~0ULL},
+		             {3, {0x40, 0xf6, 0x1f}, 0xff}};
+
+		for (unsigned fi = 0; fi < sizeof(forms) / sizeof(forms[0]); fi++)
+			for (unsigned i = 0; i < nv; i++)
+				for (unsigned cf = 0; cf < 2; cf++) {
+					uint64_t mem = vals[i], nmem = mem, reg = 0, nreg = 0, nfl;
+					uint64_t fl0 = RF_RESERVED | (cf ? RF_CF | RF_ZF : RF_SF);
+
+					nfl = native_run(page, forms[fi].b, forms[fi].n, &nmem,
+					                 &nreg, fl0);
+					f->c.r.gpr[R_DI] = MMIO_VA;
+					f->c.r.gpr[R_SI] = reg;
+					f->c.r.rflags = fl0;
+					f->mmio_read_value = mem;
+					f->c.r.rip = CODE;
+					code(f, forms[fi].b, forms[fi].n);
+					mmio_rmw(f, forms[fi].n);
+					if ((f->c.r.rflags & status) != (nfl & status))
+						fail_msg(
+						    "not/neg form %u mem %#lx: flags %#lx, the "
+						    "CPU's %#lx",
+						    fi, (unsigned long)mem,
+						    (unsigned long)(f->c.r.rflags & status),
+						    (unsigned long)(nfl & status));
+					assert_int_equal(f->nmmio, 2);
+					assert_int_equal(f->mmio[1].value, nmem & forms[fi].mask);
+					checked++;
+				}
+	}
 	munmap(page, 4096);
 	assert_true(checked > 8000);
 }

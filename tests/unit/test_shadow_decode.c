@@ -742,7 +742,15 @@ static void test_alu_forms(void **state)
 	assert_int_equal(in.alu, SH_TEST);
 	assert_true(in.alu_imm);
 	assert_int_equal(in.len, 6);
-	in = D64(0xf7, 0x1f); /* negl (%rdi): not decoded further */
+	in = D64(0xf7, 0x1f); /* negl (%rdi) */
+	assert_int_equal(in.op, SH_OP_ALU);
+	assert_int_equal(in.alu, SH_NEG);
+	assert_int_equal(in.access_size, 4);
+	assert_int_equal(in.len, 2);
+	in = D64(0xf6, 0x17); /* notb (%rdi) */
+	assert_int_equal(in.alu, SH_NOT);
+	assert_int_equal(in.access_size, 1);
+	in = D64(0xf7, 0x27); /* mull (%rdi): not decoded further */
 	assert_int_equal(in.op, SH_OP_OTHER);
 	in = D64(0xfe, 0x0f); /* decb (%rdi) */
 	assert_int_equal(in.alu, SH_DEC);
@@ -1506,7 +1514,7 @@ static void test_garbage(void **state)
 		/* an access size for the moves and ALU operations (with a memory operand) only */
 		if (in.op == SH_OP_ALU) {
 			assert_true(in.mem);
-			assert_true(in.alu <= SH_DEC);
+			assert_true(in.alu <= SH_NEG);
 			assert_true(in.access_size == 1 || in.access_size == in.opsize);
 		} else if (in.op >= SH_OP_MOV_LOAD && in.op <= SH_OP_MOV_STORE_IMM) {
 			assert_true(in.mem);
