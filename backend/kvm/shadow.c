@@ -596,19 +596,22 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	/* UMIP makes sgdt/sidt/sldt/str/smsw fault at CPL3, so hearth can answer with the
 	 * guest's own values instead of the monitor's. */
-	s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE | CR4_FSGSBASE | CR4_UMIP;
+	s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 	s.efer = EFER_LME | EFER_LMA | EFER_NXE;
 	e->key = current_key(e);
 	s.cr3 = sh_mmu_root(&e->mmu, e->key);
 	e->epoch = e->mmu.epoch;
-	if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0) {
-		s.cr4 &= ~CR4_UMIP;
-		if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0) {
-			s.cr4 &= ~(CR4_OSXSAVE | CR4_FSGSBASE);
-			if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0)
-				return err_set(err, "shadow mode: KVM_SET_SREGS: %s",
-				               strerror(errno));
-		}
+	if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0)
+		return err_set(err, "shadow mode: KVM_SET_SREGS: %s", strerror(errno));
+	/* Each of these where the vCPU's CPUID has it (KVM refuses the others), one at a time:
+	 * a CPU without XSAVE (QEMU's qemu64) can still have FSGSBASE, which the guest's own
+	 * wrfsbase at CPL3 needs. */
+	for (unsigned i = 0; i < 3; i++) {
+		static const uint64_t optional[3] = {CR4_UMIP, CR4_OSXSAVE, CR4_FSGSBASE};
+
+		s.cr4 |= optional[i];
+		if (ioctl(kvcpu_of(v)->fd, KVM_SET_SREGS, &s) < 0)
+			s.cr4 &= ~optional[i];
 	}
 
 	memset(&r, 0, sizeof(r));
