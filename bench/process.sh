@@ -59,9 +59,10 @@ for tool in hyperfine python3 gcc "$QEMU"; do
 	command -v "$tool" >/dev/null || die "$tool not found"
 done
 
-# Build: hearth (only the default binary), the guests, and the host programs.
+# Build: hearth (only the default binary, and the API module its counters step loads), the
+# guests, and the host programs.
 if [[ $HEARTH == build/hearth ]]; then
-	make -s build/hearth >&2
+	make -s build/hearth build/hearth-api.so >&2
 fi
 [[ -x $HEARTH ]] || die "$HEARTH is not an executable"
 make -s -C resources/guests OUT="$(realpath -m "$GUESTS")" >&2
