@@ -371,6 +371,19 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 	case 0xcb:
 		in->op = SH_OP_LRET;
 		break;
+	case 0xea:
+	case 0x9a:
+		/* jmp/call ptr16:32 (ptr16:16 with 66): invalid in 64-bit code (#UD) */
+		if (mode64) {
+			in->op = SH_OP_OTHER;
+			break;
+		}
+		in->op = op == 0xea ? SH_OP_LJMP : SH_OP_LCALL;
+		in->far_imm = true;
+		in->imm = (uint64_t)next_signed(&c, in->opsize) &
+		          (in->opsize == 4 ? 0xffffffffULL : 0xffffULL);
+		in->far_sel = (uint16_t)next_signed(&c, 2);
+		break;
 	case 0xfe:
 	case 0xff:
 		modrm(&c, in, mode64);

@@ -52,8 +52,9 @@ enum sh_op {
 	SH_OP_OUTS,
 	SH_OP_IRET,
 	SH_OP_LRET,
-	SH_OP_LJMP,  /* jmp far through memory (ff /5): m16:16, m16:32 or m16:64 */
-	SH_OP_LCALL, /* call far through memory (ff /3) */
+	SH_OP_LJMP,  /* jmp far through memory (ff /5): m16:16, m16:32 or m16:64; or, with
+	                far_imm, jmp ptr16:32 / ptr16:16 (ea, outside 64-bit code) */
+	SH_OP_LCALL, /* call far through memory (ff /3); or, with far_imm, call ptr (9a) */
 	SH_OP_MOV_TO_SEG,
 	SH_OP_POP_SEG,
 	SH_OP_INT,
@@ -133,6 +134,9 @@ struct sh_insn {
 	bool rip_relative;
 	/* immediates */
 	uint64_t imm;
+	/* a direct far jump or call (ea, 9a): the offset in imm, the selector here */
+	bool far_imm;
+	uint16_t far_sel;
 	/* port I/O */
 	uint8_t io_size;
 	bool io_port_imm;

@@ -550,15 +550,21 @@ fault:
 	return false;
 }
 
-/* jmp / call far through memory to (virtual) CPL0 code: how kernels reload CS after lgdt. */
+/* jmp / call far through memory, or to an immediate pointer (32-bit code), to (virtual) CPL0
+ * code: how kernels reload CS after lgdt. */
 static bool far_jump(struct guest_cpu *c, const struct sh_insn *in, uint64_t next)
 {
 	unsigned sz = in->opsize;
-	uint64_t ea = effective_address(c, in), off = 0, sel = 0, rsp = c->r.gpr[R_SP], d;
+	uint64_t off = 0, sel = 0, rsp = c->r.gpr[R_SP], d;
 	enum target t;
 
-	if (!cpu_read(c, ea, &off, sz) || !cpu_read(c, ea + sz, &sel, 2))
+	if (in->far_imm) {
+		off = in->imm;
+		sel = in->far_sel;
+	} else if (!cpu_read(c, effective_address(c, in), &off, sz) ||
+	           !cpu_read(c, effective_address(c, in) + sz, &sel, 2)) {
 		goto fault;
+	}
 	if ((sel & 3) == 3) {
 		user_mode_refused(c,
 		                  in->op == SH_OP_LJMP ? "far jump to CPL3" : "far call to CPL3");

@@ -50,6 +50,11 @@ struct sh_engine {
 	uint64_t cr2;     /* CR2 at the last #PF */
 	bool trace;       /* HEARTH_SHADOW_TRACE=1: one stderr line per trap (debugging) */
 	bool halted_for_good;
+	/* The GDT index of CS when an lgdt gave its selector another descriptor than the one CS
+	 * runs on (0: none). Its mirror is left at DPL0 until CS is loaded again: a native far
+	 * jump to the same selector (which hearth would not see, its selector unchanged) faults
+	 * instead, and hearth emulates it with the new descriptor (cs_poison_*). */
+	unsigned cs_poison;
 	uint64_t traps;
 	double trap_ns;
 };
@@ -123,6 +128,33 @@ static uint64_t real_desc(struct sh_engine *e, uint16_t sel)
 	return gdt[(sel >> 3) & (SH_GDT_ENTRIES - 1)];
 }
 
+/* After an lgdt: CS's selector means something else now (a kernel that loads a GDT whose
+ * 0x08 is 64-bit code while it runs 32-bit code at 0x08, then far-jumps to 0x08). */
+static void cs_poison_set(struct sh_engine *e)
+{
+	uint64_t *gdt = sh_mon_ptr(&e->mon, SH_OFF_GDT);
+	unsigned i = e->cpu.cs >> 3;
+
+	e->cs_poison = 0;
+	if (!i || i >= e->mon.guest_gdt_entries || i >= SH_GUEST_GDT_MAX ||
+	    !e->cpu.hidden.cs_desc || gdt[i] == e->cpu.hidden.cs_desc || ((gdt[i] >> 45) & 3) != 3)
+		return;
+	gdt[i] &= ~(3ULL << 45);
+	e->cs_poison = i;
+}
+
+/* CS was loaded again from the new descriptor: the mirror goes back to DPL3. */
+static void cs_poison_check(struct sh_engine *e)
+{
+	uint64_t *gdt = sh_mon_ptr(&e->mon, SH_OFF_GDT);
+	unsigned i = e->cs_poison;
+
+	if (i && (e->cpu.cs >> 3) == i && e->cpu.hidden.cs_desc == (gdt[i] | (3ULL << 45))) {
+		gdt[i] |= 3ULL << 45;
+		e->cs_poison = 0;
+	}
+}
+
 /* ---- the shadow root in use ------------------------------------------------------- */
 
 static uint64_t current_key(struct sh_engine *e)
@@ -167,6 +199,8 @@ static uint64_t op_descriptor(void *ctx, uint16_t sel)
 	if (!i || (sel & 4) || i >= e->mon.guest_gdt_entries || i >= SH_GUEST_GDT_MAX)
 		return 0;
 	d = real_desc(e, sel);
+	if (i == e->cs_poison)
+		return d | (3ULL << 45); /* what the mirror holds once CS is loaded from it */
 	return ((d >> 45) & 3) == 3 ? d : 0;
 }
 
@@ -192,6 +226,7 @@ static bool op_gdt_loaded(void *ctx)
 		unsigned keep[2] = {c->cs >> 3, c->ss >> 3};
 
 		sh_monitor_mirror_gdt(&e->mon, buf, n, keep, 2);
+		cs_poison_set(e);
 	} else {
 		cpu_reflect(c, V_GP, 0, false);
 	}
@@ -520,6 +555,8 @@ static void trap(struct sh_engine *e, unsigned vector)
 		cpu_reflect(c, vector, err, vector >= 32);
 		break;
 	}
+	if (e->cs_poison)
+		cs_poison_check(e);
 	if (e->epoch != e->mmu.epoch || e->key != current_key(e))
 		load_root(e);
 	if (r == EMU_HALT && !(c->r.rflags & RF_IF)) {

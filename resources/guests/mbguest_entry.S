@@ -8,6 +8,9 @@
  *
  * Built twice: without MB_KLUDGE the loader places the ELF by its program headers; with it the
  * header carries load addresses (flag 16), the only way to load the raw binary made from it.
+ * With MB_SAME_SELECTOR (a third build) it first loads a GDT of its own whose 0x08 is 32-bit
+ * code and far-jumps there, as QEMU's own x86_64 test kernels do: its jump to 64-bit code
+ * later goes to the same selector, 0x08, which the second GDT makes 64-bit.
  */
 
 #define MB_MAGIC 0x1badb002
@@ -50,6 +53,14 @@ mb_entry:
 	cld
 	movl %eax, %edi			/* the loader's magic: mb_start's first argument */
 	movl %ebx, %esi			/* multiboot_info: its second */
+#ifdef MB_SAME_SELECTOR
+	lgdt gdt32_ptr
+	ljmp $0x08, $1f
+1:	movl $SEL_DATA, %eax
+	movl %eax, %ds
+	movl %eax, %es
+	movl %eax, %ss
+#endif
 	lgdt gdt_ptr
 	movl $CR4_PAE, %eax
 	movl %eax, %cr4
@@ -96,6 +107,18 @@ gdt_end:
 gdt_ptr:
 	.word gdt_end - gdt - 1
 	.long gdt
+#ifdef MB_SAME_SELECTOR
+	.p2align 3
+gdt32:
+	.quad 0
+	.quad 0x00cf9b000000ffff	/* 0x08: code, 32-bit */
+	.quad 0x00cf93000000ffff	/* 0x10: data, 4 GiB flat */
+gdt32_end:
+	.p2align 1
+gdt32_ptr:
+	.word gdt32_end - gdt32 - 1
+	.long gdt32
+#endif
 
 /* Identity map of the first 4 GiB with 2 MiB pages. */
 	.section .data.pagetables, "aw", @progbits

@@ -1,5 +1,7 @@
 """Multiboot (v1) kernels: mbguest as a 32-bit ELF (the form QEMU wants), a 64-bit ELF, a 64-bit
-ELF with load addresses in its header, and a raw binary loaded by those addresses. The guest
+ELF with load addresses in its header, a raw binary loaded by those addresses, and a 64-bit ELF
+whose 32-bit code runs on a GDT of its own and far-jumps to 64-bit code through the same
+selector (0x08) once a second GDT makes it 64-bit, as QEMU's own x86_64 test kernels do. The guest
 prints what it was handed and exits 0 only for a well-formed hand-over."""
 import re
 
@@ -7,7 +9,8 @@ import pytest
 
 from conftest import EXIT_BAD_IMAGE, GUESTS
 
-FORMS = ["mbguest.elf", "mbguest64.elf", "mbguest_kludge.elf", "mbguest.bin"]
+FORMS = ["mbguest.elf", "mbguest64.elf", "mbguest_kludge.elf", "mbguest.bin",
+         "mbguest_samesel.elf"]
 
 
 def mmap_of(out):

@@ -613,6 +613,27 @@ static void test_far_jump_and_call(void **state)
 	cpu_emulate_gp(&f->c, 0);
 	assert_int_equal(f->stops, 1);
 	assert_non_null(strstr(f->stop_why, "far jump to CPL3"));
+	f->stops = 0;
+	/* ljmp $0x08, $0x5678 in 32-bit code (ea): to the same selector, now 64-bit code (the
+	 * shadow engine makes such a jump fault when an lgdt changed what CS's selector means) */
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
+	f->c.cs = SEL_CODE;
+	f->c.hidden.cs_desc = 0x00cf9b000000ffffULL; /* 32-bit code, as loaded before */
+	assert_false(cpu_code64(&f->c));
+	CODE_(f, 0xea, 0x78, 0x56, 0x00, 0x00, SEL_CODE, 0x00);
+	assert_int_equal(cpu_emulate_gp(&f->c, SEL_CODE), EMU_DONE);
+	assert_int_equal(f->c.r.rip, 0x5678);
+	assert_int_equal(f->c.cs, SEL_CODE);
+	assert_true(cpu_code64(&f->c));
+	/* lcall $0x18, $0x1234 (9a) from there in 32-bit code: pushes CS and EIP (4 bytes each) */
+	f->c.r.rip = CODE;
+	f->c.hidden.cs_desc = 0x00cf9b000000ffffULL;
+	CODE_(f, 0x9a, 0x34, 0x12, 0x00, 0x00, SEL_CODE32, 0x00);
+	assert_int_equal(cpu_emulate_gp(&f->c, SEL_CODE32), EMU_DONE);
+	assert_int_equal(f->c.r.rip, 0x1234);
+	assert_int_equal(f->c.cs, SEL_CODE32);
+	assert_int_equal(f->c.r.gpr[R_SP], STACK - 8);
 }
 
 /* ---- page-table stores, #UD, invlpg --------------------------------------------------- */

@@ -1407,7 +1407,6 @@ static void test_other_instructions(void **state)
 	    {{0x0e}, 1},                                  /* push %cs (32-bit) */
 	    {{0x16}, 1},                                  /* push %ss (32-bit) */
 	    {{0x0f, 0xa0}, 2},                            /* push %fs */
-	    {{0xea, 0, 0, 0, 0, 0x10, 0}, 7},             /* ljmp (32-bit) */
 	    {{0x0f, 0x0d, 0x08}, 3},                      /* prefetchw (%rax) */
 	};
 	struct sh_insn in;
@@ -1463,6 +1462,39 @@ static void test_strings_and_atomics(void **state)
 	                 0);
 	assert_int_equal(in.reg, 9);
 	assert_int_equal(in.base, 3);
+}
+
+/* Direct far jumps and calls (ea, 9a): 32-bit code only, the pointer in imm and far_sel. */
+static void test_direct_far_transfers(void **state)
+{
+	struct sh_insn in;
+
+	(void)state;
+	assert_int_equal(sh_decode((const uint8_t[]){0xea, 0x78, 0x56, 0x34, 0x12, 0x08, 0x00}, 7,
+	                           false, true, &in),
+	                 0);
+	assert_int_equal(in.op, SH_OP_LJMP);
+	assert_true(in.far_imm);
+	assert_false(in.mem);
+	assert_int_equal(in.imm, 0x12345678);
+	assert_int_equal(in.far_sel, 0x08);
+	assert_int_equal(in.len, 7);
+	/* 66: ptr16:16 */
+	assert_int_equal(
+	    sh_decode((const uint8_t[]){0x66, 0x9a, 0x34, 0x12, 0x18, 0x00}, 6, false, true, &in),
+	    0);
+	assert_int_equal(in.op, SH_OP_LCALL);
+	assert_int_equal(in.imm, 0x1234);
+	assert_int_equal(in.far_sel, 0x18);
+	assert_int_equal(in.len, 6);
+	/* invalid in 64-bit code, cut off: an error */
+	assert_int_equal(sh_decode((const uint8_t[]){0xea, 0x78, 0x56, 0x34, 0x12, 0x08, 0x00}, 7,
+	                           true, true, &in),
+	                 0);
+	assert_int_equal(in.op, SH_OP_OTHER);
+	assert_int_equal(
+	    sh_decode((const uint8_t[]){0xea, 0x78, 0x56, 0x34, 0x12, 0x08}, 6, false, true, &in),
+	    -1);
 }
 
 /* Random bytes: never a crash; on success a length within the input and 15, sane fields;
@@ -1573,6 +1605,7 @@ int main(void)
 	    cmocka_unit_test(test_16bit_refused),
 	    cmocka_unit_test(test_other_instructions),
 	    cmocka_unit_test(test_strings_and_atomics),
+	    cmocka_unit_test(test_direct_far_transfers),
 	    cmocka_unit_test(test_garbage),
 	};
 
