@@ -4,7 +4,7 @@ user boots that no one here wrote.
 memtest86+ (fetch_memtest.sh: the package's 64-bit image) boots through the Linux boot
 protocol: hearth's boot_params and e820 map, its own GDT, paging and IDT, the PIT and the
 serial console, on which it draws its screen with ANSI sequences. It runs until stopped, in
-the hardware engine and, without KVM, in the process engine."""
+the hardware and shadow engines and, without KVM, in the process engine."""
 import os
 import re
 import select
@@ -81,6 +81,20 @@ def test_memtest86plus_draws_its_screen_and_tests_memory(memtest):
     # It gets through more than one test in the time (#0 address walk, #3 moving
     # inversions...).
     assert len(set(re.findall(r"#(\d+)\s+\[", screen))) >= 2, screen[-2000:]
+
+
+@pytest.mark.skipif(not KVM, reason=NO_KVM_REASON)
+def test_memtest86plus_runs_in_the_shadow_engine(memtest):
+    """The shadow engine (its kernel at CPL3 on hearth's shadow page tables, privileged
+    instructions trapped and emulated, as on a PVM host) runs it too: its own GDT (0x08 32-bit
+    code, 0x10 64-bit), its page tables, page 0, the PIT, the serial console. Under the nested
+    suite's emulated CPU it gets to its first test's progress line in about 30 s."""
+    code, screen, err = boot_memtest_until(memtest, "shadow", r"\[\S+ of 63\.6MB\]", 300)
+    assert "Memtest86+ v" in screen, err + screen[-2000:]
+    assert re.search(r"Memory\s*:\s*64MB", screen), screen[-2000:]
+    assert re.search(r"\[\S+ of 63\.6MB\]", screen), err + screen[-2000:]
+    assert not re.search(r"Errors:\s*[1-9]", screen), screen[-2000:]
+    assert "stopped by signal 15" in err, (code, err)  # by the test, once it had seen that
 
 
 @pytest.mark.skipif(KVM, reason="the process engine's run of memtest86+ is checked where there "
