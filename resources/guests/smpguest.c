@@ -29,6 +29,10 @@
  * the boot PML4: the same mappings through another CR3), as kernels with per-CPU roots do.
  * `rounds=N` (1..100000) plays N rounds instead of ROUNDS, 50 ms apart, each printed as
  * "smpguest: round K ok" (for snapshots taken while APs run).
+ * `page0=N` (1..1000000): once every CPU is up, all of them at once add 1 to one quadword on
+ * page 0, N times each, with `lock incq` (atomic on every CPU), then the BSP checks the sum:
+ * "smpguest: page0 lock incq ok (N per cpu, total T)". A host process cannot map page 0, so
+ * in the process engine every one of those is emulated, from several host threads at once.
  * Tokens whose key contains a '.' are skipped.
  *
  * Exit status: 0 all checks passed; else a "smpguest: FAIL ..." line and
@@ -40,6 +44,7 @@
  *   13  an AP did not arrive within 1 s of its STARTUP IPIs ("APs did not arrive")
  *   14  an AP reported an APIC ID other than the one the MP table lists for it
  *   15  ping-pong: no pong within 1 s, a pong from the wrong AP, or a wrong ping count
+ *   16  page0: a CPU did not finish within 60 s, or the sum is not N times the CPUs
  *   4   (RT_EXIT_TRAP) an unexpected exception or interrupt
  *   98  unknown action
  */
@@ -56,6 +61,7 @@ enum {
 	EXIT_ARRIVE = 13,
 	EXIT_APIC_ID = 14,
 	EXIT_PINGPONG = 15,
+	EXIT_PAGE0 = 16,
 	EXIT_UNKNOWN = 98,
 };
 
@@ -194,6 +200,29 @@ static void send_ipi(int cpu, uint32_t icr_low, const char *what)
 _Noreturn void ap_main(unsigned index);
 
 static bool own_root; /* `ownroot` */
+/* `page0=N`: increments per CPU on page 0, all CPUs at once once `page0_go` is set */
+static unsigned page0_n;
+static volatile unsigned page0_go, page0_done;
+#define PAGE0_COUNTER 0xf00ULL /* on page 0, clear of the boot GDT at 0x500 */
+
+static volatile uint64_t *page0_counter(void)
+{
+	uintptr_t at = PAGE0_COUNTER;
+
+	__asm__("" : "+r"(at)); /* (an address the compiler does not take for null) */
+	return (volatile uint64_t *)at;
+}
+
+static void page0_increments(void)
+{
+	volatile uint64_t *counter = page0_counter();
+
+	while (!__atomic_load_n(&page0_go, __ATOMIC_ACQUIRE))
+		__asm__ volatile("pause");
+	for (unsigned i = 0; i < page0_n; i++)
+		__asm__ volatile("lock incq %0" : "+m"(*counter));
+	__atomic_fetch_add(&page0_done, 1, __ATOMIC_RELEASE);
+}
 /* Each AP's own copy of the boot PML4 (`ownroot`). */
 static uint64_t ap_pml4[MAX_CPUS][512] __attribute__((aligned(PAGE_4K)));
 
@@ -210,6 +239,8 @@ _Noreturn void ap_main(unsigned index)
 	lapic_enable();
 	seen_apic_id[index] = lapic_id();
 	__atomic_fetch_add(&arrived, 1, __ATOMIC_RELEASE);
+	if (page0_n)
+		page0_increments();
 	for (;;)
 		__asm__ volatile("sti; hlt" ::: "memory"); /* pings arrive here */
 }
@@ -330,6 +361,26 @@ static void ping_pong(void)
 	con_printf("smpguest: ipi ping-pong ok (%u rounds with %d aps)\n", rounds, ncpus - 1);
 }
 
+/* ---- page 0, from every CPU at once ---- */
+
+static void page0_race(void)
+{
+	uint64_t want = (uint64_t)page0_n * (unsigned)ncpus, got;
+
+	*page0_counter() = 0;
+	__atomic_store_n(&page0_go, 1, __ATOMIC_RELEASE);
+	page0_increments();
+	if (!wait_count(&page0_done, (unsigned)ncpus, 60000))
+		fail(EXIT_PAGE0, "page0: only %u of %d cpus finished within 60 s", page0_done,
+		     ncpus);
+	got = *page0_counter();
+	if (got != want)
+		fail(EXIT_PAGE0, "page0: the sum is %lu, not %lu", (unsigned long)got,
+		     (unsigned long)want);
+	con_printf("smpguest: page0 lock incq ok (%u per cpu, total %lu)\n", page0_n,
+	           (unsigned long)got);
+}
+
 /* ---- setup and command line ---- */
 
 static void find_cpus(const struct hvm_start_info *si)
@@ -401,6 +452,14 @@ static bool want_direct(const char *pos, const char *end)
 			}
 			rounds = (unsigned)n;
 			paced = true;
+		} else if (rt_token_value(&tok, "page0", &val)) {
+			uint64_t n;
+
+			if (!rt_parse_u64(&val, &n) || n < 1 || n > 1000000) {
+				con_printf("smpguest: bad page0 %.*s\n", (int)val.len, val.s);
+				guest_exit(EXIT_UNKNOWN);
+			}
+			page0_n = (unsigned)n;
 		} else if (!is_foreign_param(&tok)) {
 			con_printf("smpguest: unknown action %.*s\n", (int)tok.len, tok.s);
 			guest_exit(EXIT_UNKNOWN);
@@ -421,6 +480,8 @@ void guest_main(struct hvm_start_info *si)
 	setup_bsp();
 	install_trampoline(direct);
 	start_aps();
+	if (page0_n)
+		page0_race();
 	ping_pong();
 	lapic_timer_stop();
 }
