@@ -1159,6 +1159,33 @@ static enum str_where str_operand(struct guest_cpu *c, struct str_page *pg, uint
 	return STR_OK;
 }
 
+/* An element across a page's end: byte by byte, when every byte is RAM (page 0 included;
+ * a device register is never split). False: not so, nothing done. */
+static bool str_element_bytes(struct guest_cpu *c, const struct sh_insn *in, uint64_t src,
+                              uint64_t dst, cpu_mmio_access access, void *ctx)
+{
+	bool reads = in->op != SH_OP_STOS, writes = in->op != SH_OP_LODS;
+	unsigned size = in->access_size;
+	uint64_t sg[8], dg[8], v = reads ? 0 : c->r.gpr[R_AX];
+	uint8_t *b = (uint8_t *)&v;
+
+	for (unsigned k = 0; k < size; k++) {
+		if (reads && (!c->ops->translate(c->ctx, src + k, false, &sg[k]) ||
+		              !gm_range_ok(c->gm, sg[k], 1)))
+			return false;
+		if (writes && (!c->ops->translate(c->ctx, dst + k, true, &dg[k]) ||
+		               !gm_range_ok(c->gm, dg[k], 1)))
+			return false;
+	}
+	for (unsigned k = 0; reads && k < size; k++)
+		access(ctx, sg[k], false, &b[k], 1);
+	for (unsigned k = 0; writes && k < size; k++)
+		access(ctx, dg[k], true, &b[k], 1);
+	if (!writes)
+		set_accumulator(c, v, size);
+	return true;
+}
+
 /* The guest's page fault for an operand it does not map (at its CPL0: no U bit). */
 static void str_page_fault(struct guest_cpu *c, uint64_t va, bool write)
 {
@@ -1189,6 +1216,10 @@ static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64
 	bool reads = in->op != SH_OP_STOS, writes = in->op != SH_OP_LODS;
 	struct str_page src_page = {0}, dst_page = {0};
 
+	if (!count) { /* rep with RCX 0: nothing (it never traps natively) */
+		c->r.rip += in->len;
+		return true;
+	}
 	/* the trap was at an operand of the first element */
 	if (!((reads && va - ((*rsi & amask) + seg_base(c, in->seg)) < size) ||
 	      (writes && va - (*rdi & amask) < size)))
@@ -1197,34 +1228,37 @@ static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64
 		uint64_t src = (*rsi & amask) + seg_base(c, in->seg), dst = *rdi & amask;
 		uint64_t src_gpa = 0, dst_gpa = 0, v = 0;
 		bool src_special = false, dst_special = false;
-		enum str_where w;
+		enum str_where ws = STR_OK, wd = STR_OK;
 
-		if (reads &&
-		    (w = str_operand(c, &src_page, src, size, false, &src_gpa, &src_special))) {
-			if (w == STR_UNMAPPED && !done) {
-				str_page_fault(c, src, false);
-				return true;
-			}
-			break;
-		}
-		if (writes &&
-		    (w = str_operand(c, &dst_page, dst, size, true, &dst_gpa, &dst_special))) {
-			if (w == STR_UNMAPPED && !done) {
-				str_page_fault(c, dst, true);
-				return true;
-			}
-			break;
-		}
-		if (!src_special && !dst_special)
-			break;
 		if (reads)
-			access(ctx, src_gpa, false, &v, size);
-		else
-			v = c->r.gpr[R_AX];
+			ws = str_operand(c, &src_page, src, size, false, &src_gpa, &src_special);
 		if (writes)
-			access(ctx, dst_gpa, true, &v, size);
-		else
-			set_accumulator(c, v, size);
+			wd = str_operand(c, &dst_page, dst, size, true, &dst_gpa, &dst_special);
+		if ((ws == STR_UNMAPPED || wd == STR_UNMAPPED) && !done) {
+			/* hardware's order: the source first */
+			if (ws == STR_UNMAPPED)
+				str_page_fault(c, src, false);
+			else
+				str_page_fault(c, dst, true);
+			return true;
+		}
+		if (ws == STR_UNMAPPED || wd == STR_UNMAPPED)
+			break;
+		if (ws == STR_CROSSES || wd == STR_CROSSES) {
+			if (!str_element_bytes(c, in, src, dst, access, ctx))
+				break;
+		} else if (!src_special && !dst_special) {
+			break;
+		} else {
+			if (reads)
+				access(ctx, src_gpa, false, &v, size);
+			else
+				v = c->r.gpr[R_AX];
+			if (writes)
+				access(ctx, dst_gpa, true, &v, size);
+			else
+				set_accumulator(c, v, size);
+		}
 		if (reads)
 			str_step(rsi, step, amask);
 		if (writes)

@@ -157,6 +157,7 @@ int gm_load(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64
 	if (off == UINT64_MAX)
 		return -1;
 	gm_mark_dirty(gm, gpa, len);
+#ifdef MADV_POPULATE_READ
 	if (gm->fd >= 0 && len >= GM_LOAD_BY_WRITE) {
 		/* The source (a mapped image file) in one call: pwrite would fault its pages in one
 		 * at a time, at a fault's price each (an error only leaves that to pwrite). */
@@ -164,6 +165,7 @@ int gm_load(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64
 
 		madvise((void *)a, (uintptr_t)s + len - a, MADV_POPULATE_READ);
 	}
+#endif
 	while (gm->fd >= 0 && len >= GM_LOAD_BY_WRITE) {
 		ssize_t n = pwrite(gm->fd, s, len, (off_t)off);
 

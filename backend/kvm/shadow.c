@@ -128,6 +128,9 @@ static uint64_t real_desc(struct sh_engine *e, uint16_t sel)
 	return gdt[(sel >> 3) & (SH_GDT_ENTRIES - 1)];
 }
 
+/* The CPU sets it in the mirror when it loads a descriptor: no difference of meaning. */
+#define DESC_ACCESSED (1ULL << 40)
+
 /* After an lgdt: CS's selector means something else now (a kernel that loads a GDT whose
  * 0x08 is 64-bit code while it runs 32-bit code at 0x08, then far-jumps to 0x08). */
 static void cs_poison_set(struct sh_engine *e)
@@ -137,7 +140,8 @@ static void cs_poison_set(struct sh_engine *e)
 
 	e->cs_poison = 0;
 	if (!i || i >= e->mon.guest_gdt_entries || i >= SH_GUEST_GDT_MAX ||
-	    !e->cpu.hidden.cs_desc || gdt[i] == e->cpu.hidden.cs_desc || ((gdt[i] >> 45) & 3) != 3)
+	    !e->cpu.hidden.cs_desc || ((gdt[i] >> 45) & 3) != 3 ||
+	    (gdt[i] | DESC_ACCESSED) == (e->cpu.hidden.cs_desc | DESC_ACCESSED))
 		return;
 	gdt[i] &= ~(3ULL << 45);
 	e->cs_poison = i;
@@ -149,7 +153,8 @@ static void cs_poison_check(struct sh_engine *e)
 	uint64_t *gdt = sh_mon_ptr(&e->mon, SH_OFF_GDT);
 	unsigned i = e->cs_poison;
 
-	if (i && (e->cpu.cs >> 3) == i && e->cpu.hidden.cs_desc == (gdt[i] | (3ULL << 45))) {
+	if (i && (e->cpu.cs >> 3) == i &&
+	    (e->cpu.hidden.cs_desc | DESC_ACCESSED) == (gdt[i] | (3ULL << 45) | DESC_ACCESSED)) {
 		gdt[i] |= 3ULL << 45;
 		e->cs_poison = 0;
 	}
@@ -631,8 +636,6 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	s.idt.base = SH_MON_VA + SH_OFF_IDT;
 	s.idt.limit = 256 * 16 - 1;
 	s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-	/* UMIP makes sgdt/sidt/sldt/str/smsw fault at CPL3, so hearth can answer with the
-	 * guest's own values instead of the monitor's. */
 	s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 	s.efer = EFER_LME | EFER_LMA | EFER_NXE;
 	e->key = current_key(e);
@@ -642,7 +645,8 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 		return err_set(err, "shadow mode: KVM_SET_SREGS: %s", strerror(errno));
 	/* Each of these where the vCPU's CPUID has it (KVM refuses the others), one at a time:
 	 * a CPU without XSAVE (QEMU's qemu64) can still have FSGSBASE, which the guest's own
-	 * wrfsbase at CPL3 needs. */
+	 * wrfsbase at CPL3 needs. UMIP makes sgdt/sidt/sldt/str/smsw fault at CPL3, so hearth
+	 * can answer with the guest's own values instead of the monitor's. */
 	for (unsigned i = 0; i < 3; i++) {
 		static const uint64_t optional[3] = {CR4_UMIP, CR4_OSXSAVE, CR4_FSGSBASE};
 
@@ -1007,8 +1011,8 @@ int kvm_shadow_save(struct vm *vm, struct snap_w *w, struct error *err)
 	snap_bool(w, e->stepping_pt);
 	snap_u64(w, e->mmu.pt.exempt);
 	snap_u32(w, e->mon.guest_gdt_entries);
-	for (unsigned i = 0; i < e->mon.guest_gdt_entries; i++)
-		snap_u64(w, gdt[i]);
+	for (unsigned i = 0; i < e->mon.guest_gdt_entries; i++) /* (unpoisoned: as it will be) */
+		snap_u64(w, i && i == e->cs_poison ? gdt[i] | (3ULL << 45) : gdt[i]);
 	for (unsigned i = 0; i < SH_FRAME_WORDS; i++)
 		snap_u64(w, frame[i]);
 	snap_end(w, at);

@@ -65,7 +65,7 @@ static int proc_open(struct vm *vm, struct error *err)
 	if (!p)
 		return err_set(err, "out of memory");
 	p->pidfd = p->shared_fd = -1;
-	pthread_mutex_init(&p->page0_lock, NULL);
+	pthread_mutex_init(&p->emu_lock, NULL);
 	vm->be = p;
 	r = mmap((void *)STUB_SLOT_VA, STUB_SLOT_SIZE, PROT_NONE,
 	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
@@ -363,7 +363,7 @@ static void proc_destroy(struct vm *vm)
 		if (p->notify_pool[i] >= 0)
 			close(p->notify_pool[i]);
 	/* the uirq is vm->irqchip, which vm_destroy frees */
-	pthread_mutex_destroy(&p->page0_lock);
+	pthread_mutex_destroy(&p->emu_lock);
 	free(p);
 	vm->be = NULL;
 }

@@ -64,9 +64,10 @@ struct proc_vm {
 	struct proc_notify notify[STUB_NOTIFY_FDS];
 	unsigned nnotify;
 	uint64_t notify_traps; /* notifies of bound queues that trapped (atomic) */
-	/* Instructions emulated on guest page 0, one at a time: page 0 is never mapped, so this
-	 * makes a locked one atomic for every vCPU (vcpu.c, proc_emulate_access). */
-	pthread_mutex_t page0_lock;
+	/* Accesses emulated for the guest (page 0, device registers), one at a time: a locked
+	 * instruction is then atomic against every other emulated one (vcpu.c,
+	 * proc_emulate_access). */
+	pthread_mutex_t emu_lock;
 	/* The host lets the guest's wrfsbase/wrgsbase run natively: its bases come back with
 	 * every exit (stub_init.fsgsbase). */
 	bool fsgsbase;

@@ -201,9 +201,9 @@ static void copy_bytes(void *dst, const void *src, uint64_t n)
  * guest (the hypervisor takes it), a tenth of a whole trap. */
 static uint32_t os_xsave(void)
 {
-	uint32_t ecx;
+	uint32_t eax = 1, ecx = 0;
 
-	__asm__ volatile("cpuid" : "=c"(ecx) : "a"(1), "c"(0) : "ebx", "edx");
+	__asm__ volatile("cpuid" : "+a"(eax), "+c"(ecx) : : "ebx", "edx");
 	return (ecx >> 27) & 1;
 }
 

@@ -374,14 +374,13 @@ void proc_emulate_access(struct proc_vcpu *pv, uint64_t va, uint64_t gpa, uint64
 	bool notify = proc_notify_bound(p, gpa);
 	bool learn = notify && proc_fast_candidate(pv, va, gpa, gen, &fast);
 
-	bool page0 = gm_range_ok(&vm_of(pv)->mem, gpa, 1);
 	bool done;
 
-	if (page0)
-		pthread_mutex_lock(&p->page0_lock);
+	/* One at a time, whatever the memory (a string from a device may write page 0): a
+	 * locked instruction is then atomic against every other emulated access. */
+	pthread_mutex_lock(&p->emu_lock);
 	done = cpu_emulate_mmio(&pv->cpu, va, gpa, mmio_access, pv);
-	if (page0)
-		pthread_mutex_unlock(&p->page0_lock);
+	pthread_mutex_unlock(&p->emu_lock);
 	if (!done) {
 		cpu_reflect(&pv->cpu, V_GP, 0, false);
 		return;
@@ -991,7 +990,8 @@ void proc_vcpu_run(struct vcpu *v)
 		else if (!mappings_failed(pv, op_error))
 			continue;
 		regs_in(&pv->cpu, g);
-		if (p->fsgsbase) {
+		if (p->fsgsbase && !op_error &&
+		    __atomic_load_n(&pv->rec->exit.bases, __ATOMIC_RELAXED) == 1) {
 			/* The thread's bases: the guest may have set them with wrfsbase or
 			 * wrgsbase (any value it writes there, it could have loaded itself). */
 			pv->cpu.fs_base = pv->set_fs =
