@@ -139,8 +139,10 @@ static void cs_poison_set(struct sh_engine *e)
 	unsigned i = e->cpu.cs >> 3;
 
 	e->cs_poison = 0;
+	/* (only code: a far jump cannot go to anything else, and data loads must keep
+	 * working natively) */
 	if (!i || i >= e->mon.guest_gdt_entries || i >= SH_GUEST_GDT_MAX ||
-	    !e->cpu.hidden.cs_desc || ((gdt[i] >> 45) & 3) != 3 ||
+	    !e->cpu.hidden.cs_desc || ((gdt[i] >> 45) & 3) != 3 || !(gdt[i] & (1ULL << 43)) ||
 	    (gdt[i] | DESC_ACCESSED) == (e->cpu.hidden.cs_desc | DESC_ACCESSED))
 		return;
 	gdt[i] &= ~(3ULL << 45);
