@@ -1234,16 +1234,15 @@ static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64
 			ws = str_operand(c, &src_page, src, size, false, &src_gpa, &src_special);
 		if (writes)
 			wd = str_operand(c, &dst_page, dst, size, true, &dst_gpa, &dst_special);
-		if ((ws == STR_UNMAPPED || wd == STR_UNMAPPED) && !done) {
-			/* hardware's order: the source first */
-			if (ws == STR_UNMAPPED)
+		if (ws == STR_UNMAPPED || wd == STR_UNMAPPED) {
+			if (done)
+				break;          /* natively from here: its fault comes then */
+			if (ws == STR_UNMAPPED) /* hardware's order: the source first */
 				str_page_fault(c, src, false);
 			else
 				str_page_fault(c, dst, true);
 			return true;
 		}
-		if (ws == STR_UNMAPPED || wd == STR_UNMAPPED)
-			break;
 		if (ws == STR_CROSSES || wd == STR_CROSSES) {
 			if (!str_element_bytes(c, in, src, dst, access, ctx))
 				break;

@@ -36,6 +36,16 @@
 #include <time.h>
 
 /* One engine per VM: shadow mode runs the boot vCPU only. */
+/* Segment descriptor bits. */
+#define DESC_ACCESSED   (1ULL << 40) /* set by the CPU when it loads one: no change of meaning */
+#define DESC_WRITABLE   (1ULL << 41)
+#define DESC_CONFORMING (1ULL << 42)
+#define DESC_CODE       (1ULL << 43)
+#define DESC_S          (1ULL << 44)
+#define DESC_DPL3       (3ULL << 45)
+#define DESC_P          (1ULL << 47)
+#define DESC_DPL(d)     (((d) >> 45) & 3)
+
 struct sh_engine {
 	struct sh_monitor mon;
 	struct sh_mmu mmu;
@@ -128,9 +138,6 @@ static uint64_t real_desc(struct sh_engine *e, uint16_t sel)
 	return gdt[(sel >> 3) & (SH_GDT_ENTRIES - 1)];
 }
 
-/* The CPU sets it in the mirror when it loads a descriptor: no difference of meaning. */
-#define DESC_ACCESSED (1ULL << 40)
-
 /* After an lgdt: CS's selector means something else now (a kernel that loads a GDT whose
  * 0x08 is 64-bit code while it runs 32-bit code at 0x08, then far-jumps to 0x08). */
 static void cs_poison_set(struct sh_engine *e)
@@ -142,10 +149,10 @@ static void cs_poison_set(struct sh_engine *e)
 	/* (only code: a far jump cannot go to anything else, and data loads must keep
 	 * working natively) */
 	if (!i || i >= e->mon.guest_gdt_entries || i >= SH_GUEST_GDT_MAX ||
-	    !e->cpu.hidden.cs_desc || ((gdt[i] >> 45) & 3) != 3 || !(gdt[i] & (1ULL << 43)) ||
+	    !e->cpu.hidden.cs_desc || DESC_DPL(gdt[i]) != 3 || !(gdt[i] & DESC_CODE) ||
 	    (gdt[i] | DESC_ACCESSED) == (e->cpu.hidden.cs_desc | DESC_ACCESSED))
 		return;
-	gdt[i] &= ~(3ULL << 45);
+	gdt[i] &= ~DESC_DPL3;
 	e->cs_poison = i;
 }
 
@@ -156,8 +163,8 @@ static void cs_poison_check(struct sh_engine *e)
 	unsigned i = e->cs_poison;
 
 	if (i && (e->cpu.cs >> 3) == i &&
-	    (e->cpu.hidden.cs_desc | DESC_ACCESSED) == (gdt[i] | (3ULL << 45) | DESC_ACCESSED)) {
-		gdt[i] |= 3ULL << 45;
+	    (e->cpu.hidden.cs_desc | DESC_ACCESSED) == (gdt[i] | DESC_DPL3 | DESC_ACCESSED)) {
+		gdt[i] |= DESC_DPL3;
 		e->cs_poison = 0;
 	}
 }
@@ -207,8 +214,8 @@ static uint64_t op_descriptor(void *ctx, uint16_t sel)
 		return 0;
 	d = real_desc(e, sel);
 	if (i == e->cs_poison)
-		return d | (3ULL << 45); /* what the mirror holds once CS is loaded from it */
-	return ((d >> 45) & 3) == 3 ? d : 0;
+		return d | DESC_DPL3; /* what the mirror holds once CS is loaded from it */
+	return DESC_DPL(d) == 3 ? d : 0;
 }
 
 /* Load the guest's GDT into the real one, deprivileged. */
@@ -863,15 +870,9 @@ void kvm_shadow_log_stats(const struct vm *vm)
  * own, for a RIP on its halt path or at a stub's entry), IOPL 0, and the monitor's GDT, IDT,
  * TSS, CR0, CR4 and EFER as create set them, CR3 a fresh shadow root.
  */
-#define TAG_SHADOW      SNAP_TAG('K', 'S', 'H', 'D')
-#define RF_DEFINED      0x3f7fd7ULL /* the RFLAGS bits that exist */
-#define DESC_WRITABLE   (1ULL << 41)
-#define DESC_CONFORMING (1ULL << 42)
-#define DESC_CODE       (1ULL << 43)
-#define DESC_S          (1ULL << 44)
-#define DESC_P          (1ULL << 47)
-#define DESC_DPL(d)     (((d) >> 45) & 3)
-#define HALT_CODE_LEN   4 /* sti; hlt; jmp (shadow_monitor.c) */
+#define TAG_SHADOW    SNAP_TAG('K', 'S', 'H', 'D')
+#define RF_DEFINED    0x3f7fd7ULL /* the RFLAGS bits that exist */
+#define HALT_CODE_LEN 4           /* sti; hlt; jmp (shadow_monitor.c) */
 
 static bool canonical(uint64_t a)
 {
@@ -1014,7 +1015,7 @@ int kvm_shadow_save(struct vm *vm, struct snap_w *w, struct error *err)
 	snap_u64(w, e->mmu.pt.exempt);
 	snap_u32(w, e->mon.guest_gdt_entries);
 	for (unsigned i = 0; i < e->mon.guest_gdt_entries; i++) /* (unpoisoned: as it will be) */
-		snap_u64(w, i && i == e->cs_poison ? gdt[i] | (3ULL << 45) : gdt[i]);
+		snap_u64(w, i && i == e->cs_poison ? gdt[i] | DESC_DPL3 : gdt[i]);
 	for (unsigned i = 0; i < SH_FRAME_WORDS; i++)
 		snap_u64(w, frame[i]);
 	snap_end(w, at);

@@ -281,7 +281,6 @@ static void handler(int sig, void *info, void *uc)
 		v->exit.fs_base = fs;
 		v->exit.gs_base = gs;
 	}
-	v->exit.bases = t->fsgsbase;
 	fp = *(uint8_t **)((char *)uc + UCONTEXT_FPREGS);
 	n = fp ? fp_size(fp, (uint64_t)t + STUB_STACK_SIZE, t->xsave) : 0;
 	v->fp_len = n <= STUB_FP_MAX ? n : 0;

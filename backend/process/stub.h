@@ -160,9 +160,8 @@ struct stub_vcpu {
 		uint64_t addr; /* si_addr */
 		uint64_t gregs[SG_COUNT];
 		int64_t op_error; /* the first failing op of the last reply: -errno, or 0 */
-		/* bases 1: the thread's FS and GS bases at the exit (stub_init.fsgsbase) */
+		/* the thread's FS and GS bases at the exit, where stub_init.fsgsbase */
 		uint64_t fs_base, gs_base;
-		uint32_t bases, pad2;
 	} exit;
 	struct {
 		uint32_t command, nops;

@@ -990,10 +990,10 @@ void proc_vcpu_run(struct vcpu *v)
 		else if (!mappings_failed(pv, op_error))
 			continue;
 		regs_in(&pv->cpu, g);
-		if (p->fsgsbase && !op_error &&
-		    __atomic_load_n(&pv->rec->exit.bases, __ATOMIC_RELAXED) == 1) {
+		if (p->fsgsbase && !op_error) {
 			/* The thread's bases: the guest may have set them with wrfsbase or
-			 * wrgsbase (any value it writes there, it could have loaded itself). */
+			 * wrgsbase (any value it writes there, it could have loaded itself). Not
+			 * after a failed op: a SET_FS may be what failed. */
 			pv->cpu.fs_base = pv->set_fs =
 			    __atomic_load_n(&pv->rec->exit.fs_base, __ATOMIC_RELAXED);
 			pv->cpu.gs_base = pv->set_gs =

@@ -75,6 +75,17 @@ def boot_memtest_until(memtest, engine, pattern, limit):
     return p.returncode, ANSI.sub(" ", out.decode(errors="replace")), err.decode(errors="replace")
 
 
+def check_memtest_progress(memtest, engine):
+    """memtest86+ in `engine` until its first test's progress line, then SIGTERM: its
+    banner, the memory it found, no errors, and the stop the test asked for."""
+    code, screen, err = boot_memtest_until(memtest, engine, r"\[\S+ of 63\.6MB\]", 300)
+    assert "Memtest86+ v" in screen, err + screen[-2000:]
+    assert re.search(r"Memory\s*:\s*64MB", screen), screen[-2000:]
+    assert re.search(r"\[\S+ of 63\.6MB\]", screen), err + screen[-2000:]
+    assert not re.search(r"Errors:\s*[1-9]", screen), screen[-2000:]
+    assert "stopped by signal 15" in err, (code, err)  # by the test, once it had seen that
+
+
 @pytest.mark.skipif(not KVM, reason=NO_KVM_REASON)
 def test_memtest86plus_draws_its_screen_and_tests_memory(memtest):
     screen = check_memtest_screen(boot_memtest(memtest, "hardware", 12))
@@ -89,12 +100,7 @@ def test_memtest86plus_runs_in_the_shadow_engine(memtest):
     instructions trapped and emulated, as on a PVM host) runs it too: its own GDT (0x08 32-bit
     code, 0x10 64-bit), its page tables, page 0, the PIT, the serial console. Under the nested
     suite's emulated CPU it gets to its first test's progress line in about 30 s."""
-    code, screen, err = boot_memtest_until(memtest, "shadow", r"\[\S+ of 63\.6MB\]", 300)
-    assert "Memtest86+ v" in screen, err + screen[-2000:]
-    assert re.search(r"Memory\s*:\s*64MB", screen), screen[-2000:]
-    assert re.search(r"\[\S+ of 63\.6MB\]", screen), err + screen[-2000:]
-    assert not re.search(r"Errors:\s*[1-9]", screen), screen[-2000:]
-    assert "stopped by signal 15" in err, (code, err)  # by the test, once it had seen that
+    check_memtest_progress(memtest, "shadow")
 
 
 @pytest.mark.skipif(KVM, reason="the process engine's run of memtest86+ is checked where there "
@@ -105,12 +111,7 @@ def test_memtest86plus_runs_without_kvm_in_the_process_engine(memtest):
     """Not Linux (its kernel_version string says Memtest86+), so the process engine takes
     it: its own page tables (stores to them emulated), page 0 (read with `cmp`, emulated),
     the PIT, the serial console. Slower than with KVM: it stays in its first test here."""
-    code, screen, err = boot_memtest_until(memtest, "process", r"\[\S+ of 63\.6MB\]", 300)
-    assert "Memtest86+ v" in screen, err + screen[-2000:]
-    assert re.search(r"Memory\s*:\s*64MB", screen), screen[-2000:]
-    assert re.search(r"\[\S+ of 63\.6MB\]", screen), err + screen[-2000:]
-    assert not re.search(r"Errors:\s*[1-9]", screen), screen[-2000:]
-    assert "stopped by signal 15" in err, (code, err)  # by the test, once it had seen that
+    check_memtest_progress(memtest, "process")
 
 
 @pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
