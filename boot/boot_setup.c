@@ -31,6 +31,7 @@
 /* The boot structures, in address order, must not overlap each other or the kernel. */
 _Static_assert(sizeof(struct boot_params) == ZERO_PAGE_SIZE, "boot_params is one page");
 _Static_assert(sizeof(struct hvm_start_info) <= ZERO_PAGE_SIZE, "start_info fits the zero page");
+_Static_assert(LAYOUT_BDA + 0x20 <= LAYOUT_BOOT_GDT, "BIOS data area overlaps GDT");
 _Static_assert(LAYOUT_BOOT_GDT + BOOT_GDT_SIZE <= LAYOUT_ZERO_PAGE, "GDT overlaps zero page");
 _Static_assert(LAYOUT_ZERO_PAGE + ZERO_PAGE_SIZE <= LAYOUT_PVH_MEMMAP,
                "zero page overlaps PVH memmap");
@@ -350,6 +351,25 @@ static int write_reset_vector(const struct guest_memory *gm, struct error *err)
 	return put(gm, LAYOUT_RESET_VECTOR, code, sizeof(code), "reset vector", err);
 }
 
+/* The few words of the BIOS data area (segment 0x40) that PC firmware fills and that guests
+ * read without checking: COM1's port (0x400) and the equipment word's serial-port count
+ * (0x410), the base memory size in KiB (0x413) and the EBDA's segment (0x40e). Xen's
+ * multiboot entry, for one, puts its trampoline below min(0x40e, 0x413) and would wrap
+ * below 0 if they read 0. They agree with the memory map: RAM below the EBDA. */
+static int write_bios_data_area(const struct guest_memory *gm, struct error *err)
+{
+	uint8_t bda[0x20] = {0};
+	const uint16_t com1 = 0x3f8, equipment = 1u << 9 /* one serial port */,
+	               base_kib = (uint16_t)(LAYOUT_EBDA_START / 1024),
+	               ebda_seg = (uint16_t)(LAYOUT_EBDA_START >> 4);
+
+	memcpy(&bda[0x00], &com1, 2);
+	memcpy(&bda[0x10], &equipment, 2);
+	memcpy(&bda[0x13], &base_kib, 2);
+	memcpy(&bda[0x0e], &ebda_seg, 2);
+	return put(gm, LAYOUT_BDA, bda, sizeof(bda), "BIOS data area", err);
+}
+
 int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
                const struct boot_args *args, struct boot_cpu_state *cpu, struct error *err)
 {
@@ -376,7 +396,7 @@ int boot_setup(const struct guest_memory *gm, const struct kernel_image *k,
 	if (write_cmdline(
 	        gm, k, args->cmdline,
 	        k->proto == BOOT_PROTO_MULTIBOOT ? multiboot_name(args->kernel_name) : NULL, err) ||
-	    write_gdt(gm, err) || write_reset_vector(gm, err))
+	    write_gdt(gm, err) || write_reset_vector(gm, err) || write_bios_data_area(gm, err))
 		return -1;
 	if (k->proto == BOOT_PROTO_LINUX64)
 		return setup_linux(gm, k, args, map, nmap, cpu, err);

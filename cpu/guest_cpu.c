@@ -361,11 +361,7 @@ static bool wrmsr(struct guest_cpu *c, uint32_t index, uint64_t v)
 	case MSR_EFER: {
 		bool nxe = c->efer & EFER_NXE;
 
-		if (v & EFER_SCE) {
-			user_mode_refused(c, "EFER.SCE enables syscall");
-			return true;
-		}
-		c->efer = (v & (EFER_LME | EFER_NXE)) | (c->efer & EFER_LMA);
+		c->efer = (v & (EFER_SCE | EFER_LME | EFER_NXE)) | (c->efer & EFER_LMA);
 		if (nxe != !!(v & EFER_NXE))
 			c->ops->paging_changed(c->ctx);
 		return true;
@@ -374,21 +370,31 @@ static bool wrmsr(struct guest_cpu *c, uint32_t index, uint64_t v)
 		c->star = v;
 		return true;
 	case MSR_LSTAR:
+		if (!cpu_canonical(v)) /* hardware: #GP */
+			return false;
 		c->lstar = v;
 		return true;
 	case MSR_CSTAR:
+		if (!cpu_canonical(v)) /* hardware: #GP */
+			return false;
 		c->cstar = v;
 		return true;
 	case MSR_SFMASK:
 		c->sfmask = v;
 		return true;
 	case MSR_KERNEL_GS_BASE:
+		if (!cpu_canonical(v)) /* hardware: #GP */
+			return false;
 		c->kernel_gs_base = v;
 		return true;
 	case MSR_FS_BASE:
+		if (!cpu_canonical(v)) /* hardware: #GP */
+			return false;
 		c->fs_base = v;
 		return true;
 	case MSR_GS_BASE:
+		if (!cpu_canonical(v)) /* hardware: #GP */
+			return false;
 		c->gs_base = v;
 		return true;
 	default:
@@ -902,16 +908,48 @@ enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *inp, const 
 	return EMU_DONE;
 }
 
+/* syscall at (virtual) CPL0, as single-address-space guests use it: a call into their own
+ * kernel at LSTAR (CSTAR from compatibility mode), which comes back with a jump through RCX
+ * (sysret would go to CPL3: refused). Hardware loads CS and SS with fixed flat descriptors;
+ * the engines run the guest on its GDT's, so STAR's selector must name 64-bit code there,
+ * as every kernel sets it up. */
+static void emulate_syscall(struct guest_cpu *c)
+{
+	uint16_t sel = (uint16_t)(c->star >> 32) & ~3;
+	uint64_t d = desc_of(c, sel), target = cpu_code64(c) ? c->lstar : c->cstar;
+	char why[160];
+
+	if (!code_segment(d) || !(d & (1ULL << 53))) {
+		snprintf(why, sizeof(why),
+		         "syscall: STAR's CS selector 0x%x is not 64-bit code in the guest's GDT "
+		         "(descriptor 0x%016llx) at rip=0x%llx",
+		         sel, (unsigned long long)d, (unsigned long long)c->r.rip);
+		stop(c, CPU_STOP_REFUSED, why);
+		return;
+	}
+	c->r.gpr[R_CX] = c->r.rip + 2;
+	c->r.gpr[R_R11] = c->r.rflags & ~RF_RF;
+	c->r.rflags = (c->r.rflags & ~(c->sfmask | RF_RF | RF_VM)) | RF_RESERVED;
+	load_cs(c, sel, d);
+	set_ss(c, (uint16_t)(sel + 8));
+	c->r.rip = target;
+}
+
 void cpu_emulate_ud(struct guest_cpu *c)
 {
 	uint8_t b[2] = {0, 0};
 
-	/* syscall with EFER.SCE clear is a #UD on hardware too (and SCE is never set: wrmsr
-	 * refuses it). */
-	if (cpu_read(c, c->r.rip, b, 2) && b[0] == 0x0f &&
-	    ((b[1] == 0x05 && (c->efer & EFER_SCE)) || b[1] == 0x34)) {
-		user_mode_refused(c, b[1] == 0x05 ? "syscall" : "sysenter");
-		return;
+	/* syscall with EFER.SCE clear is a #UD on hardware too; with it set, in long mode, it is
+	 * emulated. sysenter is the guest's user-mode entry. */
+	if (cpu_read(c, c->r.rip, b, 2) && b[0] == 0x0f) {
+		if (b[1] == 0x05 && (c->efer & EFER_SCE) && cpu_long_mode(c)) {
+			emulate_syscall(c);
+			return;
+		}
+		if (b[1] == 0x34) {
+			user_mode_refused(c, "sysenter");
+			return;
+		}
 	}
 	cpu_reflect(c, V_UD, 0, false);
 }

@@ -170,9 +170,15 @@ enum emu cpu_emulate_gp(struct guest_cpu *c, uint32_t err);
  * tells (cpu/interp32.c). */
 enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *in, const uint8_t *bytes,
                           size_t n, bool m64, uint32_t err);
-/* After a #UD: a syscall with EFER.SCE set or a sysenter is refused (the guest's user
- * mode); anything else is the guest's #UD. */
+/* After a #UD: a syscall with EFER.SCE set, in long mode, is emulated (to LSTAR or CSTAR at
+ * CPL0); a sysenter is refused (the guest's user mode); anything else is the guest's #UD. */
 void cpu_emulate_ud(struct guest_cpu *c);
+
+/* A 48-bit canonical address: what wrmsr takes as a base or a syscall target. */
+static inline bool cpu_canonical(uint64_t a)
+{
+	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
 /* A store to one of the guest's page tables at `va` (-> `gpa`): emulated when it is a plain
  * `mov` of 4 or 8 bytes to one entry (the usual way). False: not such a store (the caller
  * lets the instruction run some other way). */

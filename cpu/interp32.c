@@ -2092,6 +2092,12 @@ static int exec(struct step *s)
 		return flag(c, FL_OF) ? soft_int(s, V_OF) : ST_NEXT;
 	case 0xcf:
 		return iret(s);
+	case 0xdb: /* fninit (db e3), fnclex (db e2): code before long mode has run no x87
+	            * instruction here (no other is interpreted), so the x87 state is still
+	            * the reset state: initialised, no exception pending */
+		if (!s->mem && s->reg == 4 && (s->rm == 2 || s->rm == 3))
+			return ST_NEXT;
+		break;
 	case 0xd7: /* xlat */
 		a = (getr(c, R_BX, s->asize) + getr(c, R_AX, 1)) & mask_of(s->asize);
 		if (!rd(s, a + seg_base(c, data_seg(s)), &a, 1))

@@ -10,10 +10,11 @@
  * its flags, shifts and rotates, multiplication and division, bit tests, stack, near and
  * far branches, string instructions with rep, cpuid, and through the CPU core (reused, not
  * duplicated) control registers, MSRs, descriptor tables and port I/O; 16- and 32-bit
- * operand and address sizes (0x66 and 0x67 flip them) with 16-bit ModRM addressing. It
- * refuses what such code does not need (x87/SSE, segment limits other than 4 GiB in
- * protected mode, task switches, single-stepping, virtual-8086 mode, string port I/O in
- * 16-bit code) with INTERP_UNSUPPORTED.
+ * operand and address sizes (0x66 and 0x67 flip them) with 16-bit ModRM addressing, and
+ * fninit and fnclex (the x87 state is still the reset state). It refuses what such code
+ * does not need (the rest of x87, SSE, segment limits other than 4 GiB in protected mode,
+ * task switches, single-stepping, virtual-8086 mode, string port I/O in 16-bit code) with
+ * INTERP_UNSUPPORTED.
  *
  * Segments are as the CPU caches them (guest_cpu.hidden): the bases of CS, DS, ES, SS (FS
  * and GS: fs_base, gs_base) and the sizes of CS and SS, loaded by segment loads and far

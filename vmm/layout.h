@@ -15,6 +15,7 @@
 #define LAYOUT_HIGH_RAM_START (4 * GIB)
 
 /* Boot structures, all below 1 MiB. */
+#define LAYOUT_BDA           0x0400ULL /* BIOS data area: the words guests read */
 #define LAYOUT_BOOT_GDT      0x0500ULL /* 4 descriptors */
 #define LAYOUT_ZERO_PAGE     0x7000ULL /* Linux boot_params, or PVH hvm_start_info */
 #define LAYOUT_PVH_MEMMAP    0x8000ULL /* PVH memory map (hvm_memmap_table_entry[]) */

@@ -874,11 +874,6 @@ void kvm_shadow_log_stats(const struct vm *vm)
 #define RF_DEFINED    0x3f7fd7ULL /* the RFLAGS bits that exist */
 #define HALT_CODE_LEN 4           /* sti; hlt; jmp (shadow_monitor.c) */
 
-static bool canonical(uint64_t a)
-{
-	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
-}
-
 /* What sh_monitor_mirror_gdt puts in the guest part of the real GDT: null; a present code
  * or data segment at DPL3; the guest's user code, non-conforming at DPL0 (CPL3 cannot enter
  * it). */
@@ -977,23 +972,27 @@ static bool get_cpu(struct snap_r *s, struct guest_cpu *c)
 	       snap_get_u64(s, &c->cstar) && snap_get_u64(s, &c->sfmask);
 }
 
-/* The virtual CPU's checks: what its emulation can produce (4-level paging only, EFER
- * without SCE, canonical bases, the GDT it can mirror) and CS/SS the guest can run in. */
+/* The virtual CPU's checks: what its emulation can produce (4-level paging only, EFER's
+ * SCE, LME, LMA and NXE only, canonical bases and syscall targets, the GDT it can mirror) and CS/SS
+ * the guest can run in. */
 static const char *cpu_bad(const struct sh_engine *e, const struct guest_cpu *c)
 {
 	bool pg = c->cr0 & CR0_PG;
 
 	if ((c->r.rflags & ~RF_DEFINED) || !(c->r.rflags & RF_RESERVED))
 		return "RFLAGS";
-	if (!(c->cr0 & CR0_PE) || (c->efer & ~(EFER_LME | EFER_LMA | EFER_NXE)) ||
+	if (!(c->cr0 & CR0_PE) || (c->efer & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) ||
 	    pg != !!(c->efer & EFER_LMA) || (pg && (!(c->efer & EFER_LME) || !(c->cr4 & CR4_PAE))))
 		return "CPU mode (CR0/CR4/EFER)";
 	if ((c->cr3 & ~(PTE_ADDR | 0xfffULL)) || c->cr8 > 15)
 		return "CR3/CR8";
 	if ((c->gdtr.limit + 1u) / 8 > SH_GUEST_GDT_MAX)
 		return "GDTR";
-	if (!canonical(c->fs_base) || !canonical(c->gs_base) || !canonical(c->kernel_gs_base))
+	if (!cpu_canonical(c->fs_base) || !cpu_canonical(c->gs_base) ||
+	    !cpu_canonical(c->kernel_gs_base))
 		return "segment bases";
+	if (!cpu_canonical(c->lstar) || !cpu_canonical(c->cstar))
+		return "LSTAR/CSTAR";
 	if ((c->cs & 3) || !guest_cs_ok(e, c->cs) || (c->ss & 3) ||
 	    (c->ss && !guest_ss_ok(e, c->ss)))
 		return "CS/SS";
@@ -1140,7 +1139,8 @@ int kvm_shadow_set_real_regs(struct vm *vm, const struct kvm_regs *regs,
 	seg_from_desc(real_desc(e, cs), cs, &s.cs);
 	seg_from_desc(real_desc(e, ss), ss, &s.ss);
 	if (!data_seg_ok(&saved->ds) || !data_seg_ok(&saved->es) || !data_seg_ok(&saved->fs) ||
-	    !data_seg_ok(&saved->gs) || !canonical(saved->fs.base) || !canonical(saved->gs.base))
+	    !data_seg_ok(&saved->gs) || !cpu_canonical(saved->fs.base) ||
+	    !cpu_canonical(saved->gs.base))
 		return bad_real(err, "data segments");
 	if (saved->cr8 > 15)
 		return bad_real(err, "CR8");

@@ -164,6 +164,9 @@ static int restore_cpu(struct snap_r *r, struct proc_vcpu *pv, uint32_t host_fp_
 			return snap_bad(&s, err, "control registers");
 		if (c->fs_base >= STUB_GUEST_VA_END || c->gs_base >= STUB_GUEST_VA_END)
 			return snap_bad(&s, err, "FS/GS base (beyond what a host process can use)");
+		if (!cpu_canonical(c->lstar) || !cpu_canonical(c->cstar) ||
+		    !cpu_canonical(c->kernel_gs_base))
+			return snap_bad(&s, err, "LSTAR/CSTAR/KERNEL_GS_BASE (not canonical)");
 		if (!modes_ok(c, pv->interp))
 			return snap_bad(&s, err, "CPU mode (CR0/CR4/EFER)");
 	}

@@ -11,7 +11,10 @@
  *               numbers (open, creat, socket, kill) and int $0x80 with i386 numbers (open,
  *               creat, socketcall, kill). EFER.SCE is clear, so each syscall is a #UD, and
  *               int $0x80 goes to the guest's own handler, as on hardware. Prints
- *               "hostileguest: hostcalls ud=U int80=I"
+ *               "hostileguest: hostcalls ud=U int80=I". Then the syscalls again with EFER.SCE
+ *               set and LSTAR at the guest's own entry (rt/idt_entry.S), which each must
+ *               reach, returning ENOSYS: "hostileguest: hostcalls with EFER.SCE entered=E
+ *               rax=R"
  *   stubjump=W  jump into the process engine's slot (hearth's code in the guest process, at
  *               0x7e0000000000) with crafted registers: W = socket, kill, mmap or write (8
  *               bytes to the guest-RAM descriptor, which only a notify eventfd may get) (a
@@ -175,6 +178,17 @@ static void hostcalls(void)
 	sys32(102, 1, (uint32_t)(uintptr_t)sock_args, 0); /* socketcall(SYS_SOCKET) */
 	sys32(37, (uint32_t)target_pid, 9, 0);            /* kill */
 	con_printf("hostileguest: hostcalls ud=%u int80=%u\n", ud_count, int80_count);
+
+	/* The same calls into the guest's own kernel, as a single-ring one makes them. */
+	if (!syscall_enable(0x08 /* the boot GDT's 64-bit code */, 0x700 /* TF, IF, DF */)) {
+		con_puts("hostileguest: EFER.SCE did not stick");
+		guest_exit(EXIT_EXCEPTION);
+	}
+	uint64_t r = sys64(2, p, 0x41, 0644) | sys64(85, p, 0644, 0) | sys64(41, 2, 1, 0) |
+	             sys64(62, target_pid, 9, 0);
+	con_printf("hostileguest: hostcalls with EFER.SCE entered=%llu rax=%lld\n",
+	           (unsigned long long)rt_syscall_count, (long long)r);
+	wrmsr(MSR_EFER, rdmsr(MSR_EFER) & ~EFER_SCE);
 }
 
 /* The first `syscall` (0f 05) in the slot's code: reading it is a #PF where the slot is not

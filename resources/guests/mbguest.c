@@ -3,6 +3,8 @@
  * status 0 when that is a well-formed Multiboot hand-over (3 otherwise):
  *   multiboot: magic 0x2badb002 flags 0x<flags> loader "<name>"
  *   multiboot: mem_lower <KiB> KiB mem_upper <KiB> KiB
+ *   multiboot: bda com1 0x<port> equipment 0x<word> base <KiB> KiB ebda 0x<segment>
+ *     (the BIOS data area's words that PC firmware fills and kernels such as Xen read)
  *   multiboot: mmap [<start>, <end>) type <t>          (one line per entry)
  *   multiboot: cmdline "<command line>"
  *   multiboot: module [<start>, <end>) "<string>" begins "<first bytes>"   (one per module)
@@ -58,6 +60,16 @@ static void print_module(const struct mb_module *m)
 	           m->string ? (const char *)(uintptr_t)m->string : "", first);
 }
 
+/* A word of the BIOS data area (0x400 + off), read through a pointer the compiler cannot
+ * see is near 0. */
+static uint16_t bda_word(uintptr_t off)
+{
+	const volatile uint16_t *p;
+
+	__asm__("" : "=r"(p) : "0"(0x400 + off));
+	return *p;
+}
+
 _Noreturn void mb_start(uint64_t magic, const struct mb_info *mi)
 {
 	bool ok = magic == MB_BOOTLOADER_MAGIC && mi;
@@ -74,6 +86,8 @@ _Noreturn void mb_start(uint64_t magic, const struct mb_info *mi)
 		           mi->mem_upper);
 	else
 		ok = false;
+	con_printf("multiboot: bda com1 0x%x equipment 0x%x base %u KiB ebda 0x%x\n",
+	           bda_word(0x00), bda_word(0x10), bda_word(0x13), bda_word(0x0e));
 	if (mi->flags & MB_INFO_MEM_MAP) {
 		uint64_t at = mi->mmap_addr, end = at + mi->mmap_length;
 

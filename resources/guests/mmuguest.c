@@ -21,7 +21,10 @@
  *   usermode  enter CPL3 with iretq (code page at X + 0x3000, user selectors, a TSS); the
  *             user code runs hlt, whose #GP brings it back: "mmuguest: user mode ok", exit 0
  *             (ends the run). Not `int $n`: PVM hosts answer int from CPL3 with #UD.
- *   syscall   set EFER.SCE with wrmsr: "mmuguest: EFER.SCE ok"
+ *   syscall   set EFER.SCE, STAR, LSTAR and SFMASK (DF), then syscall at CPL0 with CF and DF
+ *             set: the entry must see RCX = the return address, R11 = the flags (CF and
+ *             DF set), DF clear and CF kept; back through RCX with R11's flags.
+ *             "mmuguest: syscall ok"
  *
  * Tokens whose key contains a '.' are skipped. Exit status: 0 when every check passed, else
  * the first failure's (a "mmuguest: FAIL ..." line says why): 10 roots, 11 remap, 12 pf,
@@ -304,7 +307,7 @@ static void check_avx(void)
 	con_puts("mmuguest: avx ok");
 }
 
-/* ---- user mode and syscall (shadow mode refuses both) ---- */
+/* ---- user mode (shadow mode refuses it) and syscall at CPL0 ---- */
 
 #define SEL_UDATA 0x1b
 #define SEL_UCODE 0x23
@@ -368,12 +371,32 @@ static _Noreturn void enter_user_mode(void)
 	__builtin_unreachable();
 }
 
-static void set_sce(void)
+#define RF_CF 0x1ULL
+#define RF_DF 0x400ULL
+
+static void syscall_at_cpl0(void)
 {
-	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
-	if (!(rdmsr(MSR_EFER) & EFER_SCE))
+	uint64_t back, rax;
+
+	if (!syscall_enable(0x08 /* the boot GDT's 64-bit code */, RF_DF))
 		fail(EXIT_SYSCALL, "syscall: EFER.SCE did not stick");
-	con_puts("mmuguest: EFER.SCE ok");
+	__asm__ volatile("lea 1f(%%rip), %0\n\t"
+	                 "std\n\t"
+	                 "stc\n\t"
+	                 "syscall\n"
+	                 "1:\tcld"
+	                 : "=&r"(back), "=a"(rax)
+	                 : "a"(0UL)
+	                 : "rcx", "r11", "memory", "cc");
+	if (rt_syscall_count != 1 || rt_syscall_rcx != back || rax != (uint64_t)-38)
+		fail(EXIT_SYSCALL, "syscall: entered %lu times, rcx=0x%lx (want 0x%lx), rax=0x%lx",
+		     (unsigned long)rt_syscall_count, (unsigned long)rt_syscall_rcx,
+		     (unsigned long)back, (unsigned long)rax);
+	if ((rt_syscall_r11 & (RF_CF | RF_DF)) != (RF_CF | RF_DF) ||
+	    (rt_syscall_flags & (RF_CF | RF_DF)) != RF_CF)
+		fail(EXIT_SYSCALL, "syscall: r11=0x%lx, flags at the entry 0x%lx",
+		     (unsigned long)rt_syscall_r11, (unsigned long)rt_syscall_flags);
+	con_puts("mmuguest: syscall ok");
 }
 
 /* ---- command line ---- */
@@ -403,7 +426,7 @@ static void run(const struct token *tok)
 	else if (rt_token_is(tok, "usermode"))
 		enter_user_mode();
 	else if (rt_token_is(tok, "syscall"))
-		set_sce();
+		syscall_at_cpl0();
 	else if (!is_foreign_param(tok)) {
 		con_printf("mmuguest: unknown action %.*s\n", (int)tok->len, tok->s);
 		guest_exit(EXIT_UNKNOWN);

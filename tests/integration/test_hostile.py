@@ -50,6 +50,8 @@ def test_host_system_calls_stay_in_the_guest(hearth, guest, tmp_path, victim):
     assert r.code == 0, r.err
     # As on hardware: syscall with EFER.SCE clear is #UD, int $0x80 reaches the guest's IDT.
     assert "hostileguest: hostcalls ud=4 int80=4" in r.out, r.out
+    # With EFER.SCE set, syscall goes to the guest's own LSTAR (at CPL0), never to the host.
+    assert "hostileguest: hostcalls with EFER.SCE entered=4 rax=-38" in r.out, r.out
     assert not target.exists()
     assert victim.poll() is None, "the guest killed a host process"
 
@@ -291,11 +293,10 @@ SIPIBAD = {
     "ud": (EXIT_VMM_ERROR, "16-bit interpreter (real mode): exception 6, which is not "
            "delivered in real mode (no interrupt vector table) at cs:ip=0x1400:0x0000 "
            "(bytes: 0f 0b)"),
-    # page 0: zeros (add %al, (%bx,%si)) up to the boot GDT at 0x500; its code descriptor's
-    # limit (ff ff) is an invalid opcode at 0x508
-    "v00": (EXIT_VMM_ERROR, "16-bit interpreter (real mode): exception 6, which is not "
-            "delivered in real mode (no interrupt vector table) at cs:ip=0x0000:0x0508 "
-            "(bytes: ff ff)"),
+    # page 0: zeros (add %al, (%bx,%si)) up to the BIOS data area at 0x400 and the boot GDT
+    # at 0x500, run as code until an iret pops a FLAGS word with TF set at 0x516
+    "v00": (EXIT_VMM_ERROR, "16-bit interpreter (real mode): single-stepping (iret sets TF) "
+            "at cs:ip=0x0000:0x0516 (bytes: cf)"),
     # the boot page tables as code, through zeros into the trampoline at 0x10000 with
     # CS = 0x900: its lgdt reads another GDT, the far jump is a #GP on a 16-bit stack
     "ptables": (EXIT_VMM_ERROR, "16-bit interpreter: exception 13, which is not delivered "

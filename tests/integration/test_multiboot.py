@@ -25,6 +25,8 @@ def test_multiboot_kernel_gets_the_loader_magic_memory_and_command_line(hearth, 
     assert r.code == 0, r.out + r.err
     assert 'multiboot: magic 0x2badb002 flags 0x245 loader "hearth"' in r.out
     assert "multiboot: mem_lower 639 KiB mem_upper 64512 KiB" in r.out
+    # The BIOS data area agrees (Xen puts its trampoline below the EBDA it names there).
+    assert "multiboot: bda com1 0x3f8 equipment 0x200 base 639 KiB ebda 0x9fc0" in r.out
     assert mmap_of(r.out) == [(0, 0x9fc00, 1), (0x9fc00, 0x100000, 2), (0x100000, 64 << 20, 1)]
     # The kernel's file name first, as GRUB and QEMU pass it (not the host's path).
     assert f'multiboot: cmdline "{form} app=1 -- x"' in r.out

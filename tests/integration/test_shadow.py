@@ -121,16 +121,17 @@ def test_iretq_to_user_mode_is_refused_in_shadow_mode(guest, mmu):
 
 
 @pytest.mark.parametrize("mmu", SOFT)
-def test_enabling_syscall_is_refused_in_shadow_mode(guest, mmu):
-    r = mmuguest(guest, mmu, "syscall")
-    assert r.code == EXIT_VMM_ERROR, (r.code, r.out, r.err)
-    assert "user mode" in r.err and "EFER.SCE" in r.err
-    assert "mmuguest: EFER.SCE ok" not in r.out
+def test_syscall_at_cpl0_goes_to_lstar_and_back_in_shadow_mode(guest, mmu):
+    """Single-ring kernels call themselves with syscall (EFER.SCE, LSTAR, SFMASK) and come
+    back through RCX: that is not user mode, and runs as on hardware."""
+    r = mmuguest(guest, mmu, "syscall", "roots")
+    assert r.code == 0, (r.code, r.out, r.err)
+    assert lines(r.out) == ["mmuguest: syscall ok", "mmuguest: two roots ok"]
 
 
 @pytest.mark.parametrize("action,line", [
     ("usermode", "mmuguest: user mode ok (#GP from hlt at cs=0x23)"),
-    ("syscall", "mmuguest: EFER.SCE ok"),
+    ("syscall", "mmuguest: syscall ok"),
 ])
 @needs_kvm
 def test_user_mode_runs_in_hardware_mode(guest, action, line):

@@ -318,7 +318,7 @@ static void test_msrs(void **state)
 	assert_int_equal(f->c.r.gpr[R_AX], 0x5678abcd);
 	assert_int_equal(f->c.r.gpr[R_DX], 0x1234);
 	assert_int_equal(f->msr_index, 0); /* never asked the engine */
-	/* EFER.NXE: the mapping changes; EFER.SCE: user mode, refused */
+	/* EFER.NXE: the mapping changes; EFER.SCE is kept (syscall at CPL0 is emulated) */
 	f->c.r.gpr[R_CX] = MSR_EFER;
 	f->c.r.gpr[R_DX] = 0;
 	f->c.r.gpr[R_AX] = EFER_LME | EFER_NXE;
@@ -326,12 +326,20 @@ static void test_msrs(void **state)
 	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
 	assert_int_equal(f->c.efer, EFER_LME | EFER_LMA | EFER_NXE);
 	assert_int_equal(f->paging_changes, 1);
-	f->c.r.gpr[R_AX] = EFER_LME | EFER_SCE;
+	f->c.r.gpr[R_AX] = EFER_LME | EFER_NXE | EFER_SCE;
 	f->c.r.rip = CODE;
 	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_DONE);
-	assert_int_equal(f->stops, 1);
-	assert_int_equal(f->stop_how, CPU_STOP_REFUSED);
-	assert_non_null(strstr(f->stop_why, "EFER.SCE"));
+	assert_int_equal(f->stops, 0);
+	assert_int_equal(f->c.efer, EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE);
+	/* a base or syscall target that is not canonical: #GP, as hardware, nothing kept */
+	f->c.r.gpr[R_CX] = MSR_LSTAR;
+	f->c.r.gpr[R_DX] = 0x8000;
+	f->c.r.gpr[R_AX] = 0;
+	f->c.r.rip = CODE;
+	f->c.r.gpr[R_SP] = STACK;
+	assert_int_equal(cpu_emulate_gp(&f->c, 0), EMU_STAY);
+	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_GP);
+	assert_int_equal(f->c.lstar, 0);
 	/* Other MSRs go to the engine; a refusal is a #GP */
 	f->c.r.rip = CODE;
 	f->c.r.gpr[R_CX] = MSR_IA32_PAT;
@@ -683,6 +691,32 @@ static void test_ud_and_invlpg(void **state)
 	cpu_emulate_ud(&f->c);
 	assert_int_equal(f->stops, 1);
 	assert_int_equal(f->c.r.rip, HANDLER + 16 * V_UD);
+	/* with EFER.SCE: to LSTAR at CPL0, RCX = the next RIP, R11 = RFLAGS, SFMASK's bits clear */
+	f->c.efer |= EFER_SCE;
+	f->c.star = (uint64_t)(SEL_CODE | 3) << 32 | 0x1bULL << 48; /* RPL ignored */
+	f->c.lstar = HANDLER + 0x800;
+	f->c.sfmask = RF_IF | RF_DF | RF_TF;
+	f->c.r.rip = CODE;
+	f->c.r.rflags = RF_RESERVED | RF_IF | RF_DF | RF_CF;
+	f->c.hidden.cs_desc = 0;
+	f->c.ss = 0;
+	cpu_emulate_ud(&f->c);
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->c.r.rip, HANDLER + 0x800);
+	assert_int_equal(f->c.r.gpr[R_CX], CODE + 2);
+	assert_int_equal(f->c.r.gpr[R_R11], RF_RESERVED | RF_IF | RF_DF | RF_CF);
+	assert_int_equal(f->c.r.rflags, RF_RESERVED | RF_CF);
+	assert_int_equal(f->c.cs, SEL_CODE);
+	assert_int_equal(f->c.ss, SEL_CODE + 8);
+	assert_true(cpu_code64(&f->c));
+	/* STAR naming something that is not 64-bit code: refused with what and where */
+	f->c.star = (uint64_t)SEL_CODE32 << 32;
+	f->c.r.rip = CODE;
+	cpu_emulate_ud(&f->c);
+	assert_int_equal(f->stops, 2);
+	assert_non_null(strstr(f->stop_why, "STAR"));
+	f->c.efer &= ~EFER_SCE;
+	f->c.stopped = false;
 	f->c.r.rip = CODE;
 	f->c.r.gpr[R_SP] = STACK;
 	CODE_(f, 0x0f, 0x0b); /* ud2: the guest's own #UD */
@@ -1420,11 +1454,8 @@ static void test_stop_is_recorded(void **state)
 	assert_true(f->c.stopped);
 	assert_int_equal(f->c.stop_how, CPU_STOP_TRIPLE_FAULT);
 	f->c.stopped = false;
-	f->c.r.gpr[R_CX] = MSR_EFER;
-	f->c.r.gpr[R_DX] = 0;
-	f->c.r.gpr[R_AX] = EFER_LME | EFER_SCE;
-	CODE_(f, 0x0f, 0x30); /* wrmsr */
-	cpu_emulate_gp(&f->c, 0);
+	CODE_(f, 0x0f, 0x34); /* sysenter: the guest's user mode, refused */
+	cpu_emulate_ud(&f->c);
 	assert_true(f->c.stopped);
 	assert_int_equal(f->c.stop_how, CPU_STOP_REFUSED);
 	assert_int_equal(f->stops, 2);

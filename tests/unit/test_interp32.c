@@ -1658,6 +1658,8 @@ static void test_unsupported(void **state)
 		const char *what;
 	} cases[] = {
 	    {{0xd9, 0xe8}, 2, "(bytes: d9 e8 "},                   /* fld1 */
+	    {{0xdb, 0xe4}, 2, "(bytes: db e4 "},                   /* fnsetpm (287 only) */
+	    {{0xdb, 0x2d, 0, 0, 1, 0}, 6, "(bytes: db 2d "},       /* fldt 0x10000 */
 	    {{0x67, 0x6e}, 2, "string port I/O"},                  /* outsb (%si),(%dx) */
 	    {{0xc8, 0x08, 0x00, 0x01}, 4, "nesting level"},        /* enter $8,$1 */
 	    {{0x0f, 0x05}, 2, "does not implement"},               /* syscall */
@@ -1687,6 +1689,13 @@ static void test_unsupported(void **state)
 	                    "implement at eip=0x00010000 (bytes: d9 e8 90 90 90 90 90 "
 	                    "90)");
 	assert_int_equal(f->c.r.rip, CODE); /* not executed */
+	/* fninit and fnclex: the x87 state is still the reset state, nothing to do */
+	put(f, CODE, "\xdb\xe3\xdb\xe2\x9b\xf4", 6); /* fninit; fnclex; fwait; hlt */
+	f->c.r.rip = CODE;
+	f->stops = 0;
+	assert_int_equal(run(f, 10), INTERP_HALT);
+	assert_int_equal(f->c.r.rip, CODE + 6);
+	assert_int_equal(f->stops, 0);
 	/* iret with NT set: a task return */
 	f->c.r.rflags |= RF_NT;
 	CODE32(f, 0xcf); /* iret */

@@ -15,8 +15,11 @@
 #define CR4_OSXMMEXCPT (1ULL << 10)
 #define CR4_OSXSAVE    (1ULL << 18)
 
-#define MSR_EFER 0xc0000080
-#define EFER_SCE (1ULL << 0)
+#define MSR_EFER   0xc0000080
+#define EFER_SCE   (1ULL << 0)
+#define MSR_STAR   0xc0000081
+#define MSR_LSTAR  0xc0000082
+#define MSR_SFMASK 0xc0000084
 
 #define CPUID1_ECX_XSAVE (1u << 26)
 #define CPUID1_ECX_AVX   (1u << 28)
@@ -62,6 +65,21 @@ static inline uint64_t rdmsr(uint32_t msr)
 static inline void wrmsr(uint32_t msr, uint64_t v)
 {
 	__asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+
+/* rt/idt_entry.S: where syscall_enable points syscall, and what it records. */
+extern char rt_syscall_entry[];
+extern volatile uint64_t rt_syscall_flags, rt_syscall_rcx, rt_syscall_r11, rt_syscall_count;
+
+/* syscall at CPL0 goes to rt_syscall_entry with CS `cs` (STAR), the flags in `mask` cleared
+ * (SFMASK); sets EFER.SCE. False when SCE does not stick. */
+static inline int syscall_enable(uint16_t cs, uint64_t mask)
+{
+	wrmsr(MSR_STAR, (uint64_t)cs << 32);
+	wrmsr(MSR_LSTAR, (uint64_t)(uintptr_t)rt_syscall_entry);
+	wrmsr(MSR_SFMASK, mask);
+	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
+	return (rdmsr(MSR_EFER) & EFER_SCE) != 0;
 }
 
 static inline void xsetbv(uint32_t xcr, uint64_t v)

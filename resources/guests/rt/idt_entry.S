@@ -62,4 +62,34 @@ idt_common:
 	addq $16, %rsp			/* vector and error code */
 	iretq
 
+/*
+ * A system-call entry for `syscall` at CPL0 (rt/cpu.h: syscall_enable), as single-ring
+ * kernels use it: it records RCX, R11 and the flags it runs with, counts itself, returns
+ * -38 (ENOSYS) in RAX, and goes back with the flags from R11 and a jump through RCX.
+ */
+	.text
+	.globl rt_syscall_entry
+rt_syscall_entry:
+	pushfq
+	popq rt_syscall_flags(%rip)
+	movq %rcx, rt_syscall_rcx(%rip)
+	movq %r11, rt_syscall_r11(%rip)
+	incq rt_syscall_count(%rip)
+	movq $-38, %rax
+	pushq %r11
+	popfq
+	jmpq *%rcx
+
+	.data
+	.p2align 3
+	.globl rt_syscall_flags, rt_syscall_rcx, rt_syscall_r11, rt_syscall_count
+rt_syscall_flags:
+	.quad 0
+rt_syscall_rcx:
+	.quad 0
+rt_syscall_r11:
+	.quad 0
+rt_syscall_count:
+	.quad 0
+
 	.section .note.GNU-stack, "", @progbits
