@@ -979,9 +979,11 @@ bool cpu_emulate_pte_store(struct guest_cpu *c, uint64_t va, uint64_t gpa)
 	memcpy(&old, p, 8);
 	new_entry = old;
 	memcpy((uint8_t *)&new_entry + (gpa & 7), &value, size);
-	c->ops->pte_stored(c->ctx, aligned, old, new_entry);
+	/* The store, then what derives from the entry goes: a walk by another vCPU in between
+	 * maps from the new entry and is dropped too, never one from the old that stays. */
 	__atomic_store_n((uint64_t *)p, new_entry, __ATOMIC_RELEASE);
 	gm_mark_dirty(c->gm, aligned, 8);
+	c->ops->pte_stored(c->ctx, aligned, old, new_entry);
 	c->r.rip += in.len;
 	if (!cpu_code64(c))
 		c->r.rip &= 0xffffffffULL;
@@ -1168,8 +1170,8 @@ static void emulate_atomic(struct guest_cpu *c, const struct sh_insn *in, uint64
 }
 
 /* A string element's operand: its guest-physical address, and whether the host cannot map
- * it (page 0, or no RAM: a device), so that only this emulation reaches it. One walk per
- * page. */
+ * it (page 0 or below unmapped_below, or no RAM: a device), so that only this emulation reaches it.
+ * One walk per page. */
 struct str_page {
 	bool valid, special;
 	uint64_t vpage, gbase;
@@ -1190,7 +1192,8 @@ static enum str_where str_operand(struct guest_cpu *c, struct str_page *pg, uint
 		pg->valid = true;
 		pg->vpage = va >> 12;
 		pg->gbase = g & ~4095ULL;
-		pg->special = pg->vpage == 0 || !gm_range_ok(c->gm, pg->gbase, 4096);
+		pg->special = pg->vpage == 0 || va < c->unmapped_below ||
+		              !gm_range_ok(c->gm, pg->gbase, 4096);
 	}
 	*gpa = pg->gbase | (va & 4095);
 	*special = pg->special;

@@ -126,6 +126,10 @@ struct guest_cpu {
 	/* The guest's descriptors are not the CPU's (the process engine): data segment loads
 	 * fault and are emulated here against the guest's GDT. */
 	bool virtual_segments;
+	/* Virtual addresses below this (and page 0 always) are never mapped for the guest's
+	 * native accesses (the process engine: the host's vm.mmap_min_addr): a string
+	 * instruction's operand there is done by cpu_emulate_mmio. */
+	uint64_t unmapped_below;
 };
 
 /* What emulating one instruction led to. */

@@ -31,6 +31,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -53,9 +54,10 @@ extern const uint8_t stub_blob[], stub_blob_end[], stub_elf[], stub_elf_end[];
 #define FLUSH_LEN             (STUB_GUEST_VA_END - PAGE)
 #define START_WAIT_S          10
 #define RSEQ_FLAG_UNREGISTER_ 1
-#define RSEQ_SIG_             0x53053053 /* glibc's, x86 */
-#define STUB_ELF_FD           5          /* the stub's ELF, until the execve */
-#define FD_HIGH               64         /* above the guest process's fixed descriptors */
+#define RSEQ_SIG_             0x53053053   /* glibc's, x86 */
+#define STUB_ELF_FD           5            /* the stub's ELF, until the execve */
+#define FD_HIGH               64           /* above the guest process's fixed descriptors */
+#define MIN_VA_MAX            (1ULL << 20) /* a vm.mmap_min_addr above it is taken as 1 MiB */
 
 /* ---- the guest process's filter -------------------------------------------------------- */
 
@@ -109,11 +111,27 @@ static void arg_eq(struct bpf *b, unsigned i, uint64_t v)
 	jmp(b, BPF_JEQ, (uint32_t)v, 0, L_TRAP);
 }
 
-/* addr <= STUB_GUEST_VA_END - STUB_MAP_MAX and len <= STUB_MAP_MAX: inside the guest range. */
-static void range_ok(struct bpf *b)
+/* Fail unless argument i >= min (below 4 GiB). */
+static void arg_ge(struct bpf *b, unsigned i, uint32_t min)
 {
-	arg_le(b, 0, STUB_GUEST_VA_END - STUB_MAP_MAX);
+	ld(b, ARG_HI(i));
+	jmp(b, BPF_JEQ, 0, 0, 2); /* above in the high word: fine */
+	ld(b, ARG_LO(i));
+	jmp(b, BPF_JGE, min, 0, L_TRAP);
+}
+
+/* Inside the guest range, from min_va: len <= STUB_MAP_MAX, and addr + len <= the range's
+ * end, checked as addr <= end - 4 KiB for a page and addr <= end - STUB_MAP_MAX for more
+ * (BPF has no 64-bit add: two tiers are what the stub needs, pages up to the end). */
+static void range_ok(struct bpf *b, uint32_t min_va)
+{
 	arg_le(b, 1, STUB_MAP_MAX);
+	arg_ge(b, 0, min_va);
+	ld(b, ARG_LO(1));
+	jmp(b, BPF_JGT, (uint32_t)PAGE, 6, 0);  /* more than a page: the second tier */
+	arg_le(b, 0, STUB_GUEST_VA_END - PAGE); /* 5 instructions */
+	emit(b, BPF_JMP | BPF_JA, 0, 0, 5);
+	arg_le(b, 0, STUB_GUEST_VA_END - STUB_MAP_MAX); /* 5 instructions */
 }
 
 static void prot_ok(struct bpf *b, unsigned i)
@@ -139,7 +157,7 @@ static void rule_end(struct bpf *b, unsigned at)
 		b->p[at].jf = (uint8_t)(b->n - at - 1);
 }
 
-int proc_guest_filter(struct sock_filter *p, unsigned cap)
+int proc_guest_filter(struct sock_filter *p, unsigned cap, uint64_t min_va)
 {
 	static const uint32_t plain[] = {SYS_rt_sigreturn, SYS_exit, SYS_exit_group,
 	                                 SYS_sched_yield};
@@ -151,9 +169,10 @@ int proc_guest_filter(struct sock_filter *p, unsigned cap)
 	jmp(&b, BPF_JEQ, AUDIT_ARCH_X86_64, 0, L_TRAP);
 	ld(&b, offsetof(struct seccomp_data, instruction_pointer) + 4);
 	jmp(&b, BPF_JEQ, (uint32_t)(code >> 32), 0, L_TRAP);
+	/* the address after the system call instruction: in (code, code + STUB_CODE_MAX] */
 	ld(&b, offsetof(struct seccomp_data, instruction_pointer));
-	jmp(&b, BPF_JGE, (uint32_t)code, 0, L_TRAP);
-	jmp(&b, BPF_JGE, (uint32_t)(code + STUB_CODE_MAX), L_TRAP, 0);
+	jmp(&b, BPF_JGT, (uint32_t)code, 0, L_TRAP);
+	jmp(&b, BPF_JGT, (uint32_t)(code + STUB_CODE_MAX), L_TRAP, 0);
 
 	for (unsigned i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
 		ld(&b, offsetof(struct seccomp_data, nr));
@@ -175,7 +194,7 @@ int proc_guest_filter(struct sock_filter *p, unsigned cap)
 	jmp(&b, BPF_JEQ, ARCH_SET_GS_, 0, L_TRAP);
 	rule_end(&b, at);
 	at = rule_start(&b, SYS_mmap);
-	range_ok(&b);
+	range_ok(&b, (uint32_t)min_va);
 	prot_ok(&b, 2);
 	/* flags: MAP_SHARED | MAP_FIXED, with or without MAP_POPULATE */
 	ld(&b, ARG_HI(3));
@@ -186,7 +205,7 @@ int proc_guest_filter(struct sock_filter *p, unsigned cap)
 	arg_eq(&b, 4, STUB_RAM_FD);
 	rule_end(&b, at);
 	at = rule_start(&b, SYS_mprotect);
-	range_ok(&b);
+	range_ok(&b, (uint32_t)min_va);
 	prot_ok(&b, 2);
 	rule_end(&b, at);
 	/* munmap: all of the guest range at once, or a piece of it */
@@ -199,7 +218,7 @@ int proc_guest_filter(struct sock_filter *p, unsigned cap)
 	jmp(&b, BPF_JEQ, (uint32_t)(FLUSH_LEN >> 32), 0, 2);
 	ld(&b, ARG_LO(1));
 	jmp(&b, BPF_JEQ, (uint32_t)FLUSH_LEN, L_ALLOW, 0);
-	range_ok(&b);
+	range_ok(&b, (uint32_t)min_va);
 	rule_end(&b, at);
 	/* write: 8 bytes (an eventfd's counter) to a queue-notify eventfd, nothing else */
 	at = rule_start(&b, SYS_write);
@@ -410,6 +429,24 @@ static bool spawn_exec(struct proc_vm *p, struct spawn *sp, char *stack_top)
 
 /* ---- hearth's side ------------------------------------------------------------------------- */
 
+/* vm.mmap_min_addr, in whole pages and at least one (page 0); where it cannot be read (a jail
+ * without /proc), 64 KiB, the common distribution default, so that nothing is mapped where
+ * the host might refuse it. */
+static uint64_t host_min_va(void)
+{
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "re");
+
+	if (!f || fscanf(f, "%llu", &v) != 1)
+		v = 0x10000;
+	if (f)
+		fclose(f);
+	if (v > MIN_VA_MAX)
+		v = MIN_VA_MAX;
+	v = (v + PAGE - 1) & ~(PAGE - 1);
+	return v < PAGE ? PAGE : v;
+}
+
 static bool dead(const struct proc_vm *p)
 {
 	struct pollfd f = {.fd = p->pidfd, .events = POLLIN};
@@ -464,6 +501,7 @@ int proc_spawn(struct vm *vm, struct error *err)
 
 	if (vm->nvcpus > STUB_MAX_VCPUS)
 		return err_set(err, "process engine: at most %d vCPUs", STUB_MAX_VCPUS);
+	p->min_va = host_min_va();
 	if ((size_t)(stub_blob_end - stub_blob) > STUB_CODE_MAX)
 		return err_set(err, "process engine: the stub does not fit its slot");
 	/* The queue-notify eventfds, made before the devices are (they come after the guest
@@ -491,7 +529,7 @@ int proc_spawn(struct vm *vm, struct error *err)
 	p->shared->parent = sp.parent;
 	p->fsgsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE_) != 0;
 	p->shared->fsgsbase = p->fsgsbase;
-	n = proc_guest_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX);
+	n = proc_guest_filter((struct sock_filter *)p->shared->filter, STUB_FILTER_MAX, p->min_va);
 	if (n < 0)
 		return err_set(err, "process engine: the guest filter does not fit");
 	p->shared->filter_len = (uint32_t)n;

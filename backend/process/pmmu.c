@@ -73,6 +73,12 @@ struct pmmu {
 	    guest_faults;
 };
 
+/* The lowest address the guest process may map (process.h: proc_vm.min_va). */
+static uint64_t min_va(const struct pmmu *m)
+{
+	return proc_of(m->vm)->min_va;
+}
+
 struct pmmu *pmmu_create(struct vm *vm)
 {
 	struct pmmu *m = calloc(1, sizeof(*m));
@@ -217,6 +223,17 @@ static bool dirty_ok(struct pmmu *m, uint64_t off, bool write)
 	return (m->dirty[p / 64] >> (p % 64)) & 1;
 }
 
+/* Lock held, the vCPUs paused: forget_all, with the unmap in every vCPU's next reply, not
+ * only `pv`'s. Whichever resumes first unmaps (they share one address space); one that stays
+ * halted does not hold it back, and the others get no store through an old mapping. */
+static void forget_all_everywhere(struct pmmu *m, struct proc_vcpu *pv)
+{
+	forget_all(m, pv);
+	for (unsigned i = 0; i < m->vm->nvcpus; i++)
+		if (m->vm->vcpus[i].be != pv)
+			proc_vcpu_unmap_all(m->vm->vcpus[i].be);
+}
+
 int pmmu_dirty_start(struct pmmu *m, struct proc_vcpu *pv)
 {
 	uint64_t words = (gm_pages(&m->vm->mem) + 63) / 64;
@@ -227,7 +244,7 @@ int pmmu_dirty_start(struct pmmu *m, struct proc_vcpu *pv)
 	else
 		memset(m->dirty, 0, words * 8);
 	if (m->dirty)
-		forget_all(m, pv); /* writable mappings go: the next store faults and marks */
+		forget_all_everywhere(m, pv); /* writable mappings go: the next store faults */
 	pthread_mutex_unlock(&m->lock);
 	return m->dirty ? 0 : -ENOMEM;
 }
@@ -242,7 +259,7 @@ void pmmu_dirty_collect(struct pmmu *m, struct proc_vcpu *pv, uint64_t *bitmap)
 			bitmap[i] |= m->dirty[i];
 			m->dirty[i] = 0;
 		}
-		forget_all(m, pv);
+		forget_all_everywhere(m, pv);
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -255,7 +272,7 @@ void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 	invalidate_where(m, pv, covers, va, true);
 	/* A guest that invalidates a page is about to use its new translation: map it now
 	 * (read-only unless dirty) and save the fault. */
-	if (va >= 0x1000 && va < STUB_GUEST_VA_END)
+	if (va >= min_va(m) && va < STUB_GUEST_VA_END)
 		fill(m, pv, va, 0, true);
 	pthread_mutex_unlock(&m->lock);
 }
@@ -440,7 +457,7 @@ static bool fill_runs(struct pmmu *m, struct proc_vcpu *pv, const struct page_wa
 		uint64_t end = o + PAGE_4K;
 		bool table;
 
-		if (vbase + o < 0x1000) {
+		if (vbase + o < min_va(m)) {
 			o = end;
 			continue;
 		}
@@ -511,12 +528,18 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		pthread_mutex_lock(&m->lock);
 		return;
 	}
-	if (!gm_range_ok(gm, w.gpa, 1) || va < 0x1000) {
+	if (!gm_range_ok(gm, w.gpa, 1) || va < min_va(m)) {
 		uint64_t gen = m->gen; /* what the walk saw */
 
 		if (prefetch)
 			return;
-		/* MMIO (or page 0): decoded and done by hearth, never mapped */
+		if (va < min_va(m) && (err & PF_I || (va >> 12) == (c->r.rip >> 12))) {
+			pthread_mutex_unlock(&m->lock);
+			proc_refuse_low_code(pv, va, min_va(m));
+			pthread_mutex_lock(&m->lock);
+			return;
+		}
+		/* MMIO (or page 0, or below min_va): decoded and done by hearth, never mapped */
 		m->mmio++;
 		pthread_mutex_unlock(&m->lock);
 		proc_emulate_access(pv, va, w.gpa, gen);
@@ -529,7 +552,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		                (w.executable ? PROT_EXEC : 0);
 
 		if (gm_range_ok(gm, base, PAGE_2M) && vbase + PAGE_2M <= STUB_GUEST_VA_END) {
-			if (vbase >= 0x1000 && !pt_tracked_in_range(&m->pt, base, PAGE_2M))
+			if (vbase >= min_va(m) && !pt_tracked_in_range(&m->pt, base, PAGE_2M))
 				size = PAGE_2M;
 			else if (fill_runs(m, pv, &w, vbase, base, prot))
 				return;

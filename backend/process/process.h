@@ -71,6 +71,10 @@ struct proc_vm {
 	/* The host lets the guest's wrfsbase/wrgsbase run natively: its bases come back with
 	 * every exit (stub_init.fsgsbase). */
 	bool fsgsbase;
+	/* The lowest virtual address the guest process may map: the host's vm.mmap_min_addr
+	 * (the guest process has no capability that passes it). Below it, as on page 0, the
+	 * guest's accesses are emulated. */
+	uint64_t min_va;
 };
 
 /* vcpu->be */
@@ -129,7 +133,7 @@ int proc_spawn(struct vm *vm, struct error *err);
 /* The guest process's seccomp filter (classic BPF, as the file's head says) into p[cap]:
  * its length, or -1 when it does not fit. */
 struct sock_filter;
-int proc_guest_filter(struct sock_filter *p, unsigned cap);
+int proc_guest_filter(struct sock_filter *p, unsigned cap, uint64_t min_va);
 /* ... and wait (a bounded time) until its threads reported in. */
 int proc_wait_started(struct vm *vm, struct error *err);
 void proc_kill(struct vm *vm);
@@ -147,6 +151,8 @@ extern const uint8_t proc_sg_of[16];
 void proc_step_pt_store(struct proc_vcpu *pv, uint64_t va, uint64_t gpa);
 /* The guest uses an address the guest process cannot map (the slot, the upper half). */
 void proc_refuse_va(struct proc_vcpu *pv, uint64_t va);
+/* The guest runs code below min_va, which only data accesses can reach (emulated). */
+void proc_refuse_low_code(struct proc_vcpu *pv, uint64_t va, uint64_t min_va);
 void proc_vcpu_run(struct vcpu *v);
 void proc_vcpu_kick(struct vcpu *v);
 int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err);
@@ -216,7 +222,7 @@ uint64_t pmmu_gen(const struct pmmu *m);
 void pmmu_stats(const struct pmmu *m, cJSON *o);
 /* Dirty tracking: guest RAM mapped read-only until the first store to each page, which marks
  * it. Start (0 or -ENOMEM); collect ORs the marks into `bitmap` (by gm_offset page) and
- * starts over. With every vCPU parked; the mappings' changes go with `pv`'s next resume. */
+ * starts over. With every vCPU parked; the unmap goes with every vCPU's next resume. */
 int pmmu_dirty_start(struct pmmu *m, struct proc_vcpu *pv);
 void pmmu_dirty_collect(struct pmmu *m, struct proc_vcpu *pv, uint64_t *bitmap);
 void pmmu_log_stats(const struct pmmu *m);

@@ -53,6 +53,7 @@
 #define MAP_POPULATE_      0x8000
 #define PROT_RW_           0x3
 #define PR_SET_DUMPABLE_   4
+#define CAP_V3_            0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */
 #define PR_SET_NAME_       15
 #define ARCH_SET_GS_       0x1001
 #define ARCH_SET_FS_       0x1002
@@ -449,7 +450,17 @@ __attribute__((section(".text.entry"), noreturn, used)) void stub_start(struct s
 		const void *filter;
 	} prog = {(unsigned short)in->filter_len, in->filter};
 	uint32_t n = in->nvcpus;
+	struct {
+		uint32_t version;
+		int pid;
+	} cap_head = {CAP_V3_, 0};
+	uint32_t cap_none[6] = {0}; /* effective, permitted, inheritable; two 32-bit words each */
 
+	/* No capability, in this thread and so in the vCPU threads it makes: were hearth root,
+	 * CAP_SYS_RAWIO would let a guest map RAM below vm.mmap_min_addr (the host kernel's
+	 * guard against NULL-pointer bugs), and the rest is of no use here either. */
+	if (sys(__NR_capset, &cap_head, cap_none, 0) != 0)
+		die(122);
 	/* Nothing of hearth stays: everything outside the slot goes, the vDSO included. */
 	sys(__NR_munmap, 0x1000, STUB_SLOT_VA - 0x1000, 0);
 	sys(__NR_munmap, STUB_SLOT_VA + STUB_SLOT_SIZE, USER_VA_END - STUB_SLOT_VA - STUB_SLOT_SIZE,

@@ -410,6 +410,17 @@ void proc_refuse_va(struct proc_vcpu *pv, uint64_t va)
 	    (unsigned long long)va, (unsigned long long)STUB_SLOT_VA);
 }
 
+void proc_refuse_low_code(struct proc_vcpu *pv, uint64_t va, uint64_t min_va)
+{
+	vm_request_stop(vm_of(pv), STOP_VMM_ERROR, 0,
+	                "process engine: the guest runs code at 0x%llx (rip 0x%llx), below the "
+	                "lowest address a host process may map here (vm.mmap_min_addr: 0x%llx); "
+	                "this engine emulates data accesses there, not code (a KVM engine runs "
+	                "it)",
+	                (unsigned long long)va, (unsigned long long)pv->cpu.r.rip,
+	                (unsigned long long)min_va);
+}
+
 /* The signals the stub takes (stub.c). */
 static bool stub_signal(uint32_t signo)
 {
@@ -1027,6 +1038,7 @@ int proc_vcpu_init(struct vm *vm, struct vcpu *v, struct error *err)
 	pv->cpu.gm = &vm->mem;
 	pv->cpu.ops = &proc_cpu_ops;
 	pv->cpu.virtual_segments = true;
+	pv->cpu.unmapped_below = proc_of(vm)->min_va;
 	pv->cpu.ctx = pv;
 	pv->cpu.trap_port = -1;
 	/* The guest thread's bases are what its thread inherited (a copy of hearth has

@@ -129,6 +129,46 @@ def test_guest_process_starts_where_memfds_may_not_be_executed(guest, tmp_path):
 
 
 
+def test_guests_run_where_the_first_64_kib_cannot_be_mapped(guest):
+    """vm.mmap_min_addr = 65536, Debian's and Ubuntu's default: no page below 64 KiB can be
+    mapped by the guest process (it holds no capability that passes the limit, even when
+    hearth is root), and the boot structures are there. hearth emulates the guest's accesses
+    there, as on page 0."""
+    path = "/proc/sys/vm/mmap_min_addr"
+    try:
+        with open(path) as f:
+            old = f.read().strip()
+    except OSError:
+        pytest.skip("no vm.mmap_min_addr")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to change vm.mmap_min_addr")
+    try:
+        with open(path, "w") as f:
+            f.write("65536")
+    except OSError as e:
+        pytest.skip(f"vm.mmap_min_addr cannot be changed here: {e}")
+    try:
+        hello = run_hearth("--engine", "process", "--verbose", "--kernel", guest("hello"),
+                           timeout=30)
+        mmu = run_hearth("--engine", "process", "--kernel", guest("mmuguest"), timeout=60)
+        smp = run_hearth("--engine", "process", "--kernel", guest("smpguest"), "--vcpus", "2",
+                         "--cmdline", "classic page0=2000", "--timeout", "60", timeout=90)
+        hostile = run_hearth("--engine", "process", "--kernel", guest("hostileguest"),
+                             "--cmdline", "hostcalls", timeout=30)
+    finally:
+        with open(path, "w") as f:
+            f.write(old)
+    assert hello.code == 0 and "hello from hearth: 127 MiB RAM" in hello.out, hello.err
+    # its start info, memory map and command line (0x7000, 0x8000) are read by emulation
+    m = EMULATED.search(hello.err)
+    assert m and int(m[1]) >= 3, hello.err
+    assert mmu.code == 0 and "mmuguest: avx" in mmu.out, (mmu.out, mmu.err)
+    assert smp.code == 0 and "smpguest: 2 cpus up (apic ids 0 1)" in smp.out, (smp.out,
+                                                                                  smp.err)
+    assert hostile.code == 0, hostile.err
+    assert "hostileguest: hostcalls with EFER.SCE entered=4 rax=-38" in hostile.out
+
+
 def test_queue_notifies_are_signalled_by_the_guest_process_without_exits(guest, tmp_path):
     # blkbench, noirq: each request is one QueueNotify store by the same instruction and no
     # other device access. The first store traps and hearth emulates it; the stub signals

@@ -38,13 +38,14 @@
 #define GET_FS    0x1003
 #define GUEST_END STUB_GUEST_VA_END
 #define MAP_2M    STUB_MAP_MAX
+#define MIN_VA    0x10000ULL /* vm.mmap_min_addr as Debian sets it */
 
 static struct sock_filter prog[STUB_FILTER_MAX];
 static unsigned prog_len;
 
 static int setup(void **state)
 {
-	int n = proc_guest_filter(prog, STUB_FILTER_MAX);
+	int n = proc_guest_filter(prog, STUB_FILTER_MAX, MIN_VA);
 
 	(void)state;
 	if (n <= 0)
@@ -86,6 +87,10 @@ static uint32_t run(const struct seccomp_data *d)
 		case BPF_JMP | BPF_JSET | BPF_K:
 			t = (a & k) != 0;
 			break;
+		case BPF_JMP | BPF_JA:
+			pc += k;
+			assert_true(pc + 1 < prog_len);
+			continue;
 		default:
 			fail_msg("instruction %u: code 0x%x", pc, f->code);
 			return 0;
@@ -123,13 +128,16 @@ static void test_abi_and_ip(void **state)
 	assert_int_equal(run(&d), TRAP); /* int $0x80 */
 	d.arch = AUDIT_ARCH_X86_64;
 	assert_int_equal(run(&d), ALLOW);
-	/* the guest's own syscall, anywhere but the stub's code */
+	/* the guest's own syscall, anywhere but the stub's code: the kernel gives the address
+	 * after the instruction, so one that ends at the code's first byte (a guest's, mapped
+	 * just below the slot) is not the stub's */
 	assert_int_equal(call_at(0x401000, SYS_sched_yield, 0, 0, 0, 0, 0, 0), TRAP);
 	assert_int_equal(call_at(CODE - 1, SYS_sched_yield, 0, 0, 0, 0, 0, 0), TRAP);
-	assert_int_equal(call_at(CODE, SYS_sched_yield, 0, 0, 0, 0, 0, 0), ALLOW);
-	assert_int_equal(call_at(CODE + STUB_CODE_MAX - 1, SYS_sched_yield, 0, 0, 0, 0, 0, 0),
-	                 ALLOW);
-	assert_int_equal(call_at(CODE + STUB_CODE_MAX, SYS_sched_yield, 0, 0, 0, 0, 0, 0), TRAP);
+	assert_int_equal(call_at(CODE, SYS_sched_yield, 0, 0, 0, 0, 0, 0), TRAP);
+	assert_int_equal(call_at(CODE + 1, SYS_sched_yield, 0, 0, 0, 0, 0, 0), ALLOW);
+	assert_int_equal(call_at(CODE + STUB_CODE_MAX, SYS_sched_yield, 0, 0, 0, 0, 0, 0), ALLOW);
+	assert_int_equal(call_at(CODE + STUB_CODE_MAX + 1, SYS_sched_yield, 0, 0, 0, 0, 0, 0),
+	                 TRAP);
 	assert_int_equal(
 	    call_at((IP & 0xffffffffULL) | (1ULL << 32), SYS_sched_yield, 0, 0, 0, 0, 0, 0), TRAP);
 	assert_int_equal(call_at(0x401000, SYS_write, 6, 0x1000, 8, 0, 0, 0), TRAP);
@@ -196,11 +204,24 @@ static void test_mmap(void **state)
 	assert_int_equal(call(SYS_mmap, 0x200000, 4096, 8, sf, STUB_RAM_FD, 0), TRAP);
 	assert_int_equal(
 	    call(SYS_mmap, 0x200000, 4096, PROT_READ | PROT_GROWSDOWN, sf, STUB_RAM_FD, 0), TRAP);
-	/* below the slot, at most 2 MiB */
+	/* below the slot, at most 2 MiB; a page up to the last below it (the stub maps pages
+	 * anywhere in the last 2 MiB) */
 	assert_int_equal(call(SYS_mmap, GUEST_END - MAP_2M, MAP_2M, PROT_READ, sf, STUB_RAM_FD, 0),
 	                 ALLOW);
 	assert_int_equal(
 	    call(SYS_mmap, GUEST_END - MAP_2M + 4096, MAP_2M, PROT_READ, sf, STUB_RAM_FD, 0), TRAP);
+	assert_int_equal(call(SYS_mmap, GUEST_END - 4096, 4096, PROT_READ, sf, STUB_RAM_FD, 0),
+	                 ALLOW);
+	assert_int_equal(
+	    call(SYS_mmap, GUEST_END - MAP_2M + 4096, 4096, PROT_READ, sf, STUB_RAM_FD, 0), ALLOW);
+	assert_int_equal(call(SYS_mmap, GUEST_END - 4096, 8192, PROT_READ, sf, STUB_RAM_FD, 0),
+	                 TRAP);
+	/* not below vm.mmap_min_addr (a guest process with CAP_SYS_RAWIO could) */
+	assert_int_equal(call(SYS_mmap, MIN_VA, 4096, PROT_READ, sf, STUB_RAM_FD, 0), ALLOW);
+	assert_int_equal(call(SYS_mmap, MIN_VA - 4096, 4096, PROT_READ, sf, STUB_RAM_FD, 0), TRAP);
+	assert_int_equal(call(SYS_mmap, 0, 4096, PROT_READ, sf, STUB_RAM_FD, 0), TRAP);
+	assert_int_equal(call(SYS_mprotect, 0x1000, 4096, PROT_READ, 0, 0, 0), TRAP);
+	assert_int_equal(call(SYS_munmap, 0, 4096, 0, 0, 0, 0), TRAP);
 	assert_int_equal(call(SYS_mmap, GUEST_END, 4096, PROT_READ, sf, STUB_RAM_FD, 0), TRAP);
 	assert_int_equal(call(SYS_mmap, 0x200000, MAP_2M + 1, PROT_READ, sf, STUB_RAM_FD, 0), TRAP);
 	assert_int_equal(
