@@ -282,6 +282,7 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 		case 0xf2:
 		case 0xf3:
 			in->rep = true;
+			in->repne = op == 0xf2;
 			continue;
 		case 0x26:
 			in->seg = SH_ES;
@@ -501,6 +502,13 @@ int sh_decode(const uint8_t *b, size_t n, bool mode64, bool def32, struct sh_ins
 	case 0xac:
 	case 0xad:
 		in->op = op < 0xaa ? SH_OP_MOVS : op < 0xac ? SH_OP_STOS : SH_OP_LODS;
+		in->access_size = (op & 1) ? in->opsize : 1;
+		break;
+	case 0xa6:
+	case 0xa7:
+	case 0xae:
+	case 0xaf:
+		in->op = op < 0xae ? SH_OP_CMPS : SH_OP_SCAS;
 		in->access_size = (op & 1) ? in->opsize : 1;
 		break;
 	case 0x63: /* movsxd (64-bit code); arpl in 32-bit code */

@@ -93,7 +93,11 @@ enum sh_op {
 	 * destination at RDI in ES; `rep` repeats RCX times. access_size: the element's bytes. */
 	SH_OP_MOVS, /* a4, a5 */
 	SH_OP_STOS, /* aa, ab */
-	SH_OP_LODS, /* ac, ad. Last: range checks use it (tests/fuzz/fuzz_decode.c). */
+	SH_OP_LODS, /* ac, ad */
+	/* String comparisons: the flags of cmp ([RSI] - [RDI]; the accumulator - [RDI]); with
+	 * `rep`, `repne` tells repne (f2) from repe (f3). */
+	SH_OP_CMPS, /* a6, a7 */
+	SH_OP_SCAS, /* ae, af. Last: range checks use it (tests/fuzz/fuzz_decode.c). */
 };
 
 /* SH_OP_ALU's operations; the first eight in the order of the opcodes' bits 5:3. */
@@ -124,6 +128,7 @@ struct sh_insn {
 	uint8_t rex;
 	int seg; /* segment override, or -1 */
 	bool rep, lock;
+	bool repne; /* the last of f2 and f3 was f2 */
 	/* ModRM operand. For mov moffs (a0-a3), which has no ModRM byte, the same fields describe
 	 * the operand: mem, mod 0, no base or index, the offset in disp. */
 	bool has_modrm, mem;

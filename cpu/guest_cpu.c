@@ -1200,30 +1200,84 @@ static enum str_where str_operand(struct guest_cpu *c, struct str_page *pg, uint
 	return STR_OK;
 }
 
+/* The operands a string instruction has: a source at RSI (in DS or the override), one at
+ * RDI (in ES) that it stores to or compares with, and whether it compares (cmps, scas: the
+ * flags of cmp, and `rep` is repe or repne). */
+static bool str_uses_si(const struct sh_insn *in)
+{
+	return in->op == SH_OP_MOVS || in->op == SH_OP_LODS || in->op == SH_OP_CMPS;
+}
+
+static bool str_uses_di(const struct sh_insn *in)
+{
+	return in->op != SH_OP_LODS;
+}
+
+static bool str_stores(const struct sh_insn *in)
+{
+	return in->op == SH_OP_MOVS || in->op == SH_OP_STOS;
+}
+
+/* One element, given how to read the RSI operand and the RDI operand and how to store at
+ * RDI: what movs, stos, lods, cmps and scas each do with them. */
+struct str_io {
+	struct guest_cpu *c;
+	cpu_mmio_access access;
+	void *ctx;
+	uint64_t si[8], di[8]; /* guest-physical addresses: one, or one per byte */
+	bool bytewise;
+};
+
+static uint64_t str_read(struct str_io *io, const uint64_t *gpa, unsigned size)
+{
+	uint64_t v = 0;
+
+	if (!io->bytewise) {
+		io->access(io->ctx, gpa[0], false, &v, size);
+		return v;
+	}
+	for (unsigned k = 0; k < size; k++)
+		io->access(io->ctx, gpa[k], false, (uint8_t *)&v + k, 1);
+	return v;
+}
+
+static void str_element(struct str_io *io, const struct sh_insn *in)
+{
+	struct guest_cpu *c = io->c;
+	unsigned size = in->access_size;
+	uint64_t v = str_uses_si(in) ? str_read(io, io->si, size) : c->r.gpr[R_AX];
+
+	if (str_stores(in)) {
+		if (!io->bytewise)
+			io->access(io->ctx, io->di[0], true, &v, size);
+		else
+			for (unsigned k = 0; k < size; k++)
+				io->access(io->ctx, io->di[k], true, (uint8_t *)&v + k, 1);
+	} else if (in->op == SH_OP_LODS) {
+		set_accumulator(c, v, size);
+	} else { /* cmps: [RSI] - [RDI]; scas: the accumulator - [RDI] */
+		alu_op(SH_CMP, v, str_read(io, io->di, size), size, &c->r.rflags);
+	}
+}
+
 /* An element across a page's end: byte by byte, when every byte is RAM (page 0 included;
  * a device register is never split). False: not so, nothing done. */
-static bool str_element_bytes(struct guest_cpu *c, const struct sh_insn *in, uint64_t src,
-                              uint64_t dst, cpu_mmio_access access, void *ctx)
+static bool str_element_bytes(struct str_io *io, const struct sh_insn *in, uint64_t src,
+                              uint64_t dst)
 {
-	bool reads = in->op != SH_OP_STOS, writes = in->op != SH_OP_LODS;
-	unsigned size = in->access_size;
-	uint64_t sg[8], dg[8], v = reads ? 0 : c->r.gpr[R_AX];
-	uint8_t *b = (uint8_t *)&v;
+	struct guest_cpu *c = io->c;
 
-	for (unsigned k = 0; k < size; k++) {
-		if (reads && (!c->ops->translate(c->ctx, src + k, false, &sg[k]) ||
-		              !gm_range_ok(c->gm, sg[k], 1)))
+	for (unsigned k = 0; k < in->access_size; k++) {
+		if (str_uses_si(in) && (!c->ops->translate(c->ctx, src + k, false, &io->si[k]) ||
+		                        !gm_range_ok(c->gm, io->si[k], 1)))
 			return false;
-		if (writes && (!c->ops->translate(c->ctx, dst + k, true, &dg[k]) ||
-		               !gm_range_ok(c->gm, dg[k], 1)))
+		if (str_uses_di(in) &&
+		    (!c->ops->translate(c->ctx, dst + k, str_stores(in), &io->di[k]) ||
+		     !gm_range_ok(c->gm, io->di[k], 1)))
 			return false;
 	}
-	for (unsigned k = 0; reads && k < size; k++)
-		access(ctx, sg[k], false, &b[k], 1);
-	for (unsigned k = 0; writes && k < size; k++)
-		access(ctx, dg[k], true, &b[k], 1);
-	if (!writes)
-		set_accumulator(c, v, size);
+	io->bytewise = true;
+	str_element(io, in);
 	return true;
 }
 
@@ -1238,12 +1292,13 @@ static void str_page_fault(struct guest_cpu *c, uint64_t va, bool write)
 	cpu_page_fault(c, va, err);
 }
 
-/* movs, stos, lods where an operand is one the host cannot map. The elements are done here
- * while one of their operands is such, at most STRING_BATCH per trap; from the first whose
- * operands are both ordinary memory (or one without a translation) the instruction goes on
- * natively, with RSI, RDI and RCX where hardware would have them, and traps again where it
- * must. RIP moves on when the count is done. The first element's other operand unmapped:
- * the guest's #PF for it (hardware's order: the source first). False: nothing was done. */
+/* movs, stos, lods, cmps and scas where an operand is one the host cannot map. The elements
+ * are done here while one of their operands is such, at most STRING_BATCH per trap; from the
+ * first whose operands are all ordinary memory (or one without a translation) the
+ * instruction goes on natively, with RSI, RDI, RCX and the flags where hardware would have
+ * them, and traps again where it must. repe and repne end where a comparison says so. RIP
+ * moves on when the instruction is done. The first element's other operand unmapped: the
+ * guest's #PF for it (hardware's order: the source first). False: nothing was done. */
 #define STRING_BATCH 4096
 
 static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64_t va,
@@ -1254,61 +1309,59 @@ static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64
 	int64_t step = (c->r.rflags & RF_DF) ? -(int64_t)size : (int64_t)size;
 	uint64_t *rsi = gpr(c, R_SI), *rdi = gpr(c, R_DI), *rcx = gpr(c, R_CX);
 	uint64_t count = in->rep ? *rcx & amask : 1, done = 0;
-	bool reads = in->op != SH_OP_STOS, writes = in->op != SH_OP_LODS;
+	bool uses_si = str_uses_si(in), uses_di = str_uses_di(in), stores = str_stores(in);
+	bool compares = in->op == SH_OP_CMPS || in->op == SH_OP_SCAS, ended = false;
 	struct str_page src_page = {0}, dst_page = {0};
+	struct str_io io = {.c = c, .access = access, .ctx = ctx};
 
 	if (!count) { /* rep with RCX 0: nothing (it never traps natively) */
 		c->r.rip += in->len;
 		return true;
 	}
 	/* the trap was at an operand of the first element */
-	if (!((reads && va - ((*rsi & amask) + seg_base(c, in->seg)) < size) ||
-	      (writes && va - (*rdi & amask) < size)))
+	if (!((uses_si && va - ((*rsi & amask) + seg_base(c, in->seg)) < size) ||
+	      (uses_di && va - (*rdi & amask) < size)))
 		return false;
-	for (; done < count && done < STRING_BATCH; done++) {
+	for (; done < count && done < STRING_BATCH && !ended; done++) {
 		uint64_t src = (*rsi & amask) + seg_base(c, in->seg), dst = *rdi & amask;
-		uint64_t src_gpa = 0, dst_gpa = 0, v = 0;
 		bool src_special = false, dst_special = false;
 		enum str_where ws = STR_OK, wd = STR_OK;
 
-		if (reads)
-			ws = str_operand(c, &src_page, src, size, false, &src_gpa, &src_special);
-		if (writes)
-			wd = str_operand(c, &dst_page, dst, size, true, &dst_gpa, &dst_special);
+		if (uses_si)
+			ws = str_operand(c, &src_page, src, size, false, &io.si[0], &src_special);
+		if (uses_di)
+			wd = str_operand(c, &dst_page, dst, size, stores, &io.di[0], &dst_special);
 		if (ws == STR_UNMAPPED || wd == STR_UNMAPPED) {
 			if (done)
 				break;          /* natively from here: its fault comes then */
 			if (ws == STR_UNMAPPED) /* hardware's order: the source first */
 				str_page_fault(c, src, false);
 			else
-				str_page_fault(c, dst, true);
+				str_page_fault(c, dst, stores);
 			return true;
 		}
 		if (ws == STR_CROSSES || wd == STR_CROSSES) {
-			if (!str_element_bytes(c, in, src, dst, access, ctx))
+			if (!str_element_bytes(&io, in, src, dst))
 				break;
 		} else if (!src_special && !dst_special) {
 			break;
 		} else {
-			if (reads)
-				access(ctx, src_gpa, false, &v, size);
-			else
-				v = c->r.gpr[R_AX];
-			if (writes)
-				access(ctx, dst_gpa, true, &v, size);
-			else
-				set_accumulator(c, v, size);
+			io.bytewise = false;
+			str_element(&io, in);
 		}
-		if (reads)
+		if (uses_si)
 			str_step(rsi, step, amask);
-		if (writes)
+		if (uses_di)
 			str_step(rdi, step, amask);
 		if (in->rep)
 			str_step(rcx, -1, amask);
+		/* repe goes on while equal, repne while not */
+		if (compares && in->rep && !(c->r.rflags & RF_ZF) != in->repne)
+			ended = true;
 	}
 	if (!done)
 		return false;
-	if (done == count)
+	if (done == count || ended)
 		c->r.rip += in->len;
 	return true;
 }
@@ -1319,6 +1372,24 @@ static bool lock_allowed(const struct sh_insn *in)
 	if (in->op == SH_OP_ALU)
 		return in->alu != SH_CMP && in->alu != SH_TEST && !in->alu_to_reg;
 	return in->op == SH_OP_XCHG || in->op == SH_OP_CMPXCHG || in->op == SH_OP_XADD;
+}
+
+/* Whether the instruction stores to its memory operand (a failed cmpxchg too: hardware
+ * writes the old value back, and faults as a store). */
+static bool mmio_writes(const struct sh_insn *in)
+{
+	switch (in->op) {
+	case SH_OP_MOV_STORE:
+	case SH_OP_MOV_STORE_IMM:
+	case SH_OP_XCHG:
+	case SH_OP_CMPXCHG:
+	case SH_OP_XADD:
+		return true;
+	case SH_OP_ALU:
+		return !in->alu_to_reg && in->alu != SH_CMP && in->alu != SH_TEST;
+	default:
+		return false;
+	}
 }
 
 bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,
@@ -1347,6 +1418,8 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 	case SH_OP_MOVS:
 	case SH_OP_STOS:
 	case SH_OP_LODS:
+	case SH_OP_CMPS:
+	case SH_OP_SCAS:
 		if (!emulate_string(c, &in, va, access, ctx))
 			return false;
 		if (!code64)
@@ -1358,6 +1431,18 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 	size = in.access_size;
 	if (effective_address(c, &in) != va || (va & 4095) + size > 4096)
 		return false;
+	/* The walk that found `gpa` was for the access the fault reported, which the guest can
+	 * forge (or change the instruction after it): a store must be one g allows. */
+	if (mmio_writes(&in)) {
+		uint64_t g;
+
+		if (!c->ops->translate(c->ctx, va, true, &g)) {
+			cpu_page_fault(c, va, PF_P | PF_W);
+			return true;
+		}
+		if (g != gpa)
+			return false;
+	}
 	if (in.op == SH_OP_ALU) {
 		emulate_alu(c, &in, gpa, access, ctx);
 	} else if (in.op == SH_OP_XCHG || in.op == SH_OP_CMPXCHG || in.op == SH_OP_XADD) {

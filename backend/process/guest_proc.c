@@ -326,6 +326,12 @@ static int child_main(void *arg)
 	uint64_t top0 = stacks + STUB_STACK_SIZE;
 	size_t shared_len = (STUB_SHARED_SIZE + PAGE - 1) & ~(PAGE - 1);
 
+	/* Whatever of hearth's lies in the slot goes first (its gaps stay inaccessible): the
+	 * stub unmaps only what is outside it. */
+	if (raw(SYS_mmap, (long)STUB_SLOT_VA, STUB_SLOT_SIZE, PROT_NONE,
+	        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+	        0) != (long)STUB_SLOT_VA)
+		_exit(110);
 	if (raw(SYS_mmap, (long)code, STUB_CODE_MAX, PROT_READ | PROT_WRITE,
 	        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != (long)code)
 		_exit(110);

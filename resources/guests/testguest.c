@@ -49,7 +49,13 @@
  *                   results are right; X, A: memory after xchg and xadd; C, F: the
  *                   cmpxchgs' ZF and memory after them; O: after the or; K: the byte sum
  *                   across the page end; V: 1 if lods and movs read what mov reads; T: the
- *                   TPR after stos, xchg, xadd and cmpxchg, in hex), then sets TPR to 0
+ *                   TPR after stos, xchg, xadd and cmpxchg, in hex), then sets TPR to 0.
+ *                   Then the comparisons, on "hearth" at 0x700 of page 0: repne scasb for
+ *                   its end (strlen), repe cmpsb against "heaRth" in RAM, scasq on its
+ *                   first quadword, and a backwards repne scasb for 'e'; prints
+ *                   "testguest: strops compare len=L left=N zf=Z cf=C eq=E back=B at=A"
+ *                   (the length, RCX and the flags after the cmpsb, ZF after the scasq,
+ *                   RCX and RDI's offset after the backwards scan)
  *   fsgsbase        where CPUID.7:EBX.FSGSBASE is set: set CR4.FSGSBASE, wrfsbase and
  *                   wrgsbase, read both bases back through their MSRs, write the FS base
  *                   through its MSR and read it with rdfsbase; prints "testguest: fsgsbase
@@ -413,6 +419,40 @@ static void *addr(uintptr_t a)
 	return (void *)a;
 }
 
+/* strops' comparisons: cmps and scas with an operand on page 0. */
+static void str_compares(void)
+{
+	char *s = addr(0x700), ram[8] = "heaRth";
+	uint64_t quad;
+	bool eqz;
+	unsigned long cnt = ~0UL, left, back;
+	void *d = s, *sp;
+	bool zf, cf;
+
+	for (unsigned i = 0; i < 8; i++)
+		s[i] = "hearth"[i < 6 ? i : 6];
+	__asm__ volatile("repne scasb" : "+D"(d), "+c"(cnt) : "a"(0) : "memory");
+	sp = s, d = ram, left = 6;
+	__asm__ volatile("repe cmpsb"
+	                 : "+D"(d), "+S"(sp), "+c"(left), "=@ccz"(zf), "=@ccc"(cf)
+	                 :
+	                 : "memory");
+	quad = *(volatile uint64_t *)s;
+	d = s;
+	__asm__ volatile("scasq" : "+D"(d), "=@ccz"(eqz) : "a"(quad) : "memory");
+	d = s + 5, back = 6;
+	__asm__ volatile("std\n"
+	                 "repne scasb\n"
+	                 "cld"
+	                 : "+D"(d), "+c"(back)
+	                 : "a"('e')
+	                 : "memory");
+	con_printf("testguest: strops compare len=%lu left=%lu zf=%u cf=%u eq=%u back=%lu "
+	           "at=%ld\n",
+	           ~cnt - 1, left, (unsigned)zf, (unsigned)cf, (unsigned)eqz, back,
+	           (long)((char *)d - s));
+}
+
 static void strops(void)
 {
 	uint64_t *q = addr(0x100), *m = addr(0x300), src[8], back[8], v, x, rax, after, last;
@@ -495,6 +535,7 @@ static void strops(void)
 	           ok, (unsigned long)v, (unsigned long)x, (unsigned)zf1, (unsigned)zf2,
 	           (unsigned long)after, (unsigned long)last, sum,
 	           (unsigned)(lver == ver && mver == ver), t[0], t[1], t[2], t[3]);
+	str_compares();
 }
 
 static void load_ss(uint16_t sel)

@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      "the first len bytes decode differently");
 		check(sh_decode(buf, a.len - 1u, m64, d32, &b) == -1,
 		      "len - 1 bytes still decode: len is not exact");
-		check(a.op <= SH_OP_LODS, "op out of range");
+		check(a.op <= SH_OP_SCAS, "op out of range");
 		check(a.op < SH_OP_XCHG || a.access_size == 1 || a.access_size == a.opsize,
 		      "atomic or string operand size");
 		check(a.op < SH_OP_XCHG || a.op > SH_OP_XADD || a.mem, "atomic without memory");

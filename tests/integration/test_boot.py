@@ -324,12 +324,15 @@ def test_read_modify_write_on_a_device_register_and_on_page_0(hearth, guest):
 def test_string_moves_and_atomics_on_page_0_and_a_device_register(hearth, guest):
     """rep stos/movs, lods, xchg, lock xadd, lock cmpxchg (both outcomes) and lock or on
     page 0, strings that cross its end in both directions, and lods/movs/stos/xchg/xadd/
-    cmpxchg on the local APIC: compiled memset/memcpy and atomics do this. In the process
+    cmpxchg on the local APIC: compiled memset/memcpy and atomics do this; and repne scasb
+    (strlen), repe cmpsb (memcmp), scasq and a backwards scan on page 0. In the process
     engine they reach hearth's emulator, which must give what the CPU gives (the other
     engines run them natively or in KVM's emulator, and must print the same)."""
     r = hearth("--kernel", guest("testguest"), "--cmdline", "strops")
     assert r.code == 0, r.out + r.err
     assert ("testguest: strops page0 1 9 13 1,0 20 276 11440 apic 1 10,20,30,40"
+            in r.out), r.out
+    assert ("testguest: strops compare len=6 left=2 zf=0 cf=0 eq=1 back=1 at=0"
             in r.out), r.out
 
 

@@ -61,13 +61,15 @@ struct fx {
 	uint64_t mmio_read_value;
 	/* the guest loaded a new GDT in which SEL_CODE is 32-bit code */
 	bool gdt_swapped;
+	/* the device pages are mapped read-only (a store's walk fails) */
+	bool mmio_readonly;
 };
 
 static bool op_translate(void *ctx, uint64_t va, bool write, uint64_t *gpa)
 {
-	(void)ctx;
-	(void)write;
 	if (va - MMIO_VA < 0x2000) {
+		if (write && ((struct fx *)ctx)->mmio_readonly)
+			return false;
 		*gpa = va - MMIO_VA + MMIO_GPA;
 		return true;
 	}
@@ -1150,6 +1152,32 @@ static void test_mmio_stores(void **state)
 	MCODE(f, 0xa2, 0x10, 0x00, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x00); /* movabs %al,0xfee00010 */
 	mmio_ok(f, 9, 0x10);
 	assert_int_equal(f->mmio[0].value, 0x88);
+	/* mapped read-only: a store (whatever access the fault reported) is the guest's #PF with
+	 * W and P, and reaches nothing; a load and a cmp still run */
+	f->mmio_readonly = true;
+	static const uint8_t stores[][3] = {
+	    {0x89, 0x03}, /* mov %eax,(%rbx) */
+	    {0x01, 0x03}, /* add %eax,(%rbx) */
+	    {0x87, 0x03}, /* xchg %eax,(%rbx) */
+	    {0xf7, 0x13}, /* notl (%rbx) */
+	};
+	for (unsigned i = 0; i < sizeof(stores) / sizeof(stores[0]); i++) {
+		f->c.r.rip = CODE;
+		f->c.r.gpr[R_SP] = STACK;
+		f->c.cr2 = 0;
+		CODE_(f, stores[i][0], stores[i][1]);
+		f->nmmio = 0;
+		assert_true(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+		assert_int_equal(f->nmmio, 0);
+		assert_int_equal(f->c.r.rip, HANDLER + 16 * V_PF);
+		assert_int_equal(f->c.cr2, MMIO_VA);
+		assert_int_equal(stack_word(f, 0), PF_P | PF_W);
+	}
+	MCODE(f, 0x8b, 0x03); /* mov (%rbx),%eax */
+	mmio_ok(f, 2, 0);
+	MCODE(f, 0x39, 0x03); /* cmp %eax,(%rbx) */
+	mmio_ok(f, 2, 0);
+	f->mmio_readonly = false;
 }
 
 static void test_mmio_addressing(void **state)
@@ -1321,6 +1349,60 @@ static void test_mmio_strings(void **state)
 	assert_int_equal(stack_word(f, 0), PF_W);
 	assert_int_equal(stack_word(f, 1), CODE);
 	assert_int_equal(f->c.r.gpr[R_SI], MMIO_VA);
+	/* cmps and scas with a device operand: the flags of cmp, and repe / repne end where the
+	 * comparison says (every read gives mmio_read_value here) */
+	f->c.r.rflags = RF_RESERVED;
+	f->c.r.gpr[R_SI] = MMIO_VA;
+	f->c.r.gpr[R_DI] = MMIO_VA + 0x100;
+	f->c.r.gpr[R_CX] = 4;
+	MCODE(f, 0xf3, 0xa6); /* repe cmpsb: all equal, to the end */
+	string_ok(f, MMIO_VA);
+	assert_int_equal(f->nmmio, 8);
+	assert_int_equal(f->c.r.gpr[R_CX], 0);
+	assert_int_equal(f->c.r.gpr[R_SI], MMIO_VA + 4);
+	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA + 0x104);
+	assert_true(f->c.r.rflags & RF_ZF);
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	f->c.r.gpr[R_DI] = MMIO_VA;
+	f->c.r.gpr[R_CX] = 5;
+	f->c.r.gpr[R_AX] = 0x88;
+	MCODE(f, 0xf2, 0xae); /* repne scasb for 0x88: found at the first */
+	string_ok(f, MMIO_VA);
+	assert_int_equal(f->nmmio, 1);
+	assert_int_equal(f->c.r.gpr[R_CX], 4);
+	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA + 1);
+	assert_true(f->c.r.rflags & RF_ZF);
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	f->c.r.gpr[R_AX] = 0x90;
+	f->c.r.gpr[R_CX] = 3;
+	MCODE(f, 0xf3, 0xae); /* repe scasb for 0x90: 0x90 - 0x88, unequal at the first */
+	string_ok(f, MMIO_VA + 1);
+	assert_int_equal(f->nmmio, 1);
+	assert_int_equal(f->c.r.gpr[R_CX], 2);
+	assert_false(f->c.r.rflags & (RF_ZF | RF_CF | RF_SF));
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	f->c.r.gpr[R_AX] = 0x80;
+	f->c.r.gpr[R_CX] = 3;
+	MCODE(f, 0xf2, 0xae); /* repne scasb for 0x80: 0x80 - 0x88 borrows, never equal */
+	string_ok(f, MMIO_VA + 2);
+	assert_int_equal(f->nmmio, 3);
+	assert_int_equal(f->c.r.gpr[R_CX], 0);
+	assert_true((f->c.r.rflags & (RF_ZF | RF_CF | RF_SF)) == (RF_CF | RF_SF));
+	f->c.r.gpr[R_AX] = 0x1122334455667788ULL;
+	MCODE(f, 0x48, 0xaf); /* scasq, no rep: equal */
+	string_ok(f, MMIO_VA + 5);
+	assert_int_equal(f->nmmio, 1);
+	assert_int_equal(f->mmio[0].len, 8);
+	assert_true(f->c.r.rflags & RF_ZF);
+	assert_int_equal(f->c.r.gpr[R_DI], MMIO_VA + 13);
+	assert_int_equal(f->c.r.rip, CODE + 2);
+	f->c.r.gpr[R_CX] = 0;
+	MCODE(f, 0xf3, 0xa6); /* rep with RCX 0: nothing, flags kept */
+	f->nmmio = 0;
+	assert_true(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
+	assert_int_equal(f->nmmio, 0);
+	assert_true(f->c.r.rflags & RF_ZF);
+	assert_int_equal(f->c.r.rip, CODE + 2);
 }
 
 static void test_mmio_atomics(void **state)

@@ -1437,6 +1437,9 @@ static void test_strings_and_atomics(void **state)
 	    {{0xf3, 0xaa}, 2, SH_OP_STOS, 1, 8, true, false},                /* rep stosb */
 	    {{0x67, 0xf3, 0xab}, 3, SH_OP_STOS, 4, 4, true, false},          /* rep stosl (%edi) */
 	    {{0xad}, 1, SH_OP_LODS, 4, 8, false, false},                     /* lodsl */
+	    {{0xf2, 0xae}, 2, SH_OP_SCAS, 1, 8, true, false},                /* repne scasb */
+	    {{0xf3, 0x48, 0xa7}, 3, SH_OP_CMPS, 8, 8, true, false},          /* repe cmpsq */
+	    {{0xa6}, 1, SH_OP_CMPS, 1, 8, false, false},                     /* cmpsb */
 	    {{0x86, 0x03}, 2, SH_OP_XCHG, 1, 8, false, false},               /* xchg %al,(%rbx) */
 	    {{0x48, 0x87, 0x03}, 3, SH_OP_XCHG, 8, 8, false, false},         /* xchg %rax,(%rbx) */
 	    {{0xf0, 0x0f, 0xb1, 0x0b}, 4, SH_OP_CMPXCHG, 4, 8, false, true}, /* lock cmpxchg */
@@ -1457,6 +1460,13 @@ static void test_strings_and_atomics(void **state)
 		assert_int_equal(in.mem, c[i].op == SH_OP_XCHG || c[i].op == SH_OP_CMPXCHG ||
 		                             c[i].op == SH_OP_XADD);
 	}
+	/* repne and repe: the last of f2 and f3 counts, as on the CPU */
+	assert_int_equal(sh_decode((const uint8_t[]){0xf2, 0xae}, 2, true, true, &in), 0);
+	assert_true(in.rep && in.repne);
+	assert_int_equal(sh_decode((const uint8_t[]){0xf3, 0xae}, 2, true, true, &in), 0);
+	assert_true(in.rep && !in.repne);
+	assert_int_equal(sh_decode((const uint8_t[]){0xf2, 0xf3, 0xa6}, 3, true, true, &in), 0);
+	assert_true(in.rep && !in.repne);
 	/* the register operand of xchg and xadd, with REX.R */
 	assert_int_equal(sh_decode((const uint8_t[]){0x4c, 0x0f, 0xc1, 0x0b}, 4, true, true, &in),
 	                 0);
@@ -1534,7 +1544,7 @@ static void test_garbage(void **state)
 		assert_true(in.len >= 1);
 		assert_true(in.len <= n);
 		assert_true(in.len <= 15);
-		assert_true(in.op <= SH_OP_LODS);
+		assert_true(in.op <= SH_OP_SCAS);
 		assert_true(in.opsize == 2 || in.opsize == 4 || in.opsize == 8);
 		assert_true(in.addrsize == 4 || in.addrsize == 8);
 		assert_true(in.reg < 16 && in.rm < 16);
