@@ -23,6 +23,7 @@
 #define LAYOUT_PML4          0x9000ULL /* boot page tables: identity map of the */
 #define LAYOUT_PDPT          0xa000ULL /* first 1 GiB with 2 MiB pages */
 #define LAYOUT_PD            0xb000ULL
+#define LAYOUT_BOOT_STACK    0x8ff0ULL /* RSP at a 64-bit entry (Firecracker's) */
 #define LAYOUT_CMDLINE       0x20000ULL
 #define LAYOUT_CMDLINE_MAX   0x10000ULL /* bytes reserved for the command line */
 #define LAYOUT_EBDA_START    0x9fc00ULL /* [EBDA, 1 MiB) is reserved in the e820 map */

@@ -9,8 +9,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define BOOT_STACK 0x8ff0ULL
-
 static struct kvm_segment flat_segment(uint16_t sel, uint8_t type, bool code64)
 {
 	return (struct kvm_segment){
@@ -67,7 +65,7 @@ static int hw_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 	r.rbx = boot->rbx;
 	r.rax = boot->rax;
 	if (boot->long_mode)
-		r.rsp = r.rbp = BOOT_STACK;
+		r.rsp = r.rbp = LAYOUT_BOOT_STACK;
 	if (ioctl(fd, KVM_SET_REGS, &r) < 0)
 		return err_set(err, "KVM_SET_REGS: %s", strerror(errno));
 	return 0;

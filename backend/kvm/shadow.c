@@ -666,7 +666,7 @@ static int sh_setup_boot_vcpu(struct vcpu *v, const struct boot_cpu_state *boot,
 
 	memset(&r, 0, sizeof(r));
 	r.rip = boot->rip;
-	r.rsp = boot->long_mode ? 0x8ff0 : 0;
+	r.rsp = boot->long_mode ? LAYOUT_BOOT_STACK : 0;
 	r.rflags = 2; /* interrupts off */
 	r.rbx = boot->rbx;
 	r.rax = boot->rax;

@@ -818,7 +818,14 @@ static void boot_state(struct proc_vcpu *pv)
 		c->efer = EFER_LME | EFER_LMA;
 		c->cs = BOOT_GDT_SEL_CODE64;
 		c->hidden.cs_desc = BOOT_GDT_CODE64_DESC;
-		c->r.gpr[R_SP] = c->r.gpr[R_BP] = 0x8ff0;
+		/* Where the host keeps the boot stack's page unmappable (vm.mmap_min_addr of 64
+		 * KiB), a stack there would make every push an emulated access, and most a #GP: the
+		 * top of the free RAM below the command line instead (the boot protocol sets no
+		 * RSP). */
+		c->r.gpr[R_SP] = c->r.gpr[R_BP] =
+		    LAYOUT_BOOT_STACK - PAGE_SIZE_ < proc_of(vm_of(pv))->min_va
+		        ? LAYOUT_CMDLINE - 16
+		        : LAYOUT_BOOT_STACK;
 	} else {
 		c->cr0 = CR0_PE | CR0_ET;
 		c->cs = BOOT_GDT_SEL_CODE32;

@@ -30,6 +30,23 @@ def test_hello_boots_and_prints_its_banner(hearth, guest):
     assert "host mmu:" in r.err
 
 
+def _min_va_above_boot_stack():
+    try:
+        with open("/proc/sys/vm/mmap_min_addr") as f:
+            return int(f.read()) > 0x8000
+    except OSError:
+        return True
+
+
+def test_the_linux_64_bit_entry_runs_on_the_stack_it_is_given(hearth, guest):
+    """stackguest pushes, calls and returns on hearth's boot stack and exits with its page:
+    0x8ff0 as Firecracker sets it, or 0x1fff0 in the process engine where the host cannot
+    map the page at 0x8000."""
+    r = hearth("--kernel", guest("stackguest"))
+    moved = hearth.mmu == "process" and _min_va_above_boot_stack()
+    assert r.code == (0x1f if moved else 0x8), r.err
+
+
 @pytest.mark.parametrize("mem,expect_mem,expect_entries", [(16, 15, 3), (512, 511, 3),
                                                            (3072, 3071, 3), (4096, 4095, 4)])
 def test_memory_size_reaches_the_guest(hearth, guest, mem, expect_mem, expect_entries):
