@@ -1165,7 +1165,7 @@ static void test_mmio_stores(void **state)
 		f->c.r.rip = CODE;
 		f->c.r.gpr[R_SP] = STACK;
 		f->c.cr2 = 0;
-		CODE_(f, stores[i][0], stores[i][1]);
+		code(f, stores[i], 2);
 		f->nmmio = 0;
 		assert_true(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
 		assert_int_equal(f->nmmio, 0);
@@ -1471,11 +1471,8 @@ static void test_mmio_refused(void **state)
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
 	MCODE(f, 0xf0, 0x39, 0x03); /* lock cmp %eax,(%rbx): #UD */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
-	f->c.r.gpr[R_SI] = MMIO_VA;
-	f->c.r.gpr[R_DI] = DATA;
-	MCODE(f, 0xa6); /* cmpsb */
+	MCODE(f, 0x0f, 0xa3, 0x03); /* bt %eax,(%rbx) */
 	assert_false(cpu_emulate_mmio(&f->c, MMIO_VA, MMIO_GPA, mmio_access, f));
-	f->c.r.gpr[R_SI] = f->c.r.gpr[R_DI] = 0;
 	/* a string whose first element is not at the fault's address */
 	f->c.r.gpr[R_DI] = MMIO_VA + 8;
 	MCODE(f, 0xaa); /* stosb */

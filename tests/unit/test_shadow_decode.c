@@ -1401,8 +1401,8 @@ static void test_other_instructions(void **state)
 	    {{0x88, 0xe0}, 2},                            /* mov %ah,%al */
 	    {{0x87, 0xd8}, 2},                            /* xchg %ebx,%eax */
 	    {{0x0f, 0xb1, 0xd8}, 3},                      /* cmpxchg %ebx,%eax */
-	    {{0xa6}, 1},                                  /* cmpsb */
-	    {{0xae}, 1},                                  /* scasb */
+	    {{0x0f, 0xa3, 0x03}, 3},                      /* bt %eax,(%rbx) */
+	    {{0xd1, 0x23}, 2},                            /* shll (%rbx) */
 	    {{0x8c, 0xd0}, 2},                            /* mov %ss,%eax */
 	    {{0x0e}, 1},                                  /* push %cs (32-bit) */
 	    {{0x16}, 1},                                  /* push %ss (32-bit) */
