@@ -909,21 +909,22 @@ enum emu cpu_emulate_insn(struct guest_cpu *c, const struct sh_insn *inp, const 
 }
 
 /* syscall at (virtual) CPL0, as single-address-space guests use it: a call into their own
- * kernel at LSTAR (CSTAR from compatibility mode), which comes back with a jump through RCX
- * (sysret would go to CPL3: refused). Hardware loads CS and SS with fixed flat descriptors;
- * the engines run the guest on its GDT's, so STAR's selector must name 64-bit code there,
- * as every kernel sets it up. */
+ * kernel at LSTAR (CSTAR from compatibility mode, as AMD CPUs do; Intel's give #UD there),
+ * which comes back with a jump through RCX (sysret would go to CPL3: refused). Hardware
+ * loads CS and SS with fixed flat descriptors; the engines run the guest on its GDT's, so
+ * STAR's selector must name 64-bit code there and the next one a data segment, as every
+ * kernel sets them up. */
 static void emulate_syscall(struct guest_cpu *c)
 {
 	uint16_t sel = (uint16_t)(c->star >> 32) & ~3;
 	uint64_t d = desc_of(c, sel), target = cpu_code64(c) ? c->lstar : c->cstar;
 	char why[160];
 
-	if (!code_segment(d) || !(d & (1ULL << 53))) {
+	if (!code_segment(d) || !(d & (1ULL << 53)) || !cpu_ss_loadable(c, (uint16_t)(sel + 8))) {
 		snprintf(why, sizeof(why),
-		         "syscall: STAR's CS selector 0x%x is not 64-bit code in the guest's GDT "
-		         "(descriptor 0x%016llx) at rip=0x%llx",
-		         sel, (unsigned long long)d, (unsigned long long)c->r.rip);
+		         "syscall: STAR's selector 0x%x is not 64-bit code (descriptor 0x%016llx), "
+		         "or 0x%x not a writable data segment, in the guest's GDT at rip=0x%llx",
+		         sel, (unsigned long long)d, sel + 8, (unsigned long long)c->r.rip);
 		stop(c, CPU_STOP_REFUSED, why);
 		return;
 	}
@@ -1192,7 +1193,8 @@ static enum str_where str_operand(struct guest_cpu *c, struct str_page *pg, uint
 		pg->valid = true;
 		pg->vpage = va >> 12;
 		pg->gbase = g & ~4095ULL;
-		pg->special = pg->vpage == 0 || va < c->unmapped_below ||
+		pg->special = pg->vpage == 0 ||
+		              va < __atomic_load_n(&c->unmapped_below, __ATOMIC_RELAXED) ||
 		              !gm_range_ok(c->gm, pg->gbase, 4096);
 	}
 	*gpa = pg->gbase | (va & 4095);
@@ -1437,7 +1439,7 @@ bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_a
 		uint64_t g;
 
 		if (!c->ops->translate(c->ctx, va, true, &g)) {
-			cpu_page_fault(c, va, PF_P | PF_W);
+			str_page_fault(c, va, true); /* W, and P unless the page went meanwhile */
 			return true;
 		}
 		if (g != gpa)

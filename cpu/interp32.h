@@ -11,7 +11,9 @@
  * far branches, string instructions with rep, cpuid, and through the CPU core (reused, not
  * duplicated) control registers, MSRs, descriptor tables and port I/O; 16- and 32-bit
  * operand and address sizes (0x66 and 0x67 flip them) with 16-bit ModRM addressing, and
- * fninit and fnclex (the x87 state is still the reset state). It refuses what such code
+ * fninit and fnclex, as no-ops: it runs no x87 instruction, so the state is the one the
+ * thread started with (an AP that ran natively before its INIT keeps what it had there,
+ * where hardware's fninit would reset it). It refuses what such code
  * does not need (the rest of x87, SSE, segment limits other than 4 GiB in protected mode,
  * task switches, single-stepping, virtual-8086 mode, string port I/O in 16-bit code) with
  * INTERP_UNSUPPORTED.

@@ -76,7 +76,7 @@ struct pmmu {
 /* The lowest address the guest process may map (process.h: proc_vm.min_va). */
 static uint64_t min_va(const struct pmmu *m)
 {
-	return proc_of(m->vm)->min_va;
+	return __atomic_load_n(&proc_of(m->vm)->min_va, __ATOMIC_RELAXED);
 }
 
 struct pmmu *pmmu_create(struct vm *vm)
@@ -489,7 +489,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 {
 	struct guest_cpu *c = &pv->cpu;
 	const struct guest_memory *gm = c->gm;
-	bool new_tracked = false;
+	bool new_tracked = false, stored;
 	struct walk_mode mode = {.write = err & PF_W,
 	                         .fetch = err & PF_I,
 	                         .nxe = c->efer & EFER_NXE,
@@ -523,7 +523,12 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	if (mode.write && pt_tracked(&m->pt, w.gpa) && (w.gpa >> 12) != m->pt.exempt) {
 		m->tracked_writes++;
 		pthread_mutex_unlock(&m->lock);
-		if (!cpu_emulate_pte_store(c, va, w.gpa))
+		/* under the lock of emulated accesses: atomic against a locked one that another
+		 * vCPU makes on the same entry (page tables below min_va are reached that way) */
+		pthread_mutex_lock(&proc_of(m->vm)->emu_lock);
+		stored = cpu_emulate_pte_store(c, va, w.gpa);
+		pthread_mutex_unlock(&proc_of(m->vm)->emu_lock);
+		if (!stored)
 			proc_step_pt_store(pv, va, w.gpa);
 		pthread_mutex_lock(&m->lock);
 		return;
@@ -554,7 +559,10 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		if (gm_range_ok(gm, base, PAGE_2M) && vbase + PAGE_2M <= STUB_GUEST_VA_END) {
 			if (vbase >= min_va(m) && !pt_tracked_in_range(&m->pt, base, PAGE_2M))
 				size = PAGE_2M;
-			else if (fill_runs(m, pv, &w, vbase, base, prot))
+			/* (not in the last region below the slot, where the guest process's filter
+			 * takes pages or all 2 MiB, not runs: the page alone then) */
+			else if (vbase + PAGE_2M < STUB_GUEST_VA_END &&
+			         fill_runs(m, pv, &w, vbase, base, prot))
 				return;
 		}
 	}

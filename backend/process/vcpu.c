@@ -44,6 +44,7 @@
 #define INTERP_STEPS    100000
 #define MAX_OP_FAILURES 3 /* in a row, each after a flush */
 #define PAGE_SIZE_      4096ULL
+#define LSM_MIN_VA      0x10000ULL /* CONFIG_LSM_MMAP_MIN_ADDR's usual value */
 
 static uint64_t now_ns(void)
 {
@@ -454,12 +455,35 @@ static void stub_entered(struct proc_vcpu *pv, uint64_t rip, uint32_t signo)
 	                (unsigned long long)(STUB_SLOT_VA + STUB_SLOT_SIZE - 1));
 }
 
+/* A security module may keep the guest process from mapping below 64 KiB although
+ * vm.mmap_min_addr says less (SELinux's mmap_zero check, CONFIG_LSM_MMAP_MIN_ADDR): after a
+ * refused mapping, take 64 KiB as the floor, once. True if it was lower. */
+static bool raise_min_va(struct vm *vm)
+{
+	struct proc_vm *p = proc_of(vm);
+
+	if (__atomic_load_n(&p->min_va, __ATOMIC_RELAXED) >= LSM_MIN_VA)
+		return false;
+	__atomic_store_n(&p->min_va, LSM_MIN_VA, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		__atomic_store_n(&pvcpu_of(&vm->vcpus[i])->cpu.unmapped_below, LSM_MIN_VA,
+		                 __ATOMIC_RELAXED);
+	log_info("process engine: the host refused a mapping; accesses below 0x%llx are "
+	         "emulated from now on",
+	         (unsigned long long)LSM_MIN_VA);
+	return true;
+}
+
 /* A change of the guest process's mappings failed (say, the host's limit on mappings): start
  * over from none; when even that fails, the VM ends. False: stop now. */
 static bool mappings_failed(struct proc_vcpu *pv, int64_t op_error)
 {
 	struct proc_vm *p = proc_of(vm_of(pv));
 
+	if ((op_error == -EPERM || op_error == -EACCES) && raise_min_va(vm_of(pv))) {
+		pmmu_flush(p->mmu, pv);
+		return true;
+	}
 	if (op_error > -4096 && op_error < 0 && ++pv->op_failures <= MAX_OP_FAILURES) {
 		pmmu_flush(p->mmu, pv);
 		return true;
@@ -820,11 +844,10 @@ static void boot_state(struct proc_vcpu *pv)
 		c->hidden.cs_desc = BOOT_GDT_CODE64_DESC;
 		/* Where the host keeps the boot stack's page unmappable (vm.mmap_min_addr of 64
 		 * KiB), a stack there would make every push an emulated access, and most a #GP: the
-		 * top of the free RAM below the command line instead (the boot protocol sets no
-		 * RSP). */
+		 * top of the free RAM below the EBDA instead (the boot protocol sets no RSP). */
 		c->r.gpr[R_SP] = c->r.gpr[R_BP] =
-		    LAYOUT_BOOT_STACK - PAGE_SIZE_ < proc_of(vm_of(pv))->min_va
-		        ? LAYOUT_CMDLINE - 16
+		    ((LAYOUT_BOOT_STACK - 8) & ~(PAGE_SIZE_ - 1)) < proc_of(vm_of(pv))->min_va
+		        ? LAYOUT_EBDA_START - 16
 		        : LAYOUT_BOOT_STACK;
 	} else {
 		c->cr0 = CR0_PE | CR0_ET;
