@@ -138,6 +138,15 @@ bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool
 	return true;
 }
 
+bool pmmu_fetchable(struct pmmu *m, const struct guest_cpu *c, uint64_t va)
+{
+	struct walk_mode mode = {.fetch = true, .nxe = c->efer & EFER_NXE, .wp = c->cr0 & CR0_WP};
+	struct page_walk w;
+
+	(void)m;
+	return !paging(c) || page_walk(c->gm, c->cr3, va, &mode, &w);
+}
+
 /* Lock held. Unmap the whole guest range; the current root's list starts over. */
 static void flush_locked(struct pmmu *m, struct proc_vcpu *pv)
 {

@@ -216,6 +216,8 @@ void pmmu_ram_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, unsigne
 /* Guest-virtual -> guest-physical without side effects, as the vCPU's paging says. */
 bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
                     uint64_t *gpa);
+/* Whether the guest's page tables let it execute at `va` (NX, present). */
+bool pmmu_fetchable(struct pmmu *m, const struct guest_cpu *c, uint64_t va);
 /* A count that moves on whenever a translation hearth derived from g may have changed (a
  * page-table store, invlpg, a CR3 or paging-control write, a flush). */
 uint64_t pmmu_gen(const struct pmmu *m);

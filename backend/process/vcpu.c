@@ -755,6 +755,11 @@ static void emulate_ahead(struct proc_vcpu *pv)
 			return;
 		if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || !traps_anyway(&in))
 			return;
+		/* hearth's fetch reads what the guest maps, executable or not: an instruction on
+		 * a page its tables mark NX is left to the CPU, which faults on it */
+		if (!pmmu_fetchable(proc_of(vm)->mmu, c, rip) ||
+		    !pmmu_fetchable(proc_of(vm)->mmu, c, rip + in.len - 1))
+			return;
 		r = cpu_emulate_insn(c, &in, bytes, n, cpu_code64(c), 0);
 		if (r == EMU_HALT)
 			pv->halted = true;

@@ -21,6 +21,10 @@
  *   usermode  enter CPL3 with iretq (code page at X + 0x3000, user selectors, a TSS); the
  *             user code runs hlt, whose #GP brings it back: "mmuguest: user mode ok", exit 0
  *             (ends the run). Not `int $n`: PVM hosts answer int from CPL3 with #UD.
+ *   nx        EFER.NXE; page 4 of the window executable and ending with `out %al, $0x80`,
+ *             page 5 marked NX and starting with another: calling the first must give one
+ *             #PF at page 5 with P and I/D set, as on hardware (the second out never runs):
+ *             "mmuguest: nx ok (#PF cr2=0x8000005000 err=0x11)"
  *   syscall   set EFER.SCE, STAR, LSTAR and SFMASK (DF), then syscall at CPL0 with CF and DF
  *             set: the entry must see RCX = the return address, R11 = the flags (CF and
  *             DF set) and DF clear; back through RCX with R11's flags, CF and DF set.
@@ -29,7 +33,7 @@
  *
  * Tokens whose key contains a '.' are skipped. Exit status: 0 when every check passed, else
  * the first failure's (a "mmuguest: FAIL ..." line says why): 10 roots, 11 remap, 12 pf,
- * 13 timer, 14 sse, 15 avx, 16 usermode, 17 syscall, 9 page pool used up, 98 unknown action,
+ * 13 timer, 14 sse, 15 avx, 16 usermode, 17 syscall, 18 nx, 9 page pool used up, 98 unknown action,
  * 4 (RT_EXIT_TRAP) an unexpected exception or interrupt.
  */
 #include "cpu.h"
@@ -48,6 +52,7 @@ enum {
 	EXIT_AVX = 15,
 	EXIT_USER = 16,
 	EXIT_SYSCALL = 17,
+	EXIT_NX = 18,
 	EXIT_UNKNOWN = 98,
 };
 
@@ -208,6 +213,50 @@ static void check_pf(void)
 		     pf_count, (unsigned long)page_d[0], (unsigned long)MARK_D);
 	con_printf("mmuguest: #PF cr2=0x%lx err=0x%lx ok\n", (unsigned long)pf_cr2,
 	           (unsigned long)pf_err);
+}
+
+/* ---- NX: the next instruction on a page the guest marks NX ---- */
+
+#define VA_NXA   (PG_WINDOW_VA + 0x4000) /* page 4: executable, ends with out */
+#define VA_NXB   (PG_WINDOW_VA + 0x5000) /* page 5: NX, starts with out; ret */
+#define PG_NX    (1ULL << 63)
+#define EFER_NXE (1ULL << 11)
+#define PF_ERR_P 0x01ULL
+#define PF_ERR_I 0x10ULL
+
+static volatile uint64_t nx_cr2, nx_err;
+static volatile unsigned nx_count;
+
+static void on_nx_pf(struct trap_frame *f)
+{
+	nx_cr2 = read_cr2();
+	nx_err = f->error;
+	nx_count++;
+	f->rip = *(const uint64_t *)f->rsp; /* back to the caller of the code */
+	f->rsp += 8;
+}
+
+static void check_nx(void)
+{
+	uint8_t *a = pg_alloc(), *b = pg_alloc();
+
+	if (!a || !b)
+		fail(EXIT_POOL, "page pool used up");
+	a[0xffe] = 0xe6, a[0xfff] = 0x80;      /* out %al, $0x80 */
+	b[0] = 0xe6, b[1] = 0x80, b[2] = 0xc3; /* out %al, $0x80; ret */
+	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_NXE);
+	write_cr3(root[0].cr3);
+	root[0].pt[(VA_NXA - PG_WINDOW_VA) >> 12] = pg_pa(a) | PG_P | PG_A;
+	root[0].pt[(VA_NXB - PG_WINDOW_VA) >> 12] = pg_pa(b) | PG_P | PG_A | PG_NX;
+	invlpg(VA_NXA);
+	invlpg(VA_NXB);
+	idt_set(VEC_PF, on_nx_pf, 0);
+	((void (*)(void))(VA_NXA + 0xffe))();
+	if (nx_count != 1 || nx_cr2 != VA_NXB || nx_err != (PF_ERR_P | PF_ERR_I))
+		fail(EXIT_NX, "nx: %u faults, cr2=0x%lx err=0x%lx (want one at 0x%lx, err 0x11)",
+		     nx_count, (unsigned long)nx_cr2, (unsigned long)nx_err, (unsigned long)VA_NXB);
+	con_printf("mmuguest: nx ok (#PF cr2=0x%lx err=0x%lx)\n", (unsigned long)nx_cr2,
+	           (unsigned long)nx_err);
 }
 
 /* ---- LAPIC timer ---- */
@@ -421,6 +470,8 @@ static void run(const struct token *tok)
 		check_remap();
 	else if (rt_token_is(tok, "pf"))
 		check_pf();
+	else if (rt_token_is(tok, "nx"))
+		check_nx();
 	else if (rt_token_is(tok, "timer"))
 		check_timer();
 	else if (rt_token_is(tok, "sse"))

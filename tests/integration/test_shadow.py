@@ -130,6 +130,17 @@ def test_syscall_at_cpl0_goes_to_lstar_and_back_in_shadow_mode(guest, mmu):
     assert lines(r.out) == ["mmuguest: syscall ok", "mmuguest: two roots ok"]
 
 
+@pytest.mark.parametrize("mmu", SOFT + [pytest.param("hardware", marks=needs_kvm)])
+def test_an_instruction_on_an_nx_page_faults_right_after_a_trap(guest, mmu):
+    """An out at the end of an executable page, the next on a page the guest marks NX: the
+    first traps, and the fetch of the second must be the guest's #PF (P, I/D) at the NX
+    page, as on hardware. The process engine emulates a trapping instruction that follows
+    one it emulated without going back to the guest: it must not fetch through NX."""
+    r = mmuguest(guest, mmu, "nx")
+    assert r.code == 0, (r.code, r.out, r.err)
+    assert lines(r.out) == ["mmuguest: nx ok (#PF cr2=0x8000005000 err=0x11)"]
+
+
 @pytest.mark.parametrize("action,line", [
     ("usermode", "mmuguest: user mode ok (#GP from hlt at cs=0x23)"),
     ("syscall", "mmuguest: syscall ok"),
