@@ -354,6 +354,15 @@ static uint64_t mov_from_cr(const struct guest_cpu *c, unsigned cr)
 	}
 }
 
+/* A base or syscall target: hardware refuses (#GP, false here) an address not canonical. */
+static bool set_canonical(uint64_t *msr, uint64_t v)
+{
+	if (!cpu_canonical(v))
+		return false;
+	*msr = v;
+	return true;
+}
+
 /* False: #GP. */
 static bool wrmsr(struct guest_cpu *c, uint32_t index, uint64_t v)
 {
@@ -370,33 +379,18 @@ static bool wrmsr(struct guest_cpu *c, uint32_t index, uint64_t v)
 		c->star = v;
 		return true;
 	case MSR_LSTAR:
-		if (!cpu_canonical(v)) /* hardware: #GP */
-			return false;
-		c->lstar = v;
-		return true;
+		return set_canonical(&c->lstar, v);
 	case MSR_CSTAR:
-		if (!cpu_canonical(v)) /* hardware: #GP */
-			return false;
-		c->cstar = v;
-		return true;
+		return set_canonical(&c->cstar, v);
 	case MSR_SFMASK:
 		c->sfmask = v;
 		return true;
 	case MSR_KERNEL_GS_BASE:
-		if (!cpu_canonical(v)) /* hardware: #GP */
-			return false;
-		c->kernel_gs_base = v;
-		return true;
+		return set_canonical(&c->kernel_gs_base, v);
 	case MSR_FS_BASE:
-		if (!cpu_canonical(v)) /* hardware: #GP */
-			return false;
-		c->fs_base = v;
-		return true;
+		return set_canonical(&c->fs_base, v);
 	case MSR_GS_BASE:
-		if (!cpu_canonical(v)) /* hardware: #GP */
-			return false;
-		c->gs_base = v;
-		return true;
+		return set_canonical(&c->gs_base, v);
 	default:
 		return c->ops->wrmsr(c->ctx, index, v);
 	}
@@ -1171,8 +1165,8 @@ static void emulate_atomic(struct guest_cpu *c, const struct sh_insn *in, uint64
 }
 
 /* A string element's operand: its guest-physical address, and whether the host cannot map
- * it (page 0 or below unmapped_below, or no RAM: a device), so that only this emulation reaches it.
- * One walk per page. */
+ * it (page 0 or below unmapped_below, or no RAM: a device), so that only this emulation
+ * reaches it. One walk per page. */
 struct str_page {
 	bool valid, special;
 	uint64_t vpage, gbase;
@@ -1368,14 +1362,6 @@ static bool emulate_string(struct guest_cpu *c, const struct sh_insn *in, uint64
 	return true;
 }
 
-/* A lock prefix the CPU takes with this instruction (else #UD; here: not emulated). */
-static bool lock_allowed(const struct sh_insn *in)
-{
-	if (in->op == SH_OP_ALU)
-		return in->alu != SH_CMP && in->alu != SH_TEST && !in->alu_to_reg;
-	return in->op == SH_OP_XCHG || in->op == SH_OP_CMPXCHG || in->op == SH_OP_XADD;
-}
-
 /* Whether the instruction stores to its memory operand (a failed cmpxchg too: hardware
  * writes the old value back, and faults as a store). */
 static bool mmio_writes(const struct sh_insn *in)
@@ -1392,6 +1378,13 @@ static bool mmio_writes(const struct sh_insn *in)
 	default:
 		return false;
 	}
+}
+
+/* A lock prefix the CPU takes with this instruction (else #UD; here: not emulated): the
+ * read-modify-writes, not a plain mov. */
+static bool lock_allowed(const struct sh_insn *in)
+{
+	return mmio_writes(in) && in->op != SH_OP_MOV_STORE && in->op != SH_OP_MOV_STORE_IMM;
 }
 
 bool cpu_emulate_mmio(struct guest_cpu *c, uint64_t va, uint64_t gpa, cpu_mmio_access access,

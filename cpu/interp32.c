@@ -2092,9 +2092,8 @@ static int exec(struct step *s)
 		return flag(c, FL_OF) ? soft_int(s, V_OF) : ST_NEXT;
 	case 0xcf:
 		return iret(s);
-	case 0xdb: /* fninit (db e3), fnclex (db e2): code before long mode has run no x87
-	            * instruction here (no other is interpreted), so the x87 state is still
-	            * the reset state: initialised, no exception pending */
+	case 0xdb: /* fninit (db e3), fnclex (db e2): no-ops, the interpreter runs no other x87
+	            * instruction (interp32.h says when that differs from hardware) */
 		if (!s->mem && s->reg == 4 && (s->rm == 2 || s->rm == 3))
 			return ST_NEXT;
 		break;

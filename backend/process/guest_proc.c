@@ -444,7 +444,7 @@ static uint64_t host_min_va(void)
 	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "re");
 
 	if (!f || fscanf(f, "%llu", &v) != 1)
-		v = 0x10000;
+		v = PROC_MIN_VA_FLOOR;
 	if (f)
 		fclose(f);
 	if (v > MIN_VA_MAX)

@@ -121,13 +121,13 @@ static bool paging(const struct guest_cpu *c)
 	return (c->cr0 & CR0_PG) != 0;
 }
 
-bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
-                    uint64_t *gpa)
+/* A walk of the vCPU's tables without side effects, for a store or a fetch. */
+static bool translate(const struct guest_cpu *c, uint64_t va, bool write, bool fetch, uint64_t *gpa)
 {
-	struct walk_mode mode = {.write = write, .nxe = c->efer & EFER_NXE, .wp = c->cr0 & CR0_WP};
+	struct walk_mode mode = {
+	    .write = write, .fetch = fetch, .nxe = c->efer & EFER_NXE, .wp = c->cr0 & CR0_WP};
 	struct page_walk w;
 
-	(void)m;
 	if (!paging(c)) {
 		*gpa = va & 0xffffffffULL;
 		return true;
@@ -138,13 +138,19 @@ bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool
 	return true;
 }
 
+bool pmmu_translate(struct pmmu *m, const struct guest_cpu *c, uint64_t va, bool write,
+                    uint64_t *gpa)
+{
+	(void)m;
+	return translate(c, va, write, false, gpa);
+}
+
 bool pmmu_fetchable(struct pmmu *m, const struct guest_cpu *c, uint64_t va)
 {
-	struct walk_mode mode = {.fetch = true, .nxe = c->efer & EFER_NXE, .wp = c->cr0 & CR0_WP};
-	struct page_walk w;
+	uint64_t gpa;
 
 	(void)m;
-	return !paging(c) || page_walk(c->gm, c->cr3, va, &mode, &w);
+	return translate(c, va, false, true, &gpa);
 }
 
 /* Lock held. Unmap the whole guest range; the current root's list starts over. */
@@ -498,6 +504,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 {
 	struct guest_cpu *c = &pv->cpu;
 	const struct guest_memory *gm = c->gm;
+	const uint64_t low = min_va(m); /* below it, nothing is mapped */
 	bool new_tracked = false, stored;
 	struct walk_mode mode = {.write = err & PF_W,
 	                         .fetch = err & PF_I,
@@ -542,14 +549,14 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		pthread_mutex_lock(&m->lock);
 		return;
 	}
-	if (!gm_range_ok(gm, w.gpa, 1) || va < min_va(m)) {
+	if (!gm_range_ok(gm, w.gpa, 1) || va < low) {
 		uint64_t gen = m->gen; /* what the walk saw */
 
 		if (prefetch)
 			return;
-		if (va < min_va(m) && (err & PF_I || (va >> 12) == (c->r.rip >> 12))) {
+		if (va < low && (err & PF_I || (va >> 12) == (c->r.rip >> 12))) {
 			pthread_mutex_unlock(&m->lock);
-			proc_refuse_low_code(pv, va, min_va(m));
+			proc_refuse_low_code(pv, va, low);
 			pthread_mutex_lock(&m->lock);
 			return;
 		}
@@ -566,7 +573,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 		                (w.executable ? PROT_EXEC : 0);
 
 		if (gm_range_ok(gm, base, PAGE_2M) && vbase + PAGE_2M <= STUB_GUEST_VA_END) {
-			if (vbase >= min_va(m) && !pt_tracked_in_range(&m->pt, base, PAGE_2M))
+			if (vbase >= low && !pt_tracked_in_range(&m->pt, base, PAGE_2M))
 				size = PAGE_2M;
 			/* (not in the last region below the slot, where the guest process's filter
 			 * takes pages or all 2 MiB, not runs: the page alone then) */

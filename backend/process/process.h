@@ -72,10 +72,14 @@ struct proc_vm {
 	 * every exit (stub_init.fsgsbase). */
 	bool fsgsbase;
 	/* The lowest virtual address the guest process may map: the host's vm.mmap_min_addr
-	 * (the guest process has no capability that passes it). Below it, as on page 0, the
-	 * guest's accesses are emulated. */
+	 * (the guest process has no capability that passes it), or PROC_MIN_VA_FLOOR. Below it,
+	 * as on page 0, the guest's accesses are emulated. */
 	uint64_t min_va;
 };
+
+/* min_va where vm.mmap_min_addr cannot be read, or where the host refuses mappings that it
+ * allows (a security module's own floor, CONFIG_LSM_MMAP_MIN_ADDR): the usual 64 KiB. */
+#define PROC_MIN_VA_FLOOR 0x10000ULL
 
 /* vcpu->be */
 struct proc_vcpu {

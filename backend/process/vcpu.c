@@ -44,7 +44,6 @@
 #define INTERP_STEPS    100000
 #define MAX_OP_FAILURES 3 /* in a row, each after a flush */
 #define PAGE_SIZE_      4096ULL
-#define LSM_MIN_VA      0x10000ULL /* CONFIG_LSM_MMAP_MIN_ADDR's usual value */
 
 static uint64_t now_ns(void)
 {
@@ -462,15 +461,15 @@ static bool raise_min_va(struct vm *vm)
 {
 	struct proc_vm *p = proc_of(vm);
 
-	if (__atomic_load_n(&p->min_va, __ATOMIC_RELAXED) >= LSM_MIN_VA)
+	if (__atomic_load_n(&p->min_va, __ATOMIC_RELAXED) >= PROC_MIN_VA_FLOOR)
 		return false;
-	__atomic_store_n(&p->min_va, LSM_MIN_VA, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->min_va, PROC_MIN_VA_FLOOR, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
-		__atomic_store_n(&pvcpu_of(&vm->vcpus[i])->cpu.unmapped_below, LSM_MIN_VA,
+		__atomic_store_n(&pvcpu_of(&vm->vcpus[i])->cpu.unmapped_below, PROC_MIN_VA_FLOOR,
 		                 __ATOMIC_RELAXED);
 	log_info("process engine: the host refused a mapping; accesses below 0x%llx are "
 	         "emulated from now on",
-	         (unsigned long long)LSM_MIN_VA);
+	         (unsigned long long)PROC_MIN_VA_FLOOR);
 	return true;
 }
 
@@ -758,7 +757,8 @@ static void emulate_ahead(struct proc_vcpu *pv)
 		/* hearth's fetch reads what the guest maps, executable or not: an instruction on
 		 * a page its tables mark NX is left to the CPU, which faults on it */
 		if (!pmmu_fetchable(proc_of(vm)->mmu, c, rip) ||
-		    !pmmu_fetchable(proc_of(vm)->mmu, c, rip + in.len - 1))
+		    (((rip ^ (rip + in.len - 1)) >> 12) &&
+		     !pmmu_fetchable(proc_of(vm)->mmu, c, rip + in.len - 1)))
 			return;
 		r = cpu_emulate_insn(c, &in, bytes, n, cpu_code64(c), 0);
 		if (r == EMU_HALT)
