@@ -535,6 +535,8 @@ static bool far_return(struct guest_cpu *c, const struct sh_insn *in, bool iret)
 	if (iret) {
 		uint64_t keep = RF_IOPL | RF_VM;
 
+		c->nmi_blocked = false;
+
 		if (sz == 4)
 			fl = (c->r.rflags & ~0xffffffffULL) | (uint32_t)fl;
 		c->r.rflags = (fl & ~keep) | RF_RESERVED;

@@ -114,6 +114,9 @@ struct guest_cpu {
 		uint64_t ss_desc; /* the same for SS (the shadow engine loads SS at every entry) */
 	} hidden;
 	uint64_t star, lstar, cstar, sfmask;
+	/* An NMI was delivered and no iret has run since: the next NMI waits (SDM 6.7.1). Set
+	 * by the engine that delivers NMIs, cleared by an emulated iret. */
+	bool nmi_blocked;
 	/* The port the engine's traps use: closed to the guest, nothing answers there. */
 	int trap_port;
 	const struct guest_memory *gm;

@@ -69,6 +69,8 @@ int uirq_pending(struct uirq *u, unsigned cpu);
 int uirq_ack(struct uirq *u, unsigned cpu);
 /* An NMI to inject (LINT1 NMI, NMI IPI or IOAPIC NMI): read and clear. */
 bool uirq_take_nmi(struct uirq *u, unsigned cpu);
+/* Is an NMI pending (left pending)? */
+bool uirq_nmi_pending(struct uirq *u, unsigned cpu);
 /* INIT and SIPI received since the last call: UIRQ_INIT | UIRQ_SIPI, SIPI's vector in
  * `*sipi_vector`. The LAPIC has already reset itself; the engine resets the vCPU and, after
  * a SIPI, starts it at vector * 4096. A SIPI counts only while the vCPU waits for one. */
@@ -77,6 +79,8 @@ bool uirq_take_nmi(struct uirq *u, unsigned cpu);
 unsigned uirq_take_startup(struct uirq *u, unsigned cpu, uint8_t *sipi_vector);
 /* Should HLT end: an interrupt deliverable (ignoring IF), an NMI, INIT or SIPI pending? */
 bool uirq_wakeup_pending(struct uirq *u, unsigned cpu);
+/* The same for a CPU that is in its NMI handler (`nmi_blocked`): a pending NMI does not count. */
+bool uirq_wakeup_pending_blocked(struct uirq *u, unsigned cpu, bool nmi_blocked);
 
 /* Fire the timers (all LAPICs, the PIT) that expired by now. `cpu` is the caller's vCPU, or
  * -1 from a thread that is no vCPU. */

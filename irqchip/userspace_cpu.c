@@ -68,6 +68,18 @@ bool uirq_take_nmi(struct uirq *u, unsigned cpu)
 	return n;
 }
 
+bool uirq_nmi_pending(struct uirq *u, unsigned cpu)
+{
+	bool n;
+
+	if (bad_cpu(u, cpu))
+		return false;
+	uirq_lock(u);
+	n = u->lapic[cpu].nmi_pending;
+	uirq_unlock(u, (int)cpu);
+	return n;
+}
+
 unsigned uirq_take_startup(struct uirq *u, unsigned cpu, uint8_t *sipi_vector)
 {
 	unsigned r;
@@ -82,6 +94,11 @@ unsigned uirq_take_startup(struct uirq *u, unsigned cpu, uint8_t *sipi_vector)
 
 bool uirq_wakeup_pending(struct uirq *u, unsigned cpu)
 {
+	return uirq_wakeup_pending_blocked(u, cpu, false);
+}
+
+bool uirq_wakeup_pending_blocked(struct uirq *u, unsigned cpu, bool nmi_blocked)
+{
 	const struct lapic *l;
 	bool w;
 
@@ -89,7 +106,8 @@ bool uirq_wakeup_pending(struct uirq *u, unsigned cpu)
 		return false;
 	uirq_lock(u);
 	l = &u->lapic[cpu];
-	w = pending_locked(u, cpu) >= 0 || l->nmi_pending || l->init_pending || l->sipi_pending;
+	w = pending_locked(u, cpu) >= 0 || (l->nmi_pending && !nmi_blocked) || l->init_pending ||
+	    l->sipi_pending;
 	uirq_unlock(u, (int)cpu);
 	return w;
 }

@@ -628,8 +628,10 @@ static bool wait_exit(struct proc_vcpu *pv)
 		}
 		now = now_ns();
 		uirq_tick(p->uirq, (int)pv->v->id);
-		if (!kicked && (pv->cpu.r.rflags & RF_IF) &&
-		    (uirq_pending(p->uirq, pv->v->id) >= 0 || uirq_take_nmi(p->uirq, pv->v->id))) {
+		/* (An NMI stays pending: deliver_interrupts takes it. IF does not hold it back.) */
+		if (!kicked &&
+		    (((pv->cpu.r.rflags & RF_IF) && uirq_pending(p->uirq, pv->v->id) >= 0) ||
+		     (!pv->cpu.nmi_blocked && uirq_nmi_pending(p->uirq, pv->v->id)))) {
 			syscall(SYS_tgkill, p->pid, pv->tid, SIGUSR1);
 			kicked = true;
 		}
@@ -657,14 +659,16 @@ static bool wait_exit(struct proc_vcpu *pv)
 	}
 }
 
-/* Deliver what is due: an NMI, else an interrupt when the guest's IF allows. */
+/* Deliver what is due: an NMI unless one is being handled (until its iret), else an
+ * interrupt when the guest's IF allows. */
 static void deliver_interrupts(struct proc_vcpu *pv)
 {
 	struct proc_vm *p = proc_of(vm_of(pv));
 	int vec;
 
-	if (uirq_take_nmi(p->uirq, pv->v->id)) {
+	if (!pv->cpu.nmi_blocked && uirq_take_nmi(p->uirq, pv->v->id)) {
 		cpu_reflect(&pv->cpu, V_NMI, 0, false);
+		pv->cpu.nmi_blocked = true;
 		pv->halted = false;
 		return;
 	}
@@ -690,7 +694,7 @@ static bool sleep_halted(struct proc_vcpu *pv)
 		struct timespec ts;
 
 		uirq_tick(p->uirq, (int)pv->v->id);
-		if (uirq_wakeup_pending(p->uirq, pv->v->id))
+		if (uirq_wakeup_pending_blocked(p->uirq, pv->v->id, pv->cpu.nmi_blocked))
 			return true;
 		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
 		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
@@ -704,6 +708,33 @@ static bool sleep_halted(struct proc_vcpu *pv)
 		ts.tv_sec = 0;
 		ts.tv_nsec = (long)(deadline - now);
 		futex(&pv->wake, FUTEX_WAIT, w, &ts);
+	}
+}
+
+static void take_startup(struct proc_vcpu *pv);
+
+/* hlt with interrupts off in 64-bit code: as on hardware, only an NMI or INIT wakes the
+ * vCPU. True: an NMI is due (the caller delivers it, to return after the hlt). False: INIT
+ * came (an AP then waits for its STARTUP; at the boot vCPU it is a reset, which stops the
+ * VM), or the VM must stop or pause (the caller sleeps again after a pause). */
+static bool sleep_interrupts_off(struct proc_vcpu *pv)
+{
+	struct vm *vm = vm_of(pv);
+	struct proc_vm *p = proc_of(vm);
+
+	for (;;) {
+		uint32_t w = __atomic_load_n(&pv->wake, __ATOMIC_ACQUIRE);
+		struct timespec ts = {0, WAIT_SLICE_NS};
+
+		take_startup(pv);
+		if (pv->wait_sipi || !pv->halted_for_good) /* INIT, or INIT and STARTUP */
+			return false;
+		if (!pv->cpu.nmi_blocked && uirq_nmi_pending(p->uirq, pv->v->id))
+			return true;
+		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+			return false;
+		futex(&pv->wake, FUTEX_WAIT, w, &ts); /* an IPI kicks it awake */
 	}
 }
 
@@ -978,14 +1009,21 @@ void proc_vcpu_run(struct vcpu *v)
 		int64_t op_error;
 
 		take_startup(pv);
-		if (pv->halted_for_good) {
+		if (pv->halted_for_good && pv->interp) {
+			/* halted in startup code with interrupts off: an AP waits for INIT */
 			if (v->id == 0) {
 				vm_vcpu_park(v);
 				return;
 			}
-			/* an AP with interrupts off: only INIT wakes it */
 			pv->wait_sipi = true;
 			pv->started_guest = pv->halted_for_good = false;
+		} else if (pv->halted_for_good) {
+			if (!sleep_interrupts_off(pv)) {
+				if (pv->wait_sipi) /* INIT: the AP's state is gone */
+					pv->started_guest = pv->halted_for_good = false;
+				continue; /* (the checkpoint pauses or stops) */
+			}
+			pv->halted_for_good = false; /* the NMI is delivered below */
 		}
 		if (pv->wait_sipi && !wait_for_sipi(pv))
 			return;

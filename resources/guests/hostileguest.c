@@ -59,6 +59,10 @@
  *               on"
  *   initbusy    INIT (no STARTUP) to the AP looping in 64-bit code with interrupts off: its
  *               loop count must stop. "hostileguest: initbusy: apic id A stopped"
+ *   nmihalt     the AP halts with interrupts off (cli; hlt, in a loop); three NMIs to it must
+ *               each wake it. The first NMI's handler sends the AP an NMI of its own, which
+ *               must wait for the handler's iret (NMIs are blocked until then).
+ *               "hostileguest: nmihalt: apic id A woke 3 times, 4 NMIs, none nested"
  *   inithalt    the AP halts with interrupts off (cli; hlt in ap_main), then a proper start:
  *               it must come up again. "hostileguest: inithalt: apic id A up again from
  *               start S"
@@ -399,6 +403,7 @@ static void notify(void)
 #define VEC_SPUR   0xff
 
 #define ICR_NMI          0x400
+#define V_NMI_VECTOR     2
 #define ICR_ALL_BUT_SELF 0xc0000
 #define INIT_ASSERT      (LAPIC_ICR_INIT | LAPIC_ICR_LEVEL | LAPIC_ICR_ASSERT)
 #define INIT_DEASSERT    (LAPIC_ICR_INIT | LAPIC_ICR_LEVEL)
@@ -465,7 +470,7 @@ extern const char rm_spin[], rm_spin_end[], rm_clihlt[], rm_clihlt_end[], rm_sti
     rm_stihlt_end[], rm_ud[], rm_ud_end[], rm_count[], rm_count_end[], rm_mark[], rm_mark_end[],
     rm_far[], rm_far_end[];
 
-enum ap_mode { AP_HLT, AP_BUSY, AP_CLIHLT, AP_STORM, AP_PINREPLY };
+enum ap_mode { AP_HLT, AP_BUSY, AP_CLIHLT, AP_NMIHALT, AP_STORM, AP_PINREPLY };
 
 static bool smp_ready;
 static int ncpus, bsp;
@@ -473,11 +478,14 @@ static uint8_t apic_ids[MAX_CPUS];
 static uint8_t ap_stack[MAX_CPUS][AP_STACK] __attribute__((section(".noinit"), aligned(16)));
 static volatile uint64_t ticks;
 static volatile enum ap_mode ap_mode;
-static volatile unsigned ap_gen[MAX_CPUS]; /* the start (generation) each AP last ran */
-static volatile unsigned pings[MAX_CPUS];  /* fixed IPIs each CPU took */
-static volatile uint64_t busy[MAX_CPUS];   /* AP_BUSY: the AP's loop count */
-static volatile unsigned storm_done;       /* AP_STORM: APs done sending */
-static volatile bool storm_go;             /* AP_STORM: all APs are up, go */
+static volatile unsigned ap_gen[MAX_CPUS];     /* the start (generation) each AP last ran */
+static volatile unsigned pings[MAX_CPUS];      /* fixed IPIs each CPU took */
+static volatile uint64_t busy[MAX_CPUS];       /* AP_BUSY: the AP's loop count */
+static volatile unsigned nmi_wakes[MAX_CPUS];  /* AP_NMIHALT: returns from its hlt */
+static volatile unsigned nmis[MAX_CPUS];       /* NMIs each CPU took (nmihalt) */
+static volatile unsigned nmi_nested[MAX_CPUS]; /* NMIs taken inside the NMI handler */
+static volatile unsigned storm_done;           /* AP_STORM: APs done sending */
+static volatile bool storm_go;                 /* AP_STORM: all APs are up, go */
 static unsigned storm_rounds;
 static unsigned generation;
 
@@ -516,6 +524,27 @@ static void on_ping(struct trap_frame *f)
 	if (me >= 0)
 		__atomic_fetch_add(&pings[me], 1, __ATOMIC_RELAXED);
 	lapic_eoi();
+}
+
+/* nmihalt: the first NMI sends this CPU another (physical destination: its own APIC ID),
+ * which must not arrive before this handler's iret, however many LAPIC accesses (exits)
+ * come before it. */
+static void on_nmi(struct trap_frame *f)
+{
+	int me = index_of(lapic_id());
+	unsigned n;
+
+	(void)f;
+	if (me < 0)
+		return;
+	n = __atomic_add_fetch(&nmis[me], 1, __ATOMIC_RELAXED);
+	if (n != 1)
+		return;
+	lapic_send_ipi(apic_ids[me], ICR_NMI);
+	for (int i = 0; i < 200; i++)
+		(void)lapic_read(0x20); /* the ID register */
+	if (nmis[me] != n)
+		nmi_nested[me]++;
 }
 
 static void on_spurious(struct trap_frame *f)
@@ -596,6 +625,11 @@ _Noreturn void ap_main(unsigned arg)
 	case AP_CLIHLT:
 		for (;;)
 			__asm__ volatile("cli; hlt" ::: "memory");
+	case AP_NMIHALT:
+		for (;;) {
+			__asm__ volatile("cli; hlt" ::: "memory");
+			__atomic_fetch_add(&nmi_wakes[me], 1, __ATOMIC_RELEASE);
+		}
 	case AP_STORM:
 		while (!__atomic_load_n(&storm_go, __ATOMIC_ACQUIRE)) /* all APs are up */
 			__asm__ volatile("pause");
@@ -851,6 +885,27 @@ static void initbusy(void)
 	con_printf("hostileguest: initbusy: apic id %u stopped\n", apic_ids[cpu]);
 }
 
+/* nmihalt: see the header. */
+static void nmihalt(void)
+{
+	int cpu = ap(0);
+
+	smp_setup();
+	idt_set(V_NMI_VECTOR, on_nmi, 0);
+	start_ap(cpu, AP_NMIHALT);
+	delay_ms(5);
+	for (unsigned k = 1; k <= 3; k++) {
+		ipi(apic_ids[cpu], ICR_NMI, "NMI");
+		if (!wait_u32(&nmi_wakes[cpu], k, TIMEOUT_MS))
+			smp_fail("apic id %u, halted with interrupts off, did not wake on NMI %u "
+			         "within %u ms (%u NMIs taken)",
+			         apic_ids[cpu], k, TIMEOUT_MS, nmis[cpu]);
+	}
+	delay_ms(5);
+	con_printf("hostileguest: nmihalt: apic id %u woke %u times, %u NMIs, %s\n", apic_ids[cpu],
+	           nmi_wakes[cpu], nmis[cpu], nmi_nested[cpu] ? "one nested" : "none nested");
+}
+
 /* inithalt: INIT to an AP halted with interrupts off (only INIT, NMI, SMI wake it), then a
  * proper start: it must come up again. */
 static void inithalt(void)
@@ -965,7 +1020,8 @@ static void bcast(void)
 	ipi_all_but_self(INIT_DEASSERT, "INIT de-assert to all");
 	delay_ms(10);
 	ipi_all_but_self(LAPIC_ICR_STARTUP | (RM_COUNT >> 12), "STARTUP to all");
-	end = ticks + TIMEOUT_MS + 1;
+	/* (every AP in the interpreter at once: slow where KVM is nested under TCG) */
+	end = ticks + 5 * TIMEOUT_MS + 1;
 	while (*count < ncpus - 1 && ticks < end)
 		delay_ms(1);
 	ipi_all_but_self(LAPIC_ICR_STARTUP | (RM_COUNT >> 12), "STARTUP to all again");
@@ -1073,6 +1129,8 @@ static void run(const struct token *tok)
 		realspin();
 	} else if (rt_token_value(tok, "sipibad", &v)) {
 		sipibad(&v);
+	} else if (rt_token_is(tok, "nmihalt")) {
+		nmihalt();
 	} else if (rt_token_is(tok, "bcast")) {
 		bcast();
 	} else if (rt_token_is(tok, "nowhere")) {

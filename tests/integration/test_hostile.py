@@ -205,6 +205,18 @@ def test_init_stops_a_busy_ap_and_without_startup_it_stays_stopped(hearth):
     assert "hostileguest: initbusy: apic id 1 stopped" in r.out
 
 
+@pytest.mark.parametrize("vcpus", [2, 4])
+def test_an_nmi_wakes_an_ap_halted_with_interrupts_off(hearth, vcpus):
+    # Hardware: hlt with IF clear ends on NMI (or INIT, SMI); an NMI that arrives while the
+    # NMI handler runs waits for its iret. memtest86+ wakes its halted CPUs this way.
+    # hearth: before 2026-12-08 the process engine parked such a vCPU for good (an AP until
+    # INIT), and an NMI sent to a running vCPU with IF set could be lost.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, vcpus, "nmihalt")
+    assert r.code == 0, r.out + r.err
+    assert "hostileguest: nmihalt: apic id 1 woke 3 times, 4 NMIs, none nested" in r.out
+
+
 def test_init_wakes_an_ap_halted_with_interrupts_off(hearth):
     # Hardware: INIT wakes a CPU in hlt whatever IF is; STARTUP then starts it again.
     # hearth: an AP in hlt with IF clear (64-bit code) goes back to wait-for-SIPI.
