@@ -24,7 +24,12 @@
  * g changed), flushes (the whole guest range unmapped).
  *
  * The mappings belong to the guest process and are shared by its vCPU threads: one cache,
- * under one lock.
+ * under one lock. So the vCPUs must run on one root, or on roots that translate alike: a
+ * vCPU that loads another root whose tables translate as the current one's joins it as an
+ * alias (per-CPU copies of the boot tables; a guest that relocates itself, page tables and
+ * all, one CPU after the other). While aliases exist, every mapping is checked against each
+ * root in use, and a change to a page table drops all mappings and compares the roots again.
+ * Roots that differ stop the VM with one line.
  */
 #include "process.h"
 #include "cpu/x86.h"
@@ -35,10 +40,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define MAX_MAPS  1024 /* per root; more and the root starts over */
-#define MAX_ROOTS 4
-#define ANCHORS   1024 /* 2 MiB regions with a PROT_NONE anchor (a set; full: no more) */
-#define RUNS_MAX  8    /* mappings a 2 MiB guest page is split into, at most */
+#define MAX_MAPS        1024 /* per root; more and the root starts over */
+#define MAX_ROOTS       4
+#define ANCHORS         1024 /* 2 MiB regions with a PROT_NONE anchor (a set; full: no more) */
+#define RUNS_MAX        8    /* mappings a 2 MiB guest page is split into, at most */
+#define ALIASES         4    /* other roots that translate as the current one (see switch_root) */
+#define SAME_TABLES_MAX 64   /* table pages compared to find that two roots translate alike */
 
 struct pm_map {
 	uint64_t va, size, off;
@@ -61,7 +68,12 @@ struct pmmu {
 	struct pt_tracker pt;
 	struct pm_root roots[MAX_ROOTS];
 	struct pm_root *cur; /* whose mappings are in the guest process; NULL: none */
-	uint64_t *dirty;     /* dirty tracking: pages stored to, by gm_offset page; else NULL */
+	/* Roots other vCPUs run on meanwhile, whose tables translate every address as cur's
+	 * do (a guest that relocates itself, page tables included: its CPUs load the copy one
+	 * after the other). Empty when cur changes; checked again whenever g changes. */
+	uint64_t alias[ALIASES];
+	unsigned naliases;
+	uint64_t *dirty; /* dirty tracking: pages stored to, by gm_offset page; else NULL */
 	/* 2 MiB regions (va >> 21, plus one; 0: free) covered by a PROT_NONE mapping before
 	 * their first 4 KiB mapping. A 4 KiB mapping replaced or taken away then has neighbours
 	 * in its region, so the host keeps the page-table page instead of freeing it and
@@ -164,6 +176,8 @@ static void flush_locked(struct pmmu *m, struct proc_vcpu *pv)
 	proc_vcpu_unmap_all(pv);
 }
 
+static void recheck_aliases(struct pmmu *m);
+
 /* Lock held. g changed in a way hearth does not follow entry by entry: no list is true any
  * more, cached or current. */
 static void forget_all(struct pmmu *m, struct proc_vcpu *pv)
@@ -171,6 +185,8 @@ static void forget_all(struct pmmu *m, struct proc_vcpu *pv)
 	for (unsigned i = 0; i < MAX_ROOTS; i++)
 		m->roots[i].nmaps = 0;
 	flush_locked(m, pv);
+	if (m->naliases)
+		recheck_aliases(m);
 }
 
 void pmmu_flush(struct pmmu *m, struct proc_vcpu *pv)
@@ -295,18 +311,151 @@ void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 /* Lock held. The vCPU other than `pv` that runs, or will resume, on page tables other than
  * `key`'s; -1: none. (A vCPU's CR3 changes only in its own thread, at a trap: what is read
  * here is what it runs on.) */
-static int other_root(const struct pmmu *m, const struct proc_vcpu *pv, uint64_t key)
+static bool runs_on_root(const struct proc_vcpu *o)
 {
+	return o->started_guest && !o->interp && !o->wait_sipi && !o->halted_for_good &&
+	       paging(&o->cpu);
+}
+
+/* Lock held. Is `key` the current root's, or one that translates alike? */
+static bool in_cur_class(const struct pmmu *m, uint64_t key)
+{
+	if (!m->cur)
+		return false;
+	if (key == m->cur->key)
+		return true;
+	for (unsigned i = 0; i < m->naliases; i++)
+		if (m->alias[i] == key)
+			return true;
+	return false;
+}
+
+/* Lock held. The vCPU other than `pv` that runs, or will resume, on page tables other than
+ * `key`'s (or than `key`'s class: aliases count as one root when `classes`); -1: none. (A
+ * vCPU halted with interrupts off is left out: an NMI that wakes it syncs it again.) */
+static int other_root_of(const struct pmmu *m, const struct proc_vcpu *pv, uint64_t key,
+                         bool classes)
+{
+	bool key_in = classes && in_cur_class(m, key);
+
 	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
 		const struct proc_vcpu *o = m->vm->vcpus[i].be;
+		uint64_t k;
 
-		if (!o || o == pv || !o->started_guest || o->interp || o->wait_sipi ||
-		    o->halted_for_good || !paging(&o->cpu))
+		if (!o || o == pv || !runs_on_root(o))
 			continue;
-		if (cr3_key(&o->cpu) != key)
+		k = cr3_key(&o->cpu);
+		if (k != key && !(key_in && in_cur_class(m, k)))
 			return (int)i;
 	}
 	return -1;
+}
+
+static int other_root(const struct pmmu *m, const struct proc_vcpu *pv, uint64_t key)
+{
+	return other_root_of(m, pv, key, true);
+}
+
+static bool same_tables(const struct guest_memory *gm, uint64_t a, uint64_t b, int level,
+                        unsigned *budget);
+
+/* Does the entry `e` at `level` map nothing: not present, or a table whose entries map
+ * nothing? */
+static bool maps_nothing(const struct guest_memory *gm, uint64_t e, int level, unsigned *budget)
+{
+	const uint64_t *t;
+
+	if (!(e & PTE_P))
+		return true;
+	if (level == 1 || (e & PTE_PS) || !*budget)
+		return false;
+	--*budget;
+	t = gm_ptr(gm, e & PTE_ADDR, PAGE_4K);
+	if (!t)
+		return false;
+	for (unsigned i = 0; i < 512; i++)
+		if (!maps_nothing(gm, __atomic_load_n(&t[i], __ATOMIC_RELAXED), level - 1, budget))
+			return false;
+	return true;
+}
+
+/* Do the tables at `a` and `b` (level 4: PML4) translate every address alike, with the
+ * same rights? Accessed and dirty bits aside; subtrees they share are not read; an empty
+ * table is as good as none; at most SAME_TABLES_MAX (*budget) table pages are read. */
+static bool same_tables(const struct guest_memory *gm, uint64_t a, uint64_t b, int level,
+                        unsigned *budget)
+{
+	const uint64_t *ta, *tb;
+
+	if (a == b)
+		return true;
+	if (!*budget)
+		return false;
+	--*budget;
+	ta = gm_ptr(gm, a, PAGE_4K);
+	tb = gm_ptr(gm, b, PAGE_4K);
+	if (!ta || !tb)
+		return false;
+	for (unsigned i = 0; i < 512; i++) {
+		uint64_t ea = __atomic_load_n(&ta[i], __ATOMIC_RELAXED);
+		uint64_t eb = __atomic_load_n(&tb[i], __ATOMIC_RELAXED);
+		const uint64_t ignore = PTE_A | PTE_D;
+
+		if (!(ea & PTE_P) && !(eb & PTE_P))
+			continue;
+		if (!((ea ^ eb) & ~ignore))
+			continue;
+		if (!(ea & PTE_P) || !(eb & PTE_P)) {
+			if (!maps_nothing(gm, ea & PTE_P ? ea : eb, level, budget))
+				return false;
+			continue;
+		}
+		/* different tables below, alike entries otherwise: compare the tables */
+		if (level == 1 || !(ea & PTE_P) || !(eb & PTE_P) || (ea & PTE_PS) ||
+		    (eb & PTE_PS) || ((ea ^ eb) & ~(ignore | PTE_ADDR)) ||
+		    !same_tables(gm, ea & PTE_ADDR, eb & PTE_ADDR, level - 1, budget))
+			return false;
+	}
+	return true;
+}
+
+/* Lock held, every mapping just dropped: do the aliases still translate as the current
+ * root does? One that no longer does is dropped; the vCPUs on it switch at their next fault,
+ * unless other vCPUs still run on the current root's class: then the VM ends, as when two
+ * vCPUs load different page tables. */
+static void recheck_aliases(struct pmmu *m)
+{
+	for (unsigned i = m->naliases; i-- > 0;) {
+		uint64_t key = m->alias[i];
+		unsigned budget = SAME_TABLES_MAX;
+		int on_it = -1, other = -1;
+
+		if (same_tables(&m->vm->mem, m->cur->key, key, 4, &budget))
+			continue;
+		m->alias[i] = m->alias[--m->naliases];
+		for (unsigned v = 0; v < m->vm->nvcpus; v++) {
+			const struct proc_vcpu *o = m->vm->vcpus[v].be;
+
+			if (!o || !runs_on_root(o))
+				continue;
+			if (cr3_key(&o->cpu) == key)
+				on_it = (int)v;
+			else if (in_cur_class(m, cr3_key(&o->cpu)))
+				other = (int)v;
+		}
+		if (on_it >= 0 && other >= 0)
+			vm_request_stop(
+			    m->vm, STOP_VMM_ERROR, 0,
+			    "process engine: vCPU %d runs on page tables at 0x%llx, which "
+			    "no longer translate as those at 0x%llx that vCPU %d runs on; "
+			    "the guest process has one address space for all its vCPUs, "
+			    "so they must share one (run this guest with one vCPU, or in "
+			    "a KVM engine)",
+			    on_it, (unsigned long long)key,
+			    (unsigned long long)cr3_key(
+			        &((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu),
+			    other);
+	}
 }
 
 /* The root the vCPU's paging state selects: the current one, one from the cache (its
@@ -320,8 +469,27 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 
 	if (m->cur && m->cur->key == key && m->cur->nxe == nxe && m->cur->wp == wp)
 		return;
-	/* One address space serves every vCPU of the guest process: they must share a root. */
+	/* One address space serves every vCPU of the guest process: they must share a root,
+	 * or run on roots that translate alike (aliases of the current one). An alias becomes
+	 * the current root once no other vCPU runs on anything else. */
+	if (m->cur && m->cur->nxe == nxe && m->cur->wp == wp && in_cur_class(m, key) &&
+	    other_root_of(m, pv, key, false) >= 0)
+		return;
 	other = m->vm->nvcpus > 1 ? other_root(m, pv, key) : -1;
+	if (other >= 0 && m->cur && m->cur->nxe == nxe && m->cur->wp == wp &&
+	    m->naliases < ALIASES &&
+	    in_cur_class(m, cr3_key(&((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu))) {
+		unsigned budget = SAME_TABLES_MAX;
+
+		/* every other vCPU runs on the current root's class: may this one join it? */
+		if (other_root(m, pv, m->cur->key) < 0 &&
+		    same_tables(c->gm, m->cur->key, key, 4, &budget)) {
+			m->alias[m->naliases++] = key;
+			/* from now on every mapping comes from a walk, whose tables are tracked */
+			forget_all(m, pv);
+			return;
+		}
+	}
 	if (other >= 0) {
 		const struct proc_vcpu *o = m->vm->vcpus[other].be;
 
@@ -371,6 +539,7 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	}
 	r->last_use = ++m->clock;
 	m->cur = r;
+	m->naliases = 0;
 }
 
 void pmmu_sync(struct pmmu *m, struct proc_vcpu *pv)
@@ -386,8 +555,11 @@ void pmmu_pte_stored(struct pmmu *m, struct proc_vcpu *pv, uint64_t gpa, uint64_
 	if (!(old & PTE_P) || old == new)
 		return;
 	pthread_mutex_lock(&m->lock);
-	bump(m); /* (also where no mapping read it: a device page's translation) */
-	invalidate_where(m, pv, reads_entry, gpa, false);
+	bump(m);         /* (also where no mapping read it: a device page's translation) */
+	if (m->naliases) /* a mapping may come from a walk of another root's copy */
+		forget_all(m, pv);
+	else
+		invalidate_where(m, pv, reads_entry, gpa, false);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -500,6 +672,44 @@ static bool fill_runs(struct pmmu *m, struct proc_vcpu *pv, const struct page_wa
 	return true;
 }
 
+/* Lock held, roots aliased. The mapping for `va` that `w` (pv's walk) gives serves every
+ * vCPU: do the other roots in use translate `va` alike? Their tables are tracked from now on
+ * too. False: they do not, and nothing may be mapped (the VM stops, unless `prefetch`). */
+static bool aliases_agree(struct pmmu *m, struct proc_vcpu *pv, uint64_t va,
+                          const struct walk_mode *mode, const struct page_walk *w, bool prefetch)
+{
+	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
+		const struct proc_vcpu *o = m->vm->vcpus[i].be;
+		bool new_tracked = false;
+		struct walk_mode om = {
+		    .nxe = mode->nxe, .wp = mode->wp, .track = &m->pt, .new_tracked = &new_tracked};
+		struct page_walk ow;
+		bool same;
+
+		if (!o || o == pv || !runs_on_root(o) || cr3_key(&o->cpu) == cr3_key(&pv->cpu))
+			continue;
+		same = page_walk(&m->vm->mem, o->cpu.cr3, va, &om, &ow) && ow.gpa == w->gpa &&
+		       ow.page_size == w->page_size && ow.writable == w->writable &&
+		       ow.executable == w->executable;
+		if (new_tracked)
+			forget_all(m, pv);
+		if (same)
+			continue;
+		if (!prefetch)
+			vm_request_stop(
+			    m->vm, STOP_VMM_ERROR, 0,
+			    "process engine: vCPU %u and vCPU %u run on page tables at "
+			    "0x%llx and 0x%llx, which no longer translate 0x%llx alike; the "
+			    "guest process has one address space for all its vCPUs, so "
+			    "they must share one (run this guest with one vCPU, or in a "
+			    "KVM engine)",
+			    pv->v->id, i, (unsigned long long)cr3_key(&pv->cpu),
+			    (unsigned long long)cr3_key(&o->cpu), (unsigned long long)va);
+		return false;
+	}
+	return true;
+}
+
 static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err, bool prefetch)
 {
 	struct guest_cpu *c = &pv->cpu;
@@ -530,6 +740,8 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	}
 	if (new_tracked) /* a page just became a page table: writable mappings of it go */
 		forget_all(m, pv);
+	if (m->naliases && !aliases_agree(m, pv, va, &mode, &w, prefetch))
+		return;
 	if (va >= STUB_GUEST_VA_END) {
 		pthread_mutex_unlock(&m->lock);
 		proc_refuse_va(pv, va);

@@ -1024,6 +1024,8 @@ void proc_vcpu_run(struct vcpu *v)
 				continue; /* (the checkpoint pauses or stops) */
 			}
 			pv->halted_for_good = false; /* the NMI is delivered below */
+			/* The others did not wait for it: its page tables go in again (pmmu.c). */
+			pmmu_sync(p->mmu, pv);
 		}
 		if (pv->wait_sipi && !wait_for_sipi(pv))
 			return;

@@ -63,6 +63,15 @@
  *               each wake it. The first NMI's handler sends the AP an NMI of its own, which
  *               must wait for the handler's iret (NMIs are blocked until then).
  *               "hostileguest: nmihalt: apic id A woke 3 times, 4 NMIs, none nested"
+ *   ptalias     two roots that translate alike (rt/paging.c); the AP takes a lock, loads the
+ *               second while the BSP runs on the first, and lets the lock go; the BSP waits
+ *               for the lock, loads the second too and maps a page in its window, which both
+ *               read (a guest relocating itself, page tables and all, as memtest86+ does).
+ *               "hostileguest: ptalias: both cpus read 0x5ca1ab1e through the copy"
+ *   ptdiverge   the same two roots; the AP loads the second, the BSP stays on the first and
+ *               maps a page in the second's window only, which the AP then reads. Hardware:
+ *               "hostileguest: ptdiverge: the AP read 0x5ca1ab1e through its own tables"
+ *               (the process engine, one address space for all vCPUs, stops the VM)
  *   inithalt    the AP halts with interrupts off (cli; hlt in ap_main), then a proper start:
  *               it must come up again. "hostileguest: inithalt: apic id A up again from
  *               start S"
@@ -101,6 +110,7 @@
 #include "cpu.h"
 #include "idt.h"
 #include "lapic.h"
+#include "paging.h"
 #include "rt.h"
 #include "smpguest.h"
 #include "virtio.h"
@@ -470,7 +480,16 @@ extern const char rm_spin[], rm_spin_end[], rm_clihlt[], rm_clihlt_end[], rm_sti
     rm_stihlt_end[], rm_ud[], rm_ud_end[], rm_count[], rm_count_end[], rm_mark[], rm_mark_end[],
     rm_far[], rm_far_end[];
 
-enum ap_mode { AP_HLT, AP_BUSY, AP_CLIHLT, AP_NMIHALT, AP_STORM, AP_PINREPLY };
+enum ap_mode {
+	AP_HLT,
+	AP_BUSY,
+	AP_CLIHLT,
+	AP_NMIHALT,
+	AP_PTALIAS,
+	AP_PTDIVERGE,
+	AP_STORM,
+	AP_PINREPLY
+};
 
 static bool smp_ready;
 static int ncpus, bsp;
@@ -484,6 +503,10 @@ static volatile uint64_t busy[MAX_CPUS];       /* AP_BUSY: the AP's loop count *
 static volatile unsigned nmi_wakes[MAX_CPUS];  /* AP_NMIHALT: returns from its hlt */
 static volatile unsigned nmis[MAX_CPUS];       /* NMIs each CPU took (nmihalt) */
 static volatile unsigned nmi_nested[MAX_CPUS]; /* NMIs taken inside the NMI handler */
+static struct pg_root pt_roots[2];             /* ptalias, ptdiverge */
+static volatile uint32_t pt_lock;              /* ptalias: the AP holds it over its CR3 load */
+static volatile unsigned pt_stage;             /* 1: the AP is on the copy; 3: it read */
+static volatile uint64_t pt_read;              /* what the AP read through the window */
 static volatile unsigned storm_done;           /* AP_STORM: APs done sending */
 static volatile bool storm_go;                 /* AP_STORM: all APs are up, go */
 static unsigned storm_rounds;
@@ -625,6 +648,19 @@ _Noreturn void ap_main(unsigned arg)
 	case AP_CLIHLT:
 		for (;;)
 			__asm__ volatile("cli; hlt" ::: "memory");
+	case AP_PTALIAS:
+	case AP_PTDIVERGE:
+		if (ap_mode == AP_PTALIAS)
+			while (__atomic_exchange_n(&pt_lock, 1, __ATOMIC_ACQUIRE))
+				__asm__ volatile("pause");
+		write_cr3(pt_roots[1].cr3);
+		__atomic_store_n(&pt_stage, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&pt_lock, 0, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&pt_stage, __ATOMIC_ACQUIRE) != 2)
+			__asm__ volatile("pause");
+		pt_read = *(volatile uint64_t *)(uintptr_t)PG_WINDOW_VA;
+		__atomic_store_n(&pt_stage, 3, __ATOMIC_RELEASE);
+		break;
 	case AP_NMIHALT:
 		for (;;) {
 			__asm__ volatile("cli; hlt" ::: "memory");
@@ -906,6 +942,49 @@ static void nmihalt(void)
 	           nmi_wakes[cpu], nmis[cpu], nmi_nested[cpu] ? "one nested" : "none nested");
 }
 
+#define PT_MARK 0x5ca1ab1eULL
+
+/* ptalias, ptdiverge: see the header. */
+static void ptroots(bool diverge)
+{
+	const char *name = diverge ? "ptdiverge" : "ptalias";
+	int cpu = ap(0);
+	uint64_t *page;
+
+	smp_setup();
+	if (!pg_new_root(&pt_roots[0]) || !pg_new_root(&pt_roots[1]) || !(page = pg_alloc()))
+		smp_fail("%s: the page pool is used up", name);
+	page[0] = PT_MARK;
+	write_cr3(pt_roots[0].cr3);
+	((volatile struct tramp_data *)(uintptr_t)(TRAMP_BASE + TRAMP_DATA))->cr3 =
+	    (uint32_t)pt_roots[0].cr3; /* the AP starts on the BSP's root */
+	start_ap(cpu, diverge ? AP_PTDIVERGE : AP_PTALIAS);
+	if (!wait_u32(&pt_stage, 1, TIMEOUT_MS))
+		smp_fail("%s: apic id %u did not load the second root", name, apic_ids[cpu]);
+	if (!diverge) {
+		while (__atomic_exchange_n(&pt_lock, 1, __ATOMIC_ACQUIRE))
+			__asm__ volatile("pause");
+		write_cr3(pt_roots[1].cr3);
+		__atomic_store_n(&pt_lock, 0, __ATOMIC_RELEASE);
+	}
+	pt_roots[1].pt[0] = pg_pa(page) | PG_P | PG_W;
+	if (!diverge) {
+		invlpg(PG_WINDOW_VA);
+		if (*(volatile uint64_t *)(uintptr_t)PG_WINDOW_VA != PT_MARK)
+			smp_fail("ptalias: the BSP read 0x%lx through the copy",
+			         (unsigned long)*(volatile uint64_t *)(uintptr_t)PG_WINDOW_VA);
+	}
+	__atomic_store_n(&pt_stage, 2, __ATOMIC_RELEASE);
+	if (!wait_u32(&pt_stage, 3, TIMEOUT_MS))
+		smp_fail("%s: apic id %u did not read the window", name, apic_ids[cpu]);
+	if (diverge)
+		con_printf("hostileguest: ptdiverge: the AP read 0x%lx through its own tables\n",
+		           (unsigned long)pt_read);
+	else
+		con_printf("hostileguest: ptalias: both cpus read 0x%lx through the copy\n",
+		           (unsigned long)pt_read);
+}
+
 /* inithalt: INIT to an AP halted with interrupts off (only INIT, NMI, SMI wake it), then a
  * proper start: it must come up again. */
 static void inithalt(void)
@@ -1129,6 +1208,10 @@ static void run(const struct token *tok)
 		realspin();
 	} else if (rt_token_value(tok, "sipibad", &v)) {
 		sipibad(&v);
+	} else if (rt_token_is(tok, "ptalias")) {
+		ptroots(false);
+	} else if (rt_token_is(tok, "ptdiverge")) {
+		ptroots(true);
 	} else if (rt_token_is(tok, "nmihalt")) {
 		nmihalt();
 	} else if (rt_token_is(tok, "bcast")) {

@@ -214,7 +214,40 @@ def test_an_nmi_wakes_an_ap_halted_with_interrupts_off(hearth, vcpus):
     smp_engine(hearth)
     r = hostile_smp(hearth, vcpus, "nmihalt")
     assert r.code == 0, r.out + r.err
-    assert "hostileguest: nmihalt: apic id 1 woke 3 times, 4 NMIs, none nested" in r.out
+    if hearth.mmu == "process":
+        assert "hostileguest: nmihalt: apic id 1 woke 3 times, 4 NMIs, none nested" in r.out
+    else:
+        # KVM nested under QEMU TCG (tests/nested) loses the NMI that arrives while the
+        # handler runs (3 NMIs); the SDM and KVM's own code keep one pending (4).
+        assert re.search(r"hostileguest: nmihalt: apic id 1 woke 3 times, [34] NMIs, "
+                         r"none nested$", r.out, re.M), r.out
+
+
+def test_an_ap_may_load_a_copy_of_the_page_tables_before_the_bsp(hearth):
+    # Hardware: each CPU has its own CR3; the AP loads a second root (a copy that translates
+    # alike) while the BSP still runs on the first and waits for a lock the AP holds.
+    # hearth's process engine (one address space for all vCPUs): the copy is taken as an
+    # alias of the first, and becomes the root when the BSP loads it too. Before
+    # 2026-12-08 it stopped the VM at the AP's CR3 load (memtest86+ with two vCPUs did so).
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, "ptalias")
+    assert r.code == 0, r.out + r.err
+    assert "hostileguest: ptalias: both cpus read 0x5ca1ab1e through the copy" in r.out
+
+
+def test_cpus_on_page_tables_that_no_longer_agree(hearth):
+    # Hardware: the AP reads the page only its own root maps. The process engine cannot
+    # give two vCPUs different translations: once the two roots differ where a vCPU looks,
+    # it stops the VM and says why.
+    smp_engine(hearth)
+    r = hostile_smp(hearth, 2, "ptdiverge")
+    if hearth.mmu == "process":
+        assert r.code == EXIT_VMM_ERROR, r.out + r.err
+        assert "no longer translate" in r.err and "one address space" in r.err, r.err
+        assert "ptdiverge: the AP read" not in r.out
+    else:
+        assert r.code == 0, r.out + r.err
+        assert "hostileguest: ptdiverge: the AP read 0x5ca1ab1e through its own tables" in r.out
 
 
 def test_init_wakes_an_ap_halted_with_interrupts_off(hearth):

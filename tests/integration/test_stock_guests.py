@@ -49,13 +49,13 @@ def boot_memtest(memtest, engine, seconds):
                       "--timeout", str(seconds), timeout=120)
 
 
-def boot_memtest_until(memtest, engine, pattern, limit):
-    """Run memtest86+ until its screen shows `pattern` (or `limit` seconds pass: a nested,
-    emulated host is many times slower), then stop it with SIGTERM. Returns (exit code,
-    screen, stderr)."""
+def boot_memtest_until(memtest, engine, pattern, limit, *extra):
+    """Run memtest86+ (with `extra` options) until its screen shows `pattern` (or `limit`
+    seconds pass: a nested, emulated host is many times slower), then stop it with SIGTERM.
+    Returns (exit code, screen, stderr)."""
     p = subprocess.Popen([str(HEARTH), "--engine", engine, "--kernel", str(memtest), "--mem",
                           "64", "--cmdline", "console=ttyS0,115200 keyboard=none",
-                          "--timeout", str(limit)],
+                          "--timeout", str(limit), *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, deadline = b"", time.monotonic() + limit + 30
     os.set_blocking(p.stdout.fileno(), False)
@@ -112,6 +112,22 @@ def test_memtest86plus_runs_without_kvm_in_the_process_engine(memtest):
     it: its own page tables (stores to them emulated), page 0 (read with `cmp`, emulated),
     the PIT, the serial console. Slower than with KVM: it stays in its first test here."""
     check_memtest_progress(memtest, "process")
+
+
+@pytest.mark.skipif(KVM, reason="the process engine's run of memtest86+ is checked where there "
+                    "is no /dev/kvm (`make test`); a nested host's one emulated CPU makes "
+                    "memtest's PIT-polled calibration take minutes")
+def test_memtest86plus_tests_memory_with_two_cpus_in_the_process_engine(memtest):
+    """With two CPUs it parks them between tests with cli; hlt and wakes them with NMIs, and
+    it relocates itself, page tables included: each CPU loads the copy's when it gets there
+    (before 2026-12-08 the first hung for good, then the second stopped the VM). Here it
+    runs its tests on both CPUs at once."""
+    code, screen, err = boot_memtest_until(memtest, "process", r"Using:\s*All Cores", 120,
+                                           "--vcpus", "2")
+    assert re.search(r"SMP:\s*2T", screen), err + screen[-2000:]
+    assert re.search(r"Using:\s*All Cores", screen), err + screen[-2000:]
+    assert not re.search(r"Errors:\s*[1-9]", screen), screen[-2000:]
+    assert "stopped by signal 15" in err, (code, err)
 
 
 @pytest.mark.skipif(KVM, reason="checks a host without /dev/kvm; this one has it")
