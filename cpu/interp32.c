@@ -1201,6 +1201,7 @@ static int iret(struct step *s)
 		return st;
 	drop(c, 3 * sz);
 	c->r.rflags = ((c->r.rflags & ~keep) | (v[2] & keep) | RF_RESERVED) & ~RF_RF;
+	c->nmi_blocked = false; /* (an NMI handler's end) */
 	return far_go(s, (uint16_t)v[1], v[0], &to);
 }
 

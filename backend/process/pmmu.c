@@ -317,6 +317,22 @@ static bool runs_on_root(const struct proc_vcpu *o)
 	       paging(&o->cpu);
 }
 
+/* Lock held. Does a vCPU run on `key`'s root (`asleep_too`: or sleep in hlt with interrupts
+ * off, which an NMI ends)? */
+static bool key_used(const struct pmmu *m, uint64_t key, bool asleep_too)
+{
+	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
+		const struct proc_vcpu *o = m->vm->vcpus[i].be;
+
+		if (o &&
+		    (runs_on_root(o) ||
+		     (asleep_too && o->halted_for_good && !o->interp && paging(&o->cpu))) &&
+		    cr3_key(&o->cpu) == key)
+			return true;
+	}
+	return false;
+}
+
 /* Lock held. Is `key` the current root's, or one that translates alike? */
 static bool in_cur_class(const struct pmmu *m, uint64_t key)
 {
@@ -419,42 +435,47 @@ static bool same_tables(const struct guest_memory *gm, uint64_t a, uint64_t b, i
 	return true;
 }
 
-/* Lock held, every mapping just dropped: do the aliases still translate as the current
- * root does? One that no longer does is dropped; the vCPUs on it switch at their next fault,
- * unless other vCPUs still run on the current root's class: then the VM ends, as when two
- * vCPUs load different page tables. */
+/* Lock held, every mapping just dropped: do the roots of the class still translate alike?
+ * They are compared with one a vCPU runs on (the current root's, else an alias's, which then
+ * becomes the current root's key: nothing is mapped now). One that differs is dropped when
+ * no vCPU runs on it (a vCPU asleep on it joins again or stops the VM when an NMI wakes it,
+ * pmmu_sync); when one does, the VM stops, as when two vCPUs load different page tables. */
 static void recheck_aliases(struct pmmu *m)
 {
+	uint64_t ref = m->cur->key;
+
+	if (!key_used(m, ref, false)) {
+		for (unsigned i = 0; i < m->naliases; i++)
+			if (key_used(m, m->alias[i], false)) {
+				ref = m->alias[i];
+				m->alias[i] = m->cur->key;
+				break;
+			}
+	}
+	if (ref != m->cur->key) {
+		for (unsigned i = 0; i < MAX_ROOTS; i++)
+			if (m->roots[i].valid && m->roots[i].key == ref)
+				m->roots[i].valid =
+				    false; /* (its list is stale: aliases filled cur's) */
+		m->cur->valid = true;
+		m->cur->key = ref;
+		m->cur->nmaps = 0;
+	}
 	for (unsigned i = m->naliases; i-- > 0;) {
 		uint64_t key = m->alias[i];
 		unsigned budget = SAME_TABLES_MAX;
-		int on_it = -1, other = -1;
 
-		if (same_tables(&m->vm->mem, m->cur->key, key, 4, &budget))
+		if (same_tables(&m->vm->mem, ref, key, 4, &budget))
 			continue;
 		m->alias[i] = m->alias[--m->naliases];
-		for (unsigned v = 0; v < m->vm->nvcpus; v++) {
-			const struct proc_vcpu *o = m->vm->vcpus[v].be;
-
-			if (!o || !runs_on_root(o))
-				continue;
-			if (cr3_key(&o->cpu) == key)
-				on_it = (int)v;
-			else if (in_cur_class(m, cr3_key(&o->cpu)))
-				other = (int)v;
-		}
-		if (on_it >= 0 && other >= 0)
+		if (key_used(m, key, false) && key_used(m, ref, false))
 			vm_request_stop(
 			    m->vm, STOP_VMM_ERROR, 0,
-			    "process engine: vCPU %d runs on page tables at 0x%llx, which "
-			    "no longer translate as those at 0x%llx that vCPU %d runs on; "
-			    "the guest process has one address space for all its vCPUs, "
-			    "so they must share one (run this guest with one vCPU, or in "
-			    "a KVM engine)",
-			    on_it, (unsigned long long)key,
-			    (unsigned long long)cr3_key(
-			        &((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu),
-			    other);
+			    "process engine: vCPUs run on page tables at 0x%llx and at "
+			    "0x%llx, which no longer translate alike; the guest process "
+			    "has one address space for all its vCPUs, so they must share "
+			    "one (run this guest with one vCPU, or in a KVM engine)",
+			    (unsigned long long)key, (unsigned long long)ref);
 	}
 }
 
@@ -465,6 +486,7 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	uint64_t key = cr3_key(c);
 	bool nxe = c->efer & EFER_NXE, wp = c->cr0 & CR0_WP;
 	struct pm_root *r = NULL, *victim = &m->roots[0];
+	bool same_modes;
 	int other;
 
 	if (m->cur && m->cur->key == key && m->cur->nxe == nxe && m->cur->wp == wp)
@@ -472,18 +494,18 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	/* One address space serves every vCPU of the guest process: they must share a root,
 	 * or run on roots that translate alike (aliases of the current one). An alias becomes
 	 * the current root once no other vCPU runs on anything else. */
-	if (m->cur && m->cur->nxe == nxe && m->cur->wp == wp && in_cur_class(m, key) &&
-	    other_root_of(m, pv, key, false) >= 0)
+	same_modes = m->cur && m->cur->nxe == nxe && m->cur->wp == wp;
+	if (same_modes && in_cur_class(m, key) && other_root_of(m, pv, key, false) >= 0)
 		return;
 	other = m->vm->nvcpus > 1 ? other_root(m, pv, key) : -1;
-	if (other >= 0 && m->cur && m->cur->nxe == nxe && m->cur->wp == wp &&
-	    m->naliases < ALIASES &&
-	    in_cur_class(m, cr3_key(&((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu))) {
+	if (other >= 0 && same_modes && m->naliases < ALIASES) {
+		uint64_t theirs = cr3_key(&((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu);
 		unsigned budget = SAME_TABLES_MAX;
 
-		/* every other vCPU runs on the current root's class: may this one join it? */
-		if (other_root(m, pv, m->cur->key) < 0 &&
-		    same_tables(c->gm, m->cur->key, key, 4, &budget)) {
+		/* Every other vCPU runs on the class, that vCPU on `theirs`: may this one join
+		 * (compared with a root in use)? */
+		if (in_cur_class(m, theirs) && other_root(m, pv, theirs) < 0 &&
+		    same_tables(c->gm, theirs, key, 4, &budget)) {
 			m->alias[m->naliases++] = key;
 			/* from now on every mapping comes from a walk, whose tables are tracked */
 			forget_all(m, pv);
@@ -515,6 +537,9 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	bump(m);
 	memset(m->anchors, 0, sizeof(m->anchors));
 	proc_vcpu_unmap_all(pv);
+	/* Its list may hold mappings an alias's walk made, whose entries it does not read. */
+	if (m->naliases)
+		m->cur->nmaps = 0;
 	if (r) {
 		m->hits++;
 		for (unsigned i = 0; i < r->nmaps; i++) {
@@ -673,38 +698,45 @@ static bool fill_runs(struct pmmu *m, struct proc_vcpu *pv, const struct page_wa
 }
 
 /* Lock held, roots aliased. The mapping for `va` that `w` (pv's walk) gives serves every
- * vCPU: do the other roots in use translate `va` alike? Their tables are tracked from now on
- * too. False: they do not, and nothing may be mapped (the VM stops, unless `prefetch`). */
+ * vCPU: do the other roots of the class that vCPUs use (or sleep on) translate `va` alike?
+ * Their walks set accessed and dirty bits as pv's did, and track their tables from now on
+ * too. *dirty: cleared unless every walk found the page dirty. False: they do not agree, and
+ * nothing may be mapped (the VM stops, unless `prefetch`). */
 static bool aliases_agree(struct pmmu *m, struct proc_vcpu *pv, uint64_t va,
-                          const struct walk_mode *mode, const struct page_walk *w, bool prefetch)
+                          const struct walk_mode *mode, const struct page_walk *w, bool prefetch,
+                          bool *dirty)
 {
-	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
-		const struct proc_vcpu *o = m->vm->vcpus[i].be;
+	for (unsigned i = 0; i <= m->naliases && m->naliases; i++) {
+		uint64_t key = i == m->naliases ? m->cur->key : m->alias[i];
 		bool new_tracked = false;
-		struct walk_mode om = {
-		    .nxe = mode->nxe, .wp = mode->wp, .track = &m->pt, .new_tracked = &new_tracked};
+		struct walk_mode om = {.write = mode->write,
+		                       .fetch = mode->fetch,
+		                       .nxe = mode->nxe,
+		                       .wp = mode->wp,
+		                       .track = &m->pt,
+		                       .new_tracked = &new_tracked};
 		struct page_walk ow;
 		bool same;
 
-		if (!o || o == pv || !runs_on_root(o) || cr3_key(&o->cpu) == cr3_key(&pv->cpu))
+		if (key == cr3_key(&pv->cpu) || !key_used(m, key, true))
 			continue;
-		same = page_walk(&m->vm->mem, o->cpu.cr3, va, &om, &ow) && ow.gpa == w->gpa &&
+		same = page_walk(&m->vm->mem, key, va, &om, &ow) && ow.gpa == w->gpa &&
 		       ow.page_size == w->page_size && ow.writable == w->writable &&
 		       ow.executable == w->executable;
+		*dirty = *dirty && ow.dirty;
 		if (new_tracked)
-			forget_all(m, pv);
+			forget_all(m, pv); /* (which compares the roots again) */
 		if (same)
 			continue;
 		if (!prefetch)
 			vm_request_stop(
 			    m->vm, STOP_VMM_ERROR, 0,
-			    "process engine: vCPU %u and vCPU %u run on page tables at "
-			    "0x%llx and 0x%llx, which no longer translate 0x%llx alike; the "
-			    "guest process has one address space for all its vCPUs, so "
-			    "they must share one (run this guest with one vCPU, or in a "
-			    "KVM engine)",
-			    pv->v->id, i, (unsigned long long)cr3_key(&pv->cpu),
-			    (unsigned long long)cr3_key(&o->cpu), (unsigned long long)va);
+			    "process engine: vCPU %u runs on page tables at 0x%llx, which do not "
+			    "translate 0x%llx as those at 0x%llx that another vCPU uses; the "
+			    "guest process has one address space for all its vCPUs, so they must "
+			    "share one (run this guest with one vCPU, or in a KVM engine)",
+			    pv->v->id, (unsigned long long)cr3_key(&pv->cpu),
+			    (unsigned long long)va, (unsigned long long)key);
 		return false;
 	}
 	return true;
@@ -715,7 +747,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	struct guest_cpu *c = &pv->cpu;
 	const struct guest_memory *gm = c->gm;
 	const uint64_t low = min_va(m); /* below it, nothing is mapped */
-	bool new_tracked = false, stored;
+	bool new_tracked = false, stored, all_dirty = true;
 	struct walk_mode mode = {.write = err & PF_W,
 	                         .fetch = err & PF_I,
 	                         .nxe = c->efer & EFER_NXE,
@@ -740,7 +772,10 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	}
 	if (new_tracked) /* a page just became a page table: writable mappings of it go */
 		forget_all(m, pv);
-	if (m->naliases && !aliases_agree(m, pv, va, &mode, &w, prefetch))
+	if (m->naliases && !aliases_agree(m, pv, va, &mode, &w, prefetch, &all_dirty))
+		return;
+	/* (a forget_all above may have dropped pv's root from the class: it faults again) */
+	if (!in_cur_class(m, cr3_key(c)))
 		return;
 	if (va >= STUB_GUEST_VA_END) {
 		pthread_mutex_unlock(&m->lock);
@@ -781,7 +816,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	}
 	if (w.page_size >= PAGE_2M && !m->dirty) { /* (tracking dirty pages: 4 KiB each) */
 		uint64_t base = w.gpa & ~(PAGE_2M - 1), vbase = va & ~(PAGE_2M - 1);
-		uint32_t prot = PROT_READ | (w.writable && w.dirty ? PROT_WRITE : 0) |
+		uint32_t prot = PROT_READ | (w.writable && w.dirty && all_dirty ? PROT_WRITE : 0) |
 		                (w.executable ? PROT_EXEC : 0);
 
 		if (gm_range_ok(gm, base, PAGE_2M) && vbase + PAGE_2M <= STUB_GUEST_VA_END) {
@@ -801,7 +836,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	    .off = gm_offset(gm, page, size),
 	    .prot = PROT_READ,
 	    .entry_gpa = {w.entry_gpa[0], w.entry_gpa[1], w.entry_gpa[2], w.entry_gpa[3]}};
-	if (w.writable && w.dirty && !(size == PAGE_4K && pt_tracked(&m->pt, page)) &&
+	if (w.writable && w.dirty && all_dirty && !(size == PAGE_4K && pt_tracked(&m->pt, page)) &&
 	    dirty_ok(m, map.off, mode.write))
 		map.prot |= PROT_WRITE;
 	if (w.executable)

@@ -724,8 +724,10 @@ static bool sleep_interrupts_off(struct proc_vcpu *pv)
 
 	for (;;) {
 		uint32_t w = __atomic_load_n(&pv->wake, __ATOMIC_ACQUIRE);
-		struct timespec ts = {0, WAIT_SLICE_NS};
+		uint64_t now, deadline;
+		struct timespec ts;
 
+		uirq_tick(p->uirq, (int)pv->v->id); /* (a timer may be wired to deliver NMIs) */
 		take_startup(pv);
 		if (pv->wait_sipi || !pv->halted_for_good) /* INIT, or INIT and STARTUP */
 			return false;
@@ -734,6 +736,14 @@ static bool sleep_interrupts_off(struct proc_vcpu *pv)
 		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
 		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
 			return false;
+		now = now_ns();
+		deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
+		if (deadline > now + WAIT_SLICE_NS)
+			deadline = now + WAIT_SLICE_NS;
+		if (deadline <= now)
+			continue;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)(deadline - now);
 		futex(&pv->wake, FUTEX_WAIT, w, &ts); /* an IPI kicks it awake */
 	}
 }
@@ -898,6 +908,7 @@ static void boot_state(struct proc_vcpu *pv)
 static void sipi_state(struct proc_vcpu *pv, uint8_t vector)
 {
 	interp_sipi_state(&pv->cpu, vector);
+	pv->cpu.nmi_blocked = false;
 	pv->interp = true;
 	pv->wait_sipi = pv->halted = pv->halted_for_good = pv->stepping_pt = false;
 	pv->started_guest = true;
@@ -923,7 +934,8 @@ static void take_startup(struct proc_vcpu *pv)
 	}
 	if (s & UIRQ_INIT) {
 		pv->wait_sipi = true;
-		pv->started_guest = false; /* nothing of its state is left to run */
+		pv->started_guest = false;   /* nothing of its state is left to run */
+		pv->cpu.nmi_blocked = false; /* INIT ends an NMI handler too */
 	}
 	if ((s & UIRQ_SIPI) && pv->wait_sipi)
 		sipi_state(pv, vector);
