@@ -317,20 +317,26 @@ static bool runs_on_root(const struct proc_vcpu *o)
 	       paging(&o->cpu);
 }
 
-/* Lock held. Does a vCPU run on `key`'s root (`asleep_too`: or sleep in hlt with interrupts
- * off, which an NMI ends)? */
-static bool key_used(const struct pmmu *m, uint64_t key, bool asleep_too)
+/* Lock held. Does a vCPU other than `except` (NULL: any) run on `key`'s root (`asleep_too`:
+ * or sleep in hlt with interrupts off, which an NMI ends)? */
+static bool key_used_but(const struct pmmu *m, const struct proc_vcpu *except, uint64_t key,
+                         bool asleep_too)
 {
 	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
 		const struct proc_vcpu *o = m->vm->vcpus[i].be;
 
-		if (o &&
+		if (o && o != except &&
 		    (runs_on_root(o) ||
 		     (asleep_too && o->halted_for_good && !o->interp && paging(&o->cpu))) &&
 		    cr3_key(&o->cpu) == key)
 			return true;
 	}
 	return false;
+}
+
+static bool key_used(const struct pmmu *m, uint64_t key, bool asleep_too)
+{
+	return key_used_but(m, NULL, key, asleep_too);
 }
 
 /* Lock held. Is `key` the current root's, or one that translates alike? */
@@ -479,25 +485,66 @@ static void recheck_aliases(struct pmmu *m)
 	}
 }
 
+/* Lock held. The first root since nothing was mapped (a restored VM, whose vCPUs all run
+ * at once): the other vCPUs' roots join it as aliases before any of them maps anything, or
+ * the VM stops. */
+static void adopt_roots(struct pmmu *m, struct proc_vcpu *pv)
+{
+	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
+		const struct proc_vcpu *o = m->vm->vcpus[i].be;
+		unsigned budget = SAME_TABLES_MAX;
+		uint64_t k;
+
+		if (!o || o == pv || !o->started_guest || o->interp || o->wait_sipi ||
+		    !paging(&o->cpu))
+			continue;
+		k = cr3_key(&o->cpu);
+		if (in_cur_class(m, k))
+			continue;
+		if (m->naliases < ALIASES && !((o->cpu.efer ^ pv->cpu.efer) & EFER_NXE) &&
+		    !((o->cpu.cr0 ^ pv->cpu.cr0) & CR0_WP) &&
+		    same_tables(&m->vm->mem, m->cur->key, k, 4, &budget)) {
+			m->alias[m->naliases++] = k;
+			continue;
+		}
+		vm_request_stop(
+		    m->vm, STOP_VMM_ERROR, 0,
+		    "process engine: vCPU %u runs on page tables at 0x%llx, vCPU %u on "
+		    "those at 0x%llx; the guest process has one address space for all "
+		    "its vCPUs, so they must share one (run this guest with one vCPU, or "
+		    "in a KVM engine)",
+		    pv->v->id, (unsigned long long)m->cur->key, i, (unsigned long long)k);
+		return;
+	}
+}
+
 /* The root the vCPU's paging state selects: the current one, one from the cache (its
- * mappings put back in this reply, as far as there is room), or a new one. */
-static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest_cpu *c)
+ * mappings put back in this reply, as far as there is room), or a new one. `loaded`: the vCPU
+ * (re)loaded it (pmmu_sync), rather than faulted on it. */
+static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest_cpu *c,
+                        bool loaded)
 {
 	uint64_t key = cr3_key(c);
 	bool nxe = c->efer & EFER_NXE, wp = c->cr0 & CR0_WP;
 	struct pm_root *r = NULL, *victim = &m->roots[0];
-	bool same_modes;
+	bool same_modes, first = !m->cur;
 	int other;
 
+	same_modes = m->cur && m->cur->nxe == nxe && m->cur->wp == wp;
+	/* A root of the class that no vCPU used meanwhile was not checked against the others
+	 * (its tables may have changed untracked): it is compared again before it is used. */
+	if (loaded && same_modes && m->naliases && in_cur_class(m, key) && pv->root_key != key &&
+	    !key_used_but(m, pv, key, true))
+		forget_all(m, pv);
 	if (m->cur && m->cur->key == key && m->cur->nxe == nxe && m->cur->wp == wp)
 		return;
 	/* One address space serves every vCPU of the guest process: they must share a root,
 	 * or run on roots that translate alike (aliases of the current one). An alias becomes
 	 * the current root once no other vCPU runs on anything else. */
-	same_modes = m->cur && m->cur->nxe == nxe && m->cur->wp == wp;
 	if (same_modes && in_cur_class(m, key) && other_root_of(m, pv, key, false) >= 0)
 		return;
-	other = m->vm->nvcpus > 1 ? other_root(m, pv, key) : -1;
+	/* (nothing mapped yet, as after a restore: the others join through the comparison) */
+	other = m->cur && m->vm->nvcpus > 1 ? other_root(m, pv, key) : -1;
 	if (other >= 0 && same_modes && m->naliases < ALIASES) {
 		uint64_t theirs = cr3_key(&((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu);
 		unsigned budget = SAME_TABLES_MAX;
@@ -565,13 +612,16 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	r->last_use = ++m->clock;
 	m->cur = r;
 	m->naliases = 0;
+	if (first)
+		adopt_roots(m, pv);
 }
 
 void pmmu_sync(struct pmmu *m, struct proc_vcpu *pv)
 {
 	pthread_mutex_lock(&m->lock);
 	bump(m); /* (also a CR3 load of the same root: the guest's TLB flush) */
-	switch_root(m, pv, &pv->cpu);
+	switch_root(m, pv, &pv->cpu, true);
+	pv->root_key = cr3_key(&pv->cpu);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -700,13 +750,18 @@ static bool fill_runs(struct pmmu *m, struct proc_vcpu *pv, const struct page_wa
 /* Lock held, roots aliased. The mapping for `va` that `w` (pv's walk) gives serves every
  * vCPU: do the other roots of the class that vCPUs use (or sleep on) translate `va` alike?
  * Their walks set accessed and dirty bits as pv's did, and track their tables from now on
- * too. *dirty: cleared unless every walk found the page dirty. False: they do not agree, and
- * nothing may be mapped (the VM stops, unless `prefetch`). */
+ * too. *dirty: cleared unless every walk found the page dirty. A root that differs is
+ * dropped from the class when only sleeping vCPUs use it (an NMI that wakes one makes it
+ * join again or stop the VM). False: a root in use differs, and nothing may be mapped (the
+ * VM stops, unless `prefetch`). */
 static bool aliases_agree(struct pmmu *m, struct proc_vcpu *pv, uint64_t va,
                           const struct walk_mode *mode, const struct page_walk *w, bool prefetch,
                           bool *dirty)
 {
-	for (unsigned i = 0; i <= m->naliases && m->naliases; i++) {
+	/* A forget_all below compares the roots again and may reorder or drop them: start over
+	 * (each time a page newly tracked, or a root dropped, so it ends). */
+restart:
+	for (unsigned i = 0; m->naliases && i <= m->naliases; i++) {
 		uint64_t key = i == m->naliases ? m->cur->key : m->alias[i];
 		bool new_tracked = false;
 		struct walk_mode om = {.write = mode->write,
@@ -723,11 +778,15 @@ static bool aliases_agree(struct pmmu *m, struct proc_vcpu *pv, uint64_t va,
 		same = page_walk(&m->vm->mem, key, va, &om, &ow) && ow.gpa == w->gpa &&
 		       ow.page_size == w->page_size && ow.writable == w->writable &&
 		       ow.executable == w->executable;
-		*dirty = *dirty && ow.dirty;
-		if (new_tracked)
-			forget_all(m, pv); /* (which compares the roots again) */
 		if (same)
+			*dirty = *dirty && ow.dirty;
+		if (same && !new_tracked)
 			continue;
+		if (same || !key_used(m, key, false)) {
+			forget_all(m, pv); /* (which compares the roots again) */
+			if (same || !in_cur_class(m, key))
+				goto restart;
+		}
 		if (!prefetch)
 			vm_request_stop(
 			    m->vm, STOP_VMM_ERROR, 0,
@@ -758,7 +817,7 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	struct pm_map map;
 	uint64_t size = PAGE_4K, page;
 
-	switch_root(m, pv, c);
+	switch_root(m, pv, c, false);
 	if (!page_walk(gm, c->cr3, va, &mode, &w)) {
 		if (new_tracked) /* the tables it passed are protected from now on */
 			forget_all(m, pv);

@@ -91,6 +91,7 @@ struct proc_vcpu {
 	bool running; /* hearth has answered; the guest thread runs guest code */
 	bool halted;  /* hlt: sleeping until an interrupt */
 	bool halted_for_good;
+	uint64_t root_key;    /* the CR3 key pmmu_sync last took it to (0: none since INIT) */
 	bool interp;          /* 32-bit code: the interpreter runs it */
 	bool stepping_pt;     /* single-stepping a page-table store (pmmu_unprotect) */
 	bool apart;           /* its guest thread and hearth's run on different CPUs (process.c) */

@@ -909,6 +909,7 @@ static void sipi_state(struct proc_vcpu *pv, uint8_t vector)
 {
 	interp_sipi_state(&pv->cpu, vector);
 	pv->cpu.nmi_blocked = false;
+	pv->root_key = 0;
 	pv->interp = true;
 	pv->wait_sipi = pv->halted = pv->halted_for_good = pv->stepping_pt = false;
 	pv->started_guest = true;
@@ -936,6 +937,7 @@ static void take_startup(struct proc_vcpu *pv)
 		pv->wait_sipi = true;
 		pv->started_guest = false;   /* nothing of its state is left to run */
 		pv->cpu.nmi_blocked = false; /* INIT ends an NMI handler too */
+		pv->root_key = 0;
 	}
 	if ((s & UIRQ_SIPI) && pv->wait_sipi)
 		sipi_state(pv, vector);

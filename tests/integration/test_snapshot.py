@@ -94,14 +94,18 @@ def rounds(text):
     return [int(t) for t in re.findall(r"smpguest: round (\d+) ok", text)]
 
 
+@pytest.mark.parametrize("roots", ["shared", "ownroot"])
 @pytest.mark.parametrize("vcpus", [2, 4])
-def test_running_application_processors_go_on_after_restore(tmp_path, engine, vcpus):
+def test_running_application_processors_go_on_after_restore(tmp_path, engine, vcpus, roots):
     # smpguest's APs are up and answering IPIs, round after round, when the VM is paused and
-    # snapshotted; restored in a fresh hearth, every AP answers the rest of the rounds.
+    # snapshotted; restored in a fresh hearth, every AP answers the rest of the rounds. With
+    # `ownroot` each AP runs on a root of its own (in the process engine, aliases of the
+    # BSP's, which the restored VM, starting with nothing mapped, must take again).
     if engine == "shadow":
         pytest.skip("the shadow engine parks application processors")
     a = Vm(tmp_path, "a")
-    a.boot(engine, "smpguest", "rounds=40", vcpus=vcpus)
+    a.boot(engine, "smpguest", "rounds=40" + (" ownroot" if roots == "ownroot" else ""),
+           vcpus=vcpus)
     a.api.wait_stdout("smpguest: round 5 ok", timeout=30)
     a.snapshot(tmp_path / "s.state", tmp_path / "s.mem")
     before = rounds(a.api.stdout())
