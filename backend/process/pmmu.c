@@ -44,8 +44,8 @@
 #define MAX_ROOTS       4
 #define ANCHORS         1024 /* 2 MiB regions with a PROT_NONE anchor (a set; full: no more) */
 #define RUNS_MAX        8    /* mappings a 2 MiB guest page is split into, at most */
-#define ALIASES         4    /* other roots that translate as the current one (see switch_root) */
-#define SAME_TABLES_MAX 64   /* table pages compared to find that two roots translate alike */
+#define ALIASES         STUB_MAX_VCPUS /* other roots that translate as cur (switch_root) */
+#define SAME_TABLES_MAX 64 /* table pages compared to find that two roots translate alike */
 
 struct pm_map {
 	uint64_t va, size, off;
@@ -317,6 +317,18 @@ static bool runs_on_root(const struct proc_vcpu *o)
 	       paging(&o->cpu);
 }
 
+static bool in_cur_class(const struct pmmu *m, uint64_t key);
+
+/* Lock held. Has `o` loaded a root of no class that pmmu_sync has not taken it to yet? It
+ * waits in hearth for the lock, and is compared in its own sync: others leave it out
+ * (vCPUs loading per-CPU roots at once would otherwise refuse each other). */
+static bool in_transit(const struct pmmu *m, const struct proc_vcpu *o)
+{
+	uint64_t k = cr3_key(&o->cpu);
+
+	return k != o->root_key && !in_cur_class(m, k);
+}
+
 /* Lock held. Does a vCPU other than `except` (NULL: any) run on `key`'s root (`asleep_too`:
  * or sleep in hlt with interrupts off, which an NMI ends)? */
 static bool key_used_but(const struct pmmu *m, const struct proc_vcpu *except, uint64_t key,
@@ -325,7 +337,7 @@ static bool key_used_but(const struct pmmu *m, const struct proc_vcpu *except, u
 	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
 		const struct proc_vcpu *o = m->vm->vcpus[i].be;
 
-		if (o && o != except &&
+		if (o && o != except && !in_transit(m, o) &&
 		    (runs_on_root(o) ||
 		     (asleep_too && o->halted_for_good && !o->interp && paging(&o->cpu))) &&
 		    cr3_key(&o->cpu) == key)
@@ -364,7 +376,7 @@ static int other_root_of(const struct pmmu *m, const struct proc_vcpu *pv, uint6
 		const struct proc_vcpu *o = m->vm->vcpus[i].be;
 		uint64_t k;
 
-		if (!o || o == pv || !runs_on_root(o))
+		if (!o || o == pv || !runs_on_root(o) || in_transit(m, o))
 			continue;
 		k = cr3_key(&o->cpu);
 		if (k != key && !(key_in && in_cur_class(m, k)))
@@ -485,6 +497,15 @@ static void recheck_aliases(struct pmmu *m)
 	}
 }
 
+/* Lock held. Room for one more alias: when full, those no vCPU uses (or sleeps on) go. */
+static bool alias_room(struct pmmu *m)
+{
+	for (unsigned i = m->naliases; m->naliases == ALIASES && i-- > 0;)
+		if (!key_used(m, m->alias[i], true))
+			m->alias[i] = m->alias[--m->naliases];
+	return m->naliases < ALIASES;
+}
+
 /* Lock held. The first root since nothing was mapped (a restored VM, whose vCPUs all run
  * at once): the other vCPUs' roots join it as aliases before any of them maps anything, or
  * the VM stops. */
@@ -495,16 +516,16 @@ static void adopt_roots(struct pmmu *m, struct proc_vcpu *pv)
 		unsigned budget = SAME_TABLES_MAX;
 		uint64_t k;
 
-		if (!o || o == pv || !o->started_guest || o->interp || o->wait_sipi ||
-		    !paging(&o->cpu))
+		if (!o || o == pv || !runs_on_root(o)) /* (one asleep syncs when an NMI wakes it) */
 			continue;
 		k = cr3_key(&o->cpu);
 		if (in_cur_class(m, k))
 			continue;
-		if (m->naliases < ALIASES && !((o->cpu.efer ^ pv->cpu.efer) & EFER_NXE) &&
+		if (alias_room(m) && !((o->cpu.efer ^ pv->cpu.efer) & EFER_NXE) &&
 		    !((o->cpu.cr0 ^ pv->cpu.cr0) & CR0_WP) &&
 		    same_tables(&m->vm->mem, m->cur->key, k, 4, &budget)) {
 			m->alias[m->naliases++] = k;
+			((struct proc_vcpu *)m->vm->vcpus[i].be)->root_key = k;
 			continue;
 		}
 		vm_request_stop(
@@ -545,7 +566,7 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 		return;
 	/* (nothing mapped yet, as after a restore: the others join through the comparison) */
 	other = m->cur && m->vm->nvcpus > 1 ? other_root(m, pv, key) : -1;
-	if (other >= 0 && same_modes && m->naliases < ALIASES) {
+	if (other >= 0 && same_modes && alias_room(m)) {
 		uint64_t theirs = cr3_key(&((const struct proc_vcpu *)m->vm->vcpus[other].be)->cpu);
 		unsigned budget = SAME_TABLES_MAX;
 
@@ -818,6 +839,8 @@ static void fill(struct pmmu *m, struct proc_vcpu *pv, uint64_t va, uint32_t err
 	uint64_t size = PAGE_4K, page;
 
 	switch_root(m, pv, c, false);
+	if (!pv->root_key && in_cur_class(m, cr3_key(c)))
+		pv->root_key = cr3_key(c); /* (a restored vCPU's first fault) */
 	if (!page_walk(gm, c->cr3, va, &mode, &w)) {
 		if (new_tracked) /* the tables it passed are protected from now on */
 			forget_all(m, pv);

@@ -25,8 +25,9 @@
  * Command line: `classic` (the default) or `direct` picks the trampoline:
  *   classic  real mode -> 32-bit protected mode -> long mode (as Linux's trampoline)
  *   direct   real mode straight to long mode: CR4.PAE, CR3, EFER.LME, then CR0.PE|PG at once
- * and `ownroot` makes each AP, once in ap_main, load a page-table root of its own (a copy of
- * the boot PML4: the same mappings through another CR3), as kernels with per-CPU roots do.
+ * and `ownroot` makes each AP, once every AP is up, load a page-table root of its own (a copy
+ * of the boot PML4: the same mappings through another CR3), all of them at once, as kernels
+ * with per-CPU roots do.
  * `rounds=N` (1..100000) plays N rounds instead of ROUNDS, 50 ms apart, each printed as
  * "smpguest: round K ok" (for snapshots taken while APs run).
  * `page0=N` (1..1000000): once every CPU is up, all of them at once add 1 to one quadword on
@@ -199,7 +200,8 @@ static void send_ipi(int cpu, uint32_t icr_low, const char *what)
 
 _Noreturn void ap_main(unsigned index);
 
-static bool own_root; /* `ownroot` */
+static bool own_root;                      /* `ownroot` */
+static volatile unsigned roots_go, rooted; /* `ownroot`: load them now; APs that did */
 /* `page0=N`: increments per CPU on page 0, all CPUs at once once `page0_go` is set */
 static unsigned page0_n;
 static volatile unsigned page0_go, page0_done;
@@ -228,17 +230,20 @@ static uint64_t ap_pml4[MAX_CPUS][512] __attribute__((aligned(PAGE_4K)));
 
 _Noreturn void ap_main(unsigned index)
 {
+	idt_load();
+	lapic_enable();
+	seen_apic_id[index] = lapic_id();
+	__atomic_fetch_add(&arrived, 1, __ATOMIC_RELEASE);
 	if (own_root) {
 		const uint64_t *boot = (const uint64_t *)(uintptr_t)(read_cr3() & ~0xfffULL);
 
 		for (unsigned i = 0; i < 512; i++)
 			ap_pml4[index][i] = boot[i];
+		while (!__atomic_load_n(&roots_go, __ATOMIC_ACQUIRE))
+			__asm__ volatile("pause");
 		write_cr3((uint64_t)(uintptr_t)ap_pml4[index]);
+		__atomic_fetch_add(&rooted, 1, __ATOMIC_RELEASE);
 	}
-	idt_load();
-	lapic_enable();
-	seen_apic_id[index] = lapic_id();
-	__atomic_fetch_add(&arrived, 1, __ATOMIC_RELEASE);
 	if (page0_n)
 		page0_increments();
 	for (;;)
@@ -323,6 +328,12 @@ static void start_aps(void)
 		con_printf(" %u", seen);
 	}
 	con_puts(")");
+	if (own_root) {
+		__atomic_store_n(&roots_go, 1, __ATOMIC_RELEASE);
+		if (!wait_count(&rooted, want, TIMEOUT_MS))
+			fail(EXIT_ARRIVE, "only %u of %u APs loaded their own root within %u ms",
+			     rooted, want, TIMEOUT_MS);
+	}
 }
 
 /* ---- ping-pong ---- */

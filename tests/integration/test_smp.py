@@ -64,12 +64,13 @@ def test_unknown_action_is_refused(hearth, guest):
     assert "smpguest: unknown action bogus" in r.out
 
 
-@pytest.mark.parametrize("vcpus", [2, 4])
+@pytest.mark.parametrize("vcpus", [2, 4, 8])
 def test_aps_on_page_tables_of_their_own(hearth, guest, vcpus):
-    # Each AP loads a root of its own (the same mappings through another CR3). KVM runs
-    # that. The process engine's vCPUs share one host address space: it takes roots that
-    # translate alike as one (before 2026-12-08 it stopped the VM here; roots that differ
-    # still stop it: test_hostile.py, test_cpus_on_page_tables_that_no_longer_agree).
+    # Once all are up, every AP loads a root of its own at once (the same mappings through
+    # another CR3). KVM runs that. The process engine's vCPUs share one host address space:
+    # it takes roots that translate alike as one, however many load them together (before
+    # 2026-12-08 it stopped the VM here; roots that differ still stop it: test_hostile.py,
+    # test_cpus_on_page_tables_that_no_longer_agree).
     if hearth.mmu == "shadow":
         pytest.skip("the shadow engine parks application processors")
     r = hearth("--kernel", guest("smpguest"), "--vcpus", vcpus, "--cmdline", "ownroot",
