@@ -46,6 +46,10 @@
 #define RUNS_MAX        8    /* mappings a 2 MiB guest page is split into, at most */
 #define ALIASES         STUB_MAX_VCPUS /* other roots that translate as cur (switch_root) */
 #define SAME_TABLES_MAX 64 /* table pages compared to find that two roots translate alike */
+/* Why the VM stops when vCPUs' page tables differ, and what would run the guest. */
+#define ONE_SPACE                                                                                  \
+	"the guest process has one address space for all its vCPUs, so they must share one "       \
+	"(run this guest with one vCPU, or in a KVM engine)"
 
 struct pm_map {
 	uint64_t va, size, off;
@@ -487,13 +491,10 @@ static void recheck_aliases(struct pmmu *m)
 			continue;
 		m->alias[i] = m->alias[--m->naliases];
 		if (key_used(m, key, false) && key_used(m, ref, false))
-			vm_request_stop(
-			    m->vm, STOP_VMM_ERROR, 0,
-			    "process engine: vCPUs run on page tables at 0x%llx and at "
-			    "0x%llx, which no longer translate alike; the guest process "
-			    "has one address space for all its vCPUs, so they must share "
-			    "one (run this guest with one vCPU, or in a KVM engine)",
-			    (unsigned long long)key, (unsigned long long)ref);
+			vm_request_stop(m->vm, STOP_VMM_ERROR, 0,
+			                "process engine: vCPUs run on page tables at 0x%llx and at "
+			                "0x%llx, which no longer translate alike; " ONE_SPACE,
+			                (unsigned long long)key, (unsigned long long)ref);
 	}
 }
 
@@ -528,13 +529,11 @@ static void adopt_roots(struct pmmu *m, struct proc_vcpu *pv)
 			((struct proc_vcpu *)m->vm->vcpus[i].be)->root_key = k;
 			continue;
 		}
-		vm_request_stop(
-		    m->vm, STOP_VMM_ERROR, 0,
-		    "process engine: vCPU %u runs on page tables at 0x%llx, vCPU %u on "
-		    "those at 0x%llx; the guest process has one address space for all "
-		    "its vCPUs, so they must share one (run this guest with one vCPU, or "
-		    "in a KVM engine)",
-		    pv->v->id, (unsigned long long)m->cur->key, i, (unsigned long long)k);
+		vm_request_stop(m->vm, STOP_VMM_ERROR, 0,
+		                "process engine: vCPU %u runs on page tables at 0x%llx, vCPU %u on "
+		                "those at 0x%llx; " ONE_SPACE,
+		                pv->v->id, (unsigned long long)m->cur->key, i,
+		                (unsigned long long)k);
 		return;
 	}
 }
@@ -583,14 +582,11 @@ static void switch_root(struct pmmu *m, struct proc_vcpu *pv, const struct guest
 	if (other >= 0) {
 		const struct proc_vcpu *o = m->vm->vcpus[other].be;
 
-		vm_request_stop(
-		    m->vm, STOP_VMM_ERROR, 0,
-		    "process engine: vCPU %u loads page tables at 0x%llx while vCPU %d "
-		    "runs on those at 0x%llx; the guest process has one address space "
-		    "for all its vCPUs, so they must share one (run this guest with one "
-		    "vCPU, or in a KVM engine)",
-		    pv->v->id, (unsigned long long)key, other,
-		    (unsigned long long)cr3_key(&o->cpu));
+		vm_request_stop(m->vm, STOP_VMM_ERROR, 0,
+		                "process engine: vCPU %u loads page tables at 0x%llx while vCPU %d "
+		                "runs on those at 0x%llx; " ONE_SPACE,
+		                pv->v->id, (unsigned long long)key, other,
+		                (unsigned long long)cr3_key(&o->cpu));
 		return;
 	}
 	for (unsigned i = 0; i < MAX_ROOTS; i++) {
@@ -812,9 +808,8 @@ restart:
 			vm_request_stop(
 			    m->vm, STOP_VMM_ERROR, 0,
 			    "process engine: vCPU %u runs on page tables at 0x%llx, which do not "
-			    "translate 0x%llx as those at 0x%llx that another vCPU uses; the "
-			    "guest process has one address space for all its vCPUs, so they must "
-			    "share one (run this guest with one vCPU, or in a KVM engine)",
+			    "translate 0x%llx as those at 0x%llx that another vCPU "
+			    "uses; " ONE_SPACE,
 			    pv->v->id, (unsigned long long)cr3_key(&pv->cpu),
 			    (unsigned long long)va, (unsigned long long)key);
 		return false;
