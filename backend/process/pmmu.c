@@ -315,10 +315,17 @@ void pmmu_invlpg(struct pmmu *m, struct proc_vcpu *pv, uint64_t va)
 /* Lock held. The vCPU other than `pv` that runs, or will resume, on page tables other than
  * `key`'s; -1: none. (A vCPU's CR3 changes only in its own thread, at a trap: what is read
  * here is what it runs on.) */
+/* Is `o` on the root its CR3 names: running, or about to resume, in paged long mode
+ * (`asleep_too`: or asleep in hlt with interrupts off, which an NMI ends)? */
+static bool on_root(const struct proc_vcpu *o, bool asleep_too)
+{
+	return o->started_guest && !o->interp && !o->wait_sipi && paging(&o->cpu) &&
+	       (asleep_too || !o->halted_for_good);
+}
+
 static bool runs_on_root(const struct proc_vcpu *o)
 {
-	return o->started_guest && !o->interp && !o->wait_sipi && !o->halted_for_good &&
-	       paging(&o->cpu);
+	return on_root(o, false);
 }
 
 static bool in_cur_class(const struct pmmu *m, uint64_t key);
@@ -341,9 +348,7 @@ static bool key_used_but(const struct pmmu *m, const struct proc_vcpu *except, u
 	for (unsigned i = 0; i < m->vm->nvcpus; i++) {
 		const struct proc_vcpu *o = m->vm->vcpus[i].be;
 
-		if (o && o != except && !in_transit(m, o) &&
-		    (runs_on_root(o) ||
-		     (asleep_too && o->halted_for_good && !o->interp && paging(&o->cpu))) &&
+		if (o && o != except && !in_transit(m, o) && on_root(o, asleep_too) &&
 		    cr3_key(&o->cpu) == key)
 			return true;
 	}
@@ -475,11 +480,10 @@ static void recheck_aliases(struct pmmu *m)
 			}
 	}
 	if (ref != m->cur->key) {
+		/* a cached root of that key has a stale list (the aliases filled cur's) */
 		for (unsigned i = 0; i < MAX_ROOTS; i++)
 			if (m->roots[i].valid && m->roots[i].key == ref)
-				m->roots[i].valid =
-				    false; /* (its list is stale: aliases filled cur's) */
-		m->cur->valid = true;
+				m->roots[i].valid = false;
 		m->cur->key = ref;
 		m->cur->nmaps = 0;
 	}

@@ -102,6 +102,13 @@ static struct vm *vm_of(const struct proc_vcpu *pv)
 	return pv->v->vm;
 }
 
+/* The VM must stop or pause: its vCPUs go to the checkpoint. */
+static bool stop_or_pause(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
+	       __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE);
+}
+
 static bool guest_alive(const struct proc_vm *p)
 {
 	struct pollfd f = {.fd = p->pidfd, .events = POLLIN};
@@ -602,8 +609,7 @@ static bool wait_exit(struct proc_vcpu *pv)
 			continue;
 		}
 		spin_until = 0;
-		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
-		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE)) {
+		if (stop_or_pause(vm)) {
 			if (!kicked) /* out of guest code: pause and stop happen at the checkpoint
 			              */
 				syscall(SYS_tgkill, p->pid, pv->tid, SIGUSR1);
@@ -681,33 +687,37 @@ static void deliver_interrupts(struct proc_vcpu *pv)
 	cpu_reflect(&pv->cpu, (unsigned)vec, 0, true);
 }
 
+/* A halted vCPU's nap: until its next timer is due (WAIT_SLICE_NS at most) or a kick. `w`:
+ * pv->wake as read before the caller looked for what ends the sleep. */
+static void nap(struct proc_vcpu *pv, uint32_t w)
+{
+	struct proc_vm *p = proc_of(vm_of(pv));
+	uint64_t now = now_ns(), deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
+	struct timespec ts = {0, 0};
+
+	if (deadline > now + WAIT_SLICE_NS)
+		deadline = now + WAIT_SLICE_NS;
+	if (deadline <= now)
+		return;
+	ts.tv_nsec = (long)(deadline - now);
+	futex(&pv->wake, FUTEX_WAIT, w, &ts); /* an IPI kicks it awake */
+}
+
 /* hlt with IF set: sleep until an interrupt is due (true), or the VM must stop or pause
  * (false). */
 static bool sleep_halted(struct proc_vcpu *pv)
 {
-	struct vm *vm = vm_of(pv);
-	struct proc_vm *p = proc_of(vm);
+	struct proc_vm *p = proc_of(vm_of(pv));
 
 	for (;;) {
 		uint32_t w = __atomic_load_n(&pv->wake, __ATOMIC_ACQUIRE);
-		uint64_t now, deadline;
-		struct timespec ts;
 
 		uirq_tick(p->uirq, (int)pv->v->id);
 		if (uirq_wakeup_pending_blocked(p->uirq, pv->v->id, pv->cpu.nmi_blocked))
 			return true;
-		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
-		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+		if (stop_or_pause(vm_of(pv)))
 			return false;
-		now = now_ns();
-		deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
-		if (deadline > now + WAIT_SLICE_NS)
-			deadline = now + WAIT_SLICE_NS;
-		if (deadline <= now)
-			continue;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)(deadline - now);
-		futex(&pv->wake, FUTEX_WAIT, w, &ts);
+		nap(pv, w);
 	}
 }
 
@@ -719,13 +729,10 @@ static void take_startup(struct proc_vcpu *pv);
  * VM), or the VM must stop or pause (the caller sleeps again after a pause). */
 static bool sleep_interrupts_off(struct proc_vcpu *pv)
 {
-	struct vm *vm = vm_of(pv);
-	struct proc_vm *p = proc_of(vm);
+	struct proc_vm *p = proc_of(vm_of(pv));
 
 	for (;;) {
 		uint32_t w = __atomic_load_n(&pv->wake, __ATOMIC_ACQUIRE);
-		uint64_t now, deadline;
-		struct timespec ts;
 
 		uirq_tick(p->uirq, (int)pv->v->id); /* (a timer may be wired to deliver NMIs) */
 		take_startup(pv);
@@ -733,18 +740,9 @@ static bool sleep_interrupts_off(struct proc_vcpu *pv)
 			return false;
 		if (!pv->cpu.nmi_blocked && uirq_nmi_pending(p->uirq, pv->v->id))
 			return true;
-		if (__atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
-		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+		if (stop_or_pause(vm_of(pv)))
 			return false;
-		now = now_ns();
-		deadline = uirq_next_deadline(p->uirq, (int)pv->v->id);
-		if (deadline > now + WAIT_SLICE_NS)
-			deadline = now + WAIT_SLICE_NS;
-		if (deadline <= now)
-			continue;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)(deadline - now);
-		futex(&pv->wake, FUTEX_WAIT, w, &ts); /* an IPI kicks it awake */
+		nap(pv, w);
 	}
 }
 
@@ -790,8 +788,7 @@ static void emulate_ahead(struct proc_vcpu *pv)
 		enum emu r;
 
 		if (pv->halted || pv->interp || pv->wait_sipi || pv->stepping_pt ||
-		    (c->r.rflags & RF_TF) || __atomic_load_n(&vm->stop.reason, __ATOMIC_ACQUIRE) ||
-		    __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+		    (c->r.rflags & RF_TF) || stop_or_pause(vm))
 			return;
 		if (cpu_fetch_decode(c, &in, bytes, &n) < 0 || !traps_anyway(&in))
 			return;
